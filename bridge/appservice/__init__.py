@@ -1,0 +1,1 @@
+"""The appservice API Synapse calls: transactions, user and alias queries, ping."""

@@ -1,0 +1,176 @@
+"""The bridge process: the appservice API Synapse calls, and the bot's start-up duties.
+
+At start the bridge, in the background, makes the bot a server admin and pings itself
+through Synapse (`/_matrix/client/v1/appservice/{id}/ping`): `/healthz` turns healthy
+only when that round trip worked, so a deployment knows Synapse can reach the bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from bridge.appservice.inbox import record_transaction, select_state_events
+from bridge.bot import ensure_bot_is_server_admin
+from bridge.matrix.client import MatrixClient
+from parta.settings import Settings
+from parta.web import ApiError, error_response, install_error_handlers, install_request_log
+from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.db.migrate import upgrade_to_head
+
+log = logging.getLogger(__name__)
+
+READY_RETRY_MAX_SECONDS = 10.0
+
+
+@dataclass
+class BridgeState:
+    """What the bridge learnt at start-up; read by `/healthz`."""
+
+    ready: bool = False
+    problem: str = "starting"
+    ping_ms: int | None = None
+    ping_txn_ids: set[str] = field(default_factory=set)
+    transactions_processed: int = 0
+
+
+def _check_hs_token(settings: Settings, request: Request) -> None:
+    """Refuse any caller but our homeserver: the hs_token, compared in constant time."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "M_UNAUTHORIZED", "Missing homeserver token")
+    expected = settings.hs_token.get_secret_value()
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise ApiError(403, "M_FORBIDDEN", "Wrong homeserver token")
+
+
+async def _become_ready(settings: Settings, client: MatrixClient, state: BridgeState) -> None:
+    """Bootstrap the bot and ping through Synapse, retrying until both work."""
+    delay = 0.5
+    while not state.ready:
+        try:
+            await client.health()
+            await ensure_bot_is_server_admin(
+                client,
+                bot_user_id=settings.bot_user_id,
+                bot_localpart=settings.bot_localpart,
+                shared_secret=settings.registration_shared_secret.get_secret_value(),
+            )
+            txn_id = f"parta-start-{secrets.token_hex(8)}"
+            state.ping_txn_ids.add(txn_id)
+            state.ping_ms = await client.appservice_ping(settings.appservice_id, txn_id)
+        except Exception as exc:  # keep trying; /healthz shows the reason meanwhile
+            state.problem = f"{type(exc).__name__}: {exc}"
+            log.warning("bridge not ready yet: %s", state.problem)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, READY_RETRY_MAX_SECONDS)
+        else:
+            state.ready = True
+            state.problem = ""
+            log.info("bridge ready", extra={"appservice_ping_ms": state.ping_ms})
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the bridge's ASGI app; the database and Matrix client are opened in lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.sqlalchemy_url)
+        await run_in_threadpool(upgrade_to_head, engine)
+        app.state.sessions = make_session_factory(engine)
+        client = MatrixClient(settings.homeserver_url, settings.as_token.get_secret_value())
+        app.state.matrix = client
+        task = asyncio.create_task(_become_ready(settings, client, app.state.bridge))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.close()
+            engine.dispose()
+
+    app = FastAPI(title="Parta bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.bridge = BridgeState()
+    install_error_handlers(app)
+    install_request_log(app)
+
+    def homeserver(request: Request) -> None:
+        _check_hs_token(settings, request)
+
+    def sessions(request: Request) -> sessionmaker[Session]:
+        factory: sessionmaker[Session] = request.app.state.sessions
+        return factory
+
+    authorised = [Depends(homeserver)]
+
+    @app.put("/_matrix/app/v1/transactions/{txn_id}", dependencies=authorised)
+    async def put_transaction(
+        txn_id: str,
+        request: Request,
+        body: Annotated[dict[str, Any], Body()],
+        factory: Annotated[sessionmaker[Session], Depends(sessions)],
+    ) -> dict[str, Any]:
+        events = body.get("events", [])
+        if not isinstance(events, list):
+            raise ApiError(400, "M_BAD_JSON", "'events' must be a list")
+        state_events = select_state_events(events)
+
+        def store() -> bool:
+            with factory() as session:
+                return record_transaction(session, txn_id, state_events)
+
+        if await run_in_threadpool(store):
+            request.app.state.bridge.transactions_processed += 1
+            log.info(
+                "transaction processed",
+                extra={"txn_id": txn_id, "events": len(events), "kept": len(state_events)},
+            )
+        else:
+            log.info("transaction already processed", extra={"txn_id": txn_id})
+        return {}
+
+    @app.get("/_matrix/app/v1/users/{user_id}", dependencies=authorised)
+    async def query_user(user_id: str) -> JSONResponse:
+        # Parta creates its accounts ahead of time; it never makes one up on demand.
+        if user_id == settings.bot_user_id:
+            return JSONResponse({})
+        return error_response(404, "M_NOT_FOUND", "No such user in Parta's namespace")
+
+    @app.get("/_matrix/app/v1/rooms/{alias}", dependencies=authorised)
+    async def query_alias(alias: str) -> JSONResponse:
+        # Managed rooms are created by the reconciler, never on first lookup of their alias.
+        return error_response(404, "M_NOT_FOUND", "No such room in Parta's namespace")
+
+    @app.post("/_matrix/app/v1/ping", dependencies=authorised)
+    async def ping(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        log.info("ping from the homeserver", extra={"txn_id": body.get("transaction_id")})
+        return {}
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> JSONResponse:
+        state: BridgeState = request.app.state.bridge
+        if state.ready:
+            return JSONResponse(
+                {
+                    "status": "ok",
+                    "appservice_ping_ms": state.ping_ms,
+                    "transactions_processed": state.transactions_processed,
+                }
+            )
+        return JSONResponse({"status": "starting", "problem": state.problem}, status_code=503)
+
+    return app

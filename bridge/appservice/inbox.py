@@ -1,0 +1,80 @@
+"""What the bridge keeps from a transaction: a pure selection, then one DB transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bridge.store import AppserviceTransaction, InboxEvent
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    event_id: str
+    room_id: str
+    event_type: str
+    state_key: str
+    sender: str
+    origin_server_ts: int
+    content: dict[str, Any]
+
+
+def select_state_events(events: Iterable[Any]) -> list[StateEvent]:
+    """Keep the well-formed state events of a transaction; drop messages and junk.
+
+    Messages are dropped on purpose: what people write is none of provisioning's business.
+    """
+    selected: list[StateEvent] = []
+    for event in events:
+        if not isinstance(event, dict) or not isinstance(event.get("state_key"), str):
+            continue
+        fields = (event.get("event_id"), event.get("room_id"), event.get("type"))
+        if not all(isinstance(f, str) and f for f in fields):
+            continue
+        content = event.get("content")
+        ts = event.get("origin_server_ts")
+        selected.append(
+            StateEvent(
+                event_id=event["event_id"],
+                room_id=event["room_id"],
+                event_type=event["type"],
+                state_key=event["state_key"],
+                sender=str(event.get("sender", "")),
+                origin_server_ts=ts if isinstance(ts, int) else 0,
+                content=content if isinstance(content, dict) else {},
+            )
+        )
+    return selected
+
+
+def record_transaction(session: Session, txn_id: str, events: list[StateEvent]) -> bool:
+    """Store a transaction and its state events once; False if it was already processed.
+
+    The transaction row and its events commit together, so a crash between them cannot
+    leave a transaction marked processed with its events lost, or the other way round.
+    """
+    if session.get(AppserviceTransaction, txn_id) is not None:
+        return False
+    known = set(
+        session.scalars(
+            select(InboxEvent.event_id).where(InboxEvent.event_id.in_([e.event_id for e in events]))
+        )
+    )
+    session.add(AppserviceTransaction(txn_id=txn_id, event_count=len(events)))
+    for event in events:
+        if event.event_id in known:
+            continue  # the same event may arrive again in another transaction
+        known.add(event.event_id)
+        session.add(InboxEvent(txn_id=txn_id, **event.__dict__))
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent delivery of the same transaction won the race: it is processed.
+        session.rollback()
+        return False
+    return True

@@ -1,0 +1,253 @@
+"""The homeserver client Parta's bot uses: appservice token, identity assertion, retries.
+
+matrix-nio's sans-I/O `Api` builds the standard client-server requests (paths, bodies);
+this layer owns the transport so that it can add what nio's `AsyncClient` lacks for an
+appservice: the `Authorization` header with the as_token, `?user_id=` identity assertion,
+Synapse's admin API, retries that honour `retry_after_ms`, and typed exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import httpx
+from nio import Api
+
+from bridge.matrix.errors import (
+    HomeserverUnavailable,
+    LimitExceeded,
+    NotFound,
+    UserInUse,
+    error_from_response,
+)
+
+log = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+_IDEMPOTENT_METHODS = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long one call may keep trying before it gives up."""
+
+    attempts: int = 6
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+    deadline: float = 60.0  # seconds for one call, all attempts included
+
+
+def path(*parts: str, base: str = "/_matrix/client/v3") -> str:
+    """Join percent-encoded path segments (room IDs and user IDs contain '!', '@', ':')."""
+    return base + "".join("/" + quote(part, safe="") for part in parts)
+
+
+class MatrixClient:
+    """Calls a homeserver as the appservice bot, or as a user the appservice asserts."""
+
+    def __init__(
+        self,
+        homeserver_url: str,
+        access_token: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.homeserver_url = homeserver_url.rstrip("/")
+        self._token = access_token
+        self._retry = retry or RetryPolicy()
+        self._http = httpx.AsyncClient(
+            base_url=self.homeserver_url,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            transport=transport,
+            headers={"User-Agent": "Parta-bridge"},
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> MatrixClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def request(
+        self,
+        method: str,
+        url_path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        query: Mapping[str, str] | None = None,
+        as_user: str | None = None,
+        idempotent: bool | None = None,
+        authenticated: bool = True,
+    ) -> JsonDict:
+        """Send one request and return its JSON answer.
+
+        Args:
+            as_user: a user ID of the appservice's namespace (or any local user, for
+                Synapse admins) to act as, by identity assertion (`?user_id=`).
+            idempotent: whether a 5xx or a lost answer may be retried; defaults to True
+                for GET/PUT/DELETE. A POST with a natural key (an alias) may pass True.
+
+        Raises:
+            MatrixError: the homeserver's error, typed by `errcode` (after retries for
+                `M_LIMIT_EXCEEDED`).
+            HomeserverUnavailable: no usable answer within the retry policy's deadline.
+        """
+        params = dict(query or {})
+        if as_user is not None:
+            params["user_id"] = as_user
+        headers = {"Authorization": f"Bearer {self._token}"} if authenticated else {}
+        retry_unsafe = method in _IDEMPOTENT_METHODS if idempotent is None else idempotent
+        policy = self._retry
+        started = time.monotonic()
+        last_problem = "no attempt made"
+        for attempt in range(1, policy.attempts + 1):
+            delay = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+            try:
+                response = await self._http.request(
+                    method,
+                    url_path,
+                    json=dict(body) if body is not None else None,
+                    params=params,
+                    headers=headers,
+                )
+            except httpx.ConnectError as exc:  # the request never left: always safe to retry
+                last_problem = f"cannot connect: {exc}"
+            except httpx.TransportError as exc:
+                last_problem = f"{type(exc).__name__}: {exc}"
+                if not retry_unsafe:
+                    raise HomeserverUnavailable(
+                        0, "PARTA_HOMESERVER_UNAVAILABLE", last_problem
+                    ) from exc
+            else:
+                if response.status_code < 400:
+                    return _json(response)
+                error = error_from_response(response.status_code, _json(response))
+                if isinstance(error, LimitExceeded):
+                    retry_ms = error.body.get("retry_after_ms")
+                    delay = retry_ms / 1000 if isinstance(retry_ms, int | float) else delay
+                    last_problem = str(error)
+                elif response.status_code >= 500 and retry_unsafe:
+                    last_problem = str(error)
+                else:
+                    raise error
+            remaining = policy.deadline - (time.monotonic() - started)
+            if attempt == policy.attempts or delay > remaining:
+                break
+            log.info(
+                "retrying %s %s in %.2fs (%s)",
+                method,
+                url_path,
+                delay,
+                last_problem,
+                extra={"attempt": attempt},
+            )
+            await asyncio.sleep(delay)
+        raise HomeserverUnavailable(
+            0,
+            "PARTA_HOMESERVER_UNAVAILABLE",
+            f"{method} {url_path} failed after retries: {last_problem}",
+        )
+
+    async def call_api(
+        self, api_request: tuple[str, ...], *, as_user: str | None = None
+    ) -> JsonDict:
+        """Send a request built by matrix-nio's `Api` (which puts the token in the query)."""
+        method, nio_path, *rest = api_request
+        parts = urlsplit(nio_path)
+        query = {k: v for k, v in parse_qsl(parts.query) if k != "access_token"}
+        body = json.loads(rest[0]) if rest and rest[0] else None
+        return await self.request(method, parts.path, body=body, query=query, as_user=as_user)
+
+    # --- Plain health and identity ----------------------------------------------------
+
+    async def health(self) -> None:
+        """Raise HomeserverUnavailable unless Synapse's `/health` answers OK."""
+        try:
+            response = await self._http.get("/health", timeout=5.0)
+        except httpx.TransportError as exc:
+            raise HomeserverUnavailable(0, "PARTA_HOMESERVER_UNAVAILABLE", str(exc)) from exc
+        if response.status_code != 200:
+            raise HomeserverUnavailable(
+                response.status_code, "PARTA_HOMESERVER_UNAVAILABLE", response.text[:200]
+            )
+
+    async def whoami(self, *, as_user: str | None = None) -> str:
+        answer = await self.call_api(Api.whoami(""), as_user=as_user)
+        return str(answer["user_id"])
+
+    # --- Appservice -------------------------------------------------------------------
+
+    async def appservice_ping(self, appservice_id: str, transaction_id: str) -> int:
+        """Ask the homeserver to ping our appservice; return the round trip in ms."""
+        answer = await self.request(
+            "POST",
+            path("appservice", appservice_id, "ping", base="/_matrix/client/v1"),
+            body={"transaction_id": transaction_id},
+            idempotent=True,
+        )
+        return int(answer.get("duration_ms", 0))
+
+    async def register_appservice_user(self, localpart: str) -> bool:
+        """Register a user of the appservice's namespace; False if it already existed."""
+        try:
+            await self.request(
+                "POST",
+                path("register"),
+                body={
+                    "type": "m.login.application_service",
+                    "username": localpart,
+                    "inhibit_login": True,
+                },
+                idempotent=True,
+            )
+        except UserInUse:
+            return False
+        return True
+
+    # --- Synapse admin API --------------------------------------------------------------
+
+    async def admin_get_user(self, user_id: str) -> JsonDict | None:
+        try:
+            return await self.request("GET", path("users", user_id, base="/_synapse/admin/v2"))
+        except NotFound:
+            return None
+
+    async def admin_put_user(self, user_id: str, fields: Mapping[str, Any]) -> JsonDict:
+        """Create or update a local account (password, displayname, admin, deactivated)."""
+        return await self.request(
+            "PUT", path("users", user_id, base="/_synapse/admin/v2"), body=fields
+        )
+
+    async def admin_is_server_admin(self, user_id: str) -> bool:
+        answer = await self.request(
+            "GET", path("users", user_id, "admin", base="/_synapse/admin/v1")
+        )
+        return bool(answer.get("admin"))
+
+    async def admin_deactivate(self, user_id: str, *, erase: bool) -> None:
+        await self.request(
+            "POST",
+            path("deactivate", user_id, base="/_synapse/admin/v1"),
+            body={"erase": erase},
+            idempotent=True,
+        )
+
+
+def _json(response: httpx.Response) -> JsonDict:
+    try:
+        value = response.json()
+    except ValueError:
+        return {"errcode": "M_UNKNOWN", "error": response.text[:200]}
+    return value if isinstance(value, dict) else {"value": value}

@@ -1,0 +1,1 @@
+"""Parta's command line and deployment glue: settings, secrets, rendering, processes."""

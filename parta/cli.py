@@ -1,0 +1,206 @@
+"""`parta`: the operator's command line (what `./deploy.sh` calls once the venv exists)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from parta.settings import CONFIG_FILE_NAME, Settings
+from parta.supervisor import DeployError, tail
+
+app = typer.Typer(help="Parta: a school messenger on Matrix.", no_args_is_help=True)
+serve_app = typer.Typer(help="Run one service in the foreground (what `up` starts).")
+app.add_typer(serve_app, name="serve")
+
+VarDir = Annotated[
+    Path,
+    typer.Option(envvar="PARTA_VAR_DIR", help="Where configuration, data and logs live."),
+]
+
+CONFIG_TEMPLATE = """\
+# Parta settings for this deployment. Uncomment and edit; `./deploy.sh` applies changes.
+# The environment (PARTA_*) overrides this file; secrets live in secrets.env beside it.
+# PARTA_SERVER_NAME=localhost
+# PARTA_REGION_NAME=Демо-регион
+# PARTA_PUBLIC_HOMESERVER_URL=https://matrix.school.example.org
+# PARTA_SYNAPSE_PORT=8008
+# PARTA_PROVISIONING_PORT=8080
+# PARTA_BRIDGE_PORT=8009
+# PARTA_SYNAPSE_METRICS_PORT=9008
+# PARTA_SYNAPSE_DATABASE=sqlite          # or postgresql (then PARTA_SYNAPSE_POSTGRES_*)
+# PARTA_FEDERATION_ALLOW_LIST=[]         # e.g. ["region2.example.org"]
+# PARTA_MAX_UPLOAD_SIZE_MB=100
+"""
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _load(var_dir: Path) -> Settings:
+    try:
+        return Settings.load(var_dir)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"The settings in {var_dir} are not valid: {problems}")
+
+
+def _write_config_template(var_dir: Path) -> None:
+    path = var_dir / CONFIG_FILE_NAME
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+
+
+@app.command()
+def init(var_dir: VarDir = Path("var")) -> None:
+    """Create var/ with a settings file to edit and generated secrets (kept if present)."""
+    from parta.secrets import ensure_secrets
+
+    _write_config_template(var_dir)
+    created = ensure_secrets(var_dir)
+    typer.echo(f"Generated secrets: {', '.join(created)}" if created else "Secrets exist.")
+
+
+@app.command()
+def render(
+    var_dir: VarDir = Path("var"),
+    dry_run: Annotated[bool, typer.Option(help="Print the files, write nothing.")] = False,
+) -> None:
+    """Render Synapse's configuration and the appservice registration into var/synapse/."""
+    from parta.render import render_all, render_synapse_config
+
+    settings = _load(var_dir)
+    if dry_run:
+        for item in render_synapse_config(settings):
+            typer.echo(f"# ---- {item.path}\n{item.content}")
+        return
+    changed = render_all(settings)
+    typer.echo("\n".join(f"wrote {p}" for p in changed) or "Configuration is up to date.")
+
+
+@app.command()
+def up(var_dir: VarDir = Path("var")) -> None:
+    """Start Synapse, provisioning and the bridge (or leave them running) and print logins."""
+    from parta.deployment import LocalDeployment
+
+    _write_config_template(var_dir)
+    try:
+        deployment, created = LocalDeployment.prepare(var_dir)
+    except ValidationError as exc:
+        _fail(f"The settings in {var_dir} are not valid: {exc}")
+    try:
+        report = deployment.up(created)
+    except DeployError as exc:
+        _fail(str(exc))
+    s = deployment.settings
+    for name in report.started:
+        typer.echo(f"started {name} (ready in {report.ready_seconds[name]:.1f} s)")
+    for name in report.restarted:
+        typer.echo(f"restarted {name}: its configuration or code changed")
+    if not report.changed_anything:
+        typer.echo("Nothing changed: every service was already running with this configuration.")
+    admin_note = "" if report.region_admin_created else " (set at first deploy)"
+    typer.echo(
+        f"""
+Parta is running: region «{s.region_name}», server name {s.server_name}.
+
+  Homeserver for Element:  {s.element_homeserver_url}
+  Provisioning service:    {s.provisioning_url}  (health: {s.provisioning_url}/healthz)
+  Bridge (appservice):     {s.bridge_url}  (health: {s.bridge_url}/healthz)
+
+  Region administrator:    {s.region_admin_user_id}
+  Password:                {s.region_admin_password.get_secret_value()}{admin_note}
+
+  Sign in from Element: choose "Sign in", edit the homeserver, enter
+  {s.element_homeserver_url}, then the user name {s.region_admin_localpart} and the password.
+
+  Data and configuration: {s.var_dir}   Logs: {s.log_dir}
+  Stop: ./deploy.sh stop   Status: ./deploy.sh status   Logs: ./deploy.sh logs
+  (up in {report.total_seconds:.1f} s)"""
+    )
+
+
+@app.command()
+def stop(var_dir: VarDir = Path("var")) -> None:
+    """Stop the services this deployment started (and nothing else)."""
+    from parta.deployment import LocalDeployment
+
+    stopped = LocalDeployment(_load(var_dir)).stop()
+    typer.echo(f"stopped {', '.join(stopped)}" if stopped else "Nothing was running.")
+
+
+@app.command()
+def status(var_dir: VarDir = Path("var")) -> None:
+    """Show which services run; exit 1 unless all do."""
+    from parta.deployment import LocalDeployment
+
+    states = LocalDeployment(_load(var_dir)).status()
+    for name, pid in states.items():
+        typer.echo(f"{name:13} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    if not all(states.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help="synapse, provisioning or bridge")] = "all",
+    lines: Annotated[int, typer.Option("-n", help="How many lines of each log.")] = 40,
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Print the end of each service's log."""
+    settings = _load(var_dir)
+    files = {
+        "synapse": [settings.log_dir / "synapse.log", settings.log_dir / "synapse.stdout.log"],
+        "provisioning": [settings.log_dir / "provisioning.log"],
+        "bridge": [settings.log_dir / "bridge.log"],
+    }
+    if service != "all" and service not in files:
+        _fail(f"Unknown service {service!r}: use synapse, provisioning or bridge.")
+    for name, paths in files.items():
+        if service in ("all", name):
+            for path in paths:
+                typer.echo(f"==> {path} <==\n{tail(path, lines)}\n")
+
+
+@serve_app.command("provisioning")
+def serve_provisioning(var_dir: VarDir = Path("var")) -> None:
+    """Run the provisioning service on its configured address."""
+    import uvicorn
+
+    from parta.logs import configure_logging
+    from provisioning.app import create_app
+
+    settings = _load(var_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.bind_address,
+        port=settings.provisioning_port,
+        log_config=None,
+    )
+
+
+@serve_app.command("bridge")
+def serve_bridge(var_dir: VarDir = Path("var")) -> None:
+    """Run the bridge (the appservice Synapse calls) on its configured address."""
+    import uvicorn
+
+    from bridge.appservice.app import create_app
+    from parta.logs import configure_logging
+
+    settings = _load(var_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        create_app(settings), host=settings.bind_address, port=settings.bridge_port, log_config=None
+    )
+
+
+def main() -> None:
+    app()

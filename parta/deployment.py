@@ -1,0 +1,184 @@
+"""A region's deployment on one machine: render, start in order, wait, bootstrap, report.
+
+`./deploy.sh`, `parta up` and the test suite all go through `LocalDeployment`, so the
+tests exercise exactly what an operator runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+from bridge.matrix.client import MatrixClient
+from parta.render import render_all
+from parta.secrets import ensure_secrets
+from parta.settings import Settings
+from parta.supervisor import ServiceSpec, Supervisor
+from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.services.region import ensure_region_admin
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+SERVICE_ORDER = ("synapse", "provisioning", "bridge")
+
+
+@dataclass
+class UpReport:
+    """What `up` did, for the operator and for tests."""
+
+    secrets_created: list[str] = field(default_factory=list)
+    config_changed: list[Path] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    ready_seconds: dict[str, float] = field(default_factory=dict)
+    region_admin_created: bool = False
+    total_seconds: float = 0.0
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(
+            self.secrets_created
+            or self.config_changed
+            or self.started
+            or self.restarted
+            or self.region_admin_created
+        )
+
+
+def _digest(*parts: bytes) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(hashlib.sha256(part).digest())
+    return hasher.hexdigest()[:16]
+
+
+def _source_digest() -> bytes:
+    """Parta's own code: a changed checkout restarts the services that run it."""
+    files = sorted(
+        p
+        for package in ("parta", "provisioning", "bridge")
+        for p in (SOURCE_ROOT / package).rglob("*")
+        if p.suffix in {".py", ".mako"}
+    )
+    return b"".join(p.read_bytes() for p in files)
+
+
+class LocalDeployment:
+    """Synapse, provisioning and the bridge of one region, on this machine."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.supervisor = Supervisor(settings.run_dir)
+
+    @classmethod
+    def prepare(cls, var_dir: Path) -> tuple[LocalDeployment, list[str]]:
+        """Generate missing secrets, then load settings; returns the secrets made now."""
+        created = ensure_secrets(var_dir)
+        return cls(Settings.load(var_dir)), created
+
+    def specs(self) -> list[ServiceSpec]:
+        s = self.settings
+        env = {"PARTA_VAR_DIR": str(s.var_dir)}
+        synapse_files = [
+            s.synapse_dir / "homeserver.yaml",
+            s.synapse_dir / "log.yaml",
+            s.synapse_dir / f"appservice-{s.appservice_id}.yaml",
+        ]
+        synapse_fingerprint = _digest(
+            version("matrix-synapse").encode(), *(p.read_bytes() for p in synapse_files)
+        )
+        parta_fingerprint = _digest(s.model_dump_json().encode(), _source_digest())
+        return [
+            ServiceSpec(
+                name="synapse",
+                title="Synapse",
+                argv=[
+                    sys.executable,
+                    "-m",
+                    "synapse.app.homeserver",
+                    "--config-path",
+                    str(synapse_files[0]),
+                ],
+                host=s.bind_address,
+                port=s.synapse_port,
+                health_url=f"{s.homeserver_url}/health",
+                log_files=[s.log_dir / "synapse.stdout.log", s.log_dir / "synapse.log"],
+                fingerprint=synapse_fingerprint,
+                ready_timeout=120.0,  # the first start creates the database schema
+            ),
+            ServiceSpec(
+                name="provisioning",
+                title="the provisioning service",
+                argv=[sys.executable, "-m", "parta", "serve", "provisioning"],
+                host=s.bind_address,
+                port=s.provisioning_port,
+                health_url=f"{s.provisioning_url}/healthz",
+                log_files=[s.log_dir / "provisioning.log"],
+                fingerprint=parta_fingerprint,
+                env=env,
+            ),
+            ServiceSpec(
+                name="bridge",
+                title="the bridge",
+                argv=[sys.executable, "-m", "parta", "serve", "bridge"],
+                host=s.bind_address,
+                port=s.bridge_port,
+                health_url=f"{s.bridge_url}/healthz",
+                log_files=[s.log_dir / "bridge.log"],
+                fingerprint=parta_fingerprint,
+                env=env,
+            ),
+        ]
+
+    def up(self, secrets_created: list[str] | None = None) -> UpReport:
+        """Bring every service up with the current configuration; safe to run again.
+
+        Raises:
+            DeployError: a service could not start; the message says why and what to do.
+        """
+        began = time.monotonic()
+        report = UpReport(secrets_created=list(secrets_created or []))
+        report.config_changed = render_all(self.settings)
+        for spec in self.specs():
+            current = self.supervisor.running(spec.name)
+            if current is not None and current.fingerprint == spec.fingerprint:
+                report.unchanged.append(spec.name)
+                continue
+            if current is not None:
+                self.supervisor.stop(spec.name)
+                report.restarted.append(spec.name)
+            else:
+                report.started.append(spec.name)
+            self.supervisor.start(spec)
+            report.ready_seconds[spec.name] = self.supervisor.wait_healthy(spec)
+        report.region_admin_created = asyncio.run(self._ensure_region_admin())
+        report.total_seconds = time.monotonic() - began
+        return report
+
+    async def _ensure_region_admin(self) -> bool:
+        engine = make_engine(self.settings.sqlalchemy_url)
+        try:
+            async with MatrixClient(
+                self.settings.homeserver_url, self.settings.as_token.get_secret_value()
+            ) as client:
+                with make_session_factory(engine)() as session:
+                    return await ensure_region_admin(session, client, self.settings)
+        finally:
+            engine.dispose()
+
+    def stop(self) -> list[str]:
+        """Stop what this deployment started, in reverse order; return what was stopped."""
+        return [name for name in reversed(SERVICE_ORDER) if self.supervisor.stop(name)]
+
+    def status(self) -> dict[str, int | None]:
+        """The pid of each service that runs, or None."""
+        result: dict[str, int | None] = {}
+        for name in SERVICE_ORDER:
+            running = self.supervisor.running(name)
+            result[name] = running.pid if running else None
+        return result

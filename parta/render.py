@@ -1,0 +1,112 @@
+"""Render a region's Synapse configuration from `Settings` into `var/synapse/`.
+
+Files are rewritten only when their content changes, so a second `parta up` can tell
+that nothing changed and leave Synapse running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from signedjson.key import generate_signing_key, write_signing_keys
+
+from parta.naming import MANAGED_ALIAS_PREFIXES
+from parta.settings import Settings
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "synapse-config" / "templates"
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: Path
+    content: str
+    private: bool  # holds secrets: written with mode 0600
+
+
+def _environment() -> jinja2.Environment:
+    if not TEMPLATE_DIR.is_dir():
+        raise FileNotFoundError(
+            f"Synapse templates not found at {TEMPLATE_DIR}; run Parta from its source checkout"
+        )
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - YAML, not HTML
+    )
+
+
+def render_synapse_config(settings: Settings) -> list[RenderedFile]:
+    """Return Synapse's homeserver.yaml, log config and the bridge's appservice registration."""
+    env = _environment()
+    synapse_dir = settings.synapse_dir
+    context = {
+        "s": settings,
+        "synapse_dir": synapse_dir,
+        "log_dir": settings.log_dir,
+        "server_name_regex": re.escape(settings.server_name),
+        "bot_localpart_regex": re.escape(settings.bot_localpart),
+        "managed_alias_prefixes": [re.escape(p) for p in MANAGED_ALIAS_PREFIXES],
+    }
+    targets = [
+        ("homeserver.yaml.j2", synapse_dir / "homeserver.yaml", True),
+        ("log.yaml.j2", synapse_dir / "log.yaml", False),
+        (
+            "appservice.yaml.j2",
+            synapse_dir / f"appservice-{settings.appservice_id}.yaml",
+            True,
+        ),
+    ]
+    return [
+        RenderedFile(path, env.get_template(name).render(context), private)
+        for name, path, private in targets
+    ]
+
+
+def signing_key_path(settings: Settings) -> Path:
+    return settings.synapse_dir / f"{settings.server_name}.signing.key"
+
+
+def write_rendered(files: list[RenderedFile]) -> list[Path]:
+    """Write the files whose content differs; return the paths that changed."""
+    changed: list[Path] = []
+    for item in files:
+        item.path.parent.mkdir(parents=True, exist_ok=True)
+        if item.path.exists() and item.path.read_text(encoding="utf-8") == item.content:
+            continue
+        tmp = item.path.with_name(item.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if item.private else 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(item.content)
+        os.replace(tmp, item.path)
+        changed.append(item.path)
+    return changed
+
+
+def ensure_signing_key(settings: Settings) -> bool:
+    """Create the server's signing key once; True when it was created now.
+
+    The key identifies the region to other servers: it is never regenerated.
+    """
+    path = signing_key_path(settings)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        write_signing_keys(handle, [generate_signing_key("a_parta")])
+    return True
+
+
+def render_all(settings: Settings) -> list[Path]:
+    """Render every config file and the signing key; return what changed on disk."""
+    for directory in (settings.synapse_dir / "media_store", settings.log_dir, settings.run_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    changed = write_rendered(render_synapse_config(settings))
+    if ensure_signing_key(settings):
+        changed.append(signing_key_path(settings))
+    return changed

@@ -1,0 +1,187 @@
+"""One settings object for a region's deployment.
+
+Every part (Synapse's rendered config, provisioning, the bridge, the CLI) reads the
+same `Settings`, so a port or a server name is stated once. Values come, in order of
+precedence, from the environment (`PARTA_*`), the operator's `var/parta.env` and the
+generated `var/secrets.env` (mode 0600, written once by `parta.secrets`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CONFIG_FILE_NAME = "parta.env"
+SECRETS_FILE_NAME = "secrets.env"
+
+# Secrets generated at deploy time; a production start refuses any of them missing.
+SECRET_FIELDS = (
+    "as_token",
+    "hs_token",
+    "registration_shared_secret",
+    "macaroon_secret_key",
+    "form_secret",
+    "region_admin_password",
+)
+_PLACEHOLDERS = {"", "changeme", "change-me", "secret", "password"}
+_SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_LOCALPART = re.compile(r"^[a-z0-9._=/-]+$")
+
+
+class Settings(BaseSettings):
+    """A region's deployment: names, addresses, databases, limits and secrets."""
+
+    model_config = SettingsConfigDict(env_prefix="PARTA_", extra="ignore", frozen=True)
+
+    environment: Literal["development", "production"] = "development"
+    var_dir: Path = Path("var")
+
+    # Identity of the region.
+    server_name: str = "localhost"
+    region_name: str = "Демо-регион"
+    public_homeserver_url: str = ""  # what Element users type; defaults to the local listener
+
+    # Where each service listens (loopback unless a reverse proxy fronts them).
+    bind_address: str = "127.0.0.1"
+    synapse_port: int = Field(default=8008, ge=1, le=65535)
+    synapse_metrics_port: int = Field(default=9008, ge=1, le=65535)
+    provisioning_port: int = Field(default=8080, ge=1, le=65535)
+    bridge_port: int = Field(default=8009, ge=1, le=65535)
+
+    # Synapse's own database: SQLite for one machine, PostgreSQL for a real region.
+    synapse_database: Literal["sqlite", "postgresql"] = "sqlite"
+    synapse_postgres_host: str = "127.0.0.1"
+    synapse_postgres_port: int = 5432
+    synapse_postgres_user: str = "synapse"
+    synapse_postgres_password: SecretStr = SecretStr("")
+    synapse_postgres_db: str = "synapse"
+
+    # Provisioning's database (SQLAlchemy URL); empty means SQLite under var/.
+    database_url: str = ""
+
+    # Federation: closed unless other regions' server names are listed here.
+    federation_allow_list: list[str] = Field(default_factory=list)
+
+    # Limits.
+    max_upload_size_mb: int = Field(default=100, ge=1, le=4096)
+
+    # Matrix-side names of Parta's own accounts.
+    appservice_id: str = "parta"
+    bot_localpart: str = "parta"
+    region_admin_localpart: str = "admin"
+
+    # Logging.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    # Secrets (generated into var/secrets.env by `parta.secrets.ensure_secrets`).
+    as_token: SecretStr = SecretStr("")
+    hs_token: SecretStr = SecretStr("")
+    registration_shared_secret: SecretStr = SecretStr("")
+    macaroon_secret_key: SecretStr = SecretStr("")
+    form_secret: SecretStr = SecretStr("")
+    region_admin_password: SecretStr = SecretStr("")
+
+    @classmethod
+    def load(cls, var_dir: Path | None = None) -> Settings:
+        """Read settings for the deployment whose state lives in `var_dir`.
+
+        The environment wins over `var/parta.env`, which wins over `var/secrets.env`.
+        """
+        probe = cls()
+        directory = (var_dir or probe.var_dir).resolve()
+        files = [directory / SECRETS_FILE_NAME, directory / CONFIG_FILE_NAME]
+        return cls(
+            _env_file=tuple(str(f) for f in files if f.exists()),
+            var_dir=directory,
+        )
+
+    @field_validator("server_name")
+    @classmethod
+    def _check_server_name(cls, value: str) -> str:
+        if not _SERVER_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a Matrix server name: use a host name such as "
+                "'school.example.org' (letters, digits, dots, hyphens)"
+            )
+        return value
+
+    @field_validator("bot_localpart", "region_admin_localpart", "appservice_id")
+    @classmethod
+    def _check_localpart(cls, value: str) -> str:
+        if not _LOCALPART.match(value):
+            raise ValueError(f"{value!r} may use only a-z, 0-9 and . _ = / -")
+        return value
+
+    @field_validator("federation_allow_list")
+    @classmethod
+    def _check_allow_list(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _SERVER_NAME.match(name):
+                raise ValueError(f"federation_allow_list: {name!r} is not a server name")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets_in_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        weak = [
+            name
+            for name in SECRET_FIELDS
+            if getattr(self, name).get_secret_value().strip().lower() in _PLACEHOLDERS
+            or len(getattr(self, name).get_secret_value()) < 16
+        ]
+        if weak:
+            raise ValueError(
+                "production needs real secrets, but these are missing or placeholders: "
+                f"{', '.join(weak)}; run `parta init` to generate them into var/secrets.env"
+            )
+        return self
+
+    # Derived values: computed, never stored twice.
+
+    @property
+    def homeserver_url(self) -> str:
+        """Where Parta's own services reach Synapse's client-server API."""
+        return f"http://{self.bind_address}:{self.synapse_port}"
+
+    @property
+    def element_homeserver_url(self) -> str:
+        """The homeserver address people type into Element."""
+        return self.public_homeserver_url or self.homeserver_url
+
+    @property
+    def bridge_url(self) -> str:
+        return f"http://{self.bind_address}:{self.bridge_port}"
+
+    @property
+    def provisioning_url(self) -> str:
+        return f"http://{self.bind_address}:{self.provisioning_port}"
+
+    @property
+    def bot_user_id(self) -> str:
+        return f"@{self.bot_localpart}:{self.server_name}"
+
+    @property
+    def region_admin_user_id(self) -> str:
+        return f"@{self.region_admin_localpart}:{self.server_name}"
+
+    @property
+    def synapse_dir(self) -> Path:
+        return self.var_dir / "synapse"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.var_dir / "run"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'parta.db'}"

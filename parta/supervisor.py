@@ -1,0 +1,191 @@
+"""Start, watch and stop the deployment's processes, and only the ones it started.
+
+Each running service has a state file `var/run/<name>.json` with its pid, its command
+line and a fingerprint of its configuration. A pid counts as ours only while
+`/proc/<pid>/cmdline` still matches, so a recycled pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+class DeployError(Exception):
+    """A problem the operator must fix; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to run one service and how to know it is healthy."""
+
+    name: str
+    title: str  # shown to people: "Synapse", "the bridge"
+    argv: list[str]
+    host: str
+    port: int
+    health_url: str
+    log_files: list[Path]  # the first one receives the process's stdout and stderr
+    fingerprint: str
+    ready_timeout: float = 60.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunningService:
+    name: str
+    pid: int
+    fingerprint: str
+    started_at: float
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    if not raw:  # a zombie: exited, not yet reaped
+        return None
+    return raw.decode(errors="replace").split("\0")[:-1]
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"({path} does not exist)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def _state_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.json"
+
+    def running(self, name: str) -> RunningService | None:
+        """The service if the process we started is still alive, else None."""
+        path = self._state_file(name)
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        pid = int(state["pid"])
+        if _cmdline(pid) != state["argv"]:
+            path.unlink(missing_ok=True)  # it died, or the pid now belongs to someone else
+            return None
+        return RunningService(name, pid, str(state["fingerprint"]), float(state["started_at"]))
+
+    def start(self, spec: ServiceSpec) -> int:
+        """Start the service detached from this terminal; raise DeployError if it cannot."""
+        if not port_is_free(spec.host, spec.port):
+            raise DeployError(
+                f"Port {spec.port} on {spec.host} is already used by another program, so "
+                f"{spec.title} cannot start. Stop that program, or choose another port in "
+                f"var/parta.env (PARTA_{spec.name.upper()}_PORT=...)."
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        spec.log_files[0].parent.mkdir(parents=True, exist_ok=True)
+        with open(spec.log_files[0], "ab") as log:
+            process = subprocess.Popen(
+                spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives the terminal; stop() signals its group
+                env={**os.environ, **spec.env},
+                close_fds=True,
+            )
+        self._state_file(spec.name).write_text(
+            json.dumps(
+                {
+                    "pid": process.pid,
+                    "argv": spec.argv,
+                    "fingerprint": spec.fingerprint,
+                    "started_at": time.time(),
+                }
+            ),
+            encoding="utf-8",
+        )
+        return process.pid
+
+    def wait_healthy(self, spec: ServiceSpec) -> float:
+        """Wait until the health URL answers 200; return the seconds it took.
+
+        Raises:
+            DeployError: the process exited, or did not become healthy in time; the
+                message carries the end of its log.
+        """
+        started = time.monotonic()
+        deadline = started + spec.ready_timeout
+        last = "no answer yet"
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if self.running(spec.name) is None:
+                    raise DeployError(
+                        f"{spec.title} stopped while starting; the end of its log:\n"
+                        + "\n".join(tail(p) for p in spec.log_files)
+                    )
+                try:
+                    response = http.get(spec.health_url)
+                    if response.status_code == 200:
+                        return time.monotonic() - started
+                    last = f"HTTP {response.status_code}: {response.text[:200]}"
+                except httpx.TransportError as exc:
+                    last = type(exc).__name__
+                time.sleep(0.2)
+        logs = ", ".join(str(p) for p in spec.log_files)
+        raise DeployError(
+            f"{spec.title} did not answer on {spec.host}:{spec.port} within "
+            f"{spec.ready_timeout:.0f} s (last: {last}); see {logs}. Its log ends with:\n"
+            + "\n".join(tail(p) for p in spec.log_files)
+        )
+
+    def stop(self, name: str, timeout: float = 20.0) -> bool:
+        """Stop the service if we started it and it runs; True if it was stopped now."""
+        service = self.running(name)
+        if service is None:
+            return False
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(service.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and _cmdline(service.pid) is not None:
+                _reap(service.pid)
+                time.sleep(0.1)
+            if _cmdline(service.pid) is None:
+                break
+        self._state_file(name).unlink(missing_ok=True)
+        return True
+
+
+def _reap(pid: int) -> None:
+    """Collect a child that exited, when the supervisor itself started it (tests do)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,1 @@
+"""Parta's source of truth: regions, schools, classes, people and roles."""

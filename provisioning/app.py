@@ -1,0 +1,50 @@
+"""The provisioning service's ASGI app: built by `create_app(settings)`, nothing at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from bridge.matrix.client import MatrixClient, RetryPolicy
+from parta.settings import Settings
+from parta.web import install_error_handlers, install_request_log
+from provisioning.api import health
+from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.db.migrate import upgrade_to_head
+from provisioning.services.region import ensure_region
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app; the lifespan migrates the database and opens the Matrix client."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.sqlalchemy_url)
+        await run_in_threadpool(upgrade_to_head, engine)
+        sessions = make_session_factory(engine)
+        with sessions() as session:
+            await run_in_threadpool(ensure_region, session, settings)
+        app.state.sessions = sessions
+        app.state.engine = engine
+        # Health checks must answer quickly: one short try, no long retry budget.
+        app.state.matrix = MatrixClient(
+            settings.homeserver_url,
+            settings.as_token.get_secret_value(),
+            timeout=5.0,
+            retry=RetryPolicy(attempts=1, deadline=5.0),
+        )
+        try:
+            yield
+        finally:
+            await app.state.matrix.close()
+            engine.dispose()
+
+    app = FastAPI(title="Parta provisioning", lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    install_request_log(app)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,32 @@
+"""Alembic environment: runs against the engine the caller passes in `config.attributes`."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Engine, create_engine
+
+import bridge.store  # noqa: F401 - registers the bridge's tables on the shared metadata
+import provisioning.db.models  # noqa: F401 - registers provisioning's tables
+from provisioning.db.base import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations() -> None:
+    engine = config.attributes.get("engine")
+    if not isinstance(engine, Engine):
+        url = config.get_main_option("sqlalchemy.url")
+        if not url:
+            raise RuntimeError("no engine or sqlalchemy.url given to the migrations")
+        engine = create_engine(url)
+    with engine.begin() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters by copy
+        )
+        context.run_migrations()
+
+
+run_migrations()

@@ -1,0 +1,1 @@
+"""Provisioning's rules: the services routes and commands call."""
