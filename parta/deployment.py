@@ -17,7 +17,7 @@ from pathlib import Path
 from bridge.matrix.client import MatrixClient
 from parta.render import render_all
 from parta.secrets import ensure_secrets
-from parta.settings import Settings
+from parta.settings import SECRET_FIELDS, Settings
 from parta.supervisor import ServiceSpec, Supervisor
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.services.region import ensure_region_admin
@@ -92,7 +92,12 @@ class LocalDeployment:
         synapse_fingerprint = _digest(
             version("matrix-synapse").encode(), *(p.read_bytes() for p in synapse_files)
         )
-        parta_fingerprint = _digest(s.model_dump_json().encode(), _source_digest())
+        # model_dump_json masks secrets, so they are added in the clear (only hashed here).
+        parta_fingerprint = _digest(
+            s.model_dump_json().encode(),
+            *(getattr(s, name).get_secret_value().encode() for name in SECRET_FIELDS),
+            _source_digest(),
+        )
         return [
             ServiceSpec(
                 name="synapse",

@@ -17,9 +17,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.appservice.inbox import record_transaction, select_state_events
@@ -32,7 +33,28 @@ from provisioning.db.migrate import upgrade_to_head
 
 log = logging.getLogger(__name__)
 
+
+class Transaction(BaseModel):
+    """`PUT /_matrix/app/v1/transactions/{txnId}`: events are checked one by one later."""
+
+    model_config = ConfigDict(extra="allow")
+    events: list[Any] = Field(default_factory=list)
+
+
+class Ping(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    transaction_id: str | None = None
+
+
 READY_RETRY_MAX_SECONDS = 10.0
+
+
+def _session_factory(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    return factory
+
+
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(_session_factory)]
 
 
 @dataclass
@@ -46,8 +68,9 @@ class BridgeState:
     transactions_processed: int = 0
 
 
-def _check_hs_token(settings: Settings, request: Request) -> None:
+def _homeserver_only(request: Request) -> None:
     """Refuse any caller but our homeserver: the hs_token, compared in constant time."""
+    settings: Settings = request.app.state.settings
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -105,28 +128,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Parta bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.bridge = BridgeState()
+    app.state.settings = settings
     install_error_handlers(app)
     install_request_log(app)
 
-    def homeserver(request: Request) -> None:
-        _check_hs_token(settings, request)
-
-    def sessions(request: Request) -> sessionmaker[Session]:
-        factory: sessionmaker[Session] = request.app.state.sessions
-        return factory
-
-    authorised = [Depends(homeserver)]
+    authorised = [Depends(_homeserver_only)]
 
     @app.put("/_matrix/app/v1/transactions/{txn_id}", dependencies=authorised)
     async def put_transaction(
         txn_id: str,
         request: Request,
-        body: Annotated[dict[str, Any], Body()],
-        factory: Annotated[sessionmaker[Session], Depends(sessions)],
+        body: Transaction,
+        factory: SessionFactoryDep,
     ) -> dict[str, Any]:
-        events = body.get("events", [])
-        if not isinstance(events, list):
-            raise ApiError(400, "M_BAD_JSON", "'events' must be a list")
+        events = body.events
         state_events = select_state_events(events)
 
         def store() -> bool:
@@ -156,8 +171,8 @@ def create_app(settings: Settings) -> FastAPI:
         return error_response(404, "M_NOT_FOUND", "No such room in Parta's namespace")
 
     @app.post("/_matrix/app/v1/ping", dependencies=authorised)
-    async def ping(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-        log.info("ping from the homeserver", extra={"txn_id": body.get("transaction_id")})
+    async def ping(body: Ping) -> dict[str, Any]:
+        log.info("ping from the homeserver", extra={"txn_id": body.transaction_id})
         return {}
 
     @app.get("/healthz")

@@ -100,18 +100,21 @@ class MatrixClient:
                 for GET/PUT/DELETE. A POST with a natural key (an alias) may pass True.
 
         Raises:
-            MatrixError: the homeserver's error, typed by `errcode` (after retries for
-                `M_LIMIT_EXCEEDED`).
+            MatrixError: the homeserver's error, typed by `errcode`; `LimitExceeded` when
+                the homeserver still rate-limits the call once the retry budget is spent.
             HomeserverUnavailable: no usable answer within the retry policy's deadline.
         """
         params = dict(query or {})
         if as_user is not None:
             params["user_id"] = as_user
-        headers = {"Authorization": f"Bearer {self._token}"} if authenticated else {}
+        headers = (
+            {"Authorization": f"Bearer {self._token}"} if authenticated and self._token else {}
+        )
         retry_unsafe = method in _IDEMPOTENT_METHODS if idempotent is None else idempotent
         policy = self._retry
         started = time.monotonic()
         last_problem = "no attempt made"
+        rate_limited: LimitExceeded | None = None
         for attempt in range(1, policy.attempts + 1):
             delay = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
             try:
@@ -135,6 +138,7 @@ class MatrixClient:
                     return _json(response)
                 error = error_from_response(response.status_code, _json(response))
                 if isinstance(error, LimitExceeded):
+                    rate_limited = error
                     retry_ms = error.body.get("retry_after_ms")
                     delay = retry_ms / 1000 if isinstance(retry_ms, int | float) else delay
                     last_problem = str(error)
@@ -154,6 +158,8 @@ class MatrixClient:
                 extra={"attempt": attempt},
             )
             await asyncio.sleep(delay)
+        if rate_limited is not None and last_problem == str(rate_limited):
+            raise rate_limited  # still limited when the budget ran out: say so, typed
         raise HomeserverUnavailable(
             0,
             "PARTA_HOMESERVER_UNAVAILABLE",

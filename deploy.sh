@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Parta on one machine.
+#   ./deploy.sh            bring everything up (same as ./deploy.sh up); safe to run again
+#   ./deploy.sh test       install test dependencies and run lint, types and the test suite
+#   ./deploy.sh stop | status | logs [service] | render [--dry-run] | help
+# State lives in var/ (or $PARTA_VAR_DIR); the virtualenv in .venv/.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+export PARTA_VAR_DIR="${PARTA_VAR_DIR:-$ROOT/var}"
+
+die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
+say() { printf '==> %s\n' "$*"; }
+
+usage() {
+  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+find_python() {
+  local candidate
+  for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      command -v "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Install the project into .venv, again only when pyproject.toml changed or extras are missing.
+# The stamp holds "<hash of pyproject.toml> <extras>"; an install with [test] serves `up` too.
+ensure_venv() {
+  local extras="$1" python stamp hash have
+  if [ ! -x "$VENV/bin/python" ]; then
+    python="$(find_python)" || die "Parta needs Python 3.11 or newer, and none was found.
+  On Debian: apt-get install python3 python3-venv   (or set PYTHON=/path/to/python3.11)"
+    "$python" -c 'import venv, ensurepip' 2>/dev/null ||
+      die "Python's venv module is missing. On Debian: apt-get install python3-venv"
+    say "creating the virtualenv in .venv"
+    "$python" -m venv "$VENV"
+  fi
+  stamp="$VENV/.parta-installed"
+  hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  have="$(cat "$stamp" 2>/dev/null || true)"
+  if [ "$have" = "$hash $extras" ] || { [ -z "$extras" ] && [ "$have" = "$hash [test]" ]; }; then
+    return 0
+  fi
+  say "installing Parta and its pinned dependencies into .venv (about a minute the first time)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip ||
+    die "pip could not upgrade itself; is the package index reachable?"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".$extras" ||
+    die "installing the Python packages failed (see the pip output above). A package that
+  builds from source needs a compiler and headers: apt-get install build-essential python3-dev libpq-dev"
+  printf '%s %s' "$hash" "$extras" >"$stamp"
+}
+
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "please install these Debian packages: $*"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing Debian packages: $*"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# The tests use the PostgreSQL on 127.0.0.1:5432 when it answers; otherwise they start a
+# throwaway cluster from Debian's binaries, which must then be installed.
+ensure_test_system_packages() {
+  local missing=()
+  if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null &&
+     ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+  fi
+  command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+  if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+run_tests() {
+  ensure_test_system_packages
+  ensure_venv "[test]"
+  say "ruff check"
+  "$VENV/bin/ruff" check .
+  say "ruff format --check"
+  "$VENV/bin/ruff" format --check .
+  say "mypy"
+  "$VENV/bin/mypy"
+  say "pytest"
+  "$VENV/bin/pytest" "$@"
+}
+
+command="${1:-up}"
+[ "$#" -gt 0 ] && shift
+case "$command" in
+  up)
+    ensure_venv ""
+    exec "$VENV/bin/parta" up "$@"
+    ;;
+  test)
+    run_tests "$@"
+    ;;
+  stop | status | logs | render | init)
+    [ -x "$VENV/bin/parta" ] || die "Parta is not installed yet; run ./deploy.sh first."
+    exec "$VENV/bin/parta" "$command" "$@"
+    ;;
+  help | -h | --help)
+    usage
+    ;;
+  *)
+    usage >&2
+    die "unknown command '$command'"
+    ;;
+esac

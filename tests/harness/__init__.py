@@ -1,0 +1,1 @@
+"""Real parts for the tests: free ports, PostgreSQL servers, whole deployments."""

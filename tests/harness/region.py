@@ -1,0 +1,33 @@
+"""Whole deployments for the tests, through the same code `./deploy.sh` runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from parta.deployment import LocalDeployment
+from parta.settings import CONFIG_FILE_NAME
+from tests.harness.ports import free_ports
+
+
+def write_config(var_dir: Path, **overrides: object) -> None:
+    """Write var/parta.env with free ports and the given settings (as PARTA_* lines)."""
+    synapse, metrics, provisioning, bridge = free_ports(4)
+    values: dict[str, object] = {
+        "synapse_port": synapse,
+        "synapse_metrics_port": metrics,
+        "provisioning_port": provisioning,
+        "bridge_port": bridge,
+        "log_level": "INFO",
+        **overrides,
+    }
+    var_dir.mkdir(parents=True, exist_ok=True)
+    (var_dir / CONFIG_FILE_NAME).write_text(
+        "".join(f"PARTA_{key.upper()}={value}\n" for key, value in values.items()),
+        encoding="utf-8",
+    )
+
+
+def new_deployment(var_dir: Path, **overrides: object) -> LocalDeployment:
+    write_config(var_dir, **overrides)
+    deployment, _ = LocalDeployment.prepare(var_dir)
+    return deployment

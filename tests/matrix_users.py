@@ -1,0 +1,34 @@
+"""Helpers for tests that act as real people through matrix-nio."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from nio import AsyncClient, LoginResponse
+
+from bridge.accounts import ensure_local_user
+from bridge.matrix.client import MatrixClient
+from parta.deployment import LocalDeployment
+
+
+async def new_person(bot: MatrixClient, region: LocalDeployment, name: str) -> tuple[str, str]:
+    """Create a fresh local account through the bridge; return (user ID, password)."""
+    user_id = f"@{name}-{secrets.token_hex(3)}:{region.settings.server_name}"
+    password = secrets.token_urlsafe(12)
+    await ensure_local_user(bot, user_id, display_name=name.capitalize(), password=password)
+    return user_id, password
+
+
+@asynccontextmanager
+async def logged_in(
+    region: LocalDeployment, user_id: str, password: str
+) -> AsyncIterator[AsyncClient]:
+    client = AsyncClient(region.settings.homeserver_url, user_id)
+    try:
+        response = await client.login(password, device_name="parta-tests")
+        assert isinstance(response, LoginResponse), response
+        yield client
+    finally:
+        await client.close()

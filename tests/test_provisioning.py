@@ -1,0 +1,57 @@
+"""The provisioning service: health, migrations, and the region admin's record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from parta.deployment import LocalDeployment
+from parta.secrets import ensure_secrets
+from parta.settings import Settings
+from provisioning.app import create_app
+from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.db.models import AuditEvent, Person, Role
+from tests.harness.ports import free_ports
+from tests.harness.region import write_config
+
+
+def test_health_reports_database_and_synapse(region: LocalDeployment) -> None:
+    response = httpx.get(f"{region.settings.provisioning_url}/healthz", timeout=10)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "synapse": "ok"}
+
+
+def test_health_is_degraded_when_synapse_is_down(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    write_config(var_dir, synapse_port=free_ports(1)[0])  # nothing listens there
+    ensure_secrets(var_dir)
+    with TestClient(create_app(Settings.load(var_dir))) as client:
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["database"]) == ("degraded", "ok")
+    assert body["synapse"].startswith("error")
+
+
+def test_region_admin_is_recorded_with_role_and_audit(region: LocalDeployment) -> None:
+    engine = make_engine(region.settings.sqlalchemy_url)
+    try:
+        with make_session_factory(engine)() as session:
+            admin = session.scalar(
+                select(Person).where(Person.matrix_user_id == region.settings.region_admin_user_id)
+            )
+            assert admin is not None
+            assert [r.role for r in admin.roles] == [Role.REGION_ADMIN]
+            actions = set(session.scalars(select(AuditEvent.action)))
+            assert {"region.created", "role.granted"} <= actions
+    finally:
+        engine.dispose()
+
+
+def test_errors_use_the_matrix_error_shape(region: LocalDeployment) -> None:
+    response = httpx.get(f"{region.settings.provisioning_url}/no-such-page", timeout=10)
+    assert response.status_code == 404
+    assert response.json() == {"errcode": "M_NOT_FOUND", "error": "Not Found"}
