@@ -49,6 +49,7 @@ async def ensure_bot_is_server_admin(
     await client.register_appservice_user(bot_localpart)
     try:
         if await client.admin_is_server_admin(bot_user_id):
+            await _deactivate_leftover_helpers(client, bot_localpart)
             return False
     except (Forbidden, NotFound):
         pass  # not an admin yet: Synapse refuses the admin API to non-admins
@@ -64,5 +65,21 @@ async def ensure_bot_is_server_admin(
             body={"admin": True},
         )
     await client.admin_deactivate(helper_id, erase=True)
+    await _deactivate_leftover_helpers(client, bot_localpart)
     log.info("granted server-admin rights to the bot", extra={"bot": bot_user_id})
     return True
+
+
+async def _deactivate_leftover_helpers(client: MatrixClient, bot_localpart: str) -> None:
+    """Deactivate throw-away admins an interrupted bootstrap left behind."""
+    prefix = f"@{bot_localpart}_setup_"
+    answer = await client.request(
+        "GET",
+        path("users", base="/_synapse/admin/v2"),
+        query={"name": f"{bot_localpart}_setup_", "deactivated": "false", "limit": "100"},
+    )
+    for user in answer.get("users", []):
+        name = str(user.get("name", ""))
+        if name.startswith(prefix) and not user.get("deactivated"):
+            await client.admin_deactivate(name, erase=True)
+            log.warning("deactivated a leftover bootstrap admin", extra={"user": name})

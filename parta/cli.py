@@ -44,7 +44,9 @@ def _fail(message: str) -> NoReturn:
 def _load(var_dir: Path) -> Settings:
     try:
         return Settings.load(var_dir)
-    except ValidationError as exc:
+    except ValueError as exc:
+        if not isinstance(exc, ValidationError):
+            _fail(str(exc))
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
@@ -95,6 +97,8 @@ def up(var_dir: VarDir = Path("var")) -> None:
         deployment, created = LocalDeployment.prepare(var_dir)
     except ValidationError as exc:
         _fail(f"The settings in {var_dir} are not valid: {exc}")
+    except ValueError as exc:
+        _fail(str(exc))
     try:
         report = deployment.up(created)
     except DeployError as exc:

@@ -83,7 +83,6 @@ class LocalDeployment:
 
     def specs(self) -> list[ServiceSpec]:
         s = self.settings
-        env = {"PARTA_VAR_DIR": str(s.var_dir)}
         synapse_files = [
             s.synapse_dir / "homeserver.yaml",
             s.synapse_dir / "log.yaml",
@@ -116,27 +115,22 @@ class LocalDeployment:
                 fingerprint=synapse_fingerprint,
                 ready_timeout=120.0,  # the first start creates the database schema
             ),
-            ServiceSpec(
-                name="provisioning",
-                title="the provisioning service",
-                argv=[sys.executable, "-m", "parta", "serve", "provisioning"],
-                host=s.bind_address,
-                port=s.provisioning_port,
-                health_url=f"{s.provisioning_url}/healthz",
-                log_files=[s.log_dir / "provisioning.log"],
-                fingerprint=parta_fingerprint,
-                env=env,
-            ),
-            ServiceSpec(
-                name="bridge",
-                title="the bridge",
-                argv=[sys.executable, "-m", "parta", "serve", "bridge"],
-                host=s.bind_address,
-                port=s.bridge_port,
-                health_url=f"{s.bridge_url}/healthz",
-                log_files=[s.log_dir / "bridge.log"],
-                fingerprint=parta_fingerprint,
-                env=env,
+            *(
+                ServiceSpec(
+                    name=name,
+                    title=title,
+                    argv=[sys.executable, "-m", "parta", "serve", name],
+                    host=s.bind_address,
+                    port=port,
+                    health_url=f"http://{s.bind_address}:{port}/healthz",
+                    log_files=[s.log_dir / f"{name}.log"],
+                    fingerprint=parta_fingerprint,
+                    env={"PARTA_VAR_DIR": str(s.var_dir)},
+                )
+                for name, title, port in (
+                    ("provisioning", "the provisioning service", s.provisioning_port),
+                    ("bridge", "the bridge", s.bridge_port),
+                )
             ),
         ]
 

@@ -8,6 +8,7 @@ generated `var/secrets.env` (mode 0600, written once by `parta.secrets`).
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Literal
@@ -95,6 +96,8 @@ class Settings(BaseSettings):
         probe = cls()
         directory = (var_dir or probe.var_dir).resolve()
         files = [directory / SECRETS_FILE_NAME, directory / CONFIG_FILE_NAME]
+        for path in files:
+            _refuse_unknown_names(path)
         return cls(
             _env_file=tuple(str(f) for f in files if f.exists()),
             var_dir=directory,
@@ -185,3 +188,17 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'parta.db'}"
+
+
+def _refuse_unknown_names(path: Path) -> None:
+    """A misspelt setting would be ignored silently; name it and suggest the right one."""
+    if not path.exists():
+        return
+    known = {f"PARTA_{name.upper()}" for name in Settings.model_fields}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        name = line.split("=", 1)[0].strip()
+        if not name or name.startswith("#") or "=" not in line or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ValueError(f"{path}:{number}: {name} is not a Parta setting{hint}")

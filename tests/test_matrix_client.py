@@ -9,6 +9,7 @@ import httpx
 import pytest
 from nio import Api
 
+from bridge.bot import _register_with_shared_secret, ensure_bot_is_server_admin
 from bridge.matrix.client import MatrixClient, RetryPolicy
 from bridge.matrix.errors import (
     Exclusive,
@@ -148,3 +149,24 @@ async def test_secrets_never_appear_in_request_urls(region: LocalDeployment) -> 
     async with MatrixClient("http://hs.invalid", token, transport=httpx.MockTransport(handle)) as c:
         await c.whoami()
     assert urls and all(token not in url for url in urls)
+
+
+async def test_a_bootstrap_admin_left_by_a_crash_is_deactivated(
+    bot: MatrixClient, region: LocalDeployment
+) -> None:
+    """The bridge died between making its helper admin and removing it: next start cleans up."""
+    s = region.settings
+    leftover = f"{s.bot_localpart}_setup_crashed{secrets.token_hex(2)}"
+    await _register_with_shared_secret(
+        bot, s.registration_shared_secret.get_secret_value(), leftover, secrets.token_hex(12)
+    )
+    leftover_id = f"@{leftover}:{s.server_name}"
+    assert (await bot.admin_get_user(leftover_id) or {})["admin"] is True
+    granted = await ensure_bot_is_server_admin(
+        bot,
+        bot_user_id=s.bot_user_id,
+        bot_localpart=s.bot_localpart,
+        shared_secret=s.registration_shared_secret.get_secret_value(),
+    )
+    assert granted is False  # the bot already was an admin
+    assert (await bot.admin_get_user(leftover_id) or {})["deactivated"] is True

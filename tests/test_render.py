@@ -124,3 +124,12 @@ def test_production_refuses_placeholder_secrets(tmp_path: Path) -> None:
 def test_invalid_server_name_is_explained() -> None:
     with pytest.raises(ValidationError, match="is not a Matrix server name"):
         Settings(server_name="school example")
+
+
+def test_a_misspelt_setting_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    write_config(var_dir)
+    with (var_dir / "parta.env").open("a") as config:
+        config.write("PARTA_SYNAPSE_PROT=8448\n")
+    with pytest.raises(ValueError, match="PARTA_SYNAPSE_PROT is not a Parta setting; did you mean"):
+        Settings.load(var_dir)
