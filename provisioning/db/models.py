@@ -1,4 +1,7 @@
-"""Provisioning's tables: the region, the people in it, their roles, and the audit log."""
+"""Provisioning's tables: the source of truth for a region's schools, classes and people.
+
+The reconciler turns these rows into Matrix spaces, rooms, power levels and memberships.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,28 @@ class Role(enum.StrEnum):
     PARENT = "parent"
 
 
+class RoomKind(enum.StrEnum):
+    """What a managed Matrix room stands for; see docs/mapping.md."""
+
+    SCHOOL_SPACE = "school_space"
+    ANNOUNCEMENTS = "announcements"
+    STAFF_ROOM = "staff_room"
+    CLASS_SPACE = "class_space"
+    CLASS_CHAT = "class_chat"
+    CLASS_CHANNEL = "class_channel"
+    CLASS_PARENTS = "class_parents"
+
+
+class EnrolmentRole(enum.StrEnum):
+    PUPIL = "pupil"
+    CLASS_TEACHER = "class_teacher"
+    SUBJECT_TEACHER = "subject_teacher"
+
+
+def _values(enum_type: type[enum.Enum]) -> list[str]:
+    return [str(member.value) for member in enum_type]
+
+
 class Region(Base):
     """The deployment's region: one homeserver, one server name."""
 
@@ -38,6 +63,8 @@ class Person(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     display_name: Mapped[str] = mapped_column(String(255))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(255))
     matrix_user_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -47,17 +74,22 @@ class Person(Base):
 
 
 class RoleAssignment(Base):
-    """A role a person holds within a scope (the region here; schools and classes later)."""
+    """A role a person holds in the region (region admin) or in a school (admin, teacher).
+
+    Class-level roles (pupil, class teacher, subject teacher) are `Enrolment`s; being a
+    parent follows from `ParentLink`s.
+    """
 
     __tablename__ = "role_assignments"
-    __table_args__ = (UniqueConstraint("person_id", "role", "region_id"),)
+    __table_args__ = (UniqueConstraint("person_id", "role", "region_id", "school_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     role: Mapped[Role] = mapped_column(
-        Enum(Role, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+        Enum(Role, native_enum=False, length=32, values_callable=_values)
     )
     region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="CASCADE"))
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     person: Mapped[Person] = relationship(back_populates="roles")
@@ -74,3 +106,115 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(255))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class School(Base):
+    """A school community: one Matrix space with its rooms and one sub-space per class."""
+
+    __tablename__ = "schools"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    # Set once at creation; aliases are built from it, so renaming a school keeps them.
+    slug: Mapped[str] = mapped_column(String(40), unique=True)
+    last_grade: Mapped[int] = mapped_column(default=11)
+    academic_year: Mapped[int] = mapped_column()  # the year the current school year began
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    classes: Mapped[list[SchoolClass]] = relationship(back_populates="school")
+    subjects: Mapped[list[Subject]] = relationship(back_populates="school")
+
+
+class SchoolClass(Base):
+    """A class such as "5А" in the current academic year; graduated classes are archived.
+
+    `graduation_year` and `letter` identify the class across years: a promotion raises
+    `grade` while both stay, so the class keeps its rooms, aliases and history.
+    """
+
+    __tablename__ = "school_classes"
+    __table_args__ = (UniqueConstraint("school_id", "graduation_year", "letter"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    grade: Mapped[int] = mapped_column()
+    letter: Mapped[str] = mapped_column(String(8))
+    graduation_year: Mapped[int] = mapped_column()
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    school: Mapped[School] = relationship(back_populates="classes")
+    enrolments: Mapped[list[Enrolment]] = relationship(
+        back_populates="school_class", cascade="all, delete-orphan"
+    )
+
+    @property
+    def label(self) -> str:
+        """How people name the class: "5А"."""
+        return f"{self.grade}{self.letter}"
+
+
+class Subject(Base):
+    __tablename__ = "subjects"
+    __table_args__ = (UniqueConstraint("school_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+
+    school: Mapped[School] = relationship(back_populates="subjects")
+
+
+class Enrolment(Base):
+    """A person's place in a class: pupil, class teacher, or teacher of a subject."""
+
+    __tablename__ = "enrolments"
+    __table_args__ = (UniqueConstraint("person_id", "class_id", "role", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    class_id: Mapped[int] = mapped_column(ForeignKey("school_classes.id", ondelete="CASCADE"))
+    role: Mapped[EnrolmentRole] = mapped_column(
+        Enum(EnrolmentRole, native_enum=False, length=32, values_callable=_values)
+    )
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    person: Mapped[Person] = relationship()
+    school_class: Mapped[SchoolClass] = relationship(back_populates="enrolments")
+
+
+class ParentLink(Base):
+    """A parent (or guardian) of a pupil."""
+
+    __tablename__ = "parent_links"
+    __table_args__ = (UniqueConstraint("parent_id", "child_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    child_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ManagedRoom(Base):
+    """A Matrix room or space Parta manages, found by its alias (the natural key).
+
+    `room_id` is remembered once the room exists; `applied` records what the reconciler
+    last made true there, so a run with nothing changed needs no calls to Synapse.
+    """
+
+    __tablename__ = "managed_rooms"
+
+    alias: Mapped[str] = mapped_column(String(255), primary_key=True)  # localpart
+    kind: Mapped[RoomKind] = mapped_column(
+        Enum(RoomKind, native_enum=False, length=32, values_callable=_values)
+    )
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id", ondelete="SET NULL"))
+    class_id: Mapped[int | None] = mapped_column(
+        ForeignKey("school_classes.id", ondelete="SET NULL")
+    )
+    room_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    applied: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dirty: Mapped[bool] = mapped_column(default=True)  # observe it from Synapse next run
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,292 @@
+"""`build_desired(session, bot)`: the Matrix state the database asks for (docs/mapping.md).
+
+Who is in which room, who may post, and how outsiders are kept out, per room kind:
+- school space: everyone of the school; people knock to join; only the bot changes it.
+- announcements: everyone of the school reads; administration (100) posts (events 50).
+- staff room: administration and teachers talk; invite only.
+- class space: pupils, their parents, the class's teachers; knock = join request.
+- class chat: pupils and the class's teachers talk; invite only (parents are not in it).
+- class channel: teachers (50) post; pupils and parents read; open to the class space.
+- parents chat: the class teacher and parents; invite only (pupils are not in it).
+Archived (graduated) classes keep their rooms and members, read-only.
+Reads the database in a handful of bulk queries: it must scale to a whole region.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from parta.naming import transliterate
+from provisioning.db.models import (
+    Enrolment,
+    EnrolmentRole,
+    ParentLink,
+    Person,
+    Role,
+    RoleAssignment,
+    School,
+    SchoolClass,
+)
+from provisioning.reconciler.state import (
+    DesiredRoom,
+    DesiredState,
+    JoinRule,
+    PowerLevels,
+    RoomAlias,
+    UserID,
+)
+
+ADMIN_LEVEL = 100
+TEACHER_LEVEL = 50
+BOT_ONLY = 100
+
+# State only the bot may change (defence in depth: the policy module enforces it too).
+_PROTECTED_STATE = (
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.history_visibility",
+    "m.room.join_rules",
+    "m.room.power_levels",
+    "m.room.server_acl",
+    "m.room.tombstone",
+    "m.space.child",
+    "m.space.parent",
+)
+_MODERATOR_STATE = ("m.room.avatar", "m.room.name", "m.room.pinned_events", "m.room.topic")
+WIDGETS_EVENT = "im.vector.modular.widgets"
+
+
+def school_alias(slug: str, suffix: str = "") -> RoomAlias:
+    return RoomAlias(f"school-{slug}{'-' + suffix if suffix else ''}")
+
+
+def class_key(school_class: SchoolClass) -> str:
+    """Stable across promotions: graduation year and transliterated letter ("2032a")."""
+    return f"{school_class.graduation_year}{transliterate(school_class.letter)}"
+
+
+def _power(
+    bot: UserID,
+    levels: dict[UserID, int],
+    *,
+    events_default: int,
+    moderators_manage: bool = True,
+) -> PowerLevels:
+    users = {**levels, bot: BOT_ONLY}
+    events = dict.fromkeys(_PROTECTED_STATE, BOT_ONLY)
+    for event_type in _MODERATOR_STATE:
+        events[event_type] = TEACHER_LEVEL if moderators_manage else BOT_ONLY
+    events[WIDGETS_EVENT] = TEACHER_LEVEL  # teachers add calls and documents to rooms
+    return PowerLevels(
+        users=tuple(sorted(users.items())),
+        events_default=events_default,
+        state_default=BOT_ONLY,
+        invite=TEACHER_LEVEL,
+        kick=TEACHER_LEVEL,
+        ban=TEACHER_LEVEL,
+        redact=TEACHER_LEVEL,
+        events=tuple(sorted(events.items())),
+    )
+
+
+@dataclass
+class _ClassPeople:
+    pupils: set[UserID]
+    class_teachers: set[UserID]
+    subject_teachers: set[UserID]
+    parents: set[UserID]
+
+    @property
+    def teachers(self) -> set[UserID]:
+        return self.class_teachers | self.subject_teachers
+
+
+def build_desired(session: Session, bot: UserID) -> DesiredState:
+    """Compute every managed room and account the database asks for."""
+    mxid: dict[int, UserID] = {}
+    users: dict[UserID, str] = {}
+    for person_id, user_id, name in session.execute(
+        select(Person.id, Person.matrix_user_id, Person.display_name).where(
+            Person.matrix_user_id.is_not(None)
+        )
+    ):
+        mxid[person_id] = UserID(str(user_id))
+        users[UserID(str(user_id))] = name
+
+    school_admins: dict[int, set[UserID]] = defaultdict(set)
+    school_teachers: dict[int, set[UserID]] = defaultdict(set)
+    for person_id, role, school_id in session.execute(
+        select(RoleAssignment.person_id, RoleAssignment.role, RoleAssignment.school_id).where(
+            RoleAssignment.school_id.is_not(None)
+        )
+    ):
+        if person_id not in mxid or school_id is None:
+            continue
+        if role is Role.SCHOOL_ADMIN:
+            school_admins[school_id].add(mxid[person_id])
+        elif role is Role.TEACHER:
+            school_teachers[school_id].add(mxid[person_id])
+
+    children_of: dict[int, list[int]] = defaultdict(list)
+    for parent_id, child_id in session.execute(select(ParentLink.parent_id, ParentLink.child_id)):
+        children_of[child_id].append(parent_id)
+
+    class_people: dict[int, _ClassPeople] = defaultdict(
+        lambda: _ClassPeople(set(), set(), set(), set())
+    )
+    for person_id, class_id, place in session.execute(
+        select(Enrolment.person_id, Enrolment.class_id, Enrolment.role)
+    ):
+        people = class_people[class_id]
+        if person_id not in mxid:
+            continue
+        if place is EnrolmentRole.PUPIL:
+            people.pupils.add(mxid[person_id])
+            people.parents.update(mxid[p] for p in children_of.get(person_id, ()) if p in mxid)
+        elif place is EnrolmentRole.CLASS_TEACHER:
+            people.class_teachers.add(mxid[person_id])
+        else:
+            people.subject_teachers.add(mxid[person_id])
+
+    classes_of: dict[int, list[SchoolClass]] = defaultdict(list)
+    for school_class in session.scalars(select(SchoolClass)):
+        classes_of[school_class.school_id].append(school_class)
+
+    rooms: dict[RoomAlias, DesiredRoom] = {}
+    for school in session.scalars(select(School).order_by(School.id)):
+        admins = school_admins.get(school.id, set())
+        classes = sorted(classes_of.get(school.id, []), key=lambda c: (c.grade, c.letter))
+        teachers = set(school_teachers.get(school.id, set()))
+        everyone = set(admins)
+        for school_class in classes:
+            if school_class.archived_at is None:
+                people = class_people[school_class.id]
+                teachers |= people.teachers
+                everyone |= people.pupils | people.parents
+        everyone |= teachers
+        rooms.update(_school_rooms(school, bot, admins, teachers, everyone))
+        for school_class in classes:
+            rooms.update(
+                _class_rooms(school, school_class, bot, admins, class_people[school_class.id])
+            )
+    return DesiredState(bot=bot, users=users, rooms=rooms)
+
+
+def _school_rooms(
+    school: School,
+    bot: UserID,
+    admins: set[UserID],
+    teachers: set[UserID],
+    everyone: set[UserID],
+) -> dict[RoomAlias, DesiredRoom]:
+    space = school_alias(school.slug)
+    admin_levels = dict.fromkeys(admins, ADMIN_LEVEL)
+    members = frozenset(everyone | {bot})
+    rooms = [
+        DesiredRoom(
+            alias=space,
+            is_space=True,
+            name=school.name,
+            topic=f"Сообщество школы «{school.name}»: объявления, учительская и классы",
+            join_rule=JoinRule("knock"),
+            power_levels=_power(bot, admin_levels, events_default=BOT_ONLY),
+            members=members,
+        ),
+        DesiredRoom(
+            alias=school_alias(school.slug, "announcements"),
+            is_space=False,
+            name="Объявления школы",
+            topic=f"Новости и объявления администрации: {school.name}",
+            join_rule=JoinRule("restricted", (space,)),
+            power_levels=_power(bot, admin_levels, events_default=TEACHER_LEVEL),
+            members=members,
+            parent=space,
+        ),
+        DesiredRoom(
+            alias=school_alias(school.slug, "staff"),
+            is_space=False,
+            name="Учительская",
+            topic="Общение учителей и администрации школы",
+            join_rule=JoinRule("invite"),
+            power_levels=_power(bot, admin_levels, events_default=0),
+            members=frozenset(admins | teachers | {bot}),
+            parent=space,
+        ),
+    ]
+    return {room.alias: room for room in rooms}
+
+
+def _class_rooms(
+    school: School,
+    school_class: SchoolClass,
+    bot: UserID,
+    admins: set[UserID],
+    people: _ClassPeople,
+) -> dict[RoomAlias, DesiredRoom]:
+    key = class_key(school_class)
+    space = school_alias(school.slug, key)
+    archived = school_class.archived_at is not None
+    label = school_class.label
+    title = f"{label} класс" if not archived else f"Выпуск {school_class.graduation_year}, {label}"
+    note = " (архив)" if archived else ""
+    levels = {
+        **dict.fromkeys(people.teachers, TEACHER_LEVEL),
+        **dict.fromkeys(admins, ADMIN_LEVEL),
+    }
+
+    def power(events_default: int) -> PowerLevels:
+        # A graduated class is read-only for everyone but the bot.
+        if archived:
+            return _power(bot, {}, events_default=BOT_ONLY, moderators_manage=False)
+        return _power(bot, levels, events_default=events_default)
+
+    class_members = people.pupils | people.teachers | people.parents
+    rooms = [
+        DesiredRoom(
+            alias=space,
+            is_space=True,
+            name=title + note,
+            topic=f"{title}, {school.name}",
+            join_rule=JoinRule("invite" if archived else "knock"),
+            power_levels=power(BOT_ONLY),
+            members=frozenset(class_members | {bot}),
+            parent=school_alias(school.slug),
+        ),
+        DesiredRoom(
+            alias=RoomAlias(f"{space}-chat"),
+            is_space=False,
+            name=f"{label} — чат класса{note}",
+            topic=f"Ученики и учителя {label} класса",
+            join_rule=JoinRule("invite"),
+            power_levels=power(0),
+            members=frozenset(people.pupils | people.teachers | {bot}),
+            parent=space,
+        ),
+        DesiredRoom(
+            alias=RoomAlias(f"{space}-channel"),
+            is_space=False,
+            name=f"{label} — канал класса{note}",
+            topic=f"Объявления учителей для учеников и родителей {label} класса",
+            join_rule=JoinRule(
+                "invite" if archived else "restricted", () if archived else (space,)
+            ),
+            power_levels=power(TEACHER_LEVEL),
+            members=frozenset(class_members | {bot}),
+            parent=space,
+        ),
+        DesiredRoom(
+            alias=RoomAlias(f"{space}-parents"),
+            is_space=False,
+            name=f"{label} — родители{note}",
+            topic=f"Классный руководитель и родители {label} класса",
+            join_rule=JoinRule("invite"),
+            power_levels=power(0),
+            members=frozenset(people.class_teachers | people.parents | {bot}),
+            parent=space,
+        ),
+    ]
+    return {room.alias: room for room in rooms}

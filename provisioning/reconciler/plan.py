@@ -1,0 +1,102 @@
+"""`compute_plan(observed, desired)`: a pure, deterministic list of actions.
+
+Order: accounts, then rooms (spaces before their children), then state that drifted,
+then space links, then memberships. Joins are interleaved across rooms (round-robin),
+because Synapse serialises joins into one room but runs joins into different rooms in
+parallel. Only managed rooms appear in the inputs, so no other room is ever touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from provisioning.reconciler.actions import (
+    Action,
+    CreateRoom,
+    CreateUser,
+    Join,
+    Kick,
+    LinkChild,
+    SetHistoryVisibility,
+    SetJoinRule,
+    SetName,
+    SetPowerLevels,
+    SetTopic,
+)
+from provisioning.reconciler.state import (
+    DesiredRoom,
+    DesiredState,
+    ObservedRoom,
+    ObservedState,
+    RoomAlias,
+    UserID,
+)
+
+
+def _creation_order(desired: DesiredState) -> list[DesiredRoom]:
+    """Spaces before the rooms inside them; aliases break ties, so the order is stable."""
+
+    def depth(room: DesiredRoom) -> int:
+        level, parent = 0, room.parent
+        while parent is not None and parent in desired.rooms and level < 16:
+            level, parent = level + 1, desired.rooms[parent].parent
+        return level
+
+    return sorted(desired.rooms.values(), key=lambda r: (depth(r), not r.is_space, r.alias))
+
+
+def _state_fixes(want: DesiredRoom, have: ObservedRoom) -> Iterator[Action]:
+    if have.name != want.name:
+        yield SetName(want.alias, want.name)
+    if have.topic != want.topic:
+        yield SetTopic(want.alias, want.topic)
+    if have.join_rule != want.join_rule:
+        yield SetJoinRule(want.alias, want.join_rule)
+    if have.history_visibility != want.history_visibility:
+        yield SetHistoryVisibility(want.alias, want.history_visibility)
+    if have.power_levels != want.power_levels:
+        yield SetPowerLevels(want.alias, want.power_levels)
+
+
+def _round_robin(per_room: dict[RoomAlias, list[Join]]) -> Iterator[Join]:
+    queues = [per_room[alias] for alias in sorted(per_room)]
+    index = 0
+    while any(index < len(queue) for queue in queues):
+        for queue in queues:
+            if index < len(queue):
+                yield queue[index]
+        index += 1
+
+
+def compute_plan(observed: ObservedState, desired: DesiredState) -> list[Action]:
+    """Return the actions that make `observed` match `desired`, and nothing else."""
+    plan: list[Action] = [
+        CreateUser(user_id, desired.users[user_id])
+        for user_id in sorted(desired.users)
+        if user_id not in observed.users
+    ]
+    fixes: list[Action] = []
+    links: list[Action] = []
+    joins: dict[RoomAlias, list[Join]] = {}
+    kicks: list[Action] = []
+    for want in _creation_order(desired):
+        have = observed.rooms.get(want.alias)
+        if have is None:
+            plan.append(CreateRoom(want))
+            current_members: frozenset[UserID] = frozenset({desired.bot})
+            linked = False
+        else:
+            fixes.extend(_state_fixes(want, have))
+            current_members = have.members
+            parent = observed.rooms.get(want.parent) if want.parent else None
+            linked = (
+                have.parent == want.parent and parent is not None and want.alias in parent.children
+            )
+        if want.parent is not None and not linked:
+            links.append(LinkChild(want.parent, want.alias))
+        missing = sorted(want.members - current_members)
+        if missing:
+            joins[want.alias] = [Join(want.alias, user_id) for user_id in missing]
+        extra = current_members - want.members - {desired.bot}  # the bot is never removed
+        kicks.extend(Kick(want.alias, u) for u in sorted(extra))
+    return [*plan, *fixes, *links, *_round_robin(joins), *kicks]

@@ -1,0 +1,103 @@
+"""Desired and observed Matrix state, as plain frozen values the planner compares."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NewType
+
+UserID = NewType("UserID", str)
+RoomAlias = NewType("RoomAlias", str)  # the localpart: "school-shkola-57-2032a-chat"
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JoinRule:
+    """`m.room.join_rules`: invite, knock, or restricted to the members of given spaces."""
+
+    rule: str
+    allow_spaces: tuple[RoomAlias, ...] = ()
+
+
+@dataclass(frozen=True)
+class PowerLevels:
+    """The parts of `m.room.power_levels` Parta decides; compared as a whole."""
+
+    users: tuple[tuple[UserID, int], ...]
+    events_default: int
+    state_default: int = 50
+    invite: int = 50
+    kick: int = 50
+    ban: int = 50
+    redact: int = 50
+    events: tuple[tuple[str, int], ...] = ()
+
+    def content(self) -> JsonDict:
+        return {
+            "users": dict(self.users),
+            "users_default": 0,
+            "events_default": self.events_default,
+            "state_default": self.state_default,
+            "invite": self.invite,
+            "kick": self.kick,
+            "ban": self.ban,
+            "redact": self.redact,
+            "events": dict(self.events),
+        }
+
+    @classmethod
+    def from_content(cls, content: Mapping[str, Any]) -> PowerLevels:
+        """Read what Synapse holds; missing keys take the spec's defaults."""
+        users = content.get("users") or {}
+        events = content.get("events") or {}
+        return cls(
+            users=tuple(sorted((UserID(str(u)), int(level)) for u, level in users.items())),
+            events_default=int(content.get("events_default", 0)),
+            state_default=int(content.get("state_default", 50)),
+            invite=int(content.get("invite", 0)),
+            kick=int(content.get("kick", 50)),
+            ban=int(content.get("ban", 50)),
+            redact=int(content.get("redact", 50)),
+            events=tuple(sorted((str(e), int(level)) for e, level in events.items())),
+        )
+
+
+@dataclass(frozen=True)
+class DesiredRoom:
+    alias: RoomAlias
+    is_space: bool
+    name: str
+    topic: str
+    join_rule: JoinRule
+    power_levels: PowerLevels
+    members: frozenset[UserID]
+    parent: RoomAlias | None = None
+    history_visibility: str = "shared"
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    bot: UserID  # creates every managed room, so it is a member of each from the start
+    users: Mapping[UserID, str]  # user ID → display name
+    rooms: Mapping[RoomAlias, DesiredRoom]
+
+
+@dataclass(frozen=True)
+class ObservedRoom:
+    alias: RoomAlias
+    room_id: str
+    name: str | None
+    topic: str | None
+    join_rule: JoinRule | None
+    power_levels: PowerLevels | None
+    history_visibility: str | None
+    members: frozenset[UserID]  # joined or invited
+    children: frozenset[RoomAlias] = frozenset()  # managed children linked from this space
+    parent: RoomAlias | None = None  # managed space this room names as its parent
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    users: frozenset[UserID]
+    rooms: Mapping[RoomAlias, ObservedRoom] = field(default_factory=dict)

@@ -1,0 +1,238 @@
+"""School operations as a director would describe them; each commits as one change.
+
+The reconciler turns their effect into Matrix state; nothing here talks to Synapse.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from parta.naming import slugify
+from provisioning.db.base import utcnow
+from provisioning.db.models import (
+    AuditEvent,
+    Enrolment,
+    EnrolmentRole,
+    ParentLink,
+    Person,
+    Region,
+    Role,
+    RoleAssignment,
+    School,
+    SchoolClass,
+    Subject,
+)
+
+
+class DomainError(ValueError):
+    """A request that contradicts the school's data; the message is for a school admin."""
+
+
+def _audit(session: Session, actor: str, action: str, subject: str, **details: object) -> None:
+    session.add(AuditEvent(actor=actor, action=action, subject=subject, details=details))
+
+
+def create_school(
+    session: Session,
+    region: Region,
+    name: str,
+    *,
+    academic_year: int,
+    slug: str | None = None,
+    last_grade: int = 11,
+    actor: str = "system",
+) -> School:
+    """Add a school; its slug (the stable part of its rooms' aliases) is fixed from now on."""
+    slug = slug or slugify(name)
+    if not slug:
+        raise DomainError(f"Cannot make an address from the name {name!r}; give a short Latin name")
+    if session.scalar(select(School).where(School.slug == slug)) is not None:
+        raise DomainError(f"A school with the address {slug!r} exists already; choose another")
+    school = School(
+        region_id=region.id,
+        name=name,
+        slug=slug,
+        academic_year=academic_year,
+        last_grade=last_grade,
+    )
+    session.add(school)
+    session.flush()
+    _audit(session, actor, "school.created", slug, name=name)
+    return school
+
+
+def add_class(
+    session: Session, school: School, grade: int, letter: str, *, actor: str = "system"
+) -> SchoolClass:
+    """Add a class such as 5А for the school's current academic year."""
+    if not 1 <= grade <= school.last_grade:
+        raise DomainError(f"Grade {grade} is outside 1–{school.last_grade} for this school")
+    letter = letter.strip().upper()
+    if not letter or len(letter) > 8:
+        raise DomainError("A class needs a letter such as «А»")
+    graduation_year = school.academic_year + 1 + (school.last_grade - grade)
+    school_class = SchoolClass(
+        school_id=school.id, grade=grade, letter=letter, graduation_year=graduation_year
+    )
+    session.add(school_class)
+    session.flush()
+    _audit(session, actor, "class.created", f"{school.slug}/{grade}{letter}")
+    return school_class
+
+
+def add_subject(session: Session, school: School, name: str) -> Subject:
+    subject = session.scalar(
+        select(Subject).where(Subject.school_id == school.id, Subject.name == name)
+    )
+    if subject is None:
+        subject = Subject(school_id=school.id, name=name)
+        session.add(subject)
+        session.flush()
+    return subject
+
+
+def add_person(
+    session: Session,
+    display_name: str,
+    matrix_user_id: str | None,
+    *,
+    phone: str | None = None,
+    email: str | None = None,
+) -> Person:
+    person = Person(
+        display_name=display_name, matrix_user_id=matrix_user_id, phone=phone, email=email
+    )
+    session.add(person)
+    session.flush()
+    return person
+
+
+def grant_school_role(
+    session: Session, person: Person, school: School, role: Role, *, actor: str = "system"
+) -> None:
+    if role not in (Role.SCHOOL_ADMIN, Role.TEACHER):
+        raise DomainError(f"{role.value} is not a school-wide role")
+    exists = session.scalar(
+        select(RoleAssignment).where(
+            RoleAssignment.person_id == person.id,
+            RoleAssignment.school_id == school.id,
+            RoleAssignment.role == role,
+        )
+    )
+    if exists is None:
+        session.add(RoleAssignment(person_id=person.id, school_id=school.id, role=role))
+        _audit(session, actor, "role.granted", str(person.id), role=role.value, school=school.slug)
+
+
+def enrol(
+    session: Session,
+    person: Person,
+    school_class: SchoolClass,
+    role: EnrolmentRole,
+    *,
+    subject: Subject | None = None,
+    actor: str = "system",
+) -> Enrolment:
+    """Put a person in a class; a pupil belongs to one class at a time."""
+    if role is EnrolmentRole.PUPIL:
+        current = session.scalar(
+            select(Enrolment).where(
+                Enrolment.person_id == person.id, Enrolment.role == EnrolmentRole.PUPIL
+            )
+        )
+        if current is not None and current.class_id != school_class.id:
+            raise DomainError(
+                f"{person.display_name} is a pupil of another class already; move them instead"
+            )
+        if current is not None:
+            return current
+    if role is EnrolmentRole.SUBJECT_TEACHER and subject is None:
+        raise DomainError("A subject teacher is enrolled for a subject")
+    enrolment = Enrolment(
+        person_id=person.id,
+        class_id=school_class.id,
+        role=role,
+        subject_id=subject.id if subject else None,
+    )
+    session.add(enrolment)
+    session.flush()
+    _audit(session, actor, "enrolment.added", str(person.id), role=role.value)
+    return enrolment
+
+
+def link_parent(session: Session, parent: Person, child: Person, *, actor: str = "system") -> None:
+    exists = session.scalar(
+        select(ParentLink).where(ParentLink.parent_id == parent.id, ParentLink.child_id == child.id)
+    )
+    if exists is None:
+        session.add(ParentLink(parent_id=parent.id, child_id=child.id))
+        _audit(session, actor, "parent.linked", str(parent.id), child=child.id)
+
+
+def move_pupil(
+    session: Session, pupil: Person, to_class: SchoolClass, *, actor: str = "system"
+) -> None:
+    """Move a pupil to another class (their parents follow through the parent links)."""
+    enrolment = session.scalar(
+        select(Enrolment).where(
+            Enrolment.person_id == pupil.id, Enrolment.role == EnrolmentRole.PUPIL
+        )
+    )
+    if enrolment is None:
+        raise DomainError(f"{pupil.display_name} is not a pupil of any class")
+    if enrolment.class_id != to_class.id:
+        enrolment.class_id = to_class.id
+        _audit(session, actor, "pupil.moved", str(pupil.id), to_class=to_class.id)
+
+
+def teacher_leaves(
+    session: Session, person: Person, school: School, *, actor: str = "system"
+) -> None:
+    """A teacher leaves the school: their school role and class enrolments end."""
+    class_ids = select(SchoolClass.id).where(SchoolClass.school_id == school.id)
+    session.execute(
+        delete(Enrolment).where(
+            Enrolment.person_id == person.id,
+            Enrolment.class_id.in_(class_ids),
+            Enrolment.role != EnrolmentRole.PUPIL,
+        )
+    )
+    session.execute(
+        delete(RoleAssignment).where(
+            RoleAssignment.person_id == person.id,
+            RoleAssignment.school_id == school.id,
+            RoleAssignment.role == Role.TEACHER,
+        )
+    )
+    _audit(session, actor, "teacher.left", str(person.id), school=school.slug)
+
+
+def promote(session: Session, school: School, *, actor: str = "system") -> list[SchoolClass]:
+    """Start the next academic year: every class goes up one grade, the last grade graduates.
+
+    Graduated classes are archived (read-only rooms, members kept), never deleted.
+    Returns the classes that graduated.
+    """
+    graduated: list[SchoolClass] = []
+    classes = session.scalars(
+        select(SchoolClass).where(
+            SchoolClass.school_id == school.id, SchoolClass.archived_at.is_(None)
+        )
+    ).all()
+    for school_class in classes:
+        if school_class.grade >= school.last_grade:
+            school_class.archived_at = utcnow()
+            graduated.append(school_class)
+        else:
+            school_class.grade += 1
+    school.academic_year += 1
+    _audit(
+        session,
+        actor,
+        "school.promoted",
+        school.slug,
+        academic_year=school.academic_year,
+        graduated=[c.id for c in graduated],
+    )
+    return graduated

@@ -1,0 +1,188 @@
+"""build_desired over real rows (SQLite and PostgreSQL): who is where, who may post."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.db.migrate import upgrade_to_head
+from provisioning.db.models import EnrolmentRole, Person, Region, Role, SchoolClass
+from provisioning.reconciler.desired import build_desired
+from provisioning.reconciler.state import DesiredState, RoomAlias, UserID
+from provisioning.services import schools as svc
+from tests.harness.postgres import PostgresServer, scratch_database
+
+BOT = UserID("@parta:hs")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def session(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer
+) -> Iterator[Session]:
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'parta.db'}")
+        upgrade_to_head(engine)
+        with make_session_factory(engine)() as db:
+            yield db
+        engine.dispose()
+        return
+    with scratch_database(postgres, "parta_desired") as name:
+        engine = make_engine(postgres.url(name))
+        upgrade_to_head(engine)
+        with make_session_factory(engine)() as db:
+            yield db
+        engine.dispose()
+
+
+@dataclass
+class School57:
+    people: dict[str, Person]
+    classes: dict[str, SchoolClass]
+
+
+def _school(session: Session) -> School57:
+    region = Region(server_name="hs", name="Регион")
+    session.add(region)
+    session.flush()
+    school = svc.create_school(session, region, "Школа № 57", academic_year=2026)
+    classes = {
+        label: svc.add_class(session, school, int(label[:-1]), label[-1])
+        for label in ("5А", "5Б", "11А")
+    }
+    people = {
+        key: svc.add_person(session, name, f"@{key}:hs")
+        for key, name in {
+            "director": "Директор",
+            "olga": "Ольга Сергеевна",
+            "pavel": "Павел Ильич",
+            "ivan": "Иван",
+            "maria": "Мария",
+            "petr": "Пётр",
+            "anna": "Анна (мама Ивана)",
+        }.items()
+    }
+    svc.grant_school_role(session, people["director"], school, Role.SCHOOL_ADMIN)
+    for teacher in ("olga", "pavel"):
+        svc.grant_school_role(session, people[teacher], school, Role.TEACHER)
+    math = svc.add_subject(session, school, "Математика")
+    svc.enrol(session, people["olga"], classes["5А"], EnrolmentRole.CLASS_TEACHER)
+    for label in ("5А", "5Б"):
+        svc.enrol(
+            session, people["pavel"], classes[label], EnrolmentRole.SUBJECT_TEACHER, subject=math
+        )
+    svc.enrol(session, people["ivan"], classes["5А"], EnrolmentRole.PUPIL)
+    svc.enrol(session, people["maria"], classes["5Б"], EnrolmentRole.PUPIL)
+    svc.enrol(session, people["petr"], classes["11А"], EnrolmentRole.PUPIL)
+    svc.link_parent(session, people["anna"], people["ivan"])
+    session.commit()
+    return School57(people, classes)
+
+
+def rooms_of(desired: DesiredState, user: str) -> set[str]:
+    return {alias for alias, room in desired.rooms.items() if UserID(f"@{user}:hs") in room.members}
+
+
+def level(desired: DesiredState, alias: str, user: str) -> int:
+    return dict(desired.rooms[RoomAlias(alias)].power_levels.users).get(UserID(f"@{user}:hs"), 0)
+
+
+S = "school-shkola-57"
+A5 = f"{S}-2033a"  # 5А in 2026/27 graduates in 2033
+B5 = f"{S}-2033b"
+A11 = f"{S}-2027a"
+
+
+def test_each_person_is_exactly_where_the_school_puts_them(session: Session) -> None:
+    _school(session)
+    desired = build_desired(session, BOT)
+    suffixes = ("", "-chat", "-channel", "-parents")
+    class_rooms = {f"{c}{suffix}" for c in (A5, B5, A11) for suffix in suffixes}
+    assert set(desired.rooms) == {S, f"{S}-announcements", f"{S}-staff", *class_rooms}
+    school_wide = {S, f"{S}-announcements"}
+    assert rooms_of(desired, "ivan") == school_wide | {A5, f"{A5}-chat", f"{A5}-channel"}
+    assert rooms_of(desired, "anna") == school_wide | {A5, f"{A5}-channel", f"{A5}-parents"}
+    assert rooms_of(desired, "olga") == school_wide | {
+        f"{S}-staff",
+        A5,
+        f"{A5}-chat",
+        f"{A5}-channel",
+        f"{A5}-parents",
+    }
+    assert rooms_of(desired, "pavel") == school_wide | {f"{S}-staff"} | {
+        f"{c}{s}" for c in (A5, B5) for s in ("", "-chat", "-channel")
+    }
+    assert rooms_of(desired, "director") == school_wide | {f"{S}-staff"}
+    # The bot is in every room it manages.
+    assert rooms_of(desired, "parta") == set(desired.rooms)
+
+
+def test_power_levels_follow_roles(session: Session) -> None:
+    _school(session)
+    desired = build_desired(session, BOT)
+    assert level(desired, f"{A5}-chat", "olga") == 50
+    assert level(desired, f"{A5}-chat", "ivan") == 0
+    assert level(desired, f"{A5}-chat", "director") == 100
+    assert level(desired, f"{B5}-chat", "olga") == 0  # not her class
+    channel = desired.rooms[RoomAlias(f"{A5}-channel")].power_levels
+    chat = desired.rooms[RoomAlias(f"{A5}-chat")].power_levels
+    announcements = desired.rooms[RoomAlias(f"{S}-announcements")].power_levels
+    assert (channel.events_default, chat.events_default, announcements.events_default) == (
+        50,
+        0,
+        50,
+    )
+    assert dict(chat.events)["m.room.power_levels"] == 100  # only the bot changes power levels
+    assert desired.rooms[RoomAlias(A5)].join_rule.rule == "knock"  # join requests
+    assert desired.rooms[RoomAlias(f"{A5}-chat")].join_rule.rule == "invite"
+    assert desired.rooms[RoomAlias(f"{A5}-channel")].join_rule.allow_spaces == (A5,)
+    assert desired.rooms[RoomAlias(f"{A5}-chat")].history_visibility == "shared"
+
+
+def test_a_moved_pupil_and_their_parent_change_class(session: Session) -> None:
+    school = _school(session)
+    svc.move_pupil(session, school.people["ivan"], school.classes["5Б"])
+    session.commit()
+    desired = build_desired(session, BOT)
+    assert A5 not in rooms_of(desired, "ivan") and f"{B5}-chat" in rooms_of(desired, "ivan")
+    assert f"{B5}-parents" in rooms_of(desired, "anna")
+    assert f"{A5}-parents" not in rooms_of(desired, "anna")
+
+
+def test_a_teacher_who_leaves_loses_every_room_but_keeps_the_account(session: Session) -> None:
+    school = _school(session)
+    school57 = school.classes["5А"].school
+    svc.teacher_leaves(session, school.people["pavel"], school57)
+    session.commit()
+    desired = build_desired(session, BOT)
+    assert rooms_of(desired, "pavel") == set()
+    assert UserID("@pavel:hs") in desired.users
+
+
+def test_promotion_renames_keeps_aliases_and_archives_the_last_grade(session: Session) -> None:
+    school = _school(session)
+    before = build_desired(session, BOT)
+    graduated = svc.promote(session, school.classes["5А"].school)
+    session.commit()
+    after = build_desired(session, BOT)
+    assert [c.label for c in graduated] == ["11А"]
+    assert set(after.rooms) == set(before.rooms)  # no alias changes, no room lost
+    assert after.rooms[RoomAlias(f"{A5}-chat")].name == "6А — чат класса"
+    archived = after.rooms[RoomAlias(f"{A11}-chat")]
+    assert archived.name == "11А — чат класса (архив)"
+    assert archived.power_levels.events_default == 100  # read-only
+    assert dict(archived.power_levels.users) == {BOT: 100}
+    assert UserID("@petr:hs") in archived.members  # history stays with its members
+    assert "petr" not in {u[1:].split(":")[0] for u in after.rooms[RoomAlias(S)].members}
+
+
+def test_domain_errors_are_explained(session: Session) -> None:
+    school = _school(session)
+    with pytest.raises(svc.DomainError, match="move them instead"):
+        svc.enrol(session, school.people["ivan"], school.classes["5Б"], EnrolmentRole.PUPIL)
+    with pytest.raises(svc.DomainError, match="outside 1–11"):
+        svc.add_class(session, school.classes["5А"].school, 12, "А")
