@@ -173,6 +173,60 @@ def logs(
                 typer.echo(f"==> {path} <==\n{tail(path, lines)}\n")
 
 
+@app.command()
+def sync(
+    var_dir: VarDir = Path("var"),
+    dry_run: Annotated[
+        bool, typer.Option(help="Print the plan as JSON lines; change nothing.")
+    ] = False,
+    full: Annotated[
+        bool, typer.Option(help="Read every managed room from Synapse to repair any drift.")
+    ] = False,
+) -> None:
+    """Make Synapse match the provisioning database (the reconciler), once."""
+    import asyncio
+    import json
+
+    from bridge.matrix.client import MatrixClient
+    from parta.logs import configure_logging
+    from provisioning.db.engine import make_engine, make_session_factory
+    from provisioning.db.migrate import upgrade_to_head
+    from provisioning.reconciler.actions import describe
+    from provisioning.reconciler.run import RunReport, reconcile
+    from provisioning.reconciler.state import UserID
+
+    settings = _load(var_dir)
+    configure_logging("WARNING", "text")
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade_to_head(engine)
+
+    async def run() -> RunReport:
+        token = settings.as_token.get_secret_value()
+        async with MatrixClient(settings.homeserver_url, token) as client:
+            with make_session_factory(engine)() as session:
+                return await reconcile(
+                    session,
+                    client,
+                    server_name=settings.server_name,
+                    bot=UserID(settings.bot_user_id),
+                    full=full,
+                    dry_run=dry_run,
+                )
+
+    try:
+        report = asyncio.run(run())
+    finally:
+        engine.dispose()
+    if dry_run:
+        for action in report.plan:
+            typer.echo(json.dumps(describe(action), ensure_ascii=False))
+    typer.echo(
+        f"{'planned' if dry_run else 'applied'} {len(report.plan)} actions "
+        f"with {report.calls} calls to Synapse in {report.seconds:.1f} s",
+        err=dry_run,
+    )
+
+
 @serve_app.command("provisioning")
 def serve_provisioning(var_dir: VarDir = Path("var")) -> None:
     """Run the provisioning service on its configured address."""

@@ -146,7 +146,9 @@ def create_app(settings: Settings) -> FastAPI:
 
         def store() -> bool:
             with factory() as session:
-                return record_transaction(session, txn_id, state_events)
+                return record_transaction(
+                    session, txn_id, state_events, bot_user_id=settings.bot_user_id
+                )
 
         if await run_in_threadpool(store):
             request.app.state.bridge.transactions_processed += 1

@@ -6,11 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge.store import AppserviceTransaction, InboxEvent
+from provisioning.db.models import ManagedRoom
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,17 @@ class StateEvent:
     sender: str
     origin_server_ts: int
     content: dict[str, Any]
+    prev_membership: str | None = None  # from unsigned.prev_content, for memberships
+
+    @property
+    def changes_room_unexpectedly(self) -> bool:
+        """Made by a person, not by accepting an invitation (the invite itself was judged)."""
+        accepted_invite = (
+            self.event_type == "m.room.member"
+            and self.content.get("membership") == "join"
+            and self.prev_membership == "invite"
+        )
+        return not accepted_invite
 
 
 def select_state_events(events: Iterable[Any]) -> list[StateEvent]:
@@ -38,6 +50,9 @@ def select_state_events(events: Iterable[Any]) -> list[StateEvent]:
             continue
         content = event.get("content")
         ts = event.get("origin_server_ts")
+        unsigned = event.get("unsigned")
+        prev = unsigned.get("prev_content") if isinstance(unsigned, dict) else None
+        prev_membership = prev.get("membership") if isinstance(prev, dict) else None
         selected.append(
             StateEvent(
                 event_id=event["event_id"],
@@ -47,16 +62,21 @@ def select_state_events(events: Iterable[Any]) -> list[StateEvent]:
                 sender=str(event.get("sender", "")),
                 origin_server_ts=ts if isinstance(ts, int) else 0,
                 content=content if isinstance(content, dict) else {},
+                prev_membership=prev_membership if isinstance(prev_membership, str) else None,
             )
         )
     return selected
 
 
-def record_transaction(session: Session, txn_id: str, events: list[StateEvent]) -> bool:
+def record_transaction(
+    session: Session, txn_id: str, events: list[StateEvent], *, bot_user_id: str
+) -> bool:
     """Store a transaction and its state events once; False if it was already processed.
 
     The transaction row and its events commit together, so a crash between them cannot
     leave a transaction marked processed with its events lost, or the other way round.
+    A managed room whose state someone other than the bot changed is marked dirty, so the
+    reconciler's next run reads it from Synapse and repairs it.
     """
     if session.get(AppserviceTransaction, txn_id) is not None:
         return False
@@ -70,7 +90,25 @@ def record_transaction(session: Session, txn_id: str, events: list[StateEvent]) 
         if event.event_id in known:
             continue  # the same event may arrive again in another transaction
         known.add(event.event_id)
-        session.add(InboxEvent(txn_id=txn_id, **event.__dict__))
+        session.add(
+            InboxEvent(
+                txn_id=txn_id,
+                event_id=event.event_id,
+                room_id=event.room_id,
+                event_type=event.event_type,
+                state_key=event.state_key,
+                sender=event.sender,
+                origin_server_ts=event.origin_server_ts,
+                content=event.content,
+            )
+        )
+    changed_by_others = {
+        e.room_id for e in events if e.sender != bot_user_id and e.changes_room_unexpectedly
+    }
+    if changed_by_others:
+        session.execute(
+            update(ManagedRoom).where(ManagedRoom.room_id.in_(changed_by_others)).values(dirty=True)
+        )
     try:
         session.commit()
     except IntegrityError:

@@ -64,6 +64,7 @@ class MatrixClient:
         self.homeserver_url = homeserver_url.rstrip("/")
         self._token = access_token
         self._retry = retry or RetryPolicy()
+        self.requests_sent = 0  # every HTTP attempt, for benchmarks and "no-op" checks
         self._http = httpx.AsyncClient(
             base_url=self.homeserver_url,
             timeout=httpx.Timeout(timeout, connect=5.0),
@@ -117,6 +118,7 @@ class MatrixClient:
         rate_limited: LimitExceeded | None = None
         for attempt in range(1, policy.attempts + 1):
             delay = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+            self.requests_sent += 1
             try:
                 response = await self._http.request(
                     method,

@@ -66,6 +66,8 @@ class Person(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(255))
     matrix_user_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Set by the reconciler once the Matrix account exists, so later runs need not ask.
+    account_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     roles: Mapped[list[RoleAssignment]] = relationship(

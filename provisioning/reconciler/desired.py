@@ -28,6 +28,7 @@ from provisioning.db.models import (
     Person,
     Role,
     RoleAssignment,
+    RoomKind,
     School,
     SchoolClass,
 )
@@ -76,7 +77,8 @@ def _power(
     events_default: int,
     moderators_manage: bool = True,
 ) -> PowerLevels:
-    users = {**levels, bot: BOT_ONLY}
+    # Room version 12: the creating bot has unlimited power and must not be listed in users.
+    users = {u: level for u, level in levels.items() if u != bot}
     events = dict.fromkeys(_PROTECTED_STATE, BOT_ONLY)
     for event_type in _MODERATOR_STATE:
         events[event_type] = TEACHER_LEVEL if moderators_manage else BOT_ONLY
@@ -188,6 +190,7 @@ def _school_rooms(
     members = frozenset(everyone | {bot})
     rooms = [
         DesiredRoom(
+            kind=RoomKind.SCHOOL_SPACE.value,
             alias=space,
             is_space=True,
             name=school.name,
@@ -197,6 +200,7 @@ def _school_rooms(
             members=members,
         ),
         DesiredRoom(
+            kind=RoomKind.ANNOUNCEMENTS.value,
             alias=school_alias(school.slug, "announcements"),
             is_space=False,
             name="Объявления школы",
@@ -207,6 +211,7 @@ def _school_rooms(
             parent=space,
         ),
         DesiredRoom(
+            kind=RoomKind.STAFF_ROOM.value,
             alias=school_alias(school.slug, "staff"),
             is_space=False,
             name="Учительская",
@@ -247,6 +252,7 @@ def _class_rooms(
     class_members = people.pupils | people.teachers | people.parents
     rooms = [
         DesiredRoom(
+            kind=RoomKind.CLASS_SPACE.value,
             alias=space,
             is_space=True,
             name=title + note,
@@ -257,6 +263,7 @@ def _class_rooms(
             parent=school_alias(school.slug),
         ),
         DesiredRoom(
+            kind=RoomKind.CLASS_CHAT.value,
             alias=RoomAlias(f"{space}-chat"),
             is_space=False,
             name=f"{label} — чат класса{note}",
@@ -267,6 +274,7 @@ def _class_rooms(
             parent=space,
         ),
         DesiredRoom(
+            kind=RoomKind.CLASS_CHANNEL.value,
             alias=RoomAlias(f"{space}-channel"),
             is_space=False,
             name=f"{label} — канал класса{note}",
@@ -279,6 +287,7 @@ def _class_rooms(
             parent=space,
         ),
         DesiredRoom(
+            kind=RoomKind.CLASS_PARENTS.value,
             alias=RoomAlias(f"{space}-parents"),
             is_space=False,
             name=f"{label} — родители{note}",

@@ -74,6 +74,7 @@ class DesiredRoom:
     members: frozenset[UserID]
     parent: RoomAlias | None = None
     history_visibility: str = "shared"
+    kind: str = ""  # a RoomKind value, recorded with the managed room
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,324 @@
+"""`apply(plan)`: carry out the actions through the bridge's client, with bounded concurrency.
+
+Each handler is an "ensure": doing it twice leaves the same state, so a plan interrupted
+by a crash or a Synapse outage is simply planned and applied again. What a room holds
+is recorded only after Synapse accepted the change, so a record never claims more than
+is true; at worst the next run repeats an action that had already succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from bridge.matrix.client import JsonDict, MatrixClient, path
+from bridge.matrix.errors import RoomInUse
+from provisioning.db.base import utcnow
+from provisioning.db.models import Person
+from provisioning.reconciler.actions import (
+    Action,
+    CreateRoom,
+    CreateUser,
+    Join,
+    Kick,
+    LinkChild,
+    SetHistoryVisibility,
+    SetJoinRule,
+    SetName,
+    SetPowerLevels,
+    SetTopic,
+)
+from provisioning.reconciler.observe import read_room, remember, resolve_alias
+from provisioning.reconciler.state import (
+    DesiredRoom,
+    JoinRule,
+    ObservedRoom,
+    ObservedState,
+    RoomAlias,
+    UserID,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 8
+
+
+@dataclass
+class ApplyReport:
+    done: int = 0
+    by_action: dict[str, int] = field(default_factory=dict)
+
+
+class Applier:
+    """Applies one plan; keeps what each managed room now holds, in memory and in the DB."""
+
+    def __init__(
+        self,
+        client: MatrixClient,
+        session: Session,
+        observed: ObservedState,
+        *,
+        server_name: str,
+        bot: UserID,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        self.client = client
+        self.session = session
+        self.server_name = server_name
+        self.bot = bot
+        self.rooms: dict[RoomAlias, ObservedRoom] = dict(observed.rooms)
+        self.kinds: dict[RoomAlias, str] = {}
+        self.created: dict[RoomAlias, asyncio.Event] = {}
+        self.limit = asyncio.Semaphore(concurrency)
+        self.report = ApplyReport()
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _room_id(self, alias: RoomAlias) -> str:
+        return self.rooms[alias].room_id
+
+    def _join_rule_content(self, rule: JoinRule) -> JsonDict:
+        content: JsonDict = {"join_rule": rule.rule}
+        if rule.allow_spaces:
+            content["allow"] = [
+                {"type": "m.room_membership", "room_id": self._room_id(space)}
+                for space in rule.allow_spaces
+            ]
+        return content
+
+    def _update(self, alias: RoomAlias, room: ObservedRoom) -> None:
+        self.rooms[alias] = room
+        remember(self.session, alias, room, kind=self.kinds.get(alias))
+
+    async def _put_state(
+        self, alias: RoomAlias, event_type: str, content: JsonDict, state_key: str = ""
+    ) -> None:
+        await self.client.request(
+            "PUT", path("rooms", self._room_id(alias), "state", event_type, state_key), body=content
+        )
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def create_user(self, action: CreateUser) -> None:
+        await self.client.admin_put_user(action.user_id, {"displayname": action.display_name})
+
+    async def create_room(self, action: CreateRoom) -> None:
+        room = action.room
+        self.kinds[room.alias] = room.kind
+        for space in room.join_rule.allow_spaces:
+            if space not in self.rooms and space in self.created:
+                await self.created[space].wait()
+        try:
+            room_id = await self._create(room)
+        except RoomInUse:
+            # The alias exists: a previous run created the room and died before recording it.
+            existing = await resolve_alias(self.client, room.alias, self.server_name)
+            if existing is None:
+                raise
+            alias_of = {r.room_id: a for a, r in self.rooms.items()}
+            adopted = await read_room(self.client, room.alias, existing, alias_of)
+            self._update(room.alias, adopted)
+            log.info("adopted an existing room", extra={"alias": room.alias})
+        else:
+            self._update(
+                room.alias,
+                ObservedRoom(
+                    alias=room.alias,
+                    room_id=room_id,
+                    name=room.name,
+                    topic=room.topic,
+                    join_rule=room.join_rule,
+                    power_levels=room.power_levels,
+                    history_visibility=room.history_visibility,
+                    members=frozenset({self.bot}),
+                ),
+            )
+        # Commit each new room at once: a crash right after must find its record (it
+        # would be adopted by its alias anyway, at the cost of reading it back).
+        self.session.commit()
+        self.created.setdefault(room.alias, asyncio.Event()).set()
+
+    async def _create(self, room: DesiredRoom) -> str:
+        body: JsonDict = {
+            "room_alias_name": room.alias,
+            "name": room.name,
+            "topic": room.topic,
+            "preset": "private_chat",
+            "visibility": "private",
+            "power_level_content_override": room.power_levels.content(),
+            "initial_state": [
+                {
+                    "type": "m.room.join_rules",
+                    "state_key": "",
+                    "content": self._join_rule_content(room.join_rule),
+                },
+                {
+                    "type": "m.room.history_visibility",
+                    "state_key": "",
+                    "content": {"history_visibility": room.history_visibility},
+                },
+            ],
+        }
+        if room.is_space:
+            body["creation_content"] = {"type": "m.space"}
+        # The alias is the natural key: retrying after a lost answer at worst meets RoomInUse.
+        answer = await self.client.request("POST", path("createRoom"), body=body, idempotent=True)
+        return str(answer["room_id"])
+
+    async def set_name(self, action: SetName) -> None:
+        await self._put_state(action.alias, "m.room.name", {"name": action.name})
+        self._update(action.alias, replace(self.rooms[action.alias], name=action.name))
+
+    async def set_topic(self, action: SetTopic) -> None:
+        await self._put_state(action.alias, "m.room.topic", {"topic": action.topic})
+        self._update(action.alias, replace(self.rooms[action.alias], topic=action.topic))
+
+    async def set_join_rule(self, action: SetJoinRule) -> None:
+        content = self._join_rule_content(action.join_rule)
+        await self._put_state(action.alias, "m.room.join_rules", content)
+        self._update(action.alias, replace(self.rooms[action.alias], join_rule=action.join_rule))
+
+    async def set_history_visibility(self, action: SetHistoryVisibility) -> None:
+        content = {"history_visibility": action.history_visibility}
+        await self._put_state(action.alias, "m.room.history_visibility", content)
+        room = replace(self.rooms[action.alias], history_visibility=action.history_visibility)
+        self._update(action.alias, room)
+
+    async def set_power_levels(self, action: SetPowerLevels) -> None:
+        await self._put_state(action.alias, "m.room.power_levels", action.power_levels.content())
+        room = replace(self.rooms[action.alias], power_levels=action.power_levels)
+        self._update(action.alias, room)
+
+    async def link_child(self, action: LinkChild) -> None:
+        via = {"via": [self.server_name]}
+        child_id = self._room_id(action.child)
+        parent_id = self._room_id(action.parent)
+        await self._put_state(action.parent, "m.space.child", via, child_id)
+        await self._put_state(action.child, "m.space.parent", {**via, "canonical": True}, parent_id)
+        parent = self.rooms[action.parent]
+        self._update(action.parent, replace(parent, children=parent.children | {action.child}))
+        self._update(action.child, replace(self.rooms[action.child], parent=action.parent))
+
+    async def join(self, action: Join) -> None:
+        await self.client.request(
+            "POST",
+            path("join", self._room_id(action.alias), base="/_synapse/admin/v1"),
+            body={"user_id": action.user_id},
+            idempotent=True,  # joining a member again changes nothing
+        )
+        room = self.rooms[action.alias]
+        self._update(action.alias, replace(room, members=room.members | {action.user_id}))
+
+    async def kick(self, action: Kick) -> None:
+        await self.client.request(
+            "POST",
+            path("rooms", self._room_id(action.alias), "kick"),
+            body={"user_id": action.user_id, "reason": "Изменился состав класса или школы"},
+            idempotent=True,
+        )
+        room = self.rooms[action.alias]
+        self._update(action.alias, replace(room, members=room.members - {action.user_id}))
+
+    # --- running --------------------------------------------------------------------------
+
+    def _handler(self, action: Action) -> Callable[[], Awaitable[None]]:
+        match action:
+            case CreateUser():
+                return lambda: self.create_user(action)
+            case CreateRoom():
+                return lambda: self.create_room(action)
+            case SetName():
+                return lambda: self.set_name(action)
+            case SetTopic():
+                return lambda: self.set_topic(action)
+            case SetJoinRule():
+                return lambda: self.set_join_rule(action)
+            case SetHistoryVisibility():
+                return lambda: self.set_history_visibility(action)
+            case SetPowerLevels():
+                return lambda: self.set_power_levels(action)
+            case LinkChild():
+                return lambda: self.link_child(action)
+            case Join():
+                return lambda: self.join(action)
+            case Kick():
+                return lambda: self.kick(action)
+
+    async def _run_one(self, action: Action) -> None:
+        async with self.limit:
+            await self._handler(action)()
+        name = type(action).__name__
+        self.report.done += 1
+        self.report.by_action[name] = self.report.by_action.get(name, 0) + 1
+
+    async def run(self, plan: Sequence[Action]) -> ApplyReport:
+        """Apply the plan phase by phase; within a phase, up to `concurrency` at once."""
+        for action in plan:
+            if isinstance(action, CreateRoom):
+                self.created.setdefault(action.room.alias, asyncio.Event())
+        phases: list[list[Action]] = []
+        for action in plan:
+            kind = _phase(action)
+            if not phases or _phase(phases[-1][0]) != kind:
+                phases.append([])
+            phases[-1].append(action)
+        try:
+            for phase in phases:
+                async with asyncio.TaskGroup() as group:
+                    for action in phase:
+                        group.create_task(self._run_one(action))
+                if isinstance(phase[0], CreateUser):
+                    self._mark_accounts_created(
+                        [a.user_id for a in phase if isinstance(a, CreateUser)]
+                    )
+                self.session.commit()
+        finally:
+            self.session.commit()  # keep what succeeded, even when a later action failed
+        return self.report
+
+    def _mark_accounts_created(self, user_ids: list[UserID]) -> None:
+        self.session.execute(
+            update(Person)
+            .where(Person.matrix_user_id.in_(user_ids))
+            .values(account_created_at=utcnow())
+        )
+
+
+def _phase(action: Action) -> int:
+    """Actions of one phase may run in parallel; phases run in the plan's order."""
+    match action:
+        case CreateUser():
+            return 0
+        case CreateRoom():
+            return 1
+        case LinkChild():
+            return 3
+        case Join():
+            return 4
+        case Kick():
+            return 5
+        case _:
+            return 2
+
+
+async def apply(
+    plan: Sequence[Action],
+    client: MatrixClient,
+    session: Session,
+    observed: ObservedState,
+    *,
+    server_name: str,
+    bot: UserID,
+    kinds: dict[RoomAlias, str] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> ApplyReport:
+    applier = Applier(
+        client, session, observed, server_name=server_name, bot=bot, concurrency=concurrency
+    )
+    applier.kinds.update(kinds or {})
+    return await applier.run(plan)

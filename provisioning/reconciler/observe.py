@@ -1,0 +1,215 @@
+"""`observe`: what Synapse holds for the managed rooms, read only where it is needed.
+
+A managed room remembers in `managed_rooms.applied` what the reconciler last made true
+there. A run reads a room from Synapse only when that record is missing, when the room
+is dirty (the bridge saw someone else change it), or when a full verification asks. So
+a run with nothing changed makes no calls for rooms at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bridge.matrix.client import MatrixClient, path
+from bridge.matrix.errors import NotFound
+from provisioning.db.models import ManagedRoom, Person, RoomKind
+from provisioning.reconciler.state import (
+    JoinRule,
+    ObservedRoom,
+    ObservedState,
+    PowerLevels,
+    RoomAlias,
+    UserID,
+)
+
+JsonDict = dict[str, Any]
+
+
+def full_alias(alias: RoomAlias, server_name: str) -> str:
+    return f"#{alias}:{server_name}"
+
+
+def room_to_json(room: ObservedRoom) -> JsonDict:
+    """The `applied` record of a managed room."""
+    return {
+        "name": room.name,
+        "topic": room.topic,
+        "join_rule": None
+        if room.join_rule is None
+        else {"rule": room.join_rule.rule, "allow": list(room.join_rule.allow_spaces)},
+        "history_visibility": room.history_visibility,
+        "power_levels": None if room.power_levels is None else room.power_levels.content(),
+        "members": sorted(room.members),
+        "children": sorted(room.children),
+        "parent": room.parent,
+    }
+
+
+def room_from_json(alias: RoomAlias, room_id: str, data: Mapping[str, Any]) -> ObservedRoom:
+    rule = data.get("join_rule")
+    levels = data.get("power_levels")
+    return ObservedRoom(
+        alias=alias,
+        room_id=room_id,
+        name=data.get("name"),
+        topic=data.get("topic"),
+        join_rule=None
+        if rule is None
+        else JoinRule(rule["rule"], tuple(RoomAlias(a) for a in rule.get("allow", []))),
+        power_levels=None if levels is None else PowerLevels.from_content(levels),
+        history_visibility=data.get("history_visibility"),
+        members=frozenset(UserID(m) for m in data.get("members", [])),
+        children=frozenset(RoomAlias(c) for c in data.get("children", [])),
+        parent=data.get("parent"),
+    )
+
+
+def room_from_state(
+    alias: RoomAlias, room_id: str, events: Iterable[JsonDict], alias_of: Mapping[str, RoomAlias]
+) -> ObservedRoom:
+    """Read a room's full state (`GET /rooms/{id}/state`) into an ObservedRoom.
+
+    Room IDs are translated to managed aliases; an unknown room ID stays as it is, so it
+    never equals a desired alias and the planner puts the right value back.
+    """
+    state = {(e["type"], e.get("state_key", "")): e.get("content", {}) for e in events}
+
+    def as_alias(room: str) -> RoomAlias:
+        return alias_of.get(room, RoomAlias(room))
+
+    join = state.get(("m.room.join_rules", ""))
+    join_rule = None
+    if join is not None:
+        allow = tuple(
+            as_alias(str(a.get("room_id")))
+            for a in join.get("allow", [])
+            if a.get("type") == "m.room_membership"
+        )
+        join_rule = JoinRule(str(join.get("join_rule")), allow)
+    levels = state.get(("m.room.power_levels", ""))
+    history = state.get(("m.room.history_visibility", ""))
+    members = frozenset(
+        UserID(key)
+        for (kind, key), content in state.items()
+        if kind == "m.room.member" and content.get("membership") in ("join", "invite")
+    )
+    children = frozenset(
+        as_alias(key)
+        for (kind, key), content in state.items()
+        if kind == "m.space.child" and content.get("via")
+    )
+    parents = [
+        as_alias(key)
+        for (kind, key), content in state.items()
+        if kind == "m.space.parent" and content.get("via")
+    ]
+    name = state.get(("m.room.name", ""))
+    topic = state.get(("m.room.topic", ""))
+    return ObservedRoom(
+        alias=alias,
+        room_id=room_id,
+        name=None if name is None else name.get("name"),
+        topic=None if topic is None else topic.get("topic"),
+        join_rule=join_rule,
+        power_levels=None if levels is None else PowerLevels.from_content(levels),
+        history_visibility=None if history is None else history.get("history_visibility"),
+        members=members,
+        children=children,
+        parent=parents[0] if len(parents) == 1 else None,
+    )
+
+
+async def resolve_alias(client: MatrixClient, alias: RoomAlias, server_name: str) -> str | None:
+    try:
+        answer = await client.request(
+            "GET", path("directory", "room", full_alias(alias, server_name))
+        )
+    except NotFound:
+        return None
+    return str(answer["room_id"])
+
+
+async def read_room(
+    client: MatrixClient, alias: RoomAlias, room_id: str, alias_of: Mapping[str, RoomAlias]
+) -> ObservedRoom:
+    events = await client.request("GET", path("rooms", room_id, "state"))
+    listed = events.get("value", events) if isinstance(events, dict) else events
+    return room_from_state(alias, room_id, listed, alias_of)
+
+
+async def observe(
+    client: MatrixClient,
+    session: Session,
+    aliases: Iterable[RoomAlias],
+    *,
+    server_name: str,
+    bot: UserID,
+    full: bool = False,
+) -> ObservedState:
+    """Observe the managed rooms named by `aliases` and the accounts Parta created.
+
+    With `full=True` every room is read from Synapse and every account checked: the
+    periodic repair of drift that the bridge could not see (for example while it was down).
+    """
+    records = {RoomAlias(r.alias): r for r in session.scalars(select(ManagedRoom))}
+    alias_of = {r.room_id: alias for alias, r in records.items() if r.room_id}
+    rooms: dict[RoomAlias, ObservedRoom] = {}
+    for alias in sorted(set(aliases)):
+        record = records.get(alias)
+        if record is not None and record.room_id and record.applied and not (record.dirty or full):
+            rooms[alias] = room_from_json(alias, record.room_id, record.applied)
+            continue
+        room_id = record.room_id if record is not None and record.room_id else None
+        room_id = room_id or await resolve_alias(client, alias, server_name)
+        if room_id is None:
+            continue  # not created yet
+        alias_of[room_id] = alias
+        room = await read_room(client, alias, room_id, alias_of)
+        rooms[alias] = room
+        remember(session, alias, room, kind=record.kind.value if record else None)
+    session.commit()
+    users = {bot}
+    if full:
+        users |= await _existing_local_users(client)
+    else:
+        users |= {
+            UserID(u)
+            for u in session.scalars(
+                select(Person.matrix_user_id).where(Person.account_created_at.is_not(None))
+            )
+            if u
+        }
+    return ObservedState(users=frozenset(users), rooms=rooms)
+
+
+def remember(session: Session, alias: RoomAlias, room: ObservedRoom, *, kind: str | None) -> None:
+    """Record what a managed room now holds (after reading it or after changing it)."""
+    record = session.get(ManagedRoom, alias)
+    if record is None:
+        record = ManagedRoom(alias=alias, kind=RoomKind(kind or RoomKind.CLASS_CHAT.value))
+        session.add(record)
+    record.room_id = room.room_id
+    record.applied = room_to_json(room)
+    record.dirty = False
+
+
+async def _existing_local_users(client: MatrixClient) -> set[UserID]:
+    """Every account on the homeserver, read through the admin API in pages of 500."""
+    users: set[UserID] = set()
+    page_from: str | None = "0"
+    for _ in range(10_000):  # bounded: 5 million accounts
+        if page_from is None:
+            break
+        answer = await client.request(
+            "GET",
+            path("users", base="/_synapse/admin/v2"),
+            query={"from": page_from, "limit": "500", "guests": "false"},
+        )
+        users.update(UserID(str(u["name"])) for u in answer.get("users", []))
+        next_page = answer.get("next_token")
+        page_from = str(next_page) if next_page is not None else None
+    return users

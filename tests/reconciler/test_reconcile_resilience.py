@@ -1,0 +1,135 @@
+"""Crash and outage mid-run: the next run converges, with no duplicate room and no lost member."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import signal
+import sys
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bridge.matrix.client import MatrixClient
+from bridge.matrix.errors import HomeserverUnavailable
+from parta.deployment import LocalDeployment
+from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.db.models import ManagedRoom, Region
+from provisioning.reconciler.run import RunReport, reconcile
+from provisioning.reconciler.state import UserID
+from provisioning.services.generate import GeneratedSchool, generate_school
+
+
+@pytest.fixture
+def db(region: LocalDeployment) -> Iterator[Session]:
+    engine = make_engine(region.settings.sqlalchemy_url)
+    with make_session_factory(engine)() as session:
+        yield session
+    engine.dispose()
+
+
+def new_school(db: Session, pupils: int) -> GeneratedSchool:
+    region_row = db.scalar(select(Region))
+    assert region_row is not None
+    tag = secrets.token_hex(3)
+    return generate_school(
+        db, region_row, f"Школа {tag}", pupils=pupils, academic_year=2026, seed=7, slug=f"t{tag}"
+    )
+
+
+def managed_rooms_of(db: Session, school: GeneratedSchool) -> int:
+    db.expire_all()
+    prefix = f"school-{school.school.slug}"
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(ManagedRoom)
+            .where(ManagedRoom.alias.startswith(prefix))
+        )
+        or 0
+    )
+
+
+async def total_rooms(bot: MatrixClient) -> int:
+    answer = await bot.request("GET", "/_synapse/admin/v1/rooms", query={"limit": "1"})
+    return int(answer["total_rooms"])
+
+
+async def run(region: LocalDeployment, db: Session, **kwargs: bool) -> RunReport:
+    s = region.settings
+    async with MatrixClient(s.homeserver_url, s.as_token.get_secret_value()) as client:
+        return await reconcile(
+            db, client, server_name=s.server_name, bot=UserID(s.bot_user_id), **kwargs
+        )
+
+
+async def wait_for_rooms(db: Session, school: GeneratedSchool, count: int) -> None:
+    """Poll the records until the run has made `count` rooms (bounded: 60 s)."""
+    for _ in range(1200):
+        if managed_rooms_of(db, school) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the run made fewer than {count} rooms within 60 s")
+
+
+def expected_rooms(school: GeneratedSchool) -> int:
+    return 3 + 4 * len(school.classes)  # school space, announcements, staff; 4 per class
+
+
+async def test_killed_reconciler_process_resumes_without_duplicates(
+    region: LocalDeployment, db: Session, bot: MatrixClient
+) -> None:
+    school = new_school(db, pupils=16)
+    rooms_before = await total_rooms(bot)
+    env = {**os.environ, "PARTA_VAR_DIR": str(region.settings.var_dir)}
+    command = [sys.executable, "-m", "parta", "sync"]
+    sync = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await wait_for_rooms(db, school, 3)
+        assert sync.returncode is None, "the run finished before it could be killed"
+        sync.send_signal(signal.SIGKILL)  # no chance to clean up: as a crash
+    finally:
+        await asyncio.wait_for(sync.wait(), 30)
+
+    resumed = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(resumed.communicate(), 300)
+    assert resumed.returncode == 0, output.decode()
+    applied = re.search(r"applied (\d+) actions", output.decode())
+    assert applied and int(applied.group(1)) > 0, "the killed run had left nothing to do"
+    verified = await run(region, db, full=True)
+    assert verified.plan == []  # every room and membership is in place
+    created = await total_rooms(bot) - rooms_before
+    assert created == managed_rooms_of(db, school) == expected_rooms(school)  # each room once
+
+
+async def test_synapse_outage_mid_run_converges(
+    region: LocalDeployment, db: Session, bot: MatrixClient
+) -> None:
+    school = new_school(db, pupils=16)
+    rooms_before = await total_rooms(bot)
+    synapse = next(spec for spec in region.specs() if spec.name == "synapse")
+    task = asyncio.create_task(run(region, db))
+    await wait_for_rooms(db, school, 3)
+    assert not task.done()
+    await asyncio.to_thread(region.supervisor.stop, "synapse")
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(region.supervisor.start, synapse)
+    await asyncio.to_thread(region.supervisor.wait_healthy, synapse)
+    # The client's retries may carry the run through the outage, or it gives up;
+    # either way the next run converges.
+    with contextlib.suppress(HomeserverUnavailable):
+        await task
+    await run(region, db)
+    verified = await run(region, db, full=True)
+    assert verified.plan == []
+    created = await total_rooms(bot) - rooms_before
+    assert created == managed_rooms_of(db, school) == expected_rooms(school)
