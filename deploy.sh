@@ -2,7 +2,7 @@
 # Parta on one machine.
 #   ./deploy.sh            bring everything up (same as ./deploy.sh up); safe to run again
 #   ./deploy.sh test       install test dependencies and run lint, types and the test suite
-#   ./deploy.sh stop | status | logs [service] | render [--dry-run] | help
+#   ./deploy.sh stop | status | logs [service] | sync [--dry-run] [--full] | demo | render | help
 # State lives in var/ (or $PARTA_VAR_DIR); the virtualenv in .venv/.
 set -euo pipefail
 
@@ -102,7 +102,7 @@ case "$command" in
   test)
     run_tests "$@"
     ;;
-  stop | status | logs | render | init)
+  stop | status | logs | render | init | sync | demo)
     [ -x "$VENV/bin/parta" ] || die "Parta is not installed yet; run ./deploy.sh first."
     exec "$VENV/bin/parta" "$command" "$@"
     ;;

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
 
 from parta.settings import CONFIG_FILE_NAME, Settings
 from parta.supervisor import DeployError, tail
+
+if TYPE_CHECKING:
+    from provisioning.services.demo import DemoSchool
 
 app = typer.Typer(help="Parta: a school messenger on Matrix.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run one service in the foreground (what `up` starts).")
@@ -125,10 +128,55 @@ Parta is running: region «{s.region_name}», server name {s.server_name}.
   Sign in from Element: choose "Sign in", edit the homeserver, enter
   {s.element_homeserver_url}, then the user name {s.region_admin_localpart} and the password.
 
+{_demo_block(report.demo, s)}
   Data and configuration: {s.var_dir}   Logs: {s.log_dir}
   Stop: ./deploy.sh stop   Status: ./deploy.sh status   Logs: ./deploy.sh logs
   (up in {report.total_seconds:.1f} s)"""
     )
+
+
+def _demo_block(demo: DemoSchool | None, settings: Settings) -> str:
+    if demo is None:
+        return ""
+    from provisioning.services.demo import DEMO_NAME
+
+    width = max(len(login.role) for login in demo.logins) if demo.logins else 0
+    rows = "\n".join(
+        f"    {login.role:<{width}}  {login.user_id}  ({login.display_name})"
+        for login in demo.logins
+    )
+    return (
+        f"  Demo school «{DEMO_NAME}»; each of these accounts has the password "
+        f"{settings.demo_password.get_secret_value()}:\n{rows}\n"
+    )
+
+
+@app.command()
+def demo(var_dir: VarDir = Path("var")) -> None:
+    """Load the demo school (once) into a running deployment and print its logins."""
+    import asyncio
+
+    from bridge.matrix.client import MatrixClient
+    from provisioning.db.engine import make_engine, make_session_factory
+    from provisioning.db.migrate import upgrade_to_head
+    from provisioning.services.demo import ensure_demo_school
+
+    settings = _load(var_dir)
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade_to_head(engine)
+
+    async def load() -> DemoSchool:
+        token = settings.as_token.get_secret_value()
+        async with MatrixClient(settings.homeserver_url, token) as client:
+            with make_session_factory(engine)() as session:
+                return await ensure_demo_school(session, client, settings)
+
+    try:
+        loaded = asyncio.run(load())
+    finally:
+        engine.dispose()
+    typer.echo("Loaded the demo school." if loaded.created else "The demo school exists already.")
+    typer.echo(_demo_block(loaded, settings))
 
 
 @app.command()

@@ -20,6 +20,7 @@ from parta.secrets import ensure_secrets
 from parta.settings import SECRET_FIELDS, Settings
 from parta.supervisor import ServiceSpec, Supervisor
 from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.services.demo import DemoSchool, ensure_demo_school
 from provisioning.services.region import ensure_region_admin
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,7 @@ class UpReport:
     unchanged: list[str] = field(default_factory=list)
     ready_seconds: dict[str, float] = field(default_factory=dict)
     region_admin_created: bool = False
+    demo: DemoSchool | None = None
     total_seconds: float = 0.0
 
     @property
@@ -47,6 +49,7 @@ class UpReport:
             or self.started
             or self.restarted
             or self.region_admin_created
+            or (self.demo is not None and (self.demo.created or self.demo.sync_actions > 0))
         )
 
 
@@ -155,18 +158,23 @@ class LocalDeployment:
                 report.started.append(spec.name)
             self.supervisor.start(spec)
             report.ready_seconds[spec.name] = self.supervisor.wait_healthy(spec)
-        report.region_admin_created = asyncio.run(self._ensure_region_admin())
+        report.region_admin_created, report.demo = asyncio.run(self._bootstrap())
         report.total_seconds = time.monotonic() - began
         return report
 
-    async def _ensure_region_admin(self) -> bool:
+    async def _bootstrap(self) -> tuple[bool, DemoSchool | None]:
+        """The region admin, and in development the demo school (reconciled each time)."""
         engine = make_engine(self.settings.sqlalchemy_url)
         try:
             async with MatrixClient(
                 self.settings.homeserver_url, self.settings.as_token.get_secret_value()
             ) as client:
                 with make_session_factory(engine)() as session:
-                    return await ensure_region_admin(session, client, self.settings)
+                    admin_created = await ensure_region_admin(session, client, self.settings)
+                    demo = None
+                    if self.settings.demo_school and self.settings.environment == "development":
+                        demo = await ensure_demo_school(session, client, self.settings)
+                    return admin_created, demo
         finally:
             engine.dispose()
 

@@ -23,7 +23,7 @@ def _read_env_file(path: Path) -> dict[str, str]:
 
 
 def _new_secret(name: str) -> str:
-    if name == "region_admin_password":
+    if name in ("region_admin_password", "demo_password"):
         # Typed by a person from the deploy output: no look-alike punctuation.
         return secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
     return secrets.token_urlsafe(32)

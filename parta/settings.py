@@ -27,6 +27,7 @@ SECRET_FIELDS = (
     "macaroon_secret_key",
     "form_secret",
     "region_admin_password",
+    "demo_password",
 )
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "password"}
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     bot_localpart: str = "parta"
     region_admin_localpart: str = "admin"
 
+    # A demo school with demo accounts, loaded by `./deploy.sh` in development.
+    demo_school: bool = True
+
     # Logging.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -86,6 +90,7 @@ class Settings(BaseSettings):
     macaroon_secret_key: SecretStr = SecretStr("")
     form_secret: SecretStr = SecretStr("")
     region_admin_password: SecretStr = SecretStr("")
+    demo_password: SecretStr = SecretStr("")
 
     @classmethod
     def load(cls, var_dir: Path | None = None) -> Settings:

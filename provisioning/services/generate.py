@@ -17,7 +17,10 @@ from provisioning.db.models import EnrolmentRole, Person, Region, Role, School, 
 from provisioning.services import schools as svc
 
 _MALE = ["Иван", "Алексей", "Дмитрий", "Максим", "Артём", "Михаил", "Никита", "Егор", "Кирилл"]
-_FEMALE = ["Анна", "Мария", "Софья", "Дарья", "Полина", "Алиса", "Ксения", "Елена", "Ольга"]
+_FEMALE = ["Анна", "Мария", "Софья", "Дарья", "Полина", "Алиса", "Ксения", "Вера", "Ева"]
+# Adults get names of their generation, so a mother and her daughter do not share one.
+_ADULT_MALE = ["Сергей", "Андрей", "Александр", "Владимир", "Игорь", "Олег", "Павел"]
+_ADULT_FEMALE = ["Елена", "Ольга", "Наталья", "Татьяна", "Ирина", "Светлана", "Марина"]
 _SURNAMES = [
     "Иванов", "Петров", "Смирнов", "Кузнецов", "Попов", "Соколов", "Лебедев", "Козлов",
     "Новиков", "Морозов", "Волков", "Фёдоров", "Орлов", "Зайцев", "Соловьёв", "Егоров",
@@ -26,11 +29,13 @@ _SUBJECTS = ["Математика", "Русский язык", "Литерат�
 _LETTERS = "АБВГДЕ"
 
 
-def _full_name(rng: random.Random, female: bool, surname: str | None = None) -> str:
+def _full_name(
+    rng: random.Random, female: bool, surname: str | None = None, *, adult: bool = False
+) -> str:
     surname = surname or rng.choice(_SURNAMES)
     if female:
-        return f"{rng.choice(_FEMALE)} {surname}а"
-    return f"{rng.choice(_MALE)} {surname}"
+        return f"{rng.choice(_ADULT_FEMALE if adult else _FEMALE)} {surname}а"
+    return f"{rng.choice(_ADULT_MALE if adult else _MALE)} {surname}"
 
 
 class LocalpartAllocator:
@@ -73,44 +78,45 @@ def generate_school(
     academic_year: int,
     seed: int = 0,
     slug: str | None = None,
+    classes: int | None = None,
 ) -> GeneratedSchool:
     """Add a school of about `pupils` pupils with classes, teachers and parents (one commit)."""
     rng = random.Random(seed)
     ids = LocalpartAllocator(session, region.server_name)
     school = svc.create_school(session, region, name, academic_year=academic_year, slug=slug)
-    class_count = max(1, round(pupils / 25))
+    class_count = classes or max(1, round(pupils / 25))
     grades = list(range(1, school.last_grade + 1))
-    classes = [
+    school_classes = [
         svc.add_class(session, school, grades[i % len(grades)], _LETTERS[i // len(grades)])
         for i in range(class_count)
     ]
-    made = GeneratedSchool(school, classes)
+    made = GeneratedSchool(school, school_classes)
 
     def person(display_name: str) -> Person:
         return svc.add_person(session, display_name, ids.user_id(display_name))
 
-    director = person(_full_name(rng, female=True))
+    director = person(_full_name(rng, female=True, adult=True))
     svc.grant_school_role(session, director, school, Role.SCHOOL_ADMIN)
     made.admins.append(director)
     subjects = [svc.add_subject(session, school, s) for s in _SUBJECTS]
-    for index in range(max(1, round(pupils / 12))):
-        teacher = person(_full_name(rng, female=rng.random() < 0.8))
+    for index in range(max(class_count, round(pupils / 12))):
+        teacher = person(_full_name(rng, female=rng.random() < 0.8, adult=True))
         svc.grant_school_role(session, teacher, school, Role.TEACHER)
         made.teachers.append(teacher)
-        if index < len(classes):
-            svc.enrol(session, teacher, classes[index], EnrolmentRole.CLASS_TEACHER)
+        if index < class_count:
+            svc.enrol(session, teacher, school_classes[index], EnrolmentRole.CLASS_TEACHER)
         subject = subjects[index % len(subjects)]
-        for school_class in rng.sample(classes, k=min(len(classes), 3)):
+        for school_class in rng.sample(school_classes, k=min(class_count, 3)):
             svc.enrol(
                 session, teacher, school_class, EnrolmentRole.SUBJECT_TEACHER, subject=subject
             )
     for index in range(pupils):
         surname = rng.choice(_SURNAMES)
         pupil = person(_full_name(rng, female=rng.random() < 0.5, surname=surname))
-        svc.enrol(session, pupil, classes[index % len(classes)], EnrolmentRole.PUPIL)
+        svc.enrol(session, pupil, school_classes[index % class_count], EnrolmentRole.PUPIL)
         made.pupils.append(pupil)
         for parent_index in range(2 if index % 2 else 1):
-            parent = person(_full_name(rng, female=parent_index == 0, surname=surname))
+            parent = person(_full_name(rng, female=parent_index == 0, surname=surname, adult=True))
             svc.link_parent(session, parent, pupil)
             made.parents.append(parent)
     session.commit()

@@ -18,6 +18,7 @@ def write_config(var_dir: Path, **overrides: object) -> None:
         "provisioning_port": provisioning,
         "bridge_port": bridge,
         "log_level": "INFO",
+        "demo_school": "false",  # tests/test_demo.py loads it on purpose
         **overrides,
     }
     var_dir.mkdir(parents=True, exist_ok=True)
