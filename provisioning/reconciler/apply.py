@@ -104,6 +104,11 @@ class Applier:
 
     # --- handlers -----------------------------------------------------------------------
 
+    def _invitees(self, room: DesiredRoom) -> list[str]:
+        # Invited at creation, in one request; the admin join later finds the same invite
+        # from the same sender and only adds the join, so a placement costs one event.
+        return sorted(room.members - {self.bot})
+
     async def create_user(self, action: CreateUser) -> None:
         await self.client.admin_put_user(action.user_id, {"displayname": action.display_name})
 
@@ -136,6 +141,7 @@ class Applier:
                     power_levels=room.power_levels,
                     history_visibility=room.history_visibility,
                     members=frozenset({self.bot}),
+                    invited=frozenset(UserID(u) for u in self._invitees(room)),
                 ),
             )
         # Commit each new room at once: a crash right after must find its record (it
@@ -150,6 +156,7 @@ class Applier:
             "topic": room.topic,
             "preset": "private_chat",
             "visibility": "private",
+            "invite": self._invitees(room),
             "power_level_content_override": room.power_levels.content(),
             "initial_state": [
                 {
@@ -212,7 +219,14 @@ class Applier:
             idempotent=True,  # joining a member again changes nothing
         )
         room = self.rooms[action.alias]
-        self._update(action.alias, replace(room, members=room.members | {action.user_id}))
+        self._update(
+            action.alias,
+            replace(
+                room,
+                members=room.members | {action.user_id},
+                invited=room.invited - {action.user_id},
+            ),
+        )
 
     async def kick(self, action: Kick) -> None:
         await self.client.request(
@@ -222,7 +236,14 @@ class Applier:
             idempotent=True,
         )
         room = self.rooms[action.alias]
-        self._update(action.alias, replace(room, members=room.members - {action.user_id}))
+        self._update(
+            action.alias,
+            replace(
+                room,
+                members=room.members - {action.user_id},
+                invited=room.invited - {action.user_id},
+            ),
+        )
 
     # --- running --------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ def room_to_json(room: ObservedRoom) -> JsonDict:
         "history_visibility": room.history_visibility,
         "power_levels": None if room.power_levels is None else room.power_levels.content(),
         "members": sorted(room.members),
+        "invited": sorted(room.invited),
         "children": sorted(room.children),
         "parent": room.parent,
     }
@@ -65,6 +66,7 @@ def room_from_json(alias: RoomAlias, room_id: str, data: Mapping[str, Any]) -> O
         members=frozenset(UserID(m) for m in data.get("members", [])),
         children=frozenset(RoomAlias(c) for c in data.get("children", [])),
         parent=data.get("parent"),
+        invited=frozenset(UserID(m) for m in data.get("invited", [])),
     )
 
 
@@ -92,11 +94,14 @@ def room_from_state(
         join_rule = JoinRule(str(join.get("join_rule")), allow)
     levels = state.get(("m.room.power_levels", ""))
     history = state.get(("m.room.history_visibility", ""))
-    members = frozenset(
-        UserID(key)
-        for (kind, key), content in state.items()
-        if kind == "m.room.member" and content.get("membership") in ("join", "invite")
-    )
+
+    def with_membership(membership: str) -> frozenset[UserID]:
+        return frozenset(
+            UserID(key)
+            for (kind, key), content in state.items()
+            if kind == "m.room.member" and content.get("membership") == membership
+        )
+
     children = frozenset(
         as_alias(key)
         for (kind, key), content in state.items()
@@ -117,9 +122,10 @@ def room_from_state(
         join_rule=join_rule,
         power_levels=None if levels is None else PowerLevels.from_content(levels),
         history_visibility=None if history is None else history.get("history_visibility"),
-        members=members,
+        members=with_membership("join"),
         children=children,
         parent=parents[0] if len(parents) == 1 else None,
+        invited=with_membership("invite"),
     )
 
 

@@ -84,10 +84,12 @@ def compute_plan(observed: ObservedState, desired: DesiredState) -> list[Action]
         if have is None:
             plan.append(CreateRoom(want))
             current_members: frozenset[UserID] = frozenset({desired.bot})
+            invited: frozenset[UserID] = frozenset()
             linked = False
         else:
             fixes.extend(_state_fixes(want, have))
             current_members = have.members
+            invited = have.invited
             parent = observed.rooms.get(want.parent) if want.parent else None
             linked = (
                 have.parent == want.parent and parent is not None and want.alias in parent.children
@@ -97,6 +99,7 @@ def compute_plan(observed: ObservedState, desired: DesiredState) -> list[Action]
         missing = sorted(want.members - current_members)
         if missing:
             joins[want.alias] = [Join(want.alias, user_id) for user_id in missing]
-        extra = current_members - want.members - {desired.bot}  # the bot is never removed
+        # Invited but not wanted: the invitation is withdrawn. The bot is never removed.
+        extra = (current_members | invited) - want.members - {desired.bot}
         kicks.extend(Kick(want.alias, u) for u in sorted(extra))
     return [*plan, *fixes, *links, *_round_robin(joins), *kicks]

@@ -93,9 +93,10 @@ class ObservedRoom:
     join_rule: JoinRule | None
     power_levels: PowerLevels | None
     history_visibility: str | None
-    members: frozenset[UserID]  # joined or invited
+    members: frozenset[UserID]  # joined
     children: frozenset[RoomAlias] = frozenset()  # managed children linked from this space
     parent: RoomAlias | None = None  # managed space this room names as its parent
+    invited: frozenset[UserID] = frozenset()  # invited, not (yet) joined
 
 
 @dataclass(frozen=True)

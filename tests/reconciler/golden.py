@@ -70,6 +70,7 @@ def load_case(path: Path) -> tuple[ObservedState, DesiredState, list[dict[str, A
                 members=frozenset(UserID(m) for m in r["members"]),
                 children=frozenset(RoomAlias(c) for c in r.get("children", [])),
                 parent=r.get("parent"),
+                invited=frozenset(UserID(m) for m in r.get("invited", [])),
             )
             for r in have["rooms"]
         },

@@ -60,10 +60,16 @@ def apply_to_model(state: ObservedState, plan: list[Action], bot: UserID) -> Obs
                 rooms[child] = replace(rooms[child], parent=parent)
             case Join(alias=alias, user_id=user_id):
                 assert user_id in users, f"{user_id} joins {alias} before the account exists"
-                rooms[alias] = replace(rooms[alias], members=rooms[alias].members | {user_id})
+                room = rooms[alias]
+                rooms[alias] = replace(
+                    room, members=room.members | {user_id}, invited=room.invited - {user_id}
+                )
             case Kick(alias=alias, user_id=user_id):
                 assert user_id != bot, "the bot must never be kicked"
-                rooms[alias] = replace(rooms[alias], members=rooms[alias].members - {user_id})
+                room = rooms[alias]
+                rooms[alias] = replace(
+                    room, members=room.members - {user_id}, invited=room.invited - {user_id}
+                )
     return ObservedState(users=frozenset(users), rooms=rooms)
 
 
@@ -77,6 +83,7 @@ def assert_matches(state: ObservedState, desired: DesiredState) -> None:
         assert have.power_levels == want.power_levels
         assert have.history_visibility == want.history_visibility
         assert have.members == want.members | {desired.bot}
+        assert not (have.invited - want.members), "an unwanted invitation was left"
         if want.parent is not None:
             assert have.parent == want.parent
             assert alias in state.rooms[want.parent].children

@@ -35,7 +35,7 @@ def test_golden_case(path: Path) -> None:
 
 
 def test_there_are_golden_cases() -> None:
-    assert len(list(CASES.glob("*.json"))) >= 7
+    assert len(list(CASES.glob("*.json"))) >= 8
 
 
 join_rules = st.sampled_from(
@@ -87,6 +87,7 @@ def observed_states(draw: st.DrawFn) -> ObservedState:
             members=draw(member_sets) | {BOT},
             children=draw(st.frozensets(st.sampled_from(ALIASES), max_size=3)),
             parent=draw(st.sampled_from([None, *ALIASES])),
+            invited=draw(member_sets),
         )
         for alias in draw(st.lists(st.sampled_from(ALIASES), unique=True, max_size=5))
     }
