@@ -3,54 +3,55 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 
 from provisioning.reconciler.state import DesiredRoom, JoinRule, PowerLevels, RoomAlias, UserID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CreateUser:
     user_id: UserID
     display_name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CreateRoom:
     """Create the room with its whole initial state; a room with the alias is adopted."""
 
     room: DesiredRoom
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetName:
     alias: RoomAlias
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetTopic:
     alias: RoomAlias
     topic: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetJoinRule:
     alias: RoomAlias
     join_rule: JoinRule
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetHistoryVisibility:
     alias: RoomAlias
     history_visibility: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetPowerLevels:
     alias: RoomAlias
     power_levels: PowerLevels
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinkChild:
     """`m.space.child` in the space and `m.space.parent` in the child."""
 
@@ -58,7 +59,7 @@ class LinkChild:
     child: RoomAlias
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Join:
     """Place a person in a room (Synapse's admin join: invite and join in one)."""
 
@@ -66,7 +67,7 @@ class Join:
     user_id: UserID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Kick:
     alias: RoomAlias
     user_id: UserID
@@ -101,5 +102,5 @@ def describe(action: Action) -> dict[str, object]:
         case SetJoinRule(alias=alias, join_rule=rule):
             fields = {"alias": alias, "rule": rule.rule, "allow": list(rule.allow_spaces)}
         case _:
-            fields = dict(vars(action))
+            fields = {f.name: getattr(action, f.name) for f in dataclass_fields(action)}
     return {"action": type(action).__name__, **fields}

@@ -59,13 +59,16 @@ def _state_fixes(want: DesiredRoom, have: ObservedRoom) -> Iterator[Action]:
 
 
 def _round_robin(per_room: dict[RoomAlias, list[Join]]) -> Iterator[Join]:
-    queues = [per_room[alias] for alias in sorted(per_room)]
-    index = 0
-    while any(index < len(queue) for queue in queues):
+    """One join per room in turn; rooms whose joins are done drop out (linear time)."""
+    queues = [iter(per_room[alias]) for alias in sorted(per_room)]
+    while queues:
+        still_busy = []
         for queue in queues:
-            if index < len(queue):
-                yield queue[index]
-        index += 1
+            join = next(queue, None)
+            if join is not None:
+                yield join
+                still_busy.append(queue)
+        queues = still_busy
 
 
 def compute_plan(observed: ObservedState, desired: DesiredState) -> list[Action]:

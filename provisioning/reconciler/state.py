@@ -12,7 +12,7 @@ RoomAlias = NewType("RoomAlias", str)  # the localpart: "school-shkola-57-2032a-
 JsonDict = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JoinRule:
     """`m.room.join_rules`: invite, knock, or restricted to the members of given spaces."""
 
@@ -20,7 +20,7 @@ class JoinRule:
     allow_spaces: tuple[RoomAlias, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PowerLevels:
     """The parts of `m.room.power_levels` Parta decides; compared as a whole."""
 
@@ -63,7 +63,7 @@ class PowerLevels:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredRoom:
     alias: RoomAlias
     is_space: bool
@@ -77,14 +77,14 @@ class DesiredRoom:
     kind: str = ""  # a RoomKind value, recorded with the managed room
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredState:
     bot: UserID  # creates every managed room, so it is a member of each from the start
     users: Mapping[UserID, str]  # user ID → display name
     rooms: Mapping[RoomAlias, DesiredRoom]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObservedRoom:
     alias: RoomAlias
     room_id: str
@@ -99,7 +99,7 @@ class ObservedRoom:
     invited: frozenset[UserID] = frozenset()  # invited, not (yet) joined
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObservedState:
     users: frozenset[UserID]
     rooms: Mapping[RoomAlias, ObservedRoom] = field(default_factory=dict)
