@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     bot_localpart: str = "parta"
     region_admin_localpart: str = "admin"
 
+    # The reconciler in the provisioning service: after changes, and a full check periodically.
+    reconcile_debounce_s: float = Field(default=1.0, ge=0, le=60)
+    reconcile_interval_s: float = Field(default=600.0, ge=10, le=86_400)
+
     # A demo school with demo accounts, loaded by `./deploy.sh` in development.
     demo_school: bool = True
 

@@ -11,9 +11,13 @@ from fastapi.concurrency import run_in_threadpool
 from bridge.matrix.client import MatrixClient, RetryPolicy
 from parta.settings import Settings
 from parta.web import install_error_handlers, install_request_log
-from provisioning.api import health
+from provisioning.api import health, v1
+from provisioning.api.auth import TokenCache
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
+from provisioning.reconciler.run import RunReport, reconcile
+from provisioning.reconciler.scheduler import ReconcileScheduler
+from provisioning.reconciler.state import UserID
 from provisioning.services.region import ensure_region
 
 
@@ -36,15 +40,38 @@ def create_app(settings: Settings) -> FastAPI:
             timeout=5.0,
             retry=RetryPolicy(attempts=1, deadline=5.0),
         )
+        # The reconciler gets its own client with the normal retry budget.
+        reconciler_client = MatrixClient(
+            settings.homeserver_url, settings.as_token.get_secret_value()
+        )
+
+        async def run(full: bool) -> RunReport:
+            with sessions() as session:
+                return await reconcile(
+                    session,
+                    reconciler_client,
+                    server_name=settings.server_name,
+                    bot=UserID(settings.bot_user_id),
+                    full=full,
+                )
+
+        app.state.reconciler = ReconcileScheduler(
+            run, debounce=settings.reconcile_debounce_s, period=settings.reconcile_interval_s
+        )
+        app.state.reconciler.start()
         try:
             yield
         finally:
+            await app.state.reconciler.stop()
+            await reconciler_client.close()
             await app.state.matrix.close()
             engine.dispose()
 
     app = FastAPI(title="Parta provisioning", lifespan=lifespan)
     app.state.settings = settings
+    app.state.token_cache = TokenCache()
     install_error_handlers(app)
     install_request_log(app)
     app.include_router(health.router)
+    app.include_router(v1.router)
     return app

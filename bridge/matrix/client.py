@@ -38,10 +38,10 @@ _IDEMPOTENT_METHODS = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
 class RetryPolicy:
     """How long one call may keep trying before it gives up."""
 
-    attempts: int = 6
+    attempts: int = 8
     base_delay: float = 0.25
-    max_delay: float = 8.0
-    deadline: float = 60.0  # seconds for one call, all attempts included
+    max_delay: float = 15.0
+    deadline: float = 300.0  # seconds for one call, all attempts included
 
 
 def path(*parts: str, base: str = "/_matrix/client/v3") -> str:
@@ -57,7 +57,7 @@ class MatrixClient:
         homeserver_url: str,
         access_token: str,
         *,
-        timeout: float = 30.0,
+        timeout: float = 120.0,  # a loaded homeserver joining into big rooms is slow, not down
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -194,6 +194,24 @@ class MatrixClient:
     async def whoami(self, *, as_user: str | None = None) -> str:
         answer = await self.call_api(Api.whoami(""), as_user=as_user)
         return str(answer["user_id"])
+
+    async def whoami_for(self, access_token: str) -> str:
+        """Whose access token this is, asked of the homeserver with that token (one try).
+
+        Raises:
+            UnknownToken, MissingToken: the token is not (or no longer) valid.
+        """
+        try:
+            response = await self._http.get(
+                "/_matrix/client/v3/account/whoami",
+                headers={"Authorization": f"Bearer {access_token}"},
+            )
+        except httpx.TransportError as exc:
+            raise HomeserverUnavailable(0, "PARTA_HOMESERVER_UNAVAILABLE", str(exc)) from exc
+        self.requests_sent += 1
+        if response.status_code >= 400:
+            raise error_from_response(response.status_code, _json(response))
+        return str(_json(response)["user_id"])
 
     # --- Appservice -------------------------------------------------------------------
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from parta.naming import slugify
 from provisioning.db.models import EnrolmentRole, Person, Region, Role, School, SchoolClass
 from provisioning.services import schools as svc
+from provisioning.services.accounts import LocalpartAllocator
 
 _MALE = ["Иван", "Алексей", "Дмитрий", "Максим", "Артём", "Михаил", "Никита", "Егор", "Кирилл"]
 _FEMALE = ["Анна", "Мария", "Софья", "Дарья", "Полина", "Алиса", "Ксения", "Вера", "Ева"]
@@ -36,27 +35,6 @@ def _full_name(
     if female:
         return f"{rng.choice(_ADULT_FEMALE if adult else _FEMALE)} {surname}а"
     return f"{rng.choice(_ADULT_MALE if adult else _MALE)} {surname}"
-
-
-class LocalpartAllocator:
-    """Readable unique localparts from names: "Иван Петров" → "ivan.petrov", "ivan.petrov2"."""
-
-    def __init__(self, session: Session, server_name: str) -> None:
-        self.server_name = server_name
-        self.taken = {
-            str(u).split(":", 1)[0][1:]
-            for u in session.scalars(select(Person.matrix_user_id)).all()
-            if u
-        }
-
-    def user_id(self, display_name: str) -> str:
-        base = slugify(display_name).replace("-", ".") or "user"
-        candidate, number = base, 1
-        while candidate in self.taken:
-            number += 1
-            candidate = f"{base}{number}"
-        self.taken.add(candidate)
-        return f"@{candidate}:{self.server_name}"
 
 
 @dataclass

@@ -19,6 +19,8 @@ def write_config(var_dir: Path, **overrides: object) -> None:
         "bridge_port": bridge,
         "log_level": "INFO",
         "demo_school": "false",  # tests/test_demo.py loads it on purpose
+        # The service's own reconciler runs only when a test's API call asks for it.
+        "reconcile_interval_s": 86400,
         **overrides,
     }
     var_dir.mkdir(parents=True, exist_ok=True)

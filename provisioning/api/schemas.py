@@ -1,0 +1,85 @@
+"""What the REST API takes and gives: separate input and output models, checked at the edge."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from provisioning.services.roster import parse_class
+
+
+class SchoolCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=2, max_length=200)
+    slug: str | None = Field(default=None, pattern=r"^[a-z0-9-]{2,40}$")
+    academic_year: int | None = Field(default=None, ge=2000, le=2100)
+    last_grade: int = Field(default=11, ge=1, le=12)
+
+
+class ClassPublic(BaseModel):
+    id: int
+    label: str
+    grade: int
+    letter: str
+    graduation_year: int
+    archived: bool
+
+
+class SchoolPublic(BaseModel):
+    id: int
+    name: str
+    slug: str
+    academic_year: int
+    classes: list[ClassPublic]
+
+
+class ClassCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(description="such as «5А»")
+
+    @field_validator("label")
+    @classmethod
+    def _is_a_class(cls, value: str) -> str:
+        if parse_class(value) is None:
+            raise ValueError("give a class such as 5А")
+        return value
+
+
+MemberRole = Literal["pupil", "teacher", "class_teacher", "parent", "school_admin"]
+
+
+class PersonCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    display_name: str = Field(min_length=2, max_length=200)
+    role: MemberRole
+    class_label: str | None = None
+    subject: str | None = Field(default=None, max_length=100)
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{5,20}$")
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    children: list[int] = Field(default_factory=list, description="person IDs, for parents")
+
+
+class PersonPublic(BaseModel):
+    id: int
+    display_name: str
+    matrix_user_id: str | None
+    roles: list[str]
+
+
+class MovePupil(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    class_label: str
+
+
+class ImportResult(BaseModel):
+    created: int
+    moved: int
+    unchanged: int
+    classes_created: list[str]
+
+
+class SyncResult(BaseModel):
+    actions: int
+    calls: int
+    seconds: float

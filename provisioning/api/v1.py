@@ -1,0 +1,376 @@
+"""REST API `/api/v1`: schools, classes, people, parent links, roster import, sync.
+
+Routes do HTTP only: they check who may act, call the services, commit, and ask the
+reconciler to run. Every error is `{errcode, error}` with a message for a school admin.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from parta.web import ApiError
+from provisioning.api.auth import Actor, CurrentAdmin
+from provisioning.api.deps import SessionDep, SettingsDep
+from provisioning.api.schemas import (
+    ClassCreate,
+    ClassPublic,
+    ImportResult,
+    MovePupil,
+    PersonCreate,
+    PersonPublic,
+    SchoolCreate,
+    SchoolPublic,
+    SyncResult,
+)
+from provisioning.db.models import (
+    Enrolment,
+    EnrolmentRole,
+    ParentLink,
+    Person,
+    Region,
+    Role,
+    RoleAssignment,
+    School,
+    SchoolClass,
+)
+from provisioning.reconciler.scheduler import ReconcileScheduler
+from provisioning.services import schools as svc
+from provisioning.services.accounts import LocalpartAllocator
+from provisioning.services.roster import RosterError, import_roster, parse_class, parse_roster
+
+router = APIRouter(prefix="/api/v1", tags=["provisioning"])
+
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+
+
+def _reconcile_soon(request: Request) -> None:
+    scheduler: ReconcileScheduler | None = getattr(request.app.state, "reconciler", None)
+    if scheduler is not None:
+        scheduler.request()
+
+
+def _commit(session: Session) -> None:
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ApiError(409, "M_CONFLICT", "This exists already") from exc
+
+
+def _school(session: Session, actor: Actor, school_id: int) -> School:
+    actor.require_school(school_id)
+    school = session.get(School, school_id)
+    if school is None:
+        raise ApiError(404, "M_NOT_FOUND", f"There is no school {school_id}")
+    return school
+
+
+def _class(session: Session, school: School, label: str) -> SchoolClass:
+    parsed = parse_class(label)
+    if parsed is None:
+        raise ApiError(400, "M_INVALID_PARAM", f"«{label}» is not a class such as 5А")
+    found = session.scalar(
+        select(SchoolClass).where(
+            SchoolClass.school_id == school.id,
+            SchoolClass.grade == parsed[0],
+            SchoolClass.letter == parsed[1],
+            SchoolClass.archived_at.is_(None),
+        )
+    )
+    if found is None:
+        raise ApiError(404, "M_NOT_FOUND", f"The school has no class {label}; create it first")
+    return found
+
+
+def _school_public(session: Session, school: School) -> SchoolPublic:
+    classes = session.scalars(
+        select(SchoolClass)
+        .where(SchoolClass.school_id == school.id)
+        .order_by(SchoolClass.grade, SchoolClass.letter)
+    ).all()
+    return SchoolPublic(
+        id=school.id,
+        name=school.name,
+        slug=school.slug,
+        academic_year=school.academic_year,
+        classes=[_class_public(c) for c in classes],
+    )
+
+
+def _class_public(c: SchoolClass) -> ClassPublic:
+    return ClassPublic(
+        id=c.id,
+        label=c.label,
+        grade=c.grade,
+        letter=c.letter,
+        graduation_year=c.graduation_year,
+        archived=c.archived_at is not None,
+    )
+
+
+@router.get("/schools")
+def list_schools(session: SessionDep, actor: CurrentAdmin) -> list[SchoolPublic]:
+    schools = session.scalars(select(School).order_by(School.id)).all()
+    return [_school_public(session, s) for s in schools if actor.may_manage_school(s.id)]
+
+
+@router.post("/schools", status_code=201)
+def create_school(
+    body: SchoolCreate,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentAdmin,
+    settings: SettingsDep,
+) -> SchoolPublic:
+    actor.require_region_admin()
+    region = session.scalar(select(Region).where(Region.server_name == settings.server_name))
+    if region is None:
+        raise ApiError(503, "M_UNKNOWN", "The region is not set up yet; restart the service")
+    today = date.today()
+    year = body.academic_year or (today.year if today.month >= 9 else today.year - 1)
+    try:
+        school = svc.create_school(
+            session,
+            region,
+            body.name,
+            academic_year=year,
+            slug=body.slug,
+            last_grade=body.last_grade,
+            actor=actor.user_id,
+        )
+    except svc.DomainError as exc:
+        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+    _commit(session)
+    _reconcile_soon(request)
+    return _school_public(session, school)
+
+
+@router.get("/schools/{school_id}")
+def get_school(school_id: int, session: SessionDep, actor: CurrentAdmin) -> SchoolPublic:
+    return _school_public(session, _school(session, actor, school_id))
+
+
+@router.post("/schools/{school_id}/classes", status_code=201)
+def create_class(
+    school_id: int, body: ClassCreate, request: Request, session: SessionDep, actor: CurrentAdmin
+) -> ClassPublic:
+    school = _school(session, actor, school_id)
+    grade, letter = parse_class(body.label) or (0, "")
+    try:
+        created = svc.add_class(session, school, grade, letter, actor=actor.user_id)
+    except svc.DomainError as exc:
+        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+    _commit(session)
+    _reconcile_soon(request)
+    return _class_public(created)
+
+
+@router.post("/schools/{school_id}/promote")
+def promote(
+    school_id: int, request: Request, session: SessionDep, actor: CurrentAdmin
+) -> SchoolPublic:
+    school = _school(session, actor, school_id)
+    svc.promote(session, school, actor=actor.user_id)
+    _commit(session)
+    _reconcile_soon(request)
+    return _school_public(session, school)
+
+
+def _roles_of(session: Session, person: Person, school: School) -> list[str]:
+    roles = [
+        r.value
+        for r in session.scalars(
+            select(RoleAssignment.role).where(
+                RoleAssignment.person_id == person.id, RoleAssignment.school_id == school.id
+            )
+        )
+    ]
+    for role, label in session.execute(
+        select(Enrolment.role, SchoolClass.grade.concat(SchoolClass.letter))
+        .join(SchoolClass, SchoolClass.id == Enrolment.class_id)
+        .where(Enrolment.person_id == person.id, SchoolClass.school_id == school.id)
+    ):
+        roles.append(f"{role.value}:{label}")
+    if session.scalar(select(ParentLink.id).where(ParentLink.parent_id == person.id).limit(1)):
+        roles.append("parent")
+    return roles
+
+
+def _in_school(session: Session, person_id: int, school: School) -> Person:
+    """The person, if they belong to the school (staff, pupil, or parent of a pupil)."""
+    person = session.get(Person, person_id)
+    if person is None or not _roles_of(session, person, school):
+        raise ApiError(404, "M_NOT_FOUND", f"Person {person_id} is not in this school")
+    return person
+
+
+@router.get("/schools/{school_id}/people")
+def list_people(school_id: int, session: SessionDep, actor: CurrentAdmin) -> list[PersonPublic]:
+    school = _school(session, actor, school_id)
+    class_ids = select(SchoolClass.id).where(SchoolClass.school_id == school.id)
+    pupil_ids = select(Enrolment.person_id).where(Enrolment.class_id.in_(class_ids))
+    ids = set(session.scalars(pupil_ids)) | set(
+        session.scalars(
+            select(RoleAssignment.person_id).where(RoleAssignment.school_id == school.id)
+        )
+    )
+    ids |= set(session.scalars(select(ParentLink.parent_id).where(ParentLink.child_id.in_(ids))))
+    people = session.scalars(select(Person).where(Person.id.in_(ids)).order_by(Person.display_name))
+    return [
+        PersonPublic(
+            id=p.id,
+            display_name=p.display_name,
+            matrix_user_id=p.matrix_user_id,
+            roles=_roles_of(session, p, school),
+        )
+        for p in people
+    ]
+
+
+@router.post("/schools/{school_id}/people", status_code=201)
+def add_person(
+    school_id: int,
+    body: PersonCreate,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentAdmin,
+    settings: SettingsDep,
+) -> PersonPublic:
+    school = _school(session, actor, school_id)
+    school_class = _class(session, school, body.class_label) if body.class_label else None
+    if body.role == "pupil" and school_class is None:
+        raise ApiError(400, "M_INVALID_PARAM", "A pupil needs a class (class_label)")
+    if body.role == "parent" and not body.children:
+        raise ApiError(400, "M_INVALID_PARAM", "A parent needs their children (children)")
+    children = [_in_school(session, child, school) for child in body.children]
+    user_id = LocalpartAllocator(session, settings.server_name).user_id(body.display_name)
+    person = svc.add_person(session, body.display_name, user_id, phone=body.phone, email=body.email)
+    try:
+        if body.role == "pupil":
+            assert school_class is not None
+            svc.enrol(session, person, school_class, EnrolmentRole.PUPIL, actor=actor.user_id)
+        elif body.role == "parent":
+            for child in children:
+                svc.link_parent(session, person, child, actor=actor.user_id)
+        else:
+            role = Role.SCHOOL_ADMIN if body.role == "school_admin" else Role.TEACHER
+            svc.grant_school_role(session, person, school, role, actor=actor.user_id)
+            if school_class is not None and body.role == "class_teacher":
+                svc.enrol(
+                    session, person, school_class, EnrolmentRole.CLASS_TEACHER, actor=actor.user_id
+                )
+            elif school_class is not None:
+                subject = svc.add_subject(session, school, body.subject or "Предмет")
+                svc.enrol(
+                    session,
+                    person,
+                    school_class,
+                    EnrolmentRole.SUBJECT_TEACHER,
+                    subject=subject,
+                    actor=actor.user_id,
+                )
+    except svc.DomainError as exc:
+        session.rollback()
+        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+    _commit(session)
+    _reconcile_soon(request)
+    return PersonPublic(
+        id=person.id,
+        display_name=person.display_name,
+        matrix_user_id=person.matrix_user_id,
+        roles=_roles_of(session, person, school),
+    )
+
+
+@router.post("/schools/{school_id}/pupils/{person_id}/move")
+def move_pupil(
+    school_id: int,
+    person_id: int,
+    body: MovePupil,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentAdmin,
+) -> PersonPublic:
+    school = _school(session, actor, school_id)
+    pupil = _in_school(session, person_id, school)
+    try:
+        svc.move_pupil(
+            session, pupil, _class(session, school, body.class_label), actor=actor.user_id
+        )
+    except svc.DomainError as exc:
+        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+    _commit(session)
+    _reconcile_soon(request)
+    return PersonPublic(
+        id=pupil.id,
+        display_name=pupil.display_name,
+        matrix_user_id=pupil.matrix_user_id,
+        roles=_roles_of(session, pupil, school),
+    )
+
+
+@router.delete("/schools/{school_id}/teachers/{person_id}", status_code=204)
+def teacher_leaves(
+    school_id: int, person_id: int, request: Request, session: SessionDep, actor: CurrentAdmin
+) -> None:
+    school = _school(session, actor, school_id)
+    svc.teacher_leaves(session, _in_school(session, person_id, school), school, actor=actor.user_id)
+    _commit(session)
+    _reconcile_soon(request)
+
+
+@router.post("/schools/{school_id}/import")
+async def import_csv(
+    school_id: int,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentAdmin,
+    settings: SettingsDep,
+    data: Annotated[bytes, Body(media_type="text/csv")],
+) -> ImportResult:
+    if len(data) > MAX_IMPORT_BYTES:
+        raise ApiError(413, "M_TOO_LARGE", "The file is over 5 MB; split it by class")
+
+    def apply() -> ImportResult:
+        school = _school(session, actor, school_id)
+        try:
+            rows = parse_roster(data)
+            summary = import_roster(
+                session, school, rows, server_name=settings.server_name, actor=actor.user_id
+            )
+            session.commit()
+        except RosterError as exc:
+            session.rollback()
+            raise ApiError(
+                400, "PARTA_BAD_ROSTER", "The file was not imported: " + "; ".join(exc.problems)
+            ) from exc
+        except Exception:
+            session.rollback()
+            raise
+        return ImportResult(
+            created=summary.created,
+            moved=summary.moved,
+            unchanged=summary.unchanged,
+            classes_created=summary.classes_created,
+        )
+
+    result = await run_in_threadpool(apply)
+    _reconcile_soon(request)
+    return result
+
+
+@router.post("/sync")
+async def sync(request: Request, actor: CurrentAdmin) -> SyncResult:
+    """Run the reconciler now and report what it did."""
+    scheduler: ReconcileScheduler = request.app.state.reconciler
+    report = await scheduler.run_now()
+    return SyncResult(
+        actions=len(report.plan), calls=report.calls, seconds=round(report.seconds, 3)
+    )

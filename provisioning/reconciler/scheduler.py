@@ -1,0 +1,74 @@
+"""Run the reconciler after changes (debounced) and periodically, one run at a time.
+
+API routes call `request()` after each change; a burst of changes gives one run a moment
+later. Every `period` seconds a full run reads Synapse and repairs drift the bridge could
+not see. A failed run is logged and retried on the next trigger; the service stays up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from provisioning.reconciler.run import RunReport
+
+log = logging.getLogger(__name__)
+
+RunFunction = Callable[[bool], Awaitable[RunReport]]
+
+
+class ReconcileScheduler:
+    def __init__(self, run: RunFunction, *, debounce: float = 1.0, period: float = 600.0) -> None:
+        self._run = run
+        self._debounce = debounce
+        self._period = period
+        self._wanted = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.last_report: RunReport | None = None
+        self.last_error: str | None = None
+
+    def request(self) -> None:
+        """Ask for a run soon; several requests close together give one run."""
+        self._wanted.set()
+
+    async def run_now(self, *, full: bool = False) -> RunReport:
+        """Run at once (waiting for a run in progress to end first)."""
+        async with self._lock:
+            try:
+                report = await self._run(full)
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                raise
+            self.last_report, self.last_error = report, None
+            return report
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wanted.wait(), timeout=self._period)
+                full = False
+            except TimeoutError:
+                full = True
+            await asyncio.sleep(self._debounce if not full else 0)
+            self._wanted.clear()
+            try:
+                report = await self.run_now(full=full)
+                if report.plan:
+                    log.info(
+                        "reconciler repaired or applied changes",
+                        extra={"actions": len(report.plan), "full": full},
+                    )
+            except Exception:
+                log.exception("reconciler run failed; it runs again on the next change or period")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,300 @@
+"""Roster import: a school's people from a CSV file as spreadsheets export it.
+
+Columns (a header row; Russian or English names, any order):
+  класс / class              "5А" (required for pupils; for teachers, the class they teach)
+  роль / role                ученик, учитель, классный руководитель, родитель, администратор
+                             (or pupil, teacher, class_teacher, parent, school_admin)
+  ФИО / full_name            the person's full name
+  телефон / phone            optional
+  почта / email              optional
+  родитель ученика / parent_of   for parents: the full name of their child in this school
+  предмет / subject          optional, for teachers of a class
+
+All or nothing: every bad row is reported with its number and reason, and then nothing is
+changed. A good file is applied in one transaction. Importing the same file again changes
+nothing; a later file where a pupil's class differs moves the pupil.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from provisioning.db.models import (
+    Enrolment,
+    EnrolmentRole,
+    ParentLink,
+    Person,
+    Role,
+    RoleAssignment,
+    School,
+    SchoolClass,
+)
+from provisioning.services import schools as svc
+from provisioning.services.accounts import LocalpartAllocator
+
+MAX_ROWS = 20_000
+
+_COLUMNS = {
+    "class": ("класс", "class"),
+    "role": ("роль", "role"),
+    "full_name": ("фио", "full_name", "full name", "имя"),
+    "phone": ("телефон", "phone"),
+    "email": ("почта", "email", "e-mail", "электронная почта"),
+    "parent_of": ("родитель ученика", "parent_of", "parent of", "ребёнок", "ребенок"),
+    "subject": ("предмет", "subject"),
+}
+_ROLES = {
+    "ученик": "pupil", "ученица": "pupil", "pupil": "pupil", "student": "pupil",
+    "учитель": "teacher", "teacher": "teacher",
+    "классный руководитель": "class_teacher", "class_teacher": "class_teacher",
+    "родитель": "parent", "parent": "parent",
+    "администратор": "school_admin", "директор": "school_admin", "school_admin": "school_admin",
+}  # fmt: skip
+_CLASS = re.compile(r"^\s*(\d{1,2})\s*-?\s*([A-Za-zА-Яа-яЁё])\s*$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9 ()-]{5,20}$")
+
+
+class RosterError(ValueError):
+    """The file was rejected; `problems` lists "row N: reason" for every bad row."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class RosterRow:
+    number: int  # as a spreadsheet shows it: the header is row 1
+    role: str
+    full_name: str
+    class_label: tuple[int, str] | None
+    phone: str | None
+    email: str | None
+    parent_of: str | None
+    subject: str | None
+
+
+@dataclass
+class ImportSummary:
+    created: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    classes_created: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.moved or self.classes_created)
+
+
+def parse_class(label: str) -> tuple[int, str] | None:
+    match = _CLASS.match(label)
+    return (int(match.group(1)), match.group(2).upper()) if match else None
+
+
+def parse_roster(data: bytes) -> list[RosterRow]:
+    """Read and check the whole file; raise RosterError listing every bad row."""
+    try:
+        text = data.decode("utf-8-sig")  # spreadsheets add a BOM; both are fine
+    except UnicodeDecodeError as exc:
+        raise RosterError(["the file is not UTF-8 text: save it as «CSV UTF-8»"]) from exc
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise RosterError(["the file is empty: the first row must name the columns"])
+    delimiter = ";" if lines[0].count(";") >= lines[0].count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [h.strip().lower() for h in next(reader)]
+    index: dict[str, int] = {}
+    for key, names in _COLUMNS.items():
+        for position, name in enumerate(header):
+            if name in names:
+                index[key] = position
+    missing = [_COLUMNS[k][0] for k in ("role", "full_name") if k not in index]
+    if missing:
+        raise RosterError([f"row 1: the columns {', '.join(missing)} are missing"])
+
+    problems: list[str] = []
+    rows: list[RosterRow] = []
+    for number, cells in enumerate(reader, start=2):
+        if number > MAX_ROWS + 1:
+            raise RosterError([f"the file has more than {MAX_ROWS} rows; split it by class"])
+        if not any(c.strip() for c in cells):
+            continue
+
+        def cell(key: str, cells: list[str] = cells) -> str:
+            position = index.get(key)
+            return cells[position].strip() if position is not None and position < len(cells) else ""
+
+        reasons: list[str] = []
+        role = _ROLES.get(cell("role").lower())
+        if role is None:
+            reasons.append(f"unknown role «{cell('role')}»")
+        name = " ".join(cell("full_name").split())
+        if not name:
+            reasons.append("the full name is empty")
+        class_text = cell("class")
+        class_label = parse_class(class_text) if class_text else None
+        if class_text and class_label is None:
+            reasons.append(f"«{class_text}» is not a class such as 5А")
+        if role == "pupil" and class_label is None and not class_text:
+            reasons.append("a pupil needs a class")
+        phone, email = cell("phone") or None, cell("email") or None
+        if phone and not _PHONE.match(phone):
+            reasons.append(f"«{phone}» is not a phone number")
+        if email and not _EMAIL.match(email):
+            reasons.append(f"«{email}» is not an e-mail address")
+        parent_of = " ".join(cell("parent_of").split()) or None
+        if role == "parent" and not parent_of:
+            reasons.append("a parent needs the name of their child (родитель ученика)")
+        if reasons:
+            problems.append(f"row {number}: {'; '.join(reasons)}")
+            continue
+        assert role is not None
+        rows.append(
+            RosterRow(
+                number, role, name, class_label, phone, email, parent_of, cell("subject") or None
+            )
+        )
+    pupils = [r.full_name for r in rows if r.role == "pupil"]
+    for row in rows:
+        if row.role == "pupil" and pupils.count(row.full_name) > 1:
+            problems.append(f"row {row.number}: the pupil «{row.full_name}» appears twice")
+        if row.role == "parent" and row.parent_of not in pupils:
+            problems.append(f"row {row.number}: the child «{row.parent_of}» is not in this file")
+    if problems:
+        raise RosterError(problems)
+    if not rows:
+        raise RosterError(["the file has no people in it"])
+    return rows
+
+
+class _SchoolIndex:
+    """The school's current people, found by name the way a roster names them."""
+
+    def __init__(self, session: Session, school: School) -> None:
+        self.session = session
+        self.school = school
+        class_ids = select(SchoolClass.id).where(SchoolClass.school_id == school.id)
+        self.pupils: dict[str, tuple[Person, Enrolment]] = {
+            person.display_name: (person, enrolment)
+            for person, enrolment in session.execute(
+                select(Person, Enrolment)
+                .join(Enrolment, Enrolment.person_id == Person.id)
+                .where(Enrolment.role == EnrolmentRole.PUPIL, Enrolment.class_id.in_(class_ids))
+            ).all()
+        }
+        self.staff: dict[str, Person] = {
+            person.display_name: person
+            for person in session.scalars(
+                select(Person)
+                .join(RoleAssignment, RoleAssignment.person_id == Person.id)
+                .where(RoleAssignment.school_id == school.id)
+            ).all()
+        }
+        self.classes: dict[tuple[int, str], SchoolClass] = {
+            (c.grade, c.letter): c
+            for c in session.scalars(
+                select(SchoolClass).where(
+                    SchoolClass.school_id == school.id, SchoolClass.archived_at.is_(None)
+                )
+            ).all()
+        }
+
+    def parent_of(self, child: Person, name: str) -> Person | None:
+        return self.session.scalar(
+            select(Person)
+            .join(ParentLink, ParentLink.parent_id == Person.id)
+            .where(ParentLink.child_id == child.id, Person.display_name == name)
+        )
+
+
+def import_roster(
+    session: Session, school: School, rows: list[RosterRow], *, server_name: str, actor: str
+) -> ImportSummary:
+    """Apply checked rows to the school in the caller's transaction (commit or roll back).
+
+    Raises:
+        RosterError: a row contradicts the school's data (the caller rolls back).
+    """
+    found = _SchoolIndex(session, school)
+    ids = LocalpartAllocator(session, server_name)
+    summary = ImportSummary()
+
+    def school_class(label: tuple[int, str], row: RosterRow) -> SchoolClass:
+        if label not in found.classes:
+            try:
+                found.classes[label] = svc.add_class(session, school, *label, actor=actor)
+            except svc.DomainError as exc:
+                raise RosterError([f"row {row.number}: {exc}"]) from exc
+            summary.classes_created.append(f"{label[0]}{label[1]}")
+        return found.classes[label]
+
+    def new_person(row: RosterRow) -> Person:
+        summary.created += 1
+        return svc.add_person(
+            session, row.full_name, ids.user_id(row.full_name), phone=row.phone, email=row.email
+        )
+
+    for row in sorted(rows, key=lambda r: r.role != "pupil"):  # children before their parents
+        if row.role == "pupil":
+            assert row.class_label is not None
+            target = school_class(row.class_label, row)
+            if row.full_name in found.pupils:
+                pupil, enrolment = found.pupils[row.full_name]
+                if enrolment.class_id != target.id:
+                    svc.move_pupil(session, pupil, target, actor=actor)
+                    summary.moved += 1
+                else:
+                    summary.unchanged += 1
+            else:
+                pupil = new_person(row)
+                enrolment = svc.enrol(session, pupil, target, EnrolmentRole.PUPIL, actor=actor)
+                found.pupils[row.full_name] = (pupil, enrolment)
+        elif row.role == "parent":
+            assert row.parent_of is not None
+            child = found.pupils[row.parent_of][0]
+            parent = found.parent_of(child, row.full_name)
+            if parent is None:
+                parent = new_person(row)
+                svc.link_parent(session, parent, child, actor=actor)
+            else:
+                summary.unchanged += 1
+        else:
+            person = found.staff.get(row.full_name)
+            if person is None:
+                person = new_person(row)
+                found.staff[row.full_name] = person
+            else:
+                summary.unchanged += 1
+            role = Role.SCHOOL_ADMIN if row.role == "school_admin" else Role.TEACHER
+            svc.grant_school_role(session, person, school, role, actor=actor)
+            if row.class_label is not None and row.role in ("teacher", "class_teacher"):
+                _teach(session, person, school_class(row.class_label, row), row, actor)
+        session.flush()
+    return summary
+
+
+def _teach(
+    session: Session, person: Person, school_class: SchoolClass, row: RosterRow, actor: str
+) -> None:
+    if row.role == "class_teacher":
+        role, subject = EnrolmentRole.CLASS_TEACHER, None
+    else:
+        role = EnrolmentRole.SUBJECT_TEACHER
+        subject = svc.add_subject(session, school_class.school, row.subject or "Предмет")
+    exists = session.scalar(
+        select(Enrolment).where(
+            Enrolment.person_id == person.id,
+            Enrolment.class_id == school_class.id,
+            Enrolment.role == role,
+            Enrolment.subject_id == (subject.id if subject else None),
+        )
+    )
+    if exists is None:
+        svc.enrol(session, person, school_class, role, subject=subject, actor=actor)
