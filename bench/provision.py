@@ -279,6 +279,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--region-schools", type=int, default=500)
     parser.add_argument("--skip-region", action="store_true")
+    parser.add_argument("--keep", help="keep the deployment's var/ in this folder, for a look")
     parser.add_argument("--region-fill", help=argparse.SUPPRESS)
     parser.add_argument("--region-plan", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -291,7 +292,7 @@ def main() -> None:
 
     result: dict[str, Any] = {"pupils": args.pupils, "concurrency": args.concurrency}
     with tempfile.TemporaryDirectory(prefix="parta-bench-") as tmp:
-        region = start_region(Path(tmp) / "var")
+        region = start_region(Path(args.keep) if args.keep else Path(tmp) / "var")
         try:
             engine = make_engine(region.settings.sqlalchemy_url)
             with make_session_factory(engine)() as session:

@@ -151,6 +151,67 @@ def _demo_block(demo: DemoSchool | None, settings: Settings) -> str:
     )
 
 
+@app.command("import")
+def import_roster_file(
+    roster: Annotated[Path, typer.Argument(help="A CSV file; see docs/operations.md.")],
+    school: Annotated[str, typer.Option(help="The school's address (slug), e.g. shkola-57.")],
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Import a school's roster from CSV (all or nothing), then reconcile."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from bridge.matrix.client import MatrixClient
+    from provisioning.db.engine import make_engine, make_session_factory
+    from provisioning.db.migrate import upgrade_to_head
+    from provisioning.db.models import School
+    from provisioning.reconciler.run import reconcile_region
+    from provisioning.services.roster import RosterError, import_roster, parse_roster
+
+    settings = _load(var_dir)
+    try:
+        data = roster.read_bytes()
+    except OSError as exc:
+        _fail(f"Cannot read {roster}: {exc.strerror}")
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade_to_head(engine)
+    try:
+        with make_session_factory(engine)() as session:
+            found = session.scalar(select(School).where(School.slug == school))
+            if found is None:
+                _fail(f"There is no school with the address {school!r}.")
+            try:
+                summary = import_roster(
+                    session,
+                    found,
+                    parse_roster(data),
+                    server_name=settings.server_name,
+                    actor="cli",
+                )
+                session.commit()
+            except RosterError as exc:
+                session.rollback()
+                _fail("The file was not imported; nothing changed:\n  " + "\n  ".join(exc.problems))
+            typer.echo(
+                f"created {summary.created}, moved {summary.moved}, unchanged {summary.unchanged}"
+                + (
+                    f"; new classes: {', '.join(summary.classes_created)}"
+                    if summary.classes_created
+                    else ""
+                )
+            )
+
+            async def sync() -> int:
+                token = settings.as_token.get_secret_value()
+                async with MatrixClient(settings.homeserver_url, token) as client:
+                    return len((await reconcile_region(session, client, settings)).plan)
+
+            typer.echo(f"reconciled: {asyncio.run(sync())} actions")
+    finally:
+        engine.dispose()
+
+
 @app.command()
 def demo(var_dir: VarDir = Path("var")) -> None:
     """Load the demo school (once) into a running deployment and print its logins."""
@@ -240,8 +301,7 @@ def sync(
     from provisioning.db.engine import make_engine, make_session_factory
     from provisioning.db.migrate import upgrade_to_head
     from provisioning.reconciler.actions import describe
-    from provisioning.reconciler.run import RunReport, reconcile
-    from provisioning.reconciler.state import UserID
+    from provisioning.reconciler.run import RunReport, reconcile_region
 
     settings = _load(var_dir)
     configure_logging("WARNING", "text")
@@ -252,14 +312,7 @@ def sync(
         token = settings.as_token.get_secret_value()
         async with MatrixClient(settings.homeserver_url, token) as client:
             with make_session_factory(engine)() as session:
-                return await reconcile(
-                    session,
-                    client,
-                    server_name=settings.server_name,
-                    bot=UserID(settings.bot_user_id),
-                    full=full,
-                    dry_run=dry_run,
-                )
+                return await reconcile_region(session, client, settings, full=full, dry_run=dry_run)
 
     try:
         report = asyncio.run(run())

@@ -15,9 +15,8 @@ from provisioning.api import health, v1
 from provisioning.api.auth import TokenCache
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
-from provisioning.reconciler.run import RunReport, reconcile
+from provisioning.reconciler.run import RunReport, reconcile_region
 from provisioning.reconciler.scheduler import ReconcileScheduler
-from provisioning.reconciler.state import UserID
 from provisioning.services.region import ensure_region
 
 
@@ -47,13 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
 
         async def run(full: bool) -> RunReport:
             with sessions() as session:
-                return await reconcile(
-                    session,
-                    reconciler_client,
-                    server_name=settings.server_name,
-                    bot=UserID(settings.bot_user_id),
-                    full=full,
-                )
+                return await reconcile_region(session, reconciler_client, settings, full=full)
 
         app.state.reconciler = ReconcileScheduler(
             run, debounce=settings.reconcile_debounce_s, period=settings.reconcile_interval_s

@@ -228,3 +228,32 @@ async def test_openapi_is_served(region: LocalDeployment) -> None:
     async with httpx.AsyncClient(base_url=region.settings.provisioning_url, timeout=10) as http:
         spec = (await http.get("/openapi.json")).json()
     assert "/api/v1/schools/{school_id}/import" in spec["paths"]
+
+
+async def test_a_parent_link_is_confirmed_for_pupils_only(api: Api) -> None:
+    school = await new_school(api)
+    sid = school["id"]
+    await api.region_admin.post(f"/api/v1/schools/{sid}/classes", json={"label": "2А"})
+    pupil = (
+        await api.region_admin.post(
+            f"/api/v1/schools/{sid}/people",
+            json={"display_name": "Ева Морозова", "role": "pupil", "class_label": "2А"},
+        )
+    ).json()
+    teacher = (
+        await api.region_admin.post(
+            f"/api/v1/schools/{sid}/people",
+            json={"display_name": "Игорь Морозов", "role": "teacher"},
+        )
+    ).json()
+    linked = await api.region_admin.post(
+        f"/api/v1/schools/{sid}/parent-links",
+        json={"parent_id": teacher["id"], "child_id": pupil["id"]},
+    )
+    assert linked.status_code == 201, linked.text
+    assert "parent" in linked.json()["roles"]
+    not_a_pupil = await api.region_admin.post(
+        f"/api/v1/schools/{sid}/parent-links",
+        json={"parent_id": pupil["id"], "child_id": teacher["id"]},
+    )
+    assert (not_a_pupil.status_code, not_a_pupil.json()["errcode"]) == (400, "M_INVALID_PARAM")

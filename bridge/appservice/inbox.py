@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from bridge.store import AppserviceTransaction, InboxEvent
 from provisioning.db.models import ManagedRoom
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,19 @@ def record_transaction(
                 content=event.content,
             )
         )
-    changed_by_others = {
-        e.room_id for e in events if e.sender != bot_user_id and e.changes_room_unexpectedly
-    }
+    unexpected = [e for e in events if e.sender != bot_user_id and e.changes_room_unexpectedly]
+    for event in unexpected:
+        log.info(
+            "room changed by someone else",
+            extra={
+                "room_id": event.room_id,
+                "event_type": event.event_type,
+                "sender": event.sender,
+                "membership": event.content.get("membership"),
+                "prev_membership": event.prev_membership,
+            },
+        )
+    changed_by_others = {e.room_id for e in unexpected}
     if changed_by_others:
         session.execute(
             update(ManagedRoom).where(ManagedRoom.room_id.in_(changed_by_others)).values(dirty=True)

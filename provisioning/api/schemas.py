@@ -67,6 +67,12 @@ class PersonPublic(BaseModel):
     roles: list[str]
 
 
+class ParentLinkCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    parent_id: int
+    child_id: int
+
+
 class MovePupil(BaseModel):
     model_config = ConfigDict(extra="forbid")
     class_label: str

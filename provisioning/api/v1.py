@@ -23,6 +23,7 @@ from provisioning.api.schemas import (
     ClassPublic,
     ImportResult,
     MovePupil,
+    ParentLinkCreate,
     PersonCreate,
     PersonPublic,
     SchoolCreate,
@@ -203,6 +204,15 @@ def _roles_of(session: Session, person: Person, school: School) -> list[str]:
     return roles
 
 
+def _person_public(session: Session, person: Person, school: School) -> PersonPublic:
+    return PersonPublic(
+        id=person.id,
+        display_name=person.display_name,
+        matrix_user_id=person.matrix_user_id,
+        roles=_roles_of(session, person, school),
+    )
+
+
 def _in_school(session: Session, person_id: int, school: School) -> Person:
     """The person, if they belong to the school (staff, pupil, or parent of a pupil)."""
     person = session.get(Person, person_id)
@@ -223,15 +233,7 @@ def list_people(school_id: int, session: SessionDep, actor: CurrentAdmin) -> lis
     )
     ids |= set(session.scalars(select(ParentLink.parent_id).where(ParentLink.child_id.in_(ids))))
     people = session.scalars(select(Person).where(Person.id.in_(ids)).order_by(Person.display_name))
-    return [
-        PersonPublic(
-            id=p.id,
-            display_name=p.display_name,
-            matrix_user_id=p.matrix_user_id,
-            roles=_roles_of(session, p, school),
-        )
-        for p in people
-    ]
+    return [_person_public(session, p, school) for p in people]
 
 
 @router.post("/schools/{school_id}/people", status_code=201)
@@ -281,12 +283,7 @@ def add_person(
         raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
     _commit(session)
     _reconcile_soon(request)
-    return PersonPublic(
-        id=person.id,
-        display_name=person.display_name,
-        matrix_user_id=person.matrix_user_id,
-        roles=_roles_of(session, person, school),
-    )
+    return _person_public(session, person, school)
 
 
 @router.post("/schools/{school_id}/pupils/{person_id}/move")
@@ -308,12 +305,29 @@ def move_pupil(
         raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
     _commit(session)
     _reconcile_soon(request)
-    return PersonPublic(
-        id=pupil.id,
-        display_name=pupil.display_name,
-        matrix_user_id=pupil.matrix_user_id,
-        roles=_roles_of(session, pupil, school),
-    )
+    return _person_public(session, pupil, school)
+
+
+@router.post("/schools/{school_id}/parent-links", status_code=201)
+def link_parent(
+    school_id: int,
+    body: ParentLinkCreate,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentAdmin,
+) -> PersonPublic:
+    """Confirm that a person is a parent of a pupil of this school."""
+    school = _school(session, actor, school_id)
+    child = _in_school(session, body.child_id, school)
+    if not any(role.startswith("pupil:") for role in _roles_of(session, child, school)):
+        raise ApiError(400, "M_INVALID_PARAM", f"{child.display_name} is not a pupil here")
+    parent = session.get(Person, body.parent_id)
+    if parent is None or parent.id == child.id:
+        raise ApiError(404, "M_NOT_FOUND", f"There is no person {body.parent_id} to link")
+    svc.link_parent(session, parent, child, actor=actor.user_id)
+    _commit(session)
+    _reconcile_soon(request)
+    return _person_public(session, parent, school)
 
 
 @router.delete("/schools/{school_id}/teachers/{person_id}", status_code=204)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,9 @@ from provisioning.reconciler.desired import build_desired
 from provisioning.reconciler.observe import observe
 from provisioning.reconciler.plan import compute_plan
 from provisioning.reconciler.state import UserID
+
+if TYPE_CHECKING:
+    from parta.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +76,22 @@ async def reconcile(
         extra={"actions": len(plan), "calls": report.calls, "full": full, "plan": repaired},
     )
     return report
+
+
+async def reconcile_region(
+    session: Session,
+    client: MatrixClient,
+    settings: Settings,
+    *,
+    full: bool = False,
+    dry_run: bool = False,
+) -> RunReport:
+    """`reconcile` for the deployment the settings describe."""
+    return await reconcile(
+        session,
+        client,
+        server_name=settings.server_name,
+        bot=UserID(settings.bot_user_id),
+        full=full,
+        dry_run=dry_run,
+    )

@@ -21,8 +21,7 @@ from provisioning.db.models import (
     School,
     SchoolClass,
 )
-from provisioning.reconciler.run import reconcile
-from provisioning.reconciler.state import UserID
+from provisioning.reconciler.run import reconcile_region
 from provisioning.services.generate import generate_school
 from provisioning.services.region import ensure_region
 
@@ -116,9 +115,7 @@ async def ensure_demo_school(
             seed=2026,
             slug=DEMO_SLUG,
         ).school
-    report = await reconcile(
-        session, client, server_name=settings.server_name, bot=UserID(settings.bot_user_id)
-    )
+    report = await reconcile_region(session, client, settings)
     logins = _logins(session, school)
     if created:
         password = settings.demo_password.get_secret_value()
