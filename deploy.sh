@@ -68,7 +68,8 @@ apt_install() {
 }
 
 # The tests use the PostgreSQL on 127.0.0.1:5432 when it answers; otherwise they start a
-# throwaway cluster from Debian's binaries, which must then be installed.
+# throwaway cluster from Debian's binaries, which must then be installed. Browser tests
+# need Debian's Chromium and a font with Cyrillic letters.
 ensure_test_system_packages() {
   local missing=()
   if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null &&
@@ -76,6 +77,9 @@ ensure_test_system_packages() {
     missing+=(postgresql)
   fi
   command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+  # The admin UI's tests drive Debian's Chromium headless (never a downloaded browser).
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

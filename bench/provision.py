@@ -67,13 +67,15 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def start_region(var_dir: Path) -> LocalDeployment:
+def start_region(var_dir: Path, log_level: str = "WARNING") -> LocalDeployment:
     synapse, metrics, provisioning, bridge = free_ports(4)
     var_dir.mkdir(parents=True)
     (var_dir / CONFIG_FILE_NAME).write_text(
         f"PARTA_SYNAPSE_PORT={synapse}\nPARTA_SYNAPSE_METRICS_PORT={metrics}\n"
         f"PARTA_PROVISIONING_PORT={provisioning}\nPARTA_BRIDGE_PORT={bridge}\n"
-        "PARTA_DEMO_SCHOOL=false\nPARTA_LOG_LEVEL=WARNING\n",
+        f"PARTA_DEMO_SCHOOL=false\nPARTA_LOG_LEVEL={log_level}\n"
+        # The service's own periodic run would wait on the lease anyway; keep it out of the way.
+        "PARTA_RECONCILE_INTERVAL_S=86400\n",
         encoding="utf-8",
     )
     deployment, _ = LocalDeployment.prepare(var_dir)
@@ -273,6 +275,11 @@ def measure_region(schools: int) -> dict[str, Any]:
         return result
 
 
+def progress(result: dict[str, Any]) -> None:
+    """The figures so far, on stderr: a long run cut short still tells what it measured."""
+    print(json.dumps(result, ensure_ascii=False), file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pupils", type=int, default=300)
@@ -280,6 +287,7 @@ def main() -> None:
     parser.add_argument("--region-schools", type=int, default=500)
     parser.add_argument("--skip-region", action="store_true")
     parser.add_argument("--keep", help="keep the deployment's var/ in this folder, for a look")
+    parser.add_argument("--log-level", default="WARNING", help="the services' log level")
     parser.add_argument("--region-fill", help=argparse.SUPPRESS)
     parser.add_argument("--region-plan", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -292,7 +300,7 @@ def main() -> None:
 
     result: dict[str, Any] = {"pupils": args.pupils, "concurrency": args.concurrency}
     with tempfile.TemporaryDirectory(prefix="parta-bench-") as tmp:
-        region = start_region(Path(args.keep) if args.keep else Path(tmp) / "var")
+        region = start_region(Path(args.keep) if args.keep else Path(tmp) / "var", args.log_level)
         try:
             engine = make_engine(region.settings.sqlalchemy_url)
             with make_session_factory(engine)() as session:
@@ -313,12 +321,14 @@ def main() -> None:
                     memberships_per_s=round(first["joins"] / first["seconds"], 2),
                     first_run_calls=first["calls"],
                 )  # fmt: skip
+                progress(result)
                 time.sleep(2)  # let Synapse deliver the run's events to the bridge
                 noop = asyncio.run(parta_run(region, session, args.concurrency))
                 result.update(
                     noop_rerun_s=round(noop["seconds"], 3), noop_rerun_calls=noop["calls"]
                 )
                 result["move_pupil_calls"] = measure_pupil_move(region, session, args.concurrency)
+                progress(result)
             engine.dispose()
             base = asyncio.run(
                 baseline(region, first["users"], first["members_per_room"], args.concurrency)

@@ -14,6 +14,9 @@ from parta.supervisor import DeployError, tail
 if TYPE_CHECKING:
     from provisioning.services.demo import DemoSchool
 
+# How long `parta sync` and `parta import` wait for a reconciler run already in progress.
+CLI_LEASE_WAIT_S = 600.0
+
 app = typer.Typer(help="Parta: a school messenger on Matrix.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run one service in the foreground (what `up` starts).")
 app.add_typer(serve_app, name="serve")
@@ -118,6 +121,7 @@ def up(var_dir: VarDir = Path("var")) -> None:
         f"""
 Parta is running: region «{s.region_name}», server name {s.server_name}.
 
+  Admin web UI:            {s.web_url}  (sign in as the region administrator below)
   Homeserver for Element:  {s.element_homeserver_url}
   Provisioning service:    {s.provisioning_url}  (health: {s.provisioning_url}/healthz)
   Bridge (appservice):     {s.bridge_url}  (health: {s.bridge_url}/healthz)
@@ -166,6 +170,7 @@ def import_roster_file(
     from provisioning.db.engine import make_engine, make_session_factory
     from provisioning.db.migrate import upgrade_to_head
     from provisioning.db.models import School
+    from provisioning.reconciler.lease import ReconcilerBusy
     from provisioning.reconciler.run import reconcile_region
     from provisioning.services.roster import RosterError, import_roster, parse_roster
 
@@ -205,9 +210,15 @@ def import_roster_file(
             async def sync() -> int:
                 token = settings.as_token.get_secret_value()
                 async with MatrixClient(settings.homeserver_url, token) as client:
-                    return len((await reconcile_region(session, client, settings)).plan)
+                    report = await reconcile_region(
+                        session, client, settings, wait_s=CLI_LEASE_WAIT_S
+                    )
+                    return len(report.plan)
 
-            typer.echo(f"reconciled: {asyncio.run(sync())} actions")
+            try:
+                typer.echo(f"reconciled: {asyncio.run(sync())} actions")
+            except ReconcilerBusy as exc:
+                _fail(f"The roster is imported, but not yet placed on Matrix: {exc}.")
     finally:
         engine.dispose()
 
@@ -301,6 +312,7 @@ def sync(
     from provisioning.db.engine import make_engine, make_session_factory
     from provisioning.db.migrate import upgrade_to_head
     from provisioning.reconciler.actions import describe
+    from provisioning.reconciler.lease import ReconcilerBusy
     from provisioning.reconciler.run import RunReport, reconcile_region
 
     settings = _load(var_dir)
@@ -312,10 +324,15 @@ def sync(
         token = settings.as_token.get_secret_value()
         async with MatrixClient(settings.homeserver_url, token) as client:
             with make_session_factory(engine)() as session:
-                return await reconcile_region(session, client, settings, full=full, dry_run=dry_run)
+                return await reconcile_region(
+                    session, client, settings, full=full, dry_run=dry_run,
+                    wait_s=CLI_LEASE_WAIT_S,
+                )  # fmt: skip
 
     try:
         report = asyncio.run(run())
+    except ReconcilerBusy as exc:
+        _fail(f"Nothing was done: {exc}.")
     finally:
         engine.dispose()
     if dry_run:

@@ -12,6 +12,7 @@ import difflib
 import re
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,7 @@ SECRET_FIELDS = (
     "form_secret",
     "region_admin_password",
     "demo_password",
+    "web_secret",
 )
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "password"}
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -46,6 +48,8 @@ class Settings(BaseSettings):
     server_name: str = "localhost"
     region_name: str = "Демо-регион"
     public_homeserver_url: str = ""  # what Element users type; defaults to the local listener
+    timezone: str = "Europe/Moscow"  # how the admin UI shows dates and times
+    public_web_url: str = ""  # where people open the admin UI and invite links; defaults to local
 
     # Where each service listens (loopback unless a reverse proxy fronts them).
     bind_address: str = "127.0.0.1"
@@ -95,6 +99,7 @@ class Settings(BaseSettings):
     form_secret: SecretStr = SecretStr("")
     region_admin_password: SecretStr = SecretStr("")
     demo_password: SecretStr = SecretStr("")
+    web_secret: SecretStr = SecretStr("")  # signs the admin UI's CSRF tokens
 
     @classmethod
     def load(cls, var_dir: Path | None = None) -> Settings:
@@ -111,6 +116,15 @@ class Settings(BaseSettings):
             _env_file=tuple(str(f) for f in files if f.exists()),
             var_dir=directory,
         )
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a time zone such as Europe/Moscow") from exc
+        return value
 
     @field_validator("server_name")
     @classmethod
@@ -165,6 +179,11 @@ class Settings(BaseSettings):
     def element_homeserver_url(self) -> str:
         """The homeserver address people type into Element."""
         return self.public_homeserver_url or self.homeserver_url
+
+    @property
+    def web_url(self) -> str:
+        """The admin UI's address as people open it: invite links and QR codes point here."""
+        return (self.public_web_url or self.provisioning_url).rstrip("/")
 
     @property
     def bridge_url(self) -> str:

@@ -46,15 +46,23 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        errcode = _ERRCODE_BY_STATUS.get(exc.status_code, "M_UNKNOWN")
-        return error_response(exc.status_code, errcode, str(exc.detail))
+        return http_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-        return error_response(400, "M_BAD_JSON", f"The request is not valid: {problems}")
+        return validation_error_response(exc)
+
+
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    errcode = _ERRCODE_BY_STATUS.get(exc.status_code, "M_UNKNOWN")
+    return error_response(exc.status_code, errcode, str(exc.detail))
+
+
+def validation_error_response(exc: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
+    )
+    return error_response(400, "M_BAD_JSON", f"The request is not valid: {problems}")
 
 
 def install_request_log(app: FastAPI) -> None:

@@ -18,6 +18,7 @@ from provisioning.db.migrate import upgrade_to_head
 from provisioning.reconciler.run import RunReport, reconcile_region
 from provisioning.reconciler.scheduler import ReconcileScheduler
 from provisioning.services.region import ensure_region
+from provisioning.web import install_web
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -46,7 +47,9 @@ def create_app(settings: Settings) -> FastAPI:
 
         async def run(full: bool) -> RunReport:
             with sessions() as session:
-                return await reconcile_region(session, reconciler_client, settings, full=full)
+                return await reconcile_region(
+                    session, reconciler_client, settings, full=full, wait_s=30.0
+                )
 
         app.state.reconciler = ReconcileScheduler(
             run, debounce=settings.reconcile_debounce_s, period=settings.reconcile_interval_s
@@ -67,4 +70,5 @@ def create_app(settings: Settings) -> FastAPI:
     install_request_log(app)
     app.include_router(health.router)
     app.include_router(v1.router)
+    install_web(app, settings)
     return app

@@ -198,7 +198,7 @@ async def test_changes_through_the_api_are_reconciled_by_the_service(
     engine = make_engine(region.settings.sqlalchemy_url)
     room_id = None
     try:
-        for _ in range(200):  # the service reconciles a moment after the change (≤ 40 s)
+        for _ in range(600):  # the service reconciles a moment after the change (≤ 120 s)
             with make_session_factory(engine)() as session:
                 record = session.get(ManagedRoom, chat)
                 if (

@@ -51,7 +51,21 @@ def test_region_admin_is_recorded_with_role_and_audit(region: LocalDeployment) -
         engine.dispose()
 
 
-def test_errors_use_the_matrix_error_shape(region: LocalDeployment) -> None:
-    response = httpx.get(f"{region.settings.provisioning_url}/no-such-page", timeout=10)
-    assert response.status_code == 404
-    assert response.json() == {"errcode": "M_NOT_FOUND", "error": "Not Found"}
+def test_errors_use_the_matrix_error_shape_for_api_clients(region: LocalDeployment) -> None:
+    base = region.settings.provisioning_url
+    for path, headers in (
+        ("/api/v1/no-such-thing", {}),
+        ("/no-such-page", {"Accept": "application/json"}),
+    ):
+        response = httpx.get(f"{base}{path}", headers=headers, timeout=10)
+        assert response.status_code == 404
+        assert response.json() == {"errcode": "M_NOT_FOUND", "error": "Not Found"}
+
+
+def test_browsers_get_an_error_page_in_their_language(region: LocalDeployment) -> None:
+    url = f"{region.settings.provisioning_url}/no-such-page"
+    page = httpx.get(url, headers={"Accept": "text/html"}, timeout=10)
+    assert page.status_code == 404 and "Такой страницы нет" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    english = httpx.get(url, headers={"Accept": "text/html"}, cookies={"parta_lang": "en"})
+    assert "There is no such page" in english.text

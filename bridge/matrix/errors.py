@@ -62,6 +62,10 @@ class InvalidParam(MatrixError):
     errcode = "M_INVALID_PARAM"
 
 
+class UserDeactivated(MatrixError):
+    errcode = "M_USER_DEACTIVATED"
+
+
 class LimitExceeded(MatrixError):
     errcode = "M_LIMIT_EXCEEDED"
 
@@ -90,6 +94,7 @@ _BY_ERRCODE: dict[str, type[MatrixError]] = {
         BadJson,
         InvalidParam,
         LimitExceeded,
+        UserDeactivated,
         Unrecognized,
     )
 }

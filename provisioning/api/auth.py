@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from bridge.matrix.errors import HomeserverUnavailable, MatrixError
 from parta.web import ApiError
 from provisioning.api.deps import MatrixDep, SessionDep
-from provisioning.db.models import Person, Role, RoleAssignment
+from provisioning.db.models import Person
+from provisioning.services.access import load_access
 
 TOKEN_CACHE_SECONDS = 60.0
 TOKEN_CACHE_SIZE = 10_000
@@ -69,18 +70,12 @@ def _actor_for(session: Session, user_id: str) -> Actor | None:
     person = session.scalar(select(Person).where(Person.matrix_user_id == user_id))
     if person is None:
         return None
-    roles = session.execute(
-        select(RoleAssignment.role, RoleAssignment.school_id).where(
-            RoleAssignment.person_id == person.id
-        )
-    ).all()
+    access = load_access(session, person)
     return Actor(
         user_id=user_id,
         person_id=person.id,
-        region_admin=any(role is Role.REGION_ADMIN for role, _ in roles),
-        school_admin_of=frozenset(
-            school for role, school in roles if role is Role.SCHOOL_ADMIN and school
-        ),
+        region_admin=access.region_admin,
+        school_admin_of=access.school_admin_of,
     )
 
 

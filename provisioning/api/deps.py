@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient
 from parta.settings import Settings
+from provisioning.reconciler.scheduler import ReconcileScheduler
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -25,6 +26,13 @@ def _matrix(request: Request) -> MatrixClient:
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def reconcile_soon(request: Request) -> None:
+    """Ask the service's reconciler for a run (debounced); the change is committed already."""
+    scheduler: ReconcileScheduler | None = getattr(request.app.state, "reconciler", None)
+    if scheduler is not None:
+        scheduler.request()
 
 
 SessionDep = Annotated[Session, Depends(_session)]

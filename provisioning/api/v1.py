@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from parta.web import ApiError
 from provisioning.api.auth import Actor, CurrentAdmin
-from provisioning.api.deps import SessionDep, SettingsDep
+from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
 from provisioning.api.schemas import (
     ClassCreate,
     ClassPublic,
@@ -41,6 +41,7 @@ from provisioning.db.models import (
     School,
     SchoolClass,
 )
+from provisioning.reconciler.lease import ReconcilerBusy
 from provisioning.reconciler.scheduler import ReconcileScheduler
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
@@ -49,12 +50,6 @@ from provisioning.services.roster import RosterError, import_roster, parse_class
 router = APIRouter(prefix="/api/v1", tags=["provisioning"])
 
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
-
-
-def _reconcile_soon(request: Request) -> None:
-    scheduler: ReconcileScheduler | None = getattr(request.app.state, "reconciler", None)
-    if scheduler is not None:
-        scheduler.request()
 
 
 def _commit(session: Session) -> None:
@@ -146,10 +141,12 @@ def create_school(
             last_grade=body.last_grade,
             actor=actor.user_id,
         )
+    except svc.AlreadyExists as exc:
+        raise ApiError(409, "M_CONFLICT", str(exc)) from exc
     except svc.DomainError as exc:
         raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
     _commit(session)
-    _reconcile_soon(request)
+    reconcile_soon(request)
     return _school_public(session, school)
 
 
@@ -166,10 +163,12 @@ def create_class(
     grade, letter = parse_class(body.label) or (0, "")
     try:
         created = svc.add_class(session, school, grade, letter, actor=actor.user_id)
+    except svc.AlreadyExists as exc:
+        raise ApiError(409, "M_CONFLICT", str(exc)) from exc
     except svc.DomainError as exc:
         raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
     _commit(session)
-    _reconcile_soon(request)
+    reconcile_soon(request)
     return _class_public(created)
 
 
@@ -180,7 +179,7 @@ def promote(
     school = _school(session, actor, school_id)
     svc.promote(session, school, actor=actor.user_id)
     _commit(session)
-    _reconcile_soon(request)
+    reconcile_soon(request)
     return _school_public(session, school)
 
 
@@ -282,7 +281,7 @@ def add_person(
         session.rollback()
         raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
     _commit(session)
-    _reconcile_soon(request)
+    reconcile_soon(request)
     return _person_public(session, person, school)
 
 
@@ -304,7 +303,7 @@ def move_pupil(
     except svc.DomainError as exc:
         raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
     _commit(session)
-    _reconcile_soon(request)
+    reconcile_soon(request)
     return _person_public(session, pupil, school)
 
 
@@ -326,7 +325,7 @@ def link_parent(
         raise ApiError(404, "M_NOT_FOUND", f"There is no person {body.parent_id} to link")
     svc.link_parent(session, parent, child, actor=actor.user_id)
     _commit(session)
-    _reconcile_soon(request)
+    reconcile_soon(request)
     return _person_public(session, parent, school)
 
 
@@ -337,7 +336,7 @@ def teacher_leaves(
     school = _school(session, actor, school_id)
     svc.teacher_leaves(session, _in_school(session, person_id, school), school, actor=actor.user_id)
     _commit(session)
-    _reconcile_soon(request)
+    reconcile_soon(request)
 
 
 @router.post("/schools/{school_id}/import")
@@ -376,7 +375,7 @@ async def import_csv(
         )
 
     result = await run_in_threadpool(apply)
-    _reconcile_soon(request)
+    reconcile_soon(request)
     return result
 
 
@@ -384,7 +383,10 @@ async def import_csv(
 async def sync(request: Request, actor: CurrentAdmin) -> SyncResult:
     """Run the reconciler now and report what it did."""
     scheduler: ReconcileScheduler = request.app.state.reconciler
-    report = await scheduler.run_now()
+    try:
+        report = await scheduler.run_now()
+    except ReconcilerBusy as exc:
+        raise ApiError(409, "M_CONFLICT", str(exc).capitalize()) from exc
     return SyncResult(
         actions=len(report.plan), calls=report.calls, seconds=round(report.seconds, 3)
     )

@@ -91,7 +91,9 @@ class RoleAssignment(Base):
         Enum(Role, native_enum=False, length=32, values_callable=_values)
     )
     region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="CASCADE"))
-    school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    school_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schools.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     person: Mapped[Person] = relationship(back_populates="roles")
@@ -104,10 +106,14 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(255))  # a Matrix user ID, or "system"
+    actor: Mapped[str] = mapped_column(String(255), index=True)  # a Matrix user ID or "system"
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(255))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    origin: Mapped[str | None] = mapped_column(String(64))  # the client's address, if any
+    school_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schools.id", ondelete="SET NULL"), index=True
+    )
 
 
 class School(Base):
@@ -139,7 +145,7 @@ class SchoolClass(Base):
     __table_args__ = (UniqueConstraint("school_id", "graduation_year", "letter"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
     grade: Mapped[int] = mapped_column()
     letter: Mapped[str] = mapped_column(String(8))
     graduation_year: Mapped[int] = mapped_column()
@@ -176,7 +182,9 @@ class Enrolment(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
-    class_id: Mapped[int] = mapped_column(ForeignKey("school_classes.id", ondelete="CASCADE"))
+    class_id: Mapped[int] = mapped_column(
+        ForeignKey("school_classes.id", ondelete="CASCADE"), index=True
+    )
     role: Mapped[EnrolmentRole] = mapped_column(
         Enum(EnrolmentRole, native_enum=False, length=32, values_callable=_values)
     )
@@ -195,7 +203,7 @@ class ParentLink(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     parent_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
-    child_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    child_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -220,3 +228,81 @@ class ManagedRoom(Base):
     applied: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     dirty: Mapped[bool] = mapped_column(default=True)  # observe it from Synapse next run
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser of the admin UI; the cookie holds a token, this row its hash.
+
+    Kept on the server so that signing out, or an administrator ending someone's sessions,
+    takes effect at once, and so that a stolen database never yields a usable cookie.
+    """
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+
+
+class InviteLink(Base):
+    """A link that lets people join a school in a role (a class for pupils, a child for
+    parents); personal when it names the one person it was made for.
+
+    The token is kept readable so that the link and its QR code can be shown and printed
+    again; revoking or expiring it is what ends it.
+    """
+
+    __tablename__ = "invite_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=32, values_callable=_values)
+    )
+    class_id: Mapped[int | None] = mapped_column(
+        ForeignKey("school_classes.id", ondelete="CASCADE")
+    )
+    child_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    max_uses: Mapped[int | None] = mapped_column()  # None: as many as come before expiry
+    uses: Mapped[int] = mapped_column(default=0)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    school: Mapped[School] = relationship()
+    school_class: Mapped[SchoolClass | None] = relationship()
+
+
+class InviteUse(Base):
+    """Who registered through an invite link, and when."""
+
+    __tablename__ = "invite_uses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invite_id: Mapped[int] = mapped_column(ForeignKey("invite_links.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+    person: Mapped[Person] = relationship()
+
+
+class ReconcilerLease(Base):
+    """One reconciler at a time per region: the service's, `parta sync`, `parta demo`.
+
+    Two runs at once would both create the same room (each sees it missing). The holder
+    renews the lease while it runs; a crashed holder's lease simply expires.
+    """
+
+    __tablename__ = "reconciler_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

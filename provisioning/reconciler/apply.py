@@ -40,6 +40,7 @@ from provisioning.reconciler.state import (
     ObservedRoom,
     ObservedState,
     RoomAlias,
+    RoomOwner,
     UserID,
 )
 
@@ -72,7 +73,7 @@ class Applier:
         self.server_name = server_name
         self.bot = bot
         self.rooms: dict[RoomAlias, ObservedRoom] = dict(observed.rooms)
-        self.kinds: dict[RoomAlias, str] = {}
+        self.owners: dict[RoomAlias, RoomOwner] = {}
         self.created: dict[RoomAlias, asyncio.Event] = {}
         self.limit = asyncio.Semaphore(concurrency)
         self.report = ApplyReport()
@@ -93,7 +94,10 @@ class Applier:
 
     def _update(self, alias: RoomAlias, room: ObservedRoom) -> None:
         self.rooms[alias] = room
-        remember(self.session, alias, room, kind=self.kinds.get(alias))
+        remember(self.session, alias, room, owner=self.owners.get(alias))
+        # Commit at once: on SQLite an open write transaction would lock out the bridge,
+        # the admin UI and the lease renewal for as long as a phase lasts (up to hours).
+        self.session.commit()
 
     async def _put_state(
         self, alias: RoomAlias, event_type: str, content: JsonDict, state_key: str = ""
@@ -114,7 +118,7 @@ class Applier:
 
     async def create_room(self, action: CreateRoom) -> None:
         room = action.room
-        self.kinds[room.alias] = room.kind
+        self.owners[room.alias] = room.owner
         for space in room.join_rule.allow_spaces:
             if space not in self.rooms and space in self.created:
                 await self.created[space].wait()
@@ -335,11 +339,11 @@ async def apply(
     *,
     server_name: str,
     bot: UserID,
-    kinds: dict[RoomAlias, str] | None = None,
+    owners: dict[RoomAlias, RoomOwner] | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> ApplyReport:
     applier = Applier(
         client, session, observed, server_name=server_name, bot=bot, concurrency=concurrency
     )
-    applier.kinds.update(kinds or {})
+    applier.owners.update(owners or {})
     return await applier.run(plan)

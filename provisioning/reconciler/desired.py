@@ -191,6 +191,7 @@ def _school_rooms(
     rooms = [
         DesiredRoom(
             kind=RoomKind.SCHOOL_SPACE.value,
+            school_id=school.id,
             alias=space,
             is_space=True,
             name=school.name,
@@ -201,6 +202,7 @@ def _school_rooms(
         ),
         DesiredRoom(
             kind=RoomKind.ANNOUNCEMENTS.value,
+            school_id=school.id,
             alias=school_alias(school.slug, "announcements"),
             is_space=False,
             name="Объявления школы",
@@ -212,6 +214,7 @@ def _school_rooms(
         ),
         DesiredRoom(
             kind=RoomKind.STAFF_ROOM.value,
+            school_id=school.id,
             alias=school_alias(school.slug, "staff"),
             is_space=False,
             name="Учительская",
@@ -253,6 +256,8 @@ def _class_rooms(
     rooms = [
         DesiredRoom(
             kind=RoomKind.CLASS_SPACE.value,
+            school_id=school.id,
+            class_id=school_class.id,
             alias=space,
             is_space=True,
             name=title + note,
@@ -264,6 +269,8 @@ def _class_rooms(
         ),
         DesiredRoom(
             kind=RoomKind.CLASS_CHAT.value,
+            school_id=school.id,
+            class_id=school_class.id,
             alias=RoomAlias(f"{space}-chat"),
             is_space=False,
             name=f"{label} — чат класса{note}",
@@ -275,6 +282,8 @@ def _class_rooms(
         ),
         DesiredRoom(
             kind=RoomKind.CLASS_CHANNEL.value,
+            school_id=school.id,
+            class_id=school_class.id,
             alias=RoomAlias(f"{space}-channel"),
             is_space=False,
             name=f"{label} — канал класса{note}",
@@ -288,6 +297,8 @@ def _class_rooms(
         ),
         DesiredRoom(
             kind=RoomKind.CLASS_PARENTS.value,
+            school_id=school.id,
+            class_id=school_class.id,
             alias=RoomAlias(f"{space}-parents"),
             is_space=False,
             name=f"{label} — родители{note}",

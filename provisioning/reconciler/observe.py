@@ -23,6 +23,7 @@ from provisioning.reconciler.state import (
     ObservedState,
     PowerLevels,
     RoomAlias,
+    RoomOwner,
     UserID,
 )
 
@@ -155,8 +156,12 @@ async def observe(
     server_name: str,
     bot: UserID,
     full: bool = False,
+    owners: Mapping[RoomAlias, RoomOwner] | None = None,
 ) -> ObservedState:
     """Observe the managed rooms named by `aliases` and the accounts Parta created.
+
+    `owners` (what each desired room stands for) is recorded with every room read, so
+    rooms recorded before the record had an owner get one at the next full run.
 
     With `full=True` every room is read from Synapse and every account checked: the
     periodic repair of drift that the bridge could not see (for example while it was down).
@@ -176,7 +181,10 @@ async def observe(
         alias_of[room_id] = alias
         room = await read_room(client, alias, room_id, alias_of)
         rooms[alias] = room
-        remember(session, alias, room, kind=record.kind.value if record else None)
+        owner = (owners or {}).get(alias)
+        if owner is None and record is not None:
+            owner = RoomOwner(record.kind.value, record.school_id, record.class_id)
+        remember(session, alias, room, owner=owner)
     session.commit()
     users = {bot}
     if full:
@@ -192,12 +200,19 @@ async def observe(
     return ObservedState(users=frozenset(users), rooms=rooms)
 
 
-def remember(session: Session, alias: RoomAlias, room: ObservedRoom, *, kind: str | None) -> None:
-    """Record what a managed room now holds (after reading it or after changing it)."""
+def remember(
+    session: Session, alias: RoomAlias, room: ObservedRoom, *, owner: RoomOwner | None
+) -> None:
+    """Record what a managed room now holds (after reading it or after changing it), and
+    which school or class it stands for."""
     record = session.get(ManagedRoom, alias)
     if record is None:
-        record = ManagedRoom(alias=alias, kind=RoomKind(kind or RoomKind.CLASS_CHAT.value))
+        record = ManagedRoom(alias=alias, kind=RoomKind(owner.kind if owner else "class_chat"))
         session.add(record)
+    if owner is not None and owner.kind:
+        record.kind = RoomKind(owner.kind)
+        record.school_id = owner.school_id
+        record.class_id = owner.class_id
     record.room_id = room.room_id
     record.applied = room_to_json(room)
     record.dirty = False

@@ -7,12 +7,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient
 from provisioning.reconciler.actions import Action, describe
 from provisioning.reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, apply
 from provisioning.reconciler.desired import build_desired
+from provisioning.reconciler.lease import reconciler_lease
 from provisioning.reconciler.observe import observe
 from provisioning.reconciler.plan import compute_plan
 from provisioning.reconciler.state import UserID
@@ -41,19 +43,46 @@ async def reconcile(
     full: bool = False,
     dry_run: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
+    wait_s: float = 0.0,
 ) -> RunReport:
     """Make Synapse match the database; safe to run at any time and to interrupt.
+
+    One run at a time per region (a lease in the database), whichever process starts it.
 
     Args:
         full: read every managed room and account from Synapse instead of trusting the
             records of what was applied: the periodic repair of drift.
         dry_run: plan only; nothing is changed.
+        wait_s: how long to wait for another run to finish.
+
+    Raises:
+        ReconcilerBusy: another run still holds the lease after `wait_s`.
     """
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    async with reconciler_lease(engine, wait_s=wait_s):
+        return await _reconcile(
+            session, client, server_name=server_name, bot=bot, full=full, dry_run=dry_run,
+            concurrency=concurrency,
+        )  # fmt: skip
+
+
+async def _reconcile(
+    session: Session,
+    client: MatrixClient,
+    *,
+    server_name: str,
+    bot: UserID,
+    full: bool,
+    dry_run: bool,
+    concurrency: int,
+) -> RunReport:
     started = time.monotonic()
     calls_before = client.requests_sent
     desired = build_desired(session, bot)
+    owners = {alias: room.owner for alias, room in desired.rooms.items()}
     observed = await observe(
-        client, session, desired.rooms, server_name=server_name, bot=bot, full=full
+        client, session, desired.rooms, server_name=server_name, bot=bot, full=full, owners=owners
     )
     plan = compute_plan(observed, desired)
     report = RunReport(plan=plan, dry_run=dry_run)
@@ -65,7 +94,7 @@ async def reconcile(
             observed,
             server_name=server_name,
             bot=bot,
-            kinds={alias: room.kind for alias, room in desired.rooms.items()},
+            owners=owners,
             concurrency=concurrency,
         )
     report.calls = client.requests_sent - calls_before
@@ -85,6 +114,7 @@ async def reconcile_region(
     *,
     full: bool = False,
     dry_run: bool = False,
+    wait_s: float = 0.0,
 ) -> RunReport:
     """`reconcile` for the deployment the settings describe."""
     return await reconcile(
@@ -94,4 +124,5 @@ async def reconcile_region(
         bot=UserID(settings.bot_user_id),
         full=full,
         dry_run=dry_run,
+        wait_s=wait_s,
     )

@@ -12,10 +12,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from provisioning.reconciler.lease import ReconcilerBusy
 from provisioning.reconciler.run import RunReport
 
 log = logging.getLogger(__name__)
 
+BUSY_RETRY_S = 5.0
 RunFunction = Callable[[bool], Awaitable[RunReport]]
 
 
@@ -61,6 +63,12 @@ class ReconcileScheduler:
                         "reconciler repaired or applied changes",
                         extra={"actions": len(report.plan), "full": full},
                     )
+            except ReconcilerBusy as exc:
+                # `parta sync` or an import holds the lease: try again shortly, so the
+                # change that asked for this run is not left waiting for the period.
+                log.info("reconciler busy; trying again shortly", extra={"holder": exc.holder})
+                await asyncio.sleep(BUSY_RETRY_S)
+                self._wanted.set()
             except Exception:
                 log.exception("reconciler run failed; it runs again on the next change or period")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NewType
+from typing import Any, NamedTuple, NewType
 
 UserID = NewType("UserID", str)
 RoomAlias = NewType("RoomAlias", str)  # the localpart: "school-shkola-57-2032a-chat"
@@ -63,6 +63,14 @@ class PowerLevels:
         )
 
 
+class RoomOwner(NamedTuple):
+    """What a managed room stands for: its kind and the school (and class) it belongs to."""
+
+    kind: str
+    school_id: int | None
+    class_id: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class DesiredRoom:
     alias: RoomAlias
@@ -75,6 +83,12 @@ class DesiredRoom:
     parent: RoomAlias | None = None
     history_visibility: str = "shared"
     kind: str = ""  # a RoomKind value, recorded with the managed room
+    school_id: int | None = None  # the row the room stands for, recorded with it too
+    class_id: int | None = None
+
+    @property
+    def owner(self) -> RoomOwner:
+        return RoomOwner(self.kind, self.school_id, self.class_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,7 +115,8 @@ async def ensure_demo_school(
             seed=2026,
             slug=DEMO_SLUG,
         ).school
-    report = await reconcile_region(session, client, settings)
+    # The service's own first run may be in progress: wait for it rather than fail.
+    report = await reconcile_region(session, client, settings, wait_s=600.0)
     logins = _logins(session, school)
     if created:
         password = settings.demo_password.get_secret_value()

@@ -9,9 +9,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from parta.naming import slugify
+from provisioning.audit import record_audit
 from provisioning.db.base import utcnow
 from provisioning.db.models import (
-    AuditEvent,
     Enrolment,
     EnrolmentRole,
     ParentLink,
@@ -23,14 +23,27 @@ from provisioning.db.models import (
     SchoolClass,
     Subject,
 )
+from provisioning.i18n import N_
 
 
 class DomainError(ValueError):
-    """A request that contradicts the school's data; the message is for a school admin."""
+    """A request that contradicts the school's data; the message is for a school admin.
+
+    `template` and `params` let the admin UI show the message in the person's language;
+    `str(error)` is the English text the REST API returns.
+    """
+
+    def __init__(self, template: str, **params: object) -> None:
+        super().__init__(template % params if params else template)
+        self.template = template
+        self.params = params
 
 
-def _audit(session: Session, actor: str, action: str, subject: str, **details: object) -> None:
-    session.add(AuditEvent(actor=actor, action=action, subject=subject, details=details))
+class AlreadyExists(DomainError):
+    """What the request would create exists already."""
+
+
+_audit = record_audit
 
 
 def create_school(
@@ -46,9 +59,14 @@ def create_school(
     """Add a school; its slug (the stable part of its rooms' aliases) is fixed from now on."""
     slug = slug or slugify(name)
     if not slug:
-        raise DomainError(f"Cannot make an address from the name {name!r}; give a short Latin name")
+        raise DomainError(
+            N_("Cannot make an address from the name «%(name)s»; give a short Latin name"),
+            name=name,
+        )
     if session.scalar(select(School).where(School.slug == slug)) is not None:
-        raise DomainError(f"A school with the address {slug!r} exists already; choose another")
+        raise AlreadyExists(
+            N_("A school with the address «%(slug)s» exists already; choose another"), slug=slug
+        )
     school = School(
         region_id=region.id,
         name=name,
@@ -58,7 +76,7 @@ def create_school(
     )
     session.add(school)
     session.flush()
-    _audit(session, actor, "school.created", slug, name=name)
+    _audit(session, actor, "school.created", slug, school_id=school.id, name=name)
     return school
 
 
@@ -67,17 +85,30 @@ def add_class(
 ) -> SchoolClass:
     """Add a class such as 5А for the school's current academic year."""
     if not 1 <= grade <= school.last_grade:
-        raise DomainError(f"Grade {grade} is outside 1–{school.last_grade} for this school")
+        raise DomainError(
+            N_("Grade %(grade)s is outside 1–%(last)s for this school"),
+            grade=grade,
+            last=school.last_grade,
+        )
     letter = letter.strip().upper()
     if not letter or len(letter) > 8:
-        raise DomainError("A class needs a letter such as «А»")
+        raise DomainError(N_("A class needs a letter such as «А»"))
     graduation_year = school.academic_year + 1 + (school.last_grade - grade)
+    exists = session.scalar(
+        select(SchoolClass.id).where(
+            SchoolClass.school_id == school.id,
+            SchoolClass.graduation_year == graduation_year,
+            SchoolClass.letter == letter,
+        )
+    )
+    if exists is not None:
+        raise AlreadyExists(N_("Class %(label)s exists already"), label=f"{grade}{letter}")
     school_class = SchoolClass(
         school_id=school.id, grade=grade, letter=letter, graduation_year=graduation_year
     )
     session.add(school_class)
     session.flush()
-    _audit(session, actor, "class.created", f"{school.slug}/{grade}{letter}")
+    _audit(session, actor, "class.created", f"{school.slug}/{grade}{letter}", school_id=school.id)
     return school_class
 
 
@@ -112,7 +143,7 @@ def grant_school_role(
     session: Session, person: Person, school: School, role: Role, *, actor: str = "system"
 ) -> None:
     if role not in (Role.SCHOOL_ADMIN, Role.TEACHER):
-        raise DomainError(f"{role.value} is not a school-wide role")
+        raise DomainError(N_("%(role)s is not a school-wide role"), role=role.value)
     exists = session.scalar(
         select(RoleAssignment).where(
             RoleAssignment.person_id == person.id,
@@ -122,7 +153,15 @@ def grant_school_role(
     )
     if exists is None:
         session.add(RoleAssignment(person_id=person.id, school_id=school.id, role=role))
-        _audit(session, actor, "role.granted", str(person.id), role=role.value, school=school.slug)
+        _audit(
+            session,
+            actor,
+            "role.granted",
+            str(person.id),
+            school_id=school.id,
+            name=person.display_name,
+            role=role.value,
+        )
 
 
 def enrol(
@@ -143,12 +182,13 @@ def enrol(
         )
         if current is not None and current.class_id != school_class.id:
             raise DomainError(
-                f"{person.display_name} is a pupil of another class already; move them instead"
+                N_("%(name)s is a pupil of another class already; move them instead"),
+                name=person.display_name,
             )
         if current is not None:
             return current
     if role is EnrolmentRole.SUBJECT_TEACHER and subject is None:
-        raise DomainError("A subject teacher is enrolled for a subject")
+        raise DomainError(N_("A subject teacher is enrolled for a subject"))
     enrolment = Enrolment(
         person_id=person.id,
         class_id=school_class.id,
@@ -157,7 +197,16 @@ def enrol(
     )
     session.add(enrolment)
     session.flush()
-    _audit(session, actor, "enrolment.added", str(person.id), role=role.value)
+    _audit(
+        session,
+        actor,
+        "enrolment.added",
+        str(person.id),
+        school_id=school_class.school_id,
+        name=person.display_name,
+        role=role.value,
+        school_class=school_class.label,
+    )
     return enrolment
 
 
@@ -167,7 +216,15 @@ def link_parent(session: Session, parent: Person, child: Person, *, actor: str =
     )
     if exists is None:
         session.add(ParentLink(parent_id=parent.id, child_id=child.id))
-        _audit(session, actor, "parent.linked", str(parent.id), child=child.id)
+        _audit(
+            session,
+            actor,
+            "parent.linked",
+            str(parent.id),
+            name=parent.display_name,
+            child=child.id,
+            child_name=child.display_name,
+        )
 
 
 def move_pupil(
@@ -180,10 +237,18 @@ def move_pupil(
         )
     )
     if enrolment is None:
-        raise DomainError(f"{pupil.display_name} is not a pupil of any class")
+        raise DomainError(N_("%(name)s is not a pupil of any class"), name=pupil.display_name)
     if enrolment.class_id != to_class.id:
         enrolment.class_id = to_class.id
-        _audit(session, actor, "pupil.moved", str(pupil.id), to_class=to_class.id)
+        _audit(
+            session,
+            actor,
+            "pupil.moved",
+            str(pupil.id),
+            school_id=to_class.school_id,
+            name=pupil.display_name,
+            to_class=to_class.label,
+        )
 
 
 def teacher_leaves(
@@ -205,7 +270,14 @@ def teacher_leaves(
             RoleAssignment.role == Role.TEACHER,
         )
     )
-    _audit(session, actor, "teacher.left", str(person.id), school=school.slug)
+    _audit(
+        session,
+        actor,
+        "teacher.left",
+        str(person.id),
+        school_id=school.id,
+        name=person.display_name,
+    )
 
 
 def promote(session: Session, school: School, *, actor: str = "system") -> list[SchoolClass]:
@@ -232,6 +304,7 @@ def promote(session: Session, school: School, *, actor: str = "system") -> list[
         actor,
         "school.promoted",
         school.slug,
+        school_id=school.id,
         academic_year=school.academic_year,
         graduated=[c.id for c in graduated],
     )

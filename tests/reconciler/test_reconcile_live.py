@@ -52,11 +52,13 @@ class LiveSchool:
 
 
 async def run(region: LocalDeployment, db: Session, **kwargs: bool) -> RunReport:
+    """One run; it waits for a run of the region's own service (or a killed one's lease)."""
     s = region.settings
     async with MatrixClient(s.homeserver_url, s.as_token.get_secret_value()) as client:
         return await reconcile(
-            db, client, server_name=s.server_name, bot=UserID(s.bot_user_id), **kwargs
-        )
+            db, client, server_name=s.server_name, bot=UserID(s.bot_user_id), wait_s=120,
+            **kwargs,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

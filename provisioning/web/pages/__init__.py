@@ -1,0 +1,12 @@
+"""The admin UI's routes; every state-changing request passes the CSRF check first."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from provisioning.web.deps import verify_csrf
+from provisioning.web.pages import auth, home, invites, people, schools
+
+router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
+for module in (auth, home, schools, people, invites):
+    router.include_router(module.router)

@@ -1,0 +1,63 @@
+"""The first page after signing in: what this person looks after, by role."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import func, select
+
+from provisioning.api.deps import SessionDep, SettingsDep
+from provisioning.db.models import (
+    Enrolment,
+    EnrolmentRole,
+    School,
+    SchoolClass,
+)
+from provisioning.services.directory import children_of
+from provisioning.web.deps import Viewer
+from provisioning.web.render import render
+
+router = APIRouter()
+
+
+@router.get("/")
+def dashboard(
+    request: Request, viewer: Viewer, session: SessionDep, settings: SettingsDep
+) -> Response:
+    managed_ids = (
+        set(session.scalars(select(School.id))) if viewer.region_admin else viewer.school_admin_of
+    )
+    managed = session.scalars(
+        select(School).where(School.id.in_(managed_ids)).order_by(School.name)
+    ).all()
+    pupil_counts = dict(
+        session.execute(
+            select(SchoolClass.school_id, func.count())
+            .join(Enrolment, Enrolment.class_id == SchoolClass.id)
+            .where(
+                Enrolment.role == EnrolmentRole.PUPIL,
+                SchoolClass.archived_at.is_(None),
+                SchoolClass.school_id.in_(managed_ids),
+            )
+            .group_by(SchoolClass.school_id)
+        ).all()
+    )
+    taught = session.scalars(
+        select(SchoolClass)
+        .where(SchoolClass.id.in_(viewer.teaches_classes))
+        .order_by(SchoolClass.grade, SchoolClass.letter)
+    ).all()
+    own_classes = session.scalars(
+        select(SchoolClass).where(SchoolClass.id.in_(viewer.pupil_of_classes))
+    ).all()
+    children = children_of(session, viewer.person_id)
+    return render(
+        request,
+        "dashboard.html",
+        managed=managed,
+        pupil_counts=pupil_counts,
+        taught=taught,
+        own_classes=own_classes,
+        children=children,
+        homeserver_url=settings.element_homeserver_url,
+    )

@@ -1,0 +1,251 @@
+"""Schools, classes, the people of a school and its audit log."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
+from provisioning.db.models import AuditEvent, InviteLink, Region, School, SchoolClass
+from provisioning.i18n import N_
+from provisioning.services import directory
+from provisioning.services import schools as svc
+from provisioning.services.access import Access
+from provisioning.services.invites import invite_status
+from provisioning.services.roster import parse_class
+from provisioning.web.deps import Viewer, WebError
+from provisioning.web.render import render, translate
+
+router = APIRouter()
+
+AUDIT_PAGE_SIZE = 50
+
+
+def current_academic_year(today: date) -> int:
+    """A Russian school year starts on 1 September."""
+    return today.year if today.month >= 9 else today.year - 1
+
+
+def school_for(session: Session, viewer: Access, school_id: int, *, manage: bool) -> School:
+    """The school, if this person may see it (or manage it); 404 before 403 leaks nothing."""
+    allowed = viewer.may_manage_school(school_id) if manage else viewer.may_view_school(school_id)
+    if not allowed:
+        raise WebError(403, N_("You do not have access to this school."))
+    school = session.get(School, school_id)
+    if school is None:
+        raise WebError(404, N_("There is no such school."))
+    return school
+
+
+def class_for(session: Session, school: School, class_id: int) -> SchoolClass:
+    school_class = session.get(SchoolClass, class_id)
+    if school_class is None or school_class.school_id != school.id:
+        raise WebError(404, N_("There is no such class in this school."))
+    return school_class
+
+
+# --- Schools of the region -------------------------------------------------------------
+
+
+@router.get("/schools")
+def schools_page(request: Request, viewer: Viewer, session: SessionDep) -> Response:
+    if not viewer.region_admin:
+        raise WebError(403, N_("Only a region administrator sees every school."))
+    return _schools(request, session, error=None, form={})
+
+
+def _schools(
+    request: Request,
+    session: Session,
+    *,
+    error: str | None,
+    form: dict[str, str],
+    status: int = 200,
+) -> Response:
+    schools = session.scalars(select(School).order_by(School.name)).all()
+    class_counts = dict(
+        session.execute(
+            select(SchoolClass.school_id, func.count())
+            .where(SchoolClass.archived_at.is_(None))
+            .group_by(SchoolClass.school_id)
+        ).all()
+    )
+    return render(
+        request, "schools.html", status=status, schools=schools, class_counts=class_counts,
+        error=error, form=form,
+    )  # fmt: skip
+
+
+@router.post("/schools")
+def create_school(
+    request: Request,
+    viewer: Viewer,
+    session: SessionDep,
+    settings: SettingsDep,
+    name: Annotated[str, Form(max_length=255)] = "",
+    slug: Annotated[str, Form(max_length=40)] = "",
+    last_grade: Annotated[int, Form(ge=9, le=12)] = 11,
+) -> Response:
+    if not viewer.region_admin:
+        raise WebError(403, N_("Only a region administrator adds schools."))
+    form = {"name": name, "slug": slug}
+    if not name.strip():
+        return _schools(
+            request, session, error=translate(request, N_("Give the school a name.")), form=form,
+            status=400,
+        )  # fmt: skip
+    region = session.scalar(select(Region).where(Region.server_name == settings.server_name))
+    if region is None:
+        raise WebError(503, N_("The region is not set up yet. Try again in a minute."))
+    try:
+        school = svc.create_school(
+            session, region, name.strip(), slug=slug.strip().lower() or None,
+            academic_year=current_academic_year(date.today()), last_grade=last_grade,
+            actor=viewer.user_id,
+        )  # fmt: skip
+    except svc.DomainError as exc:
+        session.rollback()
+        message = translate(request, exc.template, **exc.params)
+        return _schools(request, session, error=message, form=form, status=400)
+    session.commit()
+    reconcile_soon(request)
+    return RedirectResponse(f"/schools/{school.id}", status_code=303)
+
+
+# --- One school ------------------------------------------------------------------------
+
+
+@router.get("/schools/{school_id}")
+def school_page(request: Request, school_id: int, viewer: Viewer, session: SessionDep) -> Response:
+    school = school_for(session, viewer, school_id, manage=False)
+    overview = directory.school_overview(session, school)
+    manage = viewer.may_manage_school(school.id)
+    links = invite_links(session, school.id, None) if manage else []
+    return render(
+        request, "school.html", overview=overview, school=school, manage=manage,
+        class_error=None, class_label="", links=links, children={}, school_class=None,
+    )  # fmt: skip
+
+
+@router.post("/schools/{school_id}/classes")
+def add_class(
+    request: Request,
+    school_id: int,
+    viewer: Viewer,
+    session: SessionDep,
+    label: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    school = school_for(session, viewer, school_id, manage=True)
+    parsed = parse_class(label)
+    error: str | None = None
+    if parsed is None:
+        error = translate(request, N_("«%(label)s» is not a class such as 5А."), label=label)
+    else:
+        try:
+            svc.add_class(session, school, parsed[0], parsed[1], actor=viewer.user_id)
+        except svc.DomainError as exc:
+            error = translate(request, exc.template, **exc.params)
+    if error is not None:
+        session.rollback()
+    else:
+        session.commit()
+        reconcile_soon(request)
+    overview = directory.school_overview(session, school)
+    context = dict(
+        overview=overview, school=school, manage=True, class_error=error,
+        class_label=label if error else "",
+    )  # fmt: skip
+    status = 400 if error else 200
+    if request.headers.get("hx-request"):
+        return render(request, "_classes.html", status=status, **context)
+    if error is None:
+        return RedirectResponse(f"/schools/{school.id}", status_code=303)
+    return render(request, "school.html", status=status, **context)
+
+
+@router.get("/schools/{school_id}/classes/{class_id}")
+def class_page(
+    request: Request, school_id: int, class_id: int, viewer: Viewer, session: SessionDep
+) -> Response:
+    school = school_for(session, viewer, school_id, manage=False)
+    school_class = class_for(session, school, class_id)
+    members = directory.class_members(session, school_class)
+    manage = viewer.may_manage_class(school.id, school_class.id)
+    links = invite_links(session, school.id, school_class.id) if manage else []
+    children = {row.person.id: row.person.display_name for row in members.pupils}
+    return render(
+        request, "class.html", school=school, members=members, manage=manage, links=links,
+        children=children, school_class=school_class,
+    )  # fmt: skip
+
+
+def invite_links(
+    session: Session, school_id: int, class_id: int | None
+) -> list[tuple[InviteLink, str]]:
+    """The shared (not personal) links of a school, or of one class, newest first."""
+    links = session.scalars(
+        select(InviteLink)
+        .where(
+            InviteLink.school_id == school_id,
+            InviteLink.class_id.is_(None) if class_id is None else InviteLink.class_id == class_id,
+            InviteLink.person_id.is_(None),
+        )
+        .order_by(InviteLink.id.desc())
+        .limit(50)
+    ).all()
+    return [(link, invite_status(link)) for link in links]
+
+
+@router.get("/schools/{school_id}/people")
+def people_page(
+    request: Request,
+    school_id: int,
+    viewer: Viewer,
+    session: SessionDep,
+    role: Annotated[str, Query(pattern="^(|pupil|parent|staff)$")] = "",
+    q: Annotated[str, Query(max_length=100)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    school = school_for(session, viewer, school_id, manage=False)
+    result = directory.school_people(session, school, role=role, query=q, page=page)
+    template = "_people_rows.html" if request.headers.get("hx-request") else "people.html"
+    return render(request, template, school=school, result=result, role=role, q=q)
+
+
+@router.get("/schools/{school_id}/audit")
+def audit_page(
+    request: Request,
+    school_id: int,
+    viewer: Viewer,
+    session: SessionDep,
+    action: Annotated[str, Query(max_length=64)] = "",
+    actor: Annotated[str, Query(max_length=255)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    school = school_for(session, viewer, school_id, manage=True)
+    condition = AuditEvent.school_id == school.id
+    if action:
+        condition = condition & AuditEvent.action.startswith(action, autoescape=True)
+    if actor.strip():
+        condition = condition & AuditEvent.actor.contains(actor.strip(), autoescape=True)
+    total = session.scalar(select(func.count()).select_from(AuditEvent).where(condition)) or 0
+    events = session.scalars(
+        select(AuditEvent)
+        .where(condition)
+        .order_by(AuditEvent.id.desc())
+        .offset((page - 1) * AUDIT_PAGE_SIZE)
+        .limit(AUDIT_PAGE_SIZE)
+    ).all()
+    actions = session.scalars(
+        select(AuditEvent.action).where(AuditEvent.school_id == school.id).distinct()
+    ).all()
+    return render(
+        request, "audit.html", school=school, events=events, total=total, page=page,
+        pages=max(1, -(-total // AUDIT_PAGE_SIZE)), action=action, actor=actor,
+        actions=sorted(actions),
+    )  # fmt: skip

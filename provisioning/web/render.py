@@ -1,0 +1,65 @@
+"""Jinja2 pages in the reader's language: one environment per locale, built once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from provisioning.i18n import LANGUAGE_NAMES, LOCALES, translations
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+
+@cache
+def environment(locale: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
+    env.globals.update(locale=locale, locales=LOCALES, language_names=LANGUAGE_NAMES)
+    env.filters["number"] = lambda value: format_decimal(value, locale=locale)
+    return env
+
+
+def translate(request: Request, message: str, **params: object) -> str:
+    """Translate a message (marked with `N_` elsewhere) for this request's reader."""
+    text = translations(request.state.locale).gettext(message)
+    return text % params if params else text
+
+
+def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    """Render a page with what every page needs: the viewer, CSRF token, locale, clock."""
+    locale: str = request.state.locale
+    zone = ZoneInfo(request.app.state.settings.timezone)
+
+    def when(moment: datetime | None, fmt: str = "short") -> str:
+        if moment is None:
+            return ""
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo("UTC"))
+        return format_datetime(aware, format=fmt, tzinfo=zone, locale=locale)
+
+    html = (
+        environment(locale)
+        .get_template(template)
+        .render(
+            request=request,
+            viewer=getattr(request.state, "viewer", None),
+            csrf_token=request.state.csrf_token,
+            when=when,
+            **context,
+        )
+    )
+    return HTMLResponse(html, status_code=status)
