@@ -69,3 +69,14 @@ def test_browsers_get_an_error_page_in_their_language(region: LocalDeployment) -
     assert page.headers["cache-control"] == "no-store"
     english = httpx.get(url, headers={"Accept": "text/html"}, cookies={"parta_lang": "en"})
     assert "There is no such page" in english.text
+
+
+def test_only_parta_services_may_ask_for_a_reconcile(region: LocalDeployment) -> None:
+    url = f"{region.settings.provisioning_url}/internal/reconcile"
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+        response = httpx.post(url, headers=headers, timeout=10)
+        assert response.status_code == 403
+        assert response.json()["errcode"] == "M_FORBIDDEN"
+    token = region.settings.as_token.get_secret_value()
+    response = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert response.status_code == 202

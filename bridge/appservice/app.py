@@ -17,13 +17,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from bridge.appservice.inbox import record_transaction, select_state_events
+from bridge.appservice.inbox import Recorded, record_transaction, select_state_events
 from bridge.bot import ensure_bot_is_server_admin
 from bridge.matrix.client import MatrixClient
 from parta.settings import Settings
@@ -106,6 +107,20 @@ async def _become_ready(settings: Settings, client: MatrixClient, state: BridgeS
             log.info("bridge ready", extra={"appservice_ping_ms": state.ping_ms})
 
 
+async def ask_provisioning_to_reconcile(settings: Settings) -> None:
+    """A knock was answered in a Matrix client: ask provisioning to place the person now
+    rather than at its next periodic run. Best effort: the periodic run catches up."""
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            response = await http.post(
+                f"{settings.provisioning_url}/internal/reconcile",
+                headers={"Authorization": f"Bearer {settings.as_token.get_secret_value()}"},
+            )
+            response.raise_for_status()
+    except httpx.HTTPError:
+        log.warning("could not ask provisioning to reconcile; its periodic run will", exc_info=True)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the bridge's ASGI app; the database and Matrix client are opened in lifespan."""
 
@@ -144,13 +159,16 @@ def create_app(settings: Settings) -> FastAPI:
         events = body.events
         state_events = select_state_events(events)
 
-        def store() -> bool:
+        def store() -> Recorded:
             with factory() as session:
                 return record_transaction(
                     session, txn_id, state_events, bot_user_id=settings.bot_user_id
                 )
 
-        if await run_in_threadpool(store):
+        recorded = await run_in_threadpool(store)
+        if recorded.placements_changed:
+            await ask_provisioning_to_reconcile(settings)
+        if recorded.processed:
             request.app.state.bridge.transactions_processed += 1
             log.info(
                 "transaction processed",

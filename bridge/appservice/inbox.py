@@ -71,10 +71,16 @@ def select_state_events(events: Iterable[Any]) -> list[StateEvent]:
     return selected
 
 
+@dataclass(frozen=True)
+class Recorded:
+    processed: bool  # False: this transaction was processed before, nothing was done
+    placements_changed: bool = False  # a join request was decided in a Matrix client
+
+
 def record_transaction(
     session: Session, txn_id: str, events: list[StateEvent], *, bot_user_id: str
-) -> bool:
-    """Store a transaction and its state events once; False if it was already processed.
+) -> Recorded:
+    """Store a transaction and its state events once; not `processed` if it was already.
 
     The transaction row and its events commit together, so a crash between them cannot
     leave a transaction marked processed with its events lost, or the other way round.
@@ -82,7 +88,7 @@ def record_transaction(
     reconciler's next run reads it from Synapse and repairs it.
     """
     if session.get(AppserviceTransaction, txn_id) is not None:
-        return False
+        return Recorded(processed=False)
     known = set(
         session.scalars(
             select(InboxEvent.event_id).where(InboxEvent.event_id.in_([e.event_id for e in events]))
@@ -122,10 +128,13 @@ def record_transaction(
         session.execute(
             update(ManagedRoom).where(ManagedRoom.room_id.in_(changed_by_others)).values(dirty=True)
         )
+    from bridge.appservice import knocks  # it imports StateEvent from here
+
+    placed = knocks.record(session, knocks.translate(events, bot_user_id=bot_user_id))
     try:
         session.commit()
     except IntegrityError:
         # A concurrent delivery of the same transaction won the race: it is processed.
         session.rollback()
-        return False
-    return True
+        return Recorded(processed=False)
+    return Recorded(processed=True, placements_changed=placed)

@@ -306,3 +306,57 @@ class ReconcilerLease(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RequestStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
+class TeacherApplication(Base):
+    """A teacher who joined through a link asks to teach subjects in classes; the school's
+    administration approves before the teacher is placed in any room."""
+
+    __tablename__ = "teacher_applications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    subjects: Mapped[list[str]] = mapped_column(JSON, default=list)
+    class_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    status: Mapped[RequestStatus] = mapped_column(
+        Enum(RequestStatus, native_enum=False, length=16, values_callable=_values),
+        default=RequestStatus.PENDING,
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(255))  # a Matrix user ID
+
+    person: Mapped[Person] = relationship()
+
+
+class JoinRequest(Base):
+    """Someone asks to join a class: a knock on the class's space from any Matrix client.
+
+    Accepting it here or approving the knock in Element are the same decision: whichever
+    comes first is recorded, and the other side is brought in line.
+    """
+
+    __tablename__ = "join_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    class_id: Mapped[int] = mapped_column(
+        ForeignKey("school_classes.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    status: Mapped[RequestStatus] = mapped_column(
+        Enum(RequestStatus, native_enum=False, length=16, values_callable=_values),
+        default=RequestStatus.PENDING,
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_in: Mapped[str | None] = mapped_column(String(16))  # "parta" or "matrix"

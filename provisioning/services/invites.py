@@ -30,6 +30,7 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.i18n import N_
+from provisioning.services import requests
 from provisioning.services import schools as svc
 from provisioning.services.schools import DomainError
 
@@ -52,6 +53,8 @@ class Registration:
     phone: str | None
     email: str | None
     password: str
+    subjects: tuple[str, ...] = ()  # a teacher's application: what and where they teach
+    class_ids: tuple[int, ...] = ()
 
 
 def new_token() -> str:
@@ -104,10 +107,12 @@ def create_invite(
         raise DomainError(N_("A link can be used 1 to 1000 times, or without a limit"))
     if school_class is not None and school_class.school_id != school.id:
         raise DomainError(N_("This class is not in this school"))
-    if role is Role.PUPIL and school_class is None:
+    if role is Role.PUPIL and school_class is None and person is None:
         raise DomainError(N_("A link for pupils is made for a class"))
-    if role is Role.PARENT and (
-        child is None or not is_pupil_of_school(session, child.id, school.id)
+    if (
+        role is Role.PARENT
+        and person is None
+        and (child is None or not is_pupil_of_school(session, child.id, school.id))
     ):
         raise DomainError(N_("A link for parents is made for a pupil of this school"))
     if person is not None:
@@ -248,8 +253,13 @@ def record_registration(
             email=form.email,
         )  # fmt: skip
         actor = user_id
-        if invite.role in (Role.SCHOOL_ADMIN, Role.TEACHER):
+        if invite.role is Role.SCHOOL_ADMIN:
             svc.grant_school_role(session, person, school, invite.role, actor=actor)
+        elif invite.role is Role.TEACHER:
+            # A teacher is placed once the administration approves what they asked for.
+            requests.apply_as_teacher(
+                session, person, school, subjects=form.subjects, class_ids=form.class_ids
+            )
         elif invite.role is Role.PUPIL:
             school_class = session.get(SchoolClass, invite.class_id)
             assert school_class is not None

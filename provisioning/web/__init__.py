@@ -34,7 +34,7 @@ from provisioning.web.security import (
 )
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-_API_PREFIXES = ("/api/", "/healthz", "/docs", "/openapi.json", "/redoc")
+_API_PREFIXES = ("/api/", "/internal/", "/healthz", "/docs", "/openapi.json", "/redoc")
 # The admin UI is never framed, runs only its own scripts, and keeps invite tokens in URLs
 # away from other sites' logs.
 _SECURITY_HEADERS = {

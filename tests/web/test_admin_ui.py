@@ -12,7 +12,7 @@ import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
@@ -28,6 +28,7 @@ from provisioning.services.accounts import LocalpartAllocator
 from tests.web.conftest import screenshot
 
 PASSWORD = "teacher-password-1"
+T = TypeVar("T")
 
 
 def sign_in(page: Page, base: str, login: str, password: str) -> None:
@@ -37,10 +38,14 @@ def sign_in(page: Page, base: str, login: str, password: str) -> None:
     page.click("form[action='/login'] button[type=submit]")
 
 
-def run_async(coroutine: Coroutine[Any, Any, None]) -> None:
+def run_async_value(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to its end; in a thread, as Playwright's sync API owns this one's loop."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, coroutine).result(timeout=60)
+        return pool.submit(asyncio.run, coroutine).result(timeout=60)
+
+
+def run_async(coroutine: Coroutine[Any, Any, None]) -> None:
+    run_async_value(coroutine)
 
 
 def db_session(region: LocalDeployment) -> Session:

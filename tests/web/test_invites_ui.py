@@ -259,3 +259,41 @@ def test_a_class_teacher_prints_personal_links_for_the_class(
             )
         ).all()
         assert len(personal) == 2 and all(link.max_uses == 1 for link in personal)
+
+
+def test_a_forgotten_password_is_reset_with_a_one_time_link(
+    region: LocalDeployment, browser: Browser, context: BrowserContext
+) -> None:
+    base = region.settings.provisioning_url
+    page = admin_page(region, context)
+    new_school_with_class(page, base)
+    page.click("text=Создать ссылку для учеников")
+    joined = register(browser, page.locator("#invite-url").input_value(),
+                      f"Забывчивый Ученик {secrets.token_hex(2)}", "+7 900 000-11-22")  # fmt: skip
+    pupil_id = f"@{joined.locator('#user-id').inner_text()}:{region.settings.server_name}"
+    joined.context.close()
+    with db_session(region) as session:
+        pupil = session.scalar(select(Person).where(Person.matrix_user_id == pupil_id))
+        assert pupil is not None
+        person_url = f"{base}/people/{pupil.id}"
+    page.goto(person_url)
+    page.click("text=Сбросить пароль")
+    expect(page.locator("h1")).to_have_text("Ссылка-приглашение")
+    reset_link = page.locator("#invite-url").input_value()
+
+    fresh = browser.new_context(locale="ru-RU")
+    try:
+        form = fresh.new_page()
+        form.goto(reset_link)
+        form.fill("input[name=phone]", "+7 900 000-11-22")
+        form.fill("input[name=password]", "a-brand-new-password")
+        form.fill("input[name=password_again]", "a-brand-new-password")
+        form.check("input[name=confirm]")
+        form.click("text=Задать пароль")
+        expect(form.locator("h1")).to_have_text("Как войти")
+        sign_in(form, base, pupil_id, "a-brand-new-password")
+        expect(form.locator("h1")).to_contain_text("Здравствуйте")
+        response = form.goto(reset_link)  # a reset link works once
+        assert response is not None and response.status == 410
+    finally:
+        fresh.close()

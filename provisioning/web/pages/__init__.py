@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from provisioning.web.deps import verify_csrf
-from provisioning.web.pages import auth, home, invites, people, schools
+from provisioning.web.pages import auth, home, invites, people, requests, schools
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
-for module in (auth, home, schools, people, invites):
+for module in (auth, home, schools, people, invites, requests):
     router.include_router(module.router)

@@ -10,8 +10,11 @@ from provisioning.api.deps import SessionDep, SettingsDep
 from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,
+    JoinRequest,
+    RequestStatus,
     School,
     SchoolClass,
+    TeacherApplication,
 )
 from provisioning.services.directory import children_of
 from provisioning.web.deps import Viewer
@@ -51,6 +54,24 @@ def dashboard(
         select(SchoolClass).where(SchoolClass.id.in_(viewer.pupil_of_classes))
     ).all()
     children = children_of(session, viewer.person_id)
+    waiting = session.execute(
+        select(TeacherApplication, School)
+        .join(School, School.id == TeacherApplication.school_id)
+        .where(
+            TeacherApplication.person_id == viewer.person_id,
+            TeacherApplication.status == RequestStatus.PENDING,
+        )
+    ).all()
+    requests_by_class = dict(
+        session.execute(
+            select(JoinRequest.class_id, func.count())
+            .where(
+                JoinRequest.class_id.in_(viewer.teaches_classes),
+                JoinRequest.status == RequestStatus.PENDING,
+            )
+            .group_by(JoinRequest.class_id)
+        ).all()
+    )
     return render(
         request,
         "dashboard.html",
@@ -59,5 +80,7 @@ def dashboard(
         taught=taught,
         own_classes=own_classes,
         children=children,
+        waiting=waiting,
+        requests_by_class=requests_by_class,
         homeserver_url=settings.element_homeserver_url,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -33,6 +33,7 @@ from provisioning.i18n import N_
 from provisioning.services import invites as svc
 from provisioning.services.access import Access
 from provisioning.services.accounts import LocalpartAllocator
+from provisioning.services.requests import parse_subjects
 from provisioning.services.schools import DomainError
 from provisioning.web.deps import MaybeViewer, Viewer, WebError
 from provisioning.web.qr import qr_data_uri, qr_png, qr_svg
@@ -252,7 +253,17 @@ def sheet(
 
 
 def _join_context(session: Session, invite: InviteLink) -> dict[str, Any]:
+    classes = (
+        session.scalars(
+            select(SchoolClass)
+            .where(SchoolClass.school_id == invite.school_id, SchoolClass.archived_at.is_(None))
+            .order_by(SchoolClass.grade, SchoolClass.letter)
+        ).all()
+        if invite.role is Role.TEACHER
+        else []
+    )
     return {
+        "classes": classes,
         "invite": invite,
         "school": session.get(School, invite.school_id),
         "school_class": session.get(SchoolClass, invite.class_id) if invite.class_id else None,
@@ -320,6 +331,8 @@ async def join(
     password: Annotated[str, Form(max_length=1024)] = "",
     password_again: Annotated[str, Form(max_length=1024)] = "",
     confirm: Annotated[str, Form(max_length=8)] = "",
+    subjects: Annotated[str, Form(max_length=500)] = "",
+    class_ids: Annotated[list[int] | None, Form()] = None,
 ) -> Response:
     invite = await run_in_threadpool(_usable, session, token)
     context = await run_in_threadpool(_join_context, session, invite)
@@ -331,6 +344,13 @@ async def join(
     )
     if confirm != "yes":
         problems["confirm"] = N_("Check the school, class and role, and tick the box.")
+    if registration is not None and invite.role is Role.TEACHER:
+        chosen = parse_subjects(subjects)
+        if not chosen:
+            problems["subjects"] = N_("Name at least one subject you teach.")
+        registration = replace(
+            registration, subjects=tuple(chosen), class_ids=tuple(class_ids or ())
+        )
     if registration is not None and not problems:
         taken = await run_in_threadpool(
             _contact_taken, session, registration.phone, registration.email, invite
@@ -343,7 +363,8 @@ async def join(
     if registration is None or problems:
         return render(
             request, "join.html", status=400, **context, token=token,
-            form={"display_name": display_name, "phone": phone, "email": email},
+            form={"display_name": display_name, "phone": phone, "email": email,
+                  "subjects": subjects, "class_ids": class_ids or [], "confirm": confirm},
             problems={k: translate(request, v) for k, v in problems.items()},
         )  # fmt: skip
     if isinstance(person, Person) and person.matrix_user_id:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.models import AuditEvent, InviteLink, Region, School, SchoolClass
 from provisioning.i18n import N_
-from provisioning.services import directory
+from provisioning.services import directory, requests
 from provisioning.services import schools as svc
 from provisioning.services.access import Access
 from provisioning.services.invites import invite_status
@@ -126,9 +126,12 @@ def school_page(request: Request, school_id: int, viewer: Viewer, session: Sessi
     overview = directory.school_overview(session, school)
     manage = viewer.may_manage_school(school.id)
     links = invite_links(session, school.id, None) if manage else []
+    applications = requests.pending_applications(session, school.id) if manage else []
+    class_labels = {row.school_class.id: row.school_class.label for row in overview.classes}
     return render(
         request, "school.html", overview=overview, school=school, manage=manage,
         class_error=None, class_label="", links=links, children={}, school_class=None,
+        applications=applications, class_labels=class_labels,
     )  # fmt: skip
 
 
@@ -178,9 +181,10 @@ def class_page(
     manage = viewer.may_manage_class(school.id, school_class.id)
     links = invite_links(session, school.id, school_class.id) if manage else []
     children = {row.person.id: row.person.display_name for row in members.pupils}
+    join_requests = requests.pending_join_requests(session, [school_class.id]) if manage else []
     return render(
         request, "class.html", school=school, members=members, manage=manage, links=links,
-        children=children, school_class=school_class,
+        children=children, school_class=school_class, join_requests=join_requests,
     )  # fmt: skip
 
 

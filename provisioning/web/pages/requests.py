@@ -1,0 +1,135 @@
+"""Deciding requests: teacher applications (administration) and join requests (teachers)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bridge.matrix.client import MatrixClient, path
+from bridge.matrix.errors import MatrixError
+from provisioning.api.deps import MatrixDep, SessionDep, reconcile_soon
+from provisioning.db.models import (
+    JoinRequest,
+    ManagedRoom,
+    RoomKind,
+    SchoolClass,
+    TeacherApplication,
+)
+from provisioning.i18n import N_
+from provisioning.services import requests as svc
+from provisioning.services.access import Access
+from provisioning.services.schools import DomainError
+from provisioning.web.deps import Viewer, WebError
+
+router = APIRouter()
+log = logging.getLogger(__name__)
+
+
+@router.post("/schools/{school_id}/applications/{application_id}/{decision}")
+def decide_application(
+    request: Request,
+    school_id: int,
+    application_id: int,
+    decision: str,
+    viewer: Viewer,
+    session: SessionDep,
+) -> Response:
+    if not viewer.may_manage_school(school_id):
+        raise WebError(403, N_("Only the school's administration decides on teachers."))
+    application = session.get(TeacherApplication, application_id)
+    if application is None or application.school_id != school_id or decision not in (
+        "approve", "decline"
+    ):  # fmt: skip
+        raise WebError(404, N_("There is no such request."))
+    try:
+        svc.decide_application(
+            session, application, approve=decision == "approve", actor=viewer.user_id
+        )
+    except DomainError as exc:
+        session.rollback()
+        raise WebError(409, exc.template, **exc.params) from exc
+    session.commit()
+    reconcile_soon(request)
+    return RedirectResponse(f"/schools/{school_id}#applications", status_code=303)
+
+
+def _join_request(
+    session: Session, viewer: Access, school_id: int, class_id: int, request_id: int
+) -> tuple[JoinRequest, SchoolClass]:
+    school_class = session.get(SchoolClass, class_id)
+    join_request = session.get(JoinRequest, request_id)
+    if (
+        school_class is None
+        or school_class.school_id != school_id
+        or join_request is None
+        or join_request.class_id != class_id
+    ):
+        raise WebError(404, N_("There is no such request."))
+    if not viewer.may_manage_class(school_id, class_id):
+        raise WebError(403, N_("Only the class's teachers and the administration decide this."))
+    return join_request, school_class
+
+
+def _class_space_room_id(session: Session, class_id: int) -> str | None:
+    return session.scalar(
+        select(ManagedRoom.room_id).where(
+            ManagedRoom.class_id == class_id, ManagedRoom.kind == RoomKind.CLASS_SPACE
+        )
+    )
+
+
+async def _reject_knock(matrix: MatrixClient, room_id: str, user_id: str, bot: str) -> None:
+    """Turn the knock away in Matrix too, so the person's client stops waiting."""
+    await matrix.request(
+        "PUT",
+        path("rooms", room_id, "state", "m.room.member", user_id),
+        body={"membership": "leave", "reason": "Заявка отклонена / request declined"},
+        as_user=bot,
+    )
+
+
+@router.post("/schools/{school_id}/classes/{class_id}/requests/{request_id}/{decision}")
+async def decide_join_request(
+    request: Request,
+    school_id: int,
+    class_id: int,
+    request_id: int,
+    decision: str,
+    viewer: Viewer,
+    session: SessionDep,
+    matrix: MatrixDep,
+) -> Response:
+    if decision not in ("accept", "decline"):
+        raise WebError(404, N_("There is no such request."))
+    join_request, _ = await run_in_threadpool(
+        _join_request, session, viewer, school_id, class_id, request_id
+    )
+
+    def decide() -> str | None:
+        try:
+            if decision == "accept":
+                svc.accept_join_request(session, join_request, actor=viewer.user_id, via="parta")
+            else:
+                svc.decline_join_request(session, join_request, actor=viewer.user_id, via="parta")
+        except DomainError as exc:
+            session.rollback()
+            raise WebError(409, exc.template, **exc.params) from exc
+        session.commit()
+        return _class_space_room_id(session, class_id)
+
+    room_id = await run_in_threadpool(decide)
+    if decision == "accept":
+        reconcile_soon(request)  # the reconciler invites and places the new pupil
+    elif room_id is not None:
+        settings = request.app.state.settings
+        try:
+            await _reject_knock(matrix, room_id, join_request.user_id, settings.bot_user_id)
+        except MatrixError:
+            # Declined in Parta all the same; the knock just stays unanswered in Matrix.
+            log.warning("could not turn a knock away", exc_info=True)
+    return RedirectResponse(f"/schools/{school_id}/classes/{class_id}#requests", status_code=303)
