@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from bridge.matrix.client import MatrixClient  # noqa: E402
 from parta.deployment import LocalDeployment  # noqa: E402
 from parta.settings import CONFIG_FILE_NAME  # noqa: E402
+from provisioning.db.base import utcnow  # noqa: E402
 from provisioning.db.engine import make_engine, make_session_factory  # noqa: E402
 from provisioning.db.migrate import upgrade_to_head  # noqa: E402
 from provisioning.db.models import (  # noqa: E402
@@ -176,6 +177,7 @@ def fill_region(url: str, schools: int) -> int:
     enrolments: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
     person_id = 0
+    confirmed = utcnow()
 
     def new_person() -> int:
         nonlocal person_id
@@ -202,12 +204,22 @@ def fill_region(url: str, schools: int) -> int:
             roles.append({"person_id": teacher, "role": Role.TEACHER, "school_id": school_id})
             role = EnrolmentRole.CLASS_TEACHER if index < 10 else EnrolmentRole.SUBJECT_TEACHER
             enrolments.append(
-                {"person_id": teacher, "class_id": class_ids[index % 10], "role": role}
+                {
+                    "person_id": teacher,
+                    "class_id": class_ids[index % 10],
+                    "role": role,
+                    "confirmed_at": confirmed,
+                }
             )
         for index in range(240):
             pupil = new_person()
             enrolments.append(
-                {"person_id": pupil, "class_id": class_ids[index % 10], "role": EnrolmentRole.PUPIL}
+                {
+                    "person_id": pupil,
+                    "class_id": class_ids[index % 10],
+                    "role": EnrolmentRole.PUPIL,
+                    "confirmed_at": confirmed,
+                }
             )
             for _ in range(1 + index % 2):
                 links.append({"parent_id": new_person(), "child_id": pupil})

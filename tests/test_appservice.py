@@ -123,10 +123,12 @@ async def test_synapse_delivers_events_of_managed_rooms(
     async with logged_in(region, user_id, password) as pupil:
         await pupil.join(room_id)
 
-    deadline = time.monotonic() + 20
+    # Synapse pushes transactions in the background and backs off after a slow answer:
+    # allow for a loaded machine.
+    deadline = time.monotonic() + 90
     memberships: list[str] = []
     while time.monotonic() < deadline:
-        db.expire_all()
+        db.rollback()  # a fresh snapshot: see what the bridge committed since
         memberships = [
             e.content.get("membership", "")
             for e in db.scalars(

@@ -90,7 +90,11 @@ def test_appservice_registration_reserves_bot_and_managed_aliases(tmp_path: Path
     users = registration["namespaces"]["users"]
     assert users == [{"exclusive": True, "regex": r"@parta(-.*)?:school\.example\.org"}]
     aliases = [a["regex"] for a in registration["namespaces"]["aliases"]]
-    assert aliases == [r"#region\-.*:school\.example\.org", r"#school\-.*:school\.example\.org"]
+    assert aliases == [
+        r"#region\-.*:school\.example\.org",
+        r"#school\-.*:school\.example\.org",
+        r"#family\-.*:school\.example\.org",
+    ]
 
 
 def test_secrets_are_private_generated_once_and_rendering_is_stable(tmp_path: Path) -> None:

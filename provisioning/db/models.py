@@ -33,6 +33,7 @@ class RoomKind(enum.StrEnum):
     CLASS_CHAT = "class_chat"
     CLASS_CHANNEL = "class_channel"
     CLASS_PARENTS = "class_parents"
+    FAMILY = "family"
 
 
 class EnrolmentRole(enum.StrEnum):
@@ -127,6 +128,9 @@ class School(Base):
     # Set once at creation; aliases are built from it, so renaming a school keeps them.
     slug: Mapped[str] = mapped_column(String(40), unique=True)
     last_grade: Mapped[int] = mapped_column(default=11)
+    # Pupils who join through a class link wait for a parent (or the administration) to
+    # confirm them before they are placed in any room.
+    pupils_need_confirmation: Mapped[bool] = mapped_column(default=False)
     academic_year: Mapped[int] = mapped_column()  # the year the current school year began
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -190,6 +194,8 @@ class Enrolment(Base):
     )
     subject_id: Mapped[int | None] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # None: a pupil who registered themselves and waits for a parent or the administration.
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     person: Mapped[Person] = relationship()
     school_class: Mapped[SchoolClass] = relationship(back_populates="enrolments")
@@ -205,6 +211,8 @@ class ParentLink(Base):
     parent_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     child_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set when this parent confirmed the child in Parta: they get a family room together.
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ManagedRoom(Base):
@@ -360,3 +368,17 @@ class JoinRequest(Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_by: Mapped[str | None] = mapped_column(String(255))
     decided_in: Mapped[str | None] = mapped_column(String(16))  # "parta" or "matrix"
+
+
+class RosterImport(Base):
+    """A roster file applied through the admin UI: what it changed, and whom it placed."""
+
+    __tablename__ = "roster_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    filename: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    person_ids: Mapped[list[int]] = mapped_column(JSON, default=list)  # created or moved

@@ -134,19 +134,28 @@ def build_desired(session: Session, bot: UserID) -> DesiredState:
             school_teachers[school_id].add(mxid[person_id])
 
     children_of: dict[int, list[int]] = defaultdict(list)
-    for parent_id, child_id in session.execute(select(ParentLink.parent_id, ParentLink.child_id)):
+    families: list[tuple[int, int]] = []  # (parent, child) who asked for a family room
+    for parent_id, child_id, confirmed_at in session.execute(
+        select(ParentLink.parent_id, ParentLink.child_id, ParentLink.confirmed_at)
+    ):
         children_of[child_id].append(parent_id)
+        if confirmed_at is not None:
+            families.append((parent_id, child_id))
 
     class_people: dict[int, _ClassPeople] = defaultdict(
         lambda: _ClassPeople(set(), set(), set(), set())
     )
-    for person_id, class_id, place in session.execute(
-        select(Enrolment.person_id, Enrolment.class_id, Enrolment.role)
+    placed_pupils: set[int] = set()
+    for person_id, class_id, place, confirmed_at in session.execute(
+        select(Enrolment.person_id, Enrolment.class_id, Enrolment.role, Enrolment.confirmed_at)
     ):
         people = class_people[class_id]
         if person_id not in mxid:
             continue
         if place is EnrolmentRole.PUPIL:
+            if confirmed_at is None:
+                continue  # waits for a parent or the administration to confirm them
+            placed_pupils.add(person_id)
             people.pupils.add(mxid[person_id])
             people.parents.update(mxid[p] for p in children_of.get(person_id, ()) if p in mxid)
         elif place is EnrolmentRole.CLASS_TEACHER:
@@ -175,7 +184,36 @@ def build_desired(session: Session, bot: UserID) -> DesiredState:
             rooms.update(
                 _class_rooms(school, school_class, bot, admins, class_people[school_class.id])
             )
+    for parent_id, child_id in families:
+        if parent_id in mxid and child_id in placed_pupils:
+            room = _family_room(bot, mxid[parent_id], users, mxid[child_id], parent_id, child_id)
+            rooms[room.alias] = room
     return DesiredState(bot=bot, users=users, rooms=rooms)
+
+
+def family_alias(parent_id: int, child_id: int) -> RoomAlias:
+    return RoomAlias(f"family-{parent_id}-{child_id}")
+
+
+def _family_room(
+    bot: UserID,
+    parent: UserID,
+    names: dict[UserID, str],
+    child: UserID,
+    parent_id: int,
+    child_id: int,
+) -> DesiredRoom:
+    """A private room for a parent and their child: to write and call each other."""
+    return DesiredRoom(
+        kind=RoomKind.FAMILY.value,
+        alias=family_alias(parent_id, child_id),
+        is_space=False,
+        name=f"{names.get(parent, parent)} и {names.get(child, child)}",
+        topic="Семейный чат: родитель и ребёнок",
+        join_rule=JoinRule("invite"),
+        power_levels=_power(bot, {}, events_default=0),
+        members=frozenset({bot, parent, child}),
+    )
 
 
 def _school_rooms(

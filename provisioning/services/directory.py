@@ -57,6 +57,7 @@ class SchoolOverview:
 class PupilRow:
     person: Person
     parents: list[Person] = field(default_factory=list)
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -191,12 +192,14 @@ def class_members(session: Session, school_class: SchoolClass) -> ClassMembers:
         .where(Enrolment.class_id == school_class.id, Enrolment.role != EnrolmentRole.PUPIL)
         .order_by(Enrolment.role, Person.display_name)
     ).all()
-    pupils = session.scalars(
-        select(Person)
+    pupil_rows = session.execute(
+        select(Person, Enrolment.confirmed_at)
         .join(Enrolment, Enrolment.person_id == Person.id)
         .where(Enrolment.class_id == school_class.id, Enrolment.role == EnrolmentRole.PUPIL)
         .order_by(Person.display_name)
     ).all()
+    pupils = [person for person, _ in pupil_rows]
+    confirmed = {person.id for person, at in pupil_rows if at is not None}
     parent = aliased(Person)
     parents: dict[int, list[Person]] = {}
     for child_id, person in session.execute(
@@ -209,7 +212,7 @@ def class_members(session: Session, school_class: SchoolClass) -> ClassMembers:
     return ClassMembers(
         school_class=school_class,
         teachers=[TeacherRow(p, role, subject) for p, role, subject in teacher_rows],
-        pupils=[PupilRow(p, parents.get(p.id, [])) for p in pupils],
+        pupils=[PupilRow(p, parents.get(p.id, []), p.id in confirmed) for p in pupils],
     )
 
 
@@ -338,9 +341,22 @@ def person_card(session: Session, person: Person) -> PersonCard:
 
 def children_of(session: Session, parent_id: int) -> list[tuple[Person, SchoolClass | None]]:
     """A parent's children, each with the class they are a pupil of (if any)."""
+    return [(row.child, row.school_class) for row in family_of(session, parent_id)]
+
+
+@dataclass(frozen=True)
+class ChildRow:
+    child: Person
+    school_class: SchoolClass | None
+    pupil_confirmed: bool  # placed in the class (or waiting for a confirmation)
+    family_room: bool  # this parent confirmed the child: they share a family room
+
+
+def family_of(session: Session, parent_id: int) -> list[ChildRow]:
+    """A parent's children, with what is confirmed about each."""
     pupil_class = aliased(SchoolClass)
     rows = session.execute(
-        select(Person, pupil_class)
+        select(Person, pupil_class, Enrolment.confirmed_at, ParentLink.confirmed_at)
         .join(ParentLink, ParentLink.child_id == Person.id)
         .outerjoin(
             Enrolment,
@@ -350,4 +366,7 @@ def children_of(session: Session, parent_id: int) -> list[tuple[Person, SchoolCl
         .where(ParentLink.parent_id == parent_id)
         .order_by(Person.display_name)
     ).all()
-    return [(child, school_class) for child, school_class in rows]
+    return [
+        ChildRow(child, school_class, enrolled_at is not None, linked_at is not None)
+        for child, school_class, enrolled_at, linked_at in rows
+    ]

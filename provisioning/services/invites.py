@@ -263,7 +263,10 @@ def record_registration(
         elif invite.role is Role.PUPIL:
             school_class = session.get(SchoolClass, invite.class_id)
             assert school_class is not None
-            svc.enrol(session, person, school_class, EnrolmentRole.PUPIL, actor=actor)
+            svc.enrol(
+                session, person, school_class, EnrolmentRole.PUPIL, actor=actor,
+                confirmed=not school.pupils_need_confirmation,
+            )  # fmt: skip
         elif invite.role is Role.PARENT:
             child = session.get(Person, invite.child_id)
             assert child is not None

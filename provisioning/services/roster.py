@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -35,6 +36,7 @@ from provisioning.db.models import (
     School,
     SchoolClass,
 )
+from provisioning.i18n import N_
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
 
@@ -61,12 +63,40 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9 ()-]{5,20}$")
 
 
-class RosterError(ValueError):
-    """The file was rejected; `problems` lists "row N: reason" for every bad row."""
+_ROW = N_("row %(row)s")
+Reason = tuple[str, dict[str, object]]  # a message template (marked with N_) and its values
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one row (or, with `row` None, with the whole file)."""
+
+    row: int | None
+    reasons: tuple[Reason, ...]
+
+    def text(self, translate: Callable[[str], str] = str) -> str:
+        said = "; ".join(translate(t) % p if p else translate(t) for t, p in self.reasons)
+        if self.row is None:
+            return said
+        return f"{translate(_ROW) % {'row': self.row}}: {said}"
+
+
+class RosterError(ValueError):
+    """The file was rejected; `problems` says "row N: reason" for every bad row (English),
+    `items` the same, translatable."""
+
+    def __init__(self, items: list[Problem]) -> None:
+        self.items = items
+        self.problems = [item.text() for item in items]
+        super().__init__("; ".join(self.problems))
+
+
+def _file_problem(template: str, **params: object) -> RosterError:
+    return RosterError([Problem(None, ((template, params),))])
+
+
+def _row_problem(row: int, template: str, **params: object) -> Problem:
+    return Problem(row, ((template, params),))
 
 
 @dataclass(frozen=True)
@@ -87,6 +117,7 @@ class ImportSummary:
     moved: int = 0
     unchanged: int = 0
     classes_created: list[str] = field(default_factory=list)
+    person_ids: list[int] = field(default_factory=list)  # everyone created or moved
 
     @property
     def changed(self) -> bool:
@@ -103,10 +134,10 @@ def parse_roster(data: bytes) -> list[RosterRow]:
     try:
         text = data.decode("utf-8-sig")  # spreadsheets add a BOM; both are fine
     except UnicodeDecodeError as exc:
-        raise RosterError(["the file is not UTF-8 text: save it as «CSV UTF-8»"]) from exc
+        raise _file_problem(N_("the file is not UTF-8 text: save it as «CSV UTF-8»")) from exc
     lines = text.splitlines()
     if not lines or not lines[0].strip():
-        raise RosterError(["the file is empty: the first row must name the columns"])
+        raise _file_problem(N_("the file is empty: the first row must name the columns"))
     delimiter = ";" if lines[0].count(";") >= lines[0].count(",") else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = [h.strip().lower() for h in next(reader)]
@@ -117,13 +148,17 @@ def parse_roster(data: bytes) -> list[RosterRow]:
                 index[key] = position
     missing = [_COLUMNS[k][0] for k in ("role", "full_name") if k not in index]
     if missing:
-        raise RosterError([f"row 1: the columns {', '.join(missing)} are missing"])
+        raise RosterError(
+            [_row_problem(1, N_("the columns %(columns)s are missing"), columns=", ".join(missing))]
+        )
 
-    problems: list[str] = []
+    problems: list[Problem] = []
     rows: list[RosterRow] = []
     for number, cells in enumerate(reader, start=2):
         if number > MAX_ROWS + 1:
-            raise RosterError([f"the file has more than {MAX_ROWS} rows; split it by class"])
+            raise _file_problem(
+                N_("the file has more than %(rows)s rows; split it by class"), rows=MAX_ROWS
+            )
         if not any(c.strip() for c in cells):
             continue
 
@@ -131,29 +166,29 @@ def parse_roster(data: bytes) -> list[RosterRow]:
             position = index.get(key)
             return cells[position].strip() if position is not None and position < len(cells) else ""
 
-        reasons: list[str] = []
+        reasons: list[Reason] = []
         role = _ROLES.get(cell("role").lower())
         if role is None:
-            reasons.append(f"unknown role «{cell('role')}»")
+            reasons.append((N_("unknown role «%(role)s»"), {"role": cell("role")}))
         name = " ".join(cell("full_name").split())
         if not name:
-            reasons.append("the full name is empty")
+            reasons.append((N_("the full name is empty"), {}))
         class_text = cell("class")
         class_label = parse_class(class_text) if class_text else None
         if class_text and class_label is None:
-            reasons.append(f"«{class_text}» is not a class such as 5А")
+            reasons.append((N_("«%(text)s» is not a class such as 5А"), {"text": class_text}))
         if role == "pupil" and class_label is None and not class_text:
-            reasons.append("a pupil needs a class")
+            reasons.append((N_("a pupil needs a class"), {}))
         phone, email = cell("phone") or None, cell("email") or None
         if phone and not _PHONE.match(phone):
-            reasons.append(f"«{phone}» is not a phone number")
+            reasons.append((N_("«%(text)s» is not a phone number"), {"text": phone}))
         if email and not _EMAIL.match(email):
-            reasons.append(f"«{email}» is not an e-mail address")
+            reasons.append((N_("«%(text)s» is not an e-mail address"), {"text": email}))
         parent_of = " ".join(cell("parent_of").split()) or None
         if role == "parent" and not parent_of:
-            reasons.append("a parent needs the name of their child (родитель ученика)")
+            reasons.append((N_("a parent needs the name of their child (родитель ученика)"), {}))
         if reasons:
-            problems.append(f"row {number}: {'; '.join(reasons)}")
+            problems.append(Problem(number, tuple(reasons)))
             continue
         assert role is not None
         rows.append(
@@ -164,13 +199,21 @@ def parse_roster(data: bytes) -> list[RosterRow]:
     pupils = [r.full_name for r in rows if r.role == "pupil"]
     for row in rows:
         if row.role == "pupil" and pupils.count(row.full_name) > 1:
-            problems.append(f"row {row.number}: the pupil «{row.full_name}» appears twice")
+            problems.append(
+                _row_problem(
+                    row.number, N_("the pupil «%(name)s» appears twice"), name=row.full_name
+                )
+            )
         if row.role == "parent" and row.parent_of not in pupils:
-            problems.append(f"row {row.number}: the child «{row.parent_of}» is not in this file")
+            problems.append(
+                _row_problem(
+                    row.number, N_("the child «%(name)s» is not in this file"), name=row.parent_of
+                )
+            )
     if problems:
         raise RosterError(problems)
     if not rows:
-        raise RosterError(["the file has no people in it"])
+        raise _file_problem(N_("the file has no people in it"))
     return rows
 
 
@@ -231,15 +274,17 @@ def import_roster(
             try:
                 found.classes[label] = svc.add_class(session, school, *label, actor=actor)
             except svc.DomainError as exc:
-                raise RosterError([f"row {row.number}: {exc}"]) from exc
+                raise RosterError([Problem(row.number, ((exc.template, exc.params),))]) from exc
             summary.classes_created.append(f"{label[0]}{label[1]}")
         return found.classes[label]
 
     def new_person(row: RosterRow) -> Person:
         summary.created += 1
-        return svc.add_person(
+        person = svc.add_person(
             session, row.full_name, ids.user_id(row.full_name), phone=row.phone, email=row.email
         )
+        summary.person_ids.append(person.id)
+        return person
 
     for row in sorted(rows, key=lambda r: r.role != "pupil"):  # children before their parents
         if row.role == "pupil":
@@ -250,6 +295,7 @@ def import_roster(
                 if enrolment.class_id != target.id:
                     svc.move_pupil(session, pupil, target, actor=actor)
                     summary.moved += 1
+                    summary.person_ids.append(pupil.id)
                 else:
                     summary.unchanged += 1
             else:

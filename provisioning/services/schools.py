@@ -172,8 +172,13 @@ def enrol(
     *,
     subject: Subject | None = None,
     actor: str = "system",
+    confirmed: bool = True,
 ) -> Enrolment:
-    """Put a person in a class; a pupil belongs to one class at a time."""
+    """Put a person in a class; a pupil belongs to one class at a time.
+
+    `confirmed=False` records a pupil who registered themselves in a school that wants a
+    parent or the administration to confirm them first; they are placed nowhere until then.
+    """
     if role is EnrolmentRole.PUPIL:
         current = session.scalar(
             select(Enrolment).where(
@@ -194,6 +199,7 @@ def enrol(
         class_id=school_class.id,
         role=role,
         subject_id=subject.id if subject else None,
+        confirmed_at=utcnow() if confirmed else None,
     )
     session.add(enrolment)
     session.flush()
@@ -309,3 +315,69 @@ def promote(session: Session, school: School, *, actor: str = "system") -> list[
         graduated=[c.id for c in graduated],
     )
     return graduated
+
+
+def confirm_pupil(
+    session: Session, pupil: Person, *, parent: Person | None = None, actor: str = "system"
+) -> bool:
+    """Confirm a pupil's registration; by a parent, that parent also gets a family room.
+
+    Returns whether anything changed.
+
+    Raises:
+        DomainError: the person is not a pupil of any class.
+    """
+    enrolment = session.scalar(
+        select(Enrolment).where(
+            Enrolment.person_id == pupil.id, Enrolment.role == EnrolmentRole.PUPIL
+        )
+    )
+    if enrolment is None:
+        raise DomainError(N_("%(name)s is not a pupil of any class"), name=pupil.display_name)
+    changed = False
+    if enrolment.confirmed_at is None:
+        enrolment.confirmed_at = utcnow()
+        changed = True
+    if parent is not None:
+        link = session.scalar(
+            select(ParentLink).where(
+                ParentLink.parent_id == parent.id, ParentLink.child_id == pupil.id
+            )
+        )
+        if link is None:
+            raise DomainError(N_("Only the pupil's own parents confirm them"))
+        if link.confirmed_at is None:
+            link.confirmed_at = utcnow()
+            changed = True
+    if changed:
+        school_class = session.get(SchoolClass, enrolment.class_id)
+        _audit(
+            session, actor, "pupil.confirmed", str(pupil.id),
+            school_id=school_class.school_id if school_class else None,
+            name=pupil.display_name, by_parent=parent is not None,
+        )  # fmt: skip
+    return changed
+
+
+def decline_pupil(session: Session, pupil: Person, *, actor: str = "system") -> None:
+    """Turn away a pupil who registered themselves and waits for confirmation.
+
+    Their account stays (they may belong elsewhere), but they are in no class of this school.
+
+    Raises:
+        DomainError: the pupil is confirmed already (moving or removing placed pupils is
+            done on the school's pages) or not waiting at all.
+    """
+    enrolment = session.scalar(
+        select(Enrolment).where(
+            Enrolment.person_id == pupil.id, Enrolment.role == EnrolmentRole.PUPIL
+        )
+    )
+    if enrolment is None or enrolment.confirmed_at is not None:
+        raise DomainError(N_("This request has been decided already."))
+    school_class = session.get(SchoolClass, enrolment.class_id)
+    session.delete(enrolment)
+    _audit(
+        session, actor, "pupil.declined", str(pupil.id),
+        school_id=school_class.school_id if school_class else None, name=pupil.display_name,
+    )  # fmt: skip

@@ -186,3 +186,30 @@ def test_domain_errors_are_explained(session: Session) -> None:
         svc.enrol(session, school.people["ivan"], school.classes["5Б"], EnrolmentRole.PUPIL)
     with pytest.raises(svc.DomainError, match="outside 1–11"):
         svc.add_class(session, school.classes["5А"].school, 12, "А")
+
+
+def test_an_unconfirmed_pupil_is_placed_nowhere_and_a_confirming_parent_gets_a_family_room(
+    session: Session,
+) -> None:
+    school = _school(session)
+    newcomer = svc.add_person(session, "Тимур", "@timur:hs")
+    mother = svc.add_person(session, "Ольга (мама Тимура)", "@olga.mother:hs")
+    svc.enrol(session, newcomer, school.classes["5А"], EnrolmentRole.PUPIL, confirmed=False)
+    svc.link_parent(session, mother, newcomer)
+    session.commit()
+    desired = build_desired(session, BOT)
+    assert rooms_of(desired, "timur") == set()
+    assert rooms_of(desired, "olga.mother") == set()  # a parent follows the child
+
+    assert svc.confirm_pupil(session, newcomer, parent=mother)
+    assert not svc.confirm_pupil(session, newcomer, parent=mother)  # once is enough
+    session.commit()
+    desired = build_desired(session, BOT)
+    family = f"family-{mother.id}-{newcomer.id}"
+    assert family in rooms_of(desired, "timur") & rooms_of(desired, "olga.mother")
+    assert desired.rooms[RoomAlias(family)].members == {BOT, UserID("@timur:hs"),
+                                                         UserID("@olga.mother:hs")}  # fmt: skip
+    assert f"{A5}-chat" in rooms_of(desired, "timur")
+    assert f"{A5}-parents" in rooms_of(desired, "olga.mother")
+    # Anna, who never confirmed Ivan in Parta, has no family room: rosters make none.
+    assert not any(alias.startswith("family-") for alias in rooms_of(desired, "anna"))

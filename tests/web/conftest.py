@@ -12,8 +12,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artefacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per test module: Playwright's sync API holds an event loop in this
+    thread while it runs, which asyncio tests of other modules must not find there."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: `./deploy.sh test` installs it with apt-get")
     with sync_playwright() as playwright:

@@ -148,7 +148,7 @@ def test_a_region_admin_creates_a_school_and_a_class_in_both_languages(
     with db_session(region) as session:
         class_id = session.scalar(select(SchoolClass.id).where(SchoolClass.school_id == school_id))
         while time.monotonic() < deadline:
-            session.expire_all()
+            session.rollback()  # end the read transaction: see what others committed since
             rooms = session.scalars(
                 select(ManagedRoom.room_id).where(ManagedRoom.class_id == class_id)
             ).all()

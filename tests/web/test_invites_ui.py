@@ -98,7 +98,7 @@ def class_rooms(region: LocalDeployment, class_id: int) -> dict[RoomKind, str]:
     with db_session(region) as session:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            session.expire_all()
+            session.rollback()  # end the read transaction: see what others committed since
             rooms = {r.kind: r.room_id for r in session.scalars(
                 select(ManagedRoom).where(ManagedRoom.class_id == class_id))}  # fmt: skip
             if len(rooms) == 4 and all(rooms.values()):

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 from nio import RoomInviteResponse, RoomKnockResponse
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select
 
 from bridge.matrix.client import MatrixClient
@@ -18,6 +18,7 @@ from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,
     JoinRequest,
+    ManagedRoom,
     Person,
     RequestStatus,
     Role,
@@ -34,7 +35,9 @@ from tests.web.test_invites_ui import (
     NEW_PASSWORD,
     admin_page,
     class_rooms,
+    joined_rooms_of,
     new_school_with_class,
+    register,
     wait_until_placed,
 )
 
@@ -144,7 +147,7 @@ def _pending(region: LocalDeployment, user_id: str, timeout: float = 60) -> Join
     deadline = time.monotonic() + timeout
     with db_session(region) as session:
         while time.monotonic() < deadline:
-            session.expire_all()
+            session.rollback()  # end the read transaction: see what others committed since
             found = session.scalar(select(JoinRequest).where(JoinRequest.user_id == user_id))
             if found is not None:
                 return found
@@ -205,3 +208,87 @@ def test_knocks_are_decided_in_the_ui_or_in_a_matrix_client(
     page.locator("#requests").locator("text=Отклонить").click()
     expect(page.locator("#requests")).to_have_count(0)
     assert _pending(region, third).status is RequestStatus.DECLINED
+
+
+def test_a_pupil_waits_for_a_parent_who_confirms_and_gets_a_family_room(
+    region: LocalDeployment, browser: Browser, context: BrowserContext
+) -> None:
+    base = region.settings.provisioning_url
+    page = admin_page(region, context)
+    class_url = new_school_with_class(page, base)
+    class_id = int(class_url.rsplit("/", 1)[1])
+    require_confirmation(page, base)
+
+    page.goto(class_url)
+    page.click("text=Создать ссылку для учеников")
+    pupil_name = f"Тимур Ждущий {secrets.token_hex(2)}"
+    joined = register(browser, page.locator("#invite-url").input_value(), pupil_name,
+                      "+7 900 222-00-01")  # fmt: skip
+    pupil_id = f"@{joined.locator('#user-id').inner_text()}:{region.settings.server_name}"
+    joined.context.close()
+    page.goto(class_url)
+    row = page.locator("tr", has_text=pupil_name)
+    expect(row).to_contain_text("ждёт подтверждения")
+    rooms = class_rooms(region, class_id)
+    assert rooms[RoomKind.CLASS_CHAT] not in joined_rooms_of(region, pupil_id)
+
+    row.locator("text=Ссылка для родителей").click()
+    parent_page = register(browser, page.locator("#invite-url").input_value(),
+                           f"Мама Ждущего {secrets.token_hex(2)}", "+7 900 222-00-02")  # fmt: skip
+    parent_id = f"@{parent_page.locator('#user-id').inner_text()}:{region.settings.server_name}"
+    sign_in(parent_page, base, parent_id, NEW_PASSWORD)
+    expect(parent_page.locator(".badge.warn")).to_have_text("ждёт вашего подтверждения")
+    screenshot(parent_page, "ru-parent-dashboard-phone")
+    parent_page.click("text=Да, это мой ребёнок")
+    expect(parent_page.locator("main")).to_contain_text("Ваш семейный чат с ребёнком — в Element.")
+    parent_page.context.close()
+
+    with db_session(region) as session:
+        parent = session.scalar(select(Person).where(Person.matrix_user_id == parent_id))
+        child = session.scalar(select(Person).where(Person.matrix_user_id == pupil_id))
+        assert parent is not None and child is not None
+        family_alias = f"family-{parent.id}-{child.id}"
+    family = family_room_id(region, family_alias)
+    wait_until_placed(region, pupil_id, {rooms[RoomKind.CLASS_CHAT], family})
+    wait_until_placed(region, parent_id, {rooms[RoomKind.CLASS_PARENTS], family})
+
+
+def require_confirmation(page: Page, base: str) -> str:
+    """On the school page of the class open in `page`: pupils wait for confirmation."""
+    school_url = base + str(page.locator(".crumbs a").get_attribute("href"))
+    page.goto(school_url)
+    page.check("#settings input[name=pupils_need_confirmation]")
+    page.click("#settings >> text=Сохранить")
+    expect(page.locator("#settings input[name=pupils_need_confirmation]")).to_be_checked()
+    return school_url
+
+
+def family_room_id(region: LocalDeployment, alias: str) -> str:
+    deadline = time.monotonic() + 120
+    with db_session(region) as session:
+        while time.monotonic() < deadline:
+            session.rollback()  # end the read transaction: see what others committed since
+            record = session.get(ManagedRoom, alias)
+            if record is not None and record.room_id:
+                return record.room_id
+            time.sleep(1)
+    pytest.fail(f"the family room {alias} was not created")
+
+
+def test_a_self_registered_pupil_can_be_turned_away_by_the_class_teacher(
+    region: LocalDeployment, browser: Browser, context: BrowserContext
+) -> None:
+    base = region.settings.provisioning_url
+    page = admin_page(region, context)
+    class_url = new_school_with_class(page, base)
+    school_url = require_confirmation(page, base)
+    page.goto(class_url)
+    page.click("text=Создать ссылку для учеников")
+    stranger = f"Непрошеный Гость {secrets.token_hex(2)}"
+    register(browser, page.locator("#invite-url").input_value(), stranger,
+             "+7 900 333-00-01").context.close()  # fmt: skip
+    page.goto(class_url)
+    page.locator("tr", has_text=stranger).locator("text=Отклонить").click()
+    expect(page.locator("main")).not_to_contain_text(stranger)
+    page.goto(f"{school_url}/audit")
+    expect(page.locator("table")).to_contain_text(f"{stranger} не принят(а) как ученик")

@@ -16,7 +16,7 @@ from provisioning.db.models import (
     SchoolClass,
     TeacherApplication,
 )
-from provisioning.services.directory import children_of
+from provisioning.services.directory import family_of
 from provisioning.web.deps import Viewer
 from provisioning.web.render import render
 
@@ -53,7 +53,7 @@ def dashboard(
     own_classes = session.scalars(
         select(SchoolClass).where(SchoolClass.id.in_(viewer.pupil_of_classes))
     ).all()
-    children = children_of(session, viewer.person_id)
+    children = family_of(session, viewer.person_id)
     waiting = session.execute(
         select(TeacherApplication, School)
         .join(School, School.id == TeacherApplication.school_id)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
@@ -13,15 +14,19 @@ from sqlalchemy.orm import Session
 from bridge.matrix.client import MatrixClient, path
 from bridge.matrix.errors import MatrixError
 from provisioning.api.deps import MatrixDep, SessionDep, reconcile_soon
+from provisioning.audit import record_audit
 from provisioning.db.models import (
     JoinRequest,
     ManagedRoom,
+    Person,
     RoomKind,
+    School,
     SchoolClass,
     TeacherApplication,
 )
 from provisioning.i18n import N_
 from provisioning.services import requests as svc
+from provisioning.services import schools
 from provisioning.services.access import Access
 from provisioning.services.schools import DomainError
 from provisioning.web.deps import Viewer, WebError
@@ -133,3 +138,83 @@ async def decide_join_request(
             # Declined in Parta all the same; the knock just stays unanswered in Matrix.
             log.warning("could not turn a knock away", exc_info=True)
     return RedirectResponse(f"/schools/{school_id}/classes/{class_id}#requests", status_code=303)
+
+
+# --- Confirming pupils -----------------------------------------------------------------
+
+
+@router.post("/children/{child_id}/confirm")
+def parent_confirms(
+    request: Request, child_id: int, viewer: Viewer, session: SessionDep
+) -> Response:
+    """A parent confirms their child: the child is placed, and they get a family room."""
+    if child_id not in viewer.parent_of:
+        raise WebError(403, N_("Only the pupil's own parents confirm them"))
+    child = session.get(Person, child_id)
+    parent = session.get(Person, viewer.person_id)
+    assert child is not None and parent is not None
+    try:
+        changed = schools.confirm_pupil(session, child, parent=parent, actor=viewer.user_id)
+    except DomainError as exc:
+        session.rollback()
+        raise WebError(409, exc.template, **exc.params) from exc
+    session.commit()
+    if changed:
+        reconcile_soon(request)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.post("/schools/{school_id}/classes/{class_id}/pupils/{pupil_id}/{decision}")
+def staff_decides(
+    request: Request,
+    school_id: int,
+    class_id: int,
+    pupil_id: int,
+    decision: str,
+    viewer: Viewer,
+    session: SessionDep,
+) -> Response:
+    if not viewer.may_manage_class(school_id, class_id):
+        raise WebError(403, N_("Only the class's teachers and the administration decide this."))
+    pupil = session.get(Person, pupil_id)
+    school_class = session.get(SchoolClass, class_id)
+    if pupil is None or school_class is None or school_class.school_id != school_id:
+        raise WebError(404, N_("There is no such request."))
+    if decision not in ("confirm", "decline"):
+        raise WebError(404, N_("There is no such request."))
+    try:
+        if decision == "confirm":
+            changed = schools.confirm_pupil(session, pupil, actor=viewer.user_id)
+        else:
+            schools.decline_pupil(session, pupil, actor=viewer.user_id)
+            changed = False  # they were placed nowhere
+    except DomainError as exc:
+        session.rollback()
+        raise WebError(409, exc.template, **exc.params) from exc
+    session.commit()
+    if changed:
+        reconcile_soon(request)
+    return RedirectResponse(f"/schools/{school_id}/classes/{class_id}", status_code=303)
+
+
+@router.post("/schools/{school_id}/settings")
+def school_settings(
+    school_id: int,
+    viewer: Viewer,
+    session: SessionDep,
+    pupils_need_confirmation: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    if not viewer.may_manage_school(school_id):
+        raise WebError(403, N_("You do not have access to this school."))
+    school = session.get(School, school_id)
+    if school is None:
+        raise WebError(404, N_("There is no such school."))
+    wanted = pupils_need_confirmation == "yes"
+    if school.pupils_need_confirmation != wanted:
+        school.pupils_need_confirmation = wanted
+        record_audit(
+            session, viewer.user_id, "school.settings", school.slug, school_id=school.id,
+            pupils_need_confirmation=wanted,
+        )  # fmt: skip
+        session.commit()
+    return RedirectResponse(f"/schools/{school_id}#settings", status_code=303)
