@@ -23,3 +23,8 @@ class Base(DeclarativeBase):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; every moment Parta stores is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -79,7 +79,7 @@ def try_acquire(engine: Engine, holder: str, ttl: timedelta = LEASE_TTL) -> bool
 def current_holder(engine: Engine) -> str | None:
     with Session(engine) as session:
         lease = session.get(ReconcilerLease, LEASE_NAME)
-        return lease.holder if lease is not None and lease.expires_at else None
+        return lease.holder if lease is not None else None
 
 
 def release(engine: Engine, holder: str) -> None:

@@ -89,7 +89,7 @@ class PeoplePage:
         return max(1, -(-self.total // PAGE_SIZE))
 
 
-def active_classes(session: Session, school_id: int) -> Select[int]:
+def active_classes(school_id: int) -> Select[int]:
     return select(SchoolClass.id).where(
         SchoolClass.school_id == school_id, SchoolClass.archived_at.is_(None)
     )
@@ -105,7 +105,7 @@ def school_overview(session: Session, school: School, *, events: int = 10) -> Sc
         session.execute(
             select(Enrolment.class_id, func.count())
             .where(Enrolment.role == EnrolmentRole.PUPIL)
-            .where(Enrolment.class_id.in_(active_classes(session, school.id)))
+            .where(Enrolment.class_id.in_(active_classes(school.id)))
             .group_by(Enrolment.class_id)
         ).all()
     )
@@ -114,7 +114,7 @@ def school_overview(session: Session, school: School, *, events: int = 10) -> Sc
             select(Enrolment.class_id, func.count(func.distinct(ParentLink.parent_id)))
             .join(ParentLink, ParentLink.child_id == Enrolment.person_id)
             .where(Enrolment.role == EnrolmentRole.PUPIL)
-            .where(Enrolment.class_id.in_(active_classes(session, school.id)))
+            .where(Enrolment.class_id.in_(active_classes(school.id)))
             .group_by(Enrolment.class_id)
         ).all()
     )
@@ -123,14 +123,14 @@ def school_overview(session: Session, school: School, *, events: int = 10) -> Sc
             select(Enrolment.class_id, Person.display_name)
             .join(Person, Person.id == Enrolment.person_id)
             .where(Enrolment.role == EnrolmentRole.CLASS_TEACHER)
-            .where(Enrolment.class_id.in_(active_classes(session, school.id)))
+            .where(Enrolment.class_id.in_(active_classes(school.id)))
         ).all()
     )
     parents_total = session.scalar(
         select(func.count(func.distinct(ParentLink.parent_id)))
         .join(Enrolment, Enrolment.person_id == ParentLink.child_id)
         .where(Enrolment.role == EnrolmentRole.PUPIL)
-        .where(Enrolment.class_id.in_(active_classes(session, school.id)))
+        .where(Enrolment.class_id.in_(active_classes(school.id)))
     )
     recent = session.scalars(
         select(AuditEvent)
@@ -220,7 +220,7 @@ def school_people(
     session: Session, school: School, *, role: str = "", query: str = "", page: int = 1
 ) -> PeoplePage:
     """Everyone of the school (staff, pupils, their parents), filtered and a page at a time."""
-    classes = active_classes(session, school.id)
+    classes = active_classes(school.id)
     pupil_ids = select(Enrolment.person_id).where(
         Enrolment.role == EnrolmentRole.PUPIL, Enrolment.class_id.in_(classes)
     )

@@ -8,7 +8,6 @@ person's password instead of creating a new person.
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,13 +16,12 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from provisioning.audit import record_audit
-from provisioning.db.base import utcnow
+from provisioning.db.base import as_utc, utcnow
 from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,
     InviteLink,
     InviteUse,
-    ParentLink,
     Person,
     Role,
     School,
@@ -32,13 +30,12 @@ from provisioning.db.models import (
 from provisioning.i18n import N_
 from provisioning.services import requests
 from provisioning.services import schools as svc
+from provisioning.services.roster import EMAIL, PHONE
 from provisioning.services.schools import DomainError
 
 INVITE_ROLES = (Role.SCHOOL_ADMIN, Role.TEACHER, Role.PUPIL, Role.PARENT)
 MAX_VALID_DAYS = 90
 PASSWORD_MIN_LENGTH = 8
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?[0-9 ()-]{5,20}$")
 
 
 class InviteUnusable(DomainError):
@@ -59,10 +56,6 @@ class Registration:
 
 def new_token() -> str:
     return secrets.token_urlsafe(16)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
 def is_pupil_of_school(session: Session, person_id: int, school_id: int) -> bool:
@@ -153,7 +146,7 @@ def invite_status(invite: InviteLink, now: datetime | None = None) -> str:
     now = now or utcnow()
     if invite.revoked_at is not None:
         return "revoked"
-    if _aware(invite.expires_at) <= now:
+    if as_utc(invite.expires_at) <= now:
         return "expired"
     if invite.max_uses is not None and invite.uses >= invite.max_uses:
         return "used_up"
@@ -194,9 +187,9 @@ def check_registration(
     phone, email = phone.strip(), email.strip()
     if not phone and not email:
         problems["contact"] = N_("Give a phone number or an e-mail address.")
-    if phone and not _PHONE.match(phone):
+    if phone and not PHONE.match(phone):
         problems["phone"] = N_("This does not look like a phone number.")
-    if email and not _EMAIL.match(email):
+    if email and not EMAIL.match(email):
         problems["email"] = N_("This does not look like an e-mail address.")
     if len(password) < PASSWORD_MIN_LENGTH:
         problems["password"] = N_("The password needs at least 8 characters.")
@@ -286,13 +279,3 @@ def invite_uses(session: Session, invite_ids: list[int]) -> dict[int, list[Invit
     ):
         uses[use.invite_id].append(use)
     return uses
-
-
-def parents_of(session: Session, child_id: int) -> list[Person]:
-    return list(
-        session.scalars(
-            select(Person)
-            .join(ParentLink, ParentLink.parent_id == Person.id)
-            .where(ParentLink.child_id == child_id)
-        )
-    )

@@ -145,13 +145,7 @@ def record_knock(
     session: Session, school_class: SchoolClass, user_id: str, display_name: str, reason: str | None
 ) -> JoinRequest:
     """A knock becomes a pending request, once: knocking again updates the same request."""
-    request = session.scalar(
-        select(JoinRequest).where(
-            JoinRequest.class_id == school_class.id,
-            JoinRequest.user_id == user_id,
-            JoinRequest.status == RequestStatus.PENDING,
-        )
-    )
+    request = pending_join_request(session, school_class.id, user_id)
     if request is None:
         request = JoinRequest(class_id=school_class.id, user_id=user_id, display_name="")
         session.add(request)

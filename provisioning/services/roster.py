@@ -59,8 +59,8 @@ _ROLES = {
     "администратор": "school_admin", "директор": "school_admin", "school_admin": "school_admin",
 }  # fmt: skip
 _CLASS = re.compile(r"^\s*(\d{1,2})\s*-?\s*([A-Za-zА-Яа-яЁё])\s*$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?[0-9 ()-]{5,20}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE = re.compile(r"^\+?[0-9 ()-]{5,20}$")
 
 
 _ROW = N_("row %(row)s")
@@ -180,9 +180,9 @@ def parse_roster(data: bytes) -> list[RosterRow]:
         if role == "pupil" and class_label is None and not class_text:
             reasons.append((N_("a pupil needs a class"), {}))
         phone, email = cell("phone") or None, cell("email") or None
-        if phone and not _PHONE.match(phone):
+        if phone and not PHONE.match(phone):
             reasons.append((N_("«%(text)s» is not a phone number"), {"text": phone}))
-        if email and not _EMAIL.match(email):
+        if email and not EMAIL.match(email):
             reasons.append((N_("«%(text)s» is not an e-mail address"), {"text": email}))
         parent_of = " ".join(cell("parent_of").split()) or None
         if role == "parent" and not parent_of:

@@ -18,13 +18,13 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from fastapi import Request
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from provisioning.db.base import utcnow
+from provisioning.db.base import as_utc, utcnow
 from provisioning.db.models import WebSession
 
 SESSION_COOKIE = "parta_session"
@@ -82,13 +82,13 @@ def find_session(session: Session, token: str | None) -> WebSession | None:
     if record is None:
         return None
     now = utcnow()
-    if _aware(record.expires_at) <= now:
+    if as_utc(record.expires_at) <= now:
         session.delete(record)
         session.commit()
         return None
-    if now - _aware(record.last_seen_at) >= SESSION_TOUCH_EVERY:
+    if now - as_utc(record.last_seen_at) >= SESSION_TOUCH_EVERY:
         record.last_seen_at = now
-        record.expires_at = min(now + SESSION_IDLE, _aware(record.created_at) + SESSION_MAX)
+        record.expires_at = min(now + SESSION_IDLE, as_utc(record.created_at) + SESSION_MAX)
         session.commit()
     return record
 
@@ -97,11 +97,6 @@ def close_session(session: Session, token: str | None) -> None:
     if token:
         session.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
         session.commit()
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite returns naive datetimes; every moment Parta stores is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
 # --- CSRF ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from parta.settings import Settings
 from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.models import ManagedRoom, Person, RoomKind, RosterImport, School
 from provisioning.i18n import N_
+from provisioning.services.access import Access
 from provisioning.services.roster import (
     ImportSummary,
     RosterError,
@@ -190,19 +191,26 @@ def _import_for(session: Session, school_id: int, import_id: int) -> RosterImpor
 def result(
     request: Request, school_id: int, import_id: int, viewer: Viewer, session: SessionDep
 ) -> Response:
-    school = school_for(session, viewer, school_id, manage=True)
-    record = _import_for(session, school.id, import_id)
-    placed, total = _progress(session, record)
-    return render(request, "import_result.html", school=school, record=record, placed=placed,
-                  total=total)  # fmt: skip
+    return _import_page(request, school_id, import_id, viewer, session, "import_result.html")
 
 
 @router.get("/schools/{school_id}/import/{import_id}/progress")
 def progress(
     request: Request, school_id: int, import_id: int, viewer: Viewer, session: SessionDep
 ) -> Response:
+    """The progress bar alone: htmx polls it until everyone is placed."""
+    return _import_page(request, school_id, import_id, viewer, session, "_import_progress.html")
+
+
+def _import_page(
+    request: Request,
+    school_id: int,
+    import_id: int,
+    viewer: Access,
+    session: Session,
+    template: str,
+) -> Response:
     school = school_for(session, viewer, school_id, manage=True)
     record = _import_for(session, school.id, import_id)
     placed, total = _progress(session, record)
-    return render(request, "_import_progress.html", school=school, record=record, placed=placed,
-                  total=total)  # fmt: skip
+    return render(request, template, school=school, record=record, placed=placed, total=total)
