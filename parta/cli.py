@@ -343,6 +343,15 @@ def sync(
         f"with {report.calls} calls to Synapse in {report.seconds:.1f} s",
         err=dry_run,
     )
+    unapplied = report.applied.failed
+    if unapplied or report.applied.skipped:
+        for failure in unapplied:
+            typer.echo(f"failed: {json.dumps(failure.describe(), ensure_ascii=False)}", err=True)
+        _fail(
+            f"{len(unapplied)} actions failed and {report.applied.skipped} were skipped "
+            "(their room could not be created). Everything else is in place; run "
+            "./deploy.sh sync again, and see var/log/synapse.log if they fail again."
+        )
 
 
 @serve_app.command("provisioning")

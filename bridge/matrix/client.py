@@ -22,6 +22,7 @@ from nio import Api
 
 from bridge.matrix.errors import (
     HomeserverUnavailable,
+    HomeserverUnreachable,
     LimitExceeded,
     NotFound,
     UserInUse,
@@ -162,7 +163,12 @@ class MatrixClient:
             await asyncio.sleep(delay)
         if rate_limited is not None and last_problem == str(rate_limited):
             raise rate_limited  # still limited when the budget ran out: say so, typed
-        raise HomeserverUnavailable(
+        unavailable = (
+            HomeserverUnreachable
+            if last_problem.startswith("cannot connect")
+            else HomeserverUnavailable
+        )
+        raise unavailable(
             0,
             "PARTA_HOMESERVER_UNAVAILABLE",
             f"{method} {url_path} failed after retries: {last_problem}",

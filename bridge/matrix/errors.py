@@ -80,6 +80,14 @@ class HomeserverUnavailable(MatrixError):
     errcode = "PARTA_HOMESERVER_UNAVAILABLE"
 
 
+class HomeserverUnreachable(HomeserverUnavailable):
+    """Not even a connection after every retry: the homeserver is down, not just slow.
+
+    Callers working through many requests stop at this one (every later request would
+    wait out its own deadline too); a slow or failing single request is not this.
+    """
+
+
 _BY_ERRCODE: dict[str, type[MatrixError]] = {
     cls.errcode: cls
     for cls in (

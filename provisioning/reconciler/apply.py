@@ -4,6 +4,11 @@ Each handler is an "ensure": doing it twice leaves the same state, so a plan int
 by a crash or a Synapse outage is simply planned and applied again. What a room holds
 is recorded only after Synapse accepted the change, so a record never claims more than
 is true; at worst the next run repeats an action that had already succeeded.
+
+One action that fails (refused, or a request slower than its deadline) does not stop the
+run: it is reported, the actions that need its room are skipped, and the next run tries
+again. A homeserver that cannot be reached at all ends the run at once, since every
+later action would only wait out its own deadline.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bridge.matrix.client import JsonDict, MatrixClient, path
-from bridge.matrix.errors import RoomInUse
+from bridge.matrix.errors import HomeserverUnreachable, MatrixError, RoomInUse
 from provisioning.db.base import utcnow
 from provisioning.db.models import Person
 from provisioning.reconciler.actions import (
@@ -32,6 +37,7 @@ from provisioning.reconciler.actions import (
     SetName,
     SetPowerLevels,
     SetTopic,
+    describe,
 )
 from provisioning.reconciler.observe import read_room, remember, resolve_alias
 from provisioning.reconciler.state import (
@@ -47,12 +53,36 @@ from provisioning.reconciler.state import (
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 8
+DEFAULT_MAX_FAILURES = 100  # beyond this many, something is wrong with the run, not an action
+
+
+@dataclass(frozen=True)
+class FailedAction:
+    action: Action
+    error: str
+
+    def describe(self) -> dict[str, object]:
+        return {**describe(self.action), "error": self.error}
 
 
 @dataclass
 class ApplyReport:
     done: int = 0
     by_action: dict[str, int] = field(default_factory=dict)
+    failed: list[FailedAction] = field(default_factory=list)
+    skipped: int = 0  # actions whose room could not be created in this run
+
+
+class TooManyFailures(Exception):
+    """More actions failed than a healthy run could explain; the run stopped."""
+
+    def __init__(self, report: ApplyReport) -> None:
+        first = report.failed[0]
+        super().__init__(
+            f"{len(report.failed)} actions failed, the first {first.describe()}; "
+            "see the homeserver's log, then run the reconciler again"
+        )
+        self.report = report
 
 
 class Applier:
@@ -67,8 +97,10 @@ class Applier:
         server_name: str,
         bot: UserID,
         concurrency: int = DEFAULT_CONCURRENCY,
+        max_failures: int = DEFAULT_MAX_FAILURES,
     ) -> None:
         self.client = client
+        self.max_failures = max_failures
         self.session = session
         self.server_name = server_name
         self.bot = bot
@@ -119,9 +151,19 @@ class Applier:
     async def create_room(self, action: CreateRoom) -> None:
         room = action.room
         self.owners[room.alias] = room.owner
+        try:
+            await self._create_or_adopt(room)
+        finally:
+            # Set even on failure: rooms restricted to this one stop waiting (and are skipped).
+            self.created.setdefault(room.alias, asyncio.Event()).set()
+
+    async def _create_or_adopt(self, room: DesiredRoom) -> None:
         for space in room.join_rule.allow_spaces:
             if space not in self.rooms and space in self.created:
                 await self.created[space].wait()
+        missing = [space for space in room.join_rule.allow_spaces if space not in self.rooms]
+        if missing:
+            raise _Skipped(missing)
         try:
             room_id = await self._create(room)
         except RoomInUse:
@@ -151,7 +193,6 @@ class Applier:
         # Commit each new room at once: a crash right after must find its record (it
         # would be adopted by its alias anyway, at the cost of reading it back).
         self.session.commit()
-        self.created.setdefault(room.alias, asyncio.Event()).set()
 
     async def _create(self, room: DesiredRoom) -> str:
         body: JsonDict = {
@@ -275,11 +316,40 @@ class Applier:
                 return lambda: self.kick(action)
 
     async def _run_one(self, action: Action) -> None:
-        async with self.limit:
-            await self._handler(action)()
+        missing = [alias for alias in _rooms_needed(action) if alias not in self.rooms]
+        if missing:
+            self._skip(action, missing)
+            return
+        try:
+            async with self.limit:
+                await self._handler(action)()
+        except _Skipped as skipped:
+            self._skip(action, skipped.missing)
+            return
+        except HomeserverUnreachable:
+            raise
+        except MatrixError as exc:
+            self._fail(action, exc)
+            return
         name = type(action).__name__
         self.report.done += 1
         self.report.by_action[name] = self.report.by_action.get(name, 0) + 1
+
+    def _skip(self, action: Action, missing: list[RoomAlias]) -> None:
+        self.report.skipped += 1
+        log.warning(
+            "skipped: its room could not be created in this run",
+            extra={"action": describe(action), "missing": missing},
+        )
+
+    def _fail(self, action: Action, exc: MatrixError) -> None:
+        self.report.failed.append(FailedAction(action, f"{exc.errcode}: {exc}"))
+        log.warning(
+            "action failed; the next run tries again",
+            extra={"action": describe(action), "error": str(exc), "errcode": exc.errcode},
+        )
+        if len(self.report.failed) > self.max_failures:
+            raise TooManyFailures(self.report)
 
     async def run(self, plan: Sequence[Action]) -> ApplyReport:
         """Apply the plan phase by phase; within a phase, up to `concurrency` at once."""
@@ -294,9 +364,12 @@ class Applier:
             phases[-1].append(action)
         try:
             for phase in phases:
-                async with asyncio.TaskGroup() as group:
-                    for action in phase:
-                        group.create_task(self._run_one(action))
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        for action in phase:
+                            group.create_task(self._run_one(action))
+                except* (HomeserverUnreachable, TooManyFailures) as group_error:
+                    raise group_error.exceptions[0] from None
                 if isinstance(phase[0], CreateUser):
                     self._mark_accounts_created(
                         [a.user_id for a in phase if isinstance(a, CreateUser)]
@@ -312,6 +385,25 @@ class Applier:
             .where(Person.matrix_user_id.in_(user_ids))
             .values(account_created_at=utcnow())
         )
+
+
+class _Skipped(Exception):
+    def __init__(self, missing: list[RoomAlias]) -> None:
+        super().__init__(", ".join(missing))
+        self.missing = missing
+
+
+def _rooms_needed(action: Action) -> tuple[RoomAlias, ...]:
+    """The managed rooms an action works in, which must exist before it runs."""
+    match action:
+        case CreateUser() | CreateRoom():
+            return ()
+        case LinkChild(parent=parent, child=child):
+            return (parent, child)
+        case SetJoinRule(alias=alias, join_rule=rule):
+            return (alias, *rule.allow_spaces)
+        case _:
+            return (action.alias,)
 
 
 def _phase(action: Action) -> int:

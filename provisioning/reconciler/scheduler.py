@@ -18,6 +18,7 @@ from provisioning.reconciler.run import RunReport
 log = logging.getLogger(__name__)
 
 BUSY_RETRY_S = 5.0
+FAILED_RETRY_S = 30.0  # an action the homeserver refused or was too slow for: try again soon
 RunFunction = Callable[[bool], Awaitable[RunReport]]
 
 
@@ -63,6 +64,15 @@ class ReconcileScheduler:
                         "reconciler repaired or applied changes",
                         extra={"actions": len(report.plan), "full": full},
                     )
+                if report.applied.failed or report.applied.skipped:
+                    log.warning(
+                        "some actions did not apply; trying again shortly",
+                        extra={
+                            "failed": [f.describe() for f in report.applied.failed[:20]],
+                            "skipped": report.applied.skipped,
+                        },
+                    )
+                    asyncio.get_running_loop().call_later(FAILED_RETRY_S, self._wanted.set)
             except ReconcilerBusy as exc:
                 # `parta sync` or an import holds the lease: try again shortly, so the
                 # change that asked for this run is not left waiting for the period.

@@ -18,10 +18,13 @@ from sqlalchemy.orm import Session
 from bridge.matrix.client import MatrixClient
 from bridge.matrix.errors import HomeserverUnavailable
 from parta.deployment import LocalDeployment
+from provisioning.db.base import utcnow
 from provisioning.db.engine import make_engine, make_session_factory
-from provisioning.db.models import ManagedRoom, Region
+from provisioning.db.models import EnrolmentRole, ManagedRoom, Region
+from provisioning.reconciler.actions import CreateUser, Join
 from provisioning.reconciler.run import RunReport, reconcile
 from provisioning.reconciler.state import UserID
+from provisioning.services import schools as svc
 from provisioning.services.generate import GeneratedSchool, generate_school
 
 
@@ -135,3 +138,44 @@ async def test_synapse_outage_mid_run_converges(
     assert verified.plan == []
     created = await total_rooms(bot) - rooms_before
     assert created == managed_rooms_of(db, school) == expected_rooms(school)
+
+
+async def test_a_failed_action_is_reported_and_the_rest_applied(
+    region: LocalDeployment, db: Session
+) -> None:
+    """One person Synapse cannot place does not hold up the others; the next run repairs."""
+    school = new_school(db, pupils=8)
+    await run(region, db)
+    server = region.settings.server_name
+    tag = secrets.token_hex(3)
+    ghost = svc.add_person(db, "Призрак Без Аккаунта", f"@ghost-{tag}:{server}")
+    ghost.account_created_at = utcnow()  # the record claims an account Synapse never made
+    newcomer = svc.add_person(db, "Новый Ученик", f"@newcomer-{tag}:{server}")
+    for pupil in (ghost, newcomer):
+        svc.enrol(db, pupil, school.classes[0], EnrolmentRole.PUPIL)
+    db.commit()
+
+    report = await run(region, db)
+
+    failed = report.applied.failed
+    assert len(failed) == 5  # the ghost's five rooms, each refused with "User not found"
+    assert all(
+        isinstance(f.action, Join) and f.action.user_id == ghost.matrix_user_id for f in failed
+    )
+    assert all("M_NOT_FOUND" in f.error for f in failed)
+    placed = {
+        a.alias for a in report.plan if isinstance(a, Join) and a.user_id == newcomer.matrix_user_id
+    }
+    assert len(placed) == 5  # school space, announcements, class space, chat, channel
+    assert report.applied.done == len(report.plan) - len(failed)
+    for alias in placed:
+        members = (db.get(ManagedRoom, alias).applied or {}).get("members", [])
+        assert newcomer.matrix_user_id in members
+
+    # A full run reads Synapse's accounts, finds the ghost missing, creates and places it.
+    repaired = await run(region, db, full=True)
+    assert not repaired.applied.failed
+    assert any(
+        isinstance(a, CreateUser) and a.user_id == ghost.matrix_user_id for a in repaired.plan
+    )
+    assert (await run(region, db, full=True)).plan == []
