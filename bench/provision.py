@@ -18,12 +18,10 @@ import asyncio
 import json
 import resource
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +32,9 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import start_region  # noqa: E402
 from bridge.matrix.client import MatrixClient  # noqa: E402
 from parta.deployment import LocalDeployment  # noqa: E402
-from parta.settings import CONFIG_FILE_NAME  # noqa: E402
 from provisioning.db.base import utcnow  # noqa: E402
 from provisioning.db.engine import make_engine, make_session_factory  # noqa: E402
 from provisioning.db.migrate import upgrade_to_head  # noqa: E402
@@ -58,30 +56,6 @@ from provisioning.reconciler.run import reconcile  # noqa: E402
 from provisioning.reconciler.state import ObservedState, UserID  # noqa: E402
 from provisioning.services import schools as svc  # noqa: E402
 from provisioning.services.generate import generate_school  # noqa: E402
-
-
-def free_ports(count: int) -> list[int]:
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
-def start_region(var_dir: Path, log_level: str = "WARNING") -> LocalDeployment:
-    synapse, metrics, provisioning, bridge = free_ports(4)
-    var_dir.mkdir(parents=True)
-    (var_dir / CONFIG_FILE_NAME).write_text(
-        f"PARTA_SYNAPSE_PORT={synapse}\nPARTA_SYNAPSE_METRICS_PORT={metrics}\n"
-        f"PARTA_PROVISIONING_PORT={provisioning}\nPARTA_BRIDGE_PORT={bridge}\n"
-        f"PARTA_DEMO_SCHOOL=false\nPARTA_LOG_LEVEL={log_level}\n"
-        # The service's own periodic run would wait on the lease anyway; keep it out of the way.
-        "PARTA_RECONCILE_INTERVAL_S=86400\n",
-        encoding="utf-8",
-    )
-    deployment, _ = LocalDeployment.prepare(var_dir)
-    deployment.up()
-    return deployment
 
 
 async def parta_run(region: LocalDeployment, session: Session, concurrency: int) -> dict[str, Any]:

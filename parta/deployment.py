@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from provisioning.services.region import ensure_region_admin
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_ORDER = ("synapse", "provisioning", "bridge")
+SYNAPSE_MODULES_DIR = SOURCE_ROOT / "synapse-config" / "modules"
 
 
 @dataclass
@@ -60,6 +62,12 @@ def _digest(*parts: bytes) -> str:
     return hasher.hexdigest()[:16]
 
 
+def _python_path(*directories: Path) -> str:
+    """PYTHONPATH with our directories first, keeping what the caller's environment had."""
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join([*(str(d) for d in directories), *inherited])
+
+
 def _source_digest() -> bytes:
     """Parta's own code: a changed checkout restarts the services that run it."""
     files = sorted(
@@ -91,8 +99,11 @@ class LocalDeployment:
             s.synapse_dir / "log.yaml",
             s.synapse_dir / f"appservice-{s.appservice_id}.yaml",
         ]
+        # Synapse restarts when its configuration or the policy module's code changes.
         synapse_fingerprint = _digest(
-            version("matrix-synapse").encode(), *(p.read_bytes() for p in synapse_files)
+            version("matrix-synapse").encode(),
+            *(p.read_bytes() for p in synapse_files),
+            *(p.read_bytes() for p in sorted(SYNAPSE_MODULES_DIR.rglob("*.py"))),
         )
         # model_dump_json masks secrets, so they are added in the clear (only hashed here).
         parta_fingerprint = _digest(
@@ -117,6 +128,7 @@ class LocalDeployment:
                 log_files=[s.log_dir / "synapse.stdout.log", s.log_dir / "synapse.log"],
                 fingerprint=synapse_fingerprint,
                 ready_timeout=120.0,  # the first start creates the database schema
+                env={"PYTHONPATH": _python_path(SYNAPSE_MODULES_DIR)},
             ),
             *(
                 ServiceSpec(

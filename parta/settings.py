@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     reconcile_debounce_s: float = Field(default=1.0, ge=0, le=60)
     reconcile_interval_s: float = Field(default=600.0, ge=10, le=86_400)
 
+    # The school policy module in Synapse (docs/safety.md): the language of its refusals,
+    # whether pupils reach their whole school or only their class, whether adults reach
+    # the region's adults or only their school's, and how old provisioning's snapshot may
+    # grow before decisions about pupils fail closed.
+    policy_language: Literal["ru", "en"] = "ru"
+    policy_pupil_peers: Literal["school", "class"] = "school"
+    policy_adult_scope: Literal["region", "school"] = "region"
+    policy_max_snapshot_age_s: float = Field(default=3600.0, ge=60, le=7 * 86_400)
+
     # A demo school with demo accounts, loaded by `./deploy.sh` in development.
     demo_school: bool = True
 
@@ -204,6 +213,11 @@ class Settings(BaseSettings):
     @property
     def synapse_dir(self) -> Path:
         return self.var_dir / "synapse"
+
+    @property
+    def policy_snapshot_path(self) -> Path:
+        """Written by provisioning, read by the school policy module inside Synapse."""
+        return self.var_dir / "policy" / "snapshot.json"
 
     @property
     def log_dir(self) -> Path:

@@ -15,6 +15,7 @@ from provisioning.api import health, internal, v1
 from provisioning.api.auth import TokenCache
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
+from provisioning.policy.snapshot import refresh_snapshot
 from provisioning.reconciler.run import RunReport, reconcile_region
 from provisioning.reconciler.scheduler import ReconcileScheduler
 from provisioning.services.region import ensure_region
@@ -31,6 +32,10 @@ def create_app(settings: Settings) -> FastAPI:
         sessions = make_session_factory(engine)
         with sessions() as session:
             await run_in_threadpool(ensure_region, session, settings)
+            # Synapse's school policy module refuses pupils until it has a snapshot.
+            await run_in_threadpool(
+                refresh_snapshot, session, settings.policy_snapshot_path, settings.bot_user_id
+            )
         app.state.sessions = sessions
         app.state.engine = engine
         # Health checks must answer quickly: one short try, no long retry budget.

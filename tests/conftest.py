@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
-from tests.harness.postgres import PostgresServer, postgres_server
+from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.db.migrate import upgrade_to_head
+from tests.harness.postgres import PostgresServer, postgres_server, scratch_database
 from tests.harness.region import new_deployment
 
 
@@ -36,3 +41,27 @@ async def bot(region: LocalDeployment) -> AsyncIterator[MatrixClient]:
 def postgres() -> Iterator[PostgresServer]:
     with postgres_server() as server:
         yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_engine(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer
+) -> Iterator[Engine]:
+    """A fresh provisioning database at the newest schema: on SQLite, then on PostgreSQL."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'parta.db'}")
+        upgrade_to_head(engine)
+        yield engine
+        engine.dispose()
+        return
+    with scratch_database(postgres, "parta_scratch") as name:
+        engine = make_engine(postgres.url(name))
+        upgrade_to_head(engine)
+        yield engine
+        engine.dispose()
+
+
+@pytest.fixture
+def migrated_session(migrated_engine: Engine) -> Iterator[Session]:
+    with make_session_factory(migrated_engine)() as session:
+        yield session

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -94,6 +95,10 @@ async def test_a_school_admin_manages_only_their_school(
             await http.get(f"/api/v1/schools/{other['id']}"),
             await http.post(f"/api/v1/schools/{other['id']}/classes", json={"label": "5А"}),
             await http.post("/api/v1/schools", json={"name": "Своя школа"}),
+            await http.put(
+                f"/api/v1/schools/{other['id']}/rooms/school-{other['slug']}/federation",
+                json={"federated": True},
+            ),
         ):
             assert (response.status_code, response.json()["errcode"]) == (403, "M_FORBIDDEN")
         assert (
@@ -257,3 +262,36 @@ async def test_a_parent_link_is_confirmed_for_pupils_only(api: Api) -> None:
         json={"parent_id": pupil["id"], "child_id": teacher["id"]},
     )
     assert (not_a_pupil.status_code, not_a_pupil.json()["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+async def test_a_school_opens_one_room_to_other_regions_and_the_policy_learns_it(
+    region: LocalDeployment, api: Api
+) -> None:
+    school = await new_school(api)
+    await api.region_admin.post(f"/api/v1/schools/{school['id']}/classes", json={"label": "8А"})
+    chat = f"school-{school['slug']}-{2026 + 1 + 11 - 8}a-chat"
+    rooms: list[dict[str, object]] = []
+    for _ in range(600):  # the service creates the class's rooms a moment later (≤ 120 s)
+        rooms = (await api.region_admin.get(f"/api/v1/schools/{school['id']}/rooms")).json()
+        if any(r["alias"] == chat and r["room_id"] for r in rooms):
+            break
+        await asyncio.sleep(0.2)
+    by_alias = {r["alias"]: r for r in rooms}
+    assert by_alias[chat]["room_id"] and not any(r["federated"] for r in rooms)
+    url = f"/api/v1/schools/{school['id']}/rooms/{chat}/federation"
+    opened = await api.region_admin.put(url, json={"federated": True})
+    assert opened.status_code == 200 and opened.json()["federated"] is True, opened.text
+    missing = await api.region_admin.put(
+        f"/api/v1/schools/{school['id']}/rooms/school-nope/federation", json={"federated": True}
+    )
+    assert (missing.status_code, missing.json()["errcode"]) == (404, "M_NOT_FOUND")
+    bad = await api.region_admin.put(url, json={"federated": "maybe"})
+    assert bad.status_code == 400
+    snapshot = region.settings.policy_snapshot_path
+    room_id = str(by_alias[chat]["room_id"])
+    for _ in range(300):  # the service's run after the change rewrites the snapshot (≤ 60 s)
+        if json.loads(snapshot.read_bytes())["rooms"].get(room_id, {}).get("federated"):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("the policy snapshot never showed the room as open")

@@ -16,16 +16,14 @@ from sqlalchemy.orm import Session
 from bridge.matrix.client import MatrixClient
 from bridge.store import AppserviceTransaction, InboxEvent
 from parta.deployment import LocalDeployment
-from provisioning.db.engine import make_engine, make_session_factory
+from tests.harness.region import region_session
 from tests.matrix_users import logged_in, new_person
 
 
 @pytest.fixture
 def db(region: LocalDeployment) -> Iterator[Session]:
-    engine = make_engine(region.settings.sqlalchemy_url)
-    with make_session_factory(engine)() as session:
+    with region_session(region) as session:
         yield session
-    engine.dispose()
 
 
 def _as_homeserver(region: LocalDeployment, token: str | None = None) -> httpx.Client:

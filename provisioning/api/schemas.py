@@ -89,3 +89,17 @@ class SyncResult(BaseModel):
     actions: int
     calls: int
     seconds: float
+
+
+class RoomPublic(BaseModel):
+    """One of the school's managed rooms, and whether the school opened it to other regions."""
+
+    alias: str
+    kind: str
+    class_id: int | None
+    room_id: str | None
+    federated: bool
+
+
+class RoomFederation(BaseModel):
+    federated: bool

@@ -26,6 +26,8 @@ from provisioning.api.schemas import (
     ParentLinkCreate,
     PersonCreate,
     PersonPublic,
+    RoomFederation,
+    RoomPublic,
     SchoolCreate,
     SchoolPublic,
     SyncResult,
@@ -33,6 +35,7 @@ from provisioning.api.schemas import (
 from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,
+    ManagedRoom,
     ParentLink,
     Person,
     Region,
@@ -337,6 +340,49 @@ def teacher_leaves(
     svc.teacher_leaves(session, _in_school(session, person_id, school), school, actor=actor.user_id)
     _commit(session)
     reconcile_soon(request)
+
+
+def _room_public(room: ManagedRoom) -> RoomPublic:
+    return RoomPublic(
+        alias=room.alias,
+        kind=room.kind.value,
+        class_id=room.class_id,
+        room_id=room.room_id,
+        federated=room.federated,
+    )
+
+
+@router.get("/schools/{school_id}/rooms")
+def list_rooms(school_id: int, session: SessionDep, actor: CurrentAdmin) -> list[RoomPublic]:
+    """The school's managed spaces and rooms."""
+    school = _school(session, actor, school_id)
+    rooms = session.scalars(
+        select(ManagedRoom).where(ManagedRoom.school_id == school.id).order_by(ManagedRoom.alias)
+    )
+    return [_room_public(room) for room in rooms]
+
+
+@router.put("/schools/{school_id}/rooms/{alias}/federation")
+def set_room_federation(
+    school_id: int,
+    alias: str,
+    body: RoomFederation,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentAdmin,
+) -> RoomPublic:
+    """Open a room to people of the federated regions (or close it again).
+
+    Every other room with pupils stays closed to other servers (docs/safety.md).
+    """
+    school = _school(session, actor, school_id)
+    try:
+        room = svc.set_room_federation(session, school, alias, body.federated, actor=actor.user_id)
+    except svc.DomainError as exc:
+        raise ApiError(404, "M_NOT_FOUND", str(exc)) from exc
+    _commit(session)
+    reconcile_soon(request)  # the run writes the policy snapshot the module reads
+    return _room_public(room)
 
 
 @router.post("/schools/{school_id}/import")

@@ -9,7 +9,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from provisioning.db.base import Base, utcnow
@@ -235,6 +235,9 @@ class ManagedRoom(Base):
     room_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     applied: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     dirty: Mapped[bool] = mapped_column(default=True)  # observe it from Synapse next run
+    # The school opened this room to people of the federated regions (docs/safety.md); the
+    # school policy module keeps every other room with pupils closed to other servers.
+    federated: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -76,12 +76,17 @@ def _power(
     *,
     events_default: int,
     moderators_manage: bool = True,
+    moderators_add_rooms: bool = False,
 ) -> PowerLevels:
     # Room version 12: the creating bot has unlimited power and must not be listed in users.
     users = {u: level for u, level in levels.items() if u != bot}
     events = dict.fromkeys(_PROTECTED_STATE, BOT_ONLY)
     for event_type in _MODERATOR_STATE:
         events[event_type] = TEACHER_LEVEL if moderators_manage else BOT_ONLY
+    if moderators_add_rooms:
+        # A class's teachers put their own rooms into the class space (a parent committee's
+        # room, say); the school policy module checks that they are the school's staff.
+        events["m.space.child"] = TEACHER_LEVEL
     events[WIDGETS_EVENT] = TEACHER_LEVEL  # teachers add calls and documents to rooms
     return PowerLevels(
         users=tuple(sorted(users.items())),
@@ -284,11 +289,11 @@ def _class_rooms(
         **dict.fromkeys(admins, ADMIN_LEVEL),
     }
 
-    def power(events_default: int) -> PowerLevels:
+    def power(events_default: int, *, space: bool = False) -> PowerLevels:
         # A graduated class is read-only for everyone but the bot.
         if archived:
             return _power(bot, {}, events_default=BOT_ONLY, moderators_manage=False)
-        return _power(bot, levels, events_default=events_default)
+        return _power(bot, levels, events_default=events_default, moderators_add_rooms=space)
 
     class_members = people.pupils | people.teachers | people.parents
     rooms = [
@@ -301,7 +306,7 @@ def _class_rooms(
             name=title + note,
             topic=f"{title}, {school.name}",
             join_rule=JoinRule("invite" if archived else "knock"),
-            power_levels=power(BOT_ONLY),
+            power_levels=power(BOT_ONLY, space=True),
             members=frozenset(class_members | {bot}),
             parent=school_alias(school.slug),
         ),

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient
+from provisioning.policy.snapshot import refresh_snapshot
 from provisioning.reconciler.actions import Action, describe
 from provisioning.reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, apply
 from provisioning.reconciler.desired import build_desired
@@ -44,6 +46,7 @@ async def reconcile(
     dry_run: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
     wait_s: float = 0.0,
+    policy_snapshot: Path | None = None,
 ) -> RunReport:
     """Make Synapse match the database; safe to run at any time and to interrupt.
 
@@ -54,6 +57,8 @@ async def reconcile(
             records of what was applied: the periodic repair of drift.
         dry_run: plan only; nothing is changed.
         wait_s: how long to wait for another run to finish.
+        policy_snapshot: where to keep the school policy module's snapshot up to date:
+            written before the plan is applied (people) and after (the rooms made).
 
     Raises:
         ReconcilerBusy: another run still holds the lease after `wait_s`.
@@ -63,7 +68,7 @@ async def reconcile(
     async with reconciler_lease(engine, wait_s=wait_s):
         return await _reconcile(
             session, client, server_name=server_name, bot=bot, full=full, dry_run=dry_run,
-            concurrency=concurrency,
+            concurrency=concurrency, policy_snapshot=None if dry_run else policy_snapshot,
         )  # fmt: skip
 
 
@@ -76,9 +81,13 @@ async def _reconcile(
     full: bool,
     dry_run: bool,
     concurrency: int,
+    policy_snapshot: Path | None,
 ) -> RunReport:
     started = time.monotonic()
     calls_before = client.requests_sent
+    if policy_snapshot is not None:
+        # People first: the policy must know a newcomer before anyone tries to reach them.
+        refresh_snapshot(session, policy_snapshot, bot)
     desired = build_desired(session, bot)
     owners = {alias: room.owner for alias, room in desired.rooms.items()}
     observed = await observe(
@@ -97,13 +106,19 @@ async def _reconcile(
             owners=owners,
             concurrency=concurrency,
         )
+    if policy_snapshot is not None and report.applied.by_action.get("CreateRoom"):
+        refresh_snapshot(session, policy_snapshot, bot)  # the new rooms' IDs
     report.calls = client.requests_sent - calls_before
     report.seconds = time.monotonic() - started
     repaired = [describe(a) for a in plan[:50]]
+    failed = [f.describe() for f in report.applied.failed[:50]]
     log.info(
         "reconciled" if not dry_run else "planned",
-        extra={"actions": len(plan), "calls": report.calls, "full": full, "plan": repaired},
-    )
+        extra={
+            "actions": len(plan), "calls": report.calls, "full": full, "plan": repaired,
+            "failed": failed, "skipped": report.applied.skipped,
+        },
+    )  # fmt: skip
     return report
 
 
@@ -125,4 +140,5 @@ async def reconcile_region(
         full=full,
         dry_run=dry_run,
         wait_s=wait_s,
+        policy_snapshot=settings.policy_snapshot_path,
     )

@@ -14,6 +14,7 @@ from provisioning.db.base import utcnow
 from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,
+    ManagedRoom,
     ParentLink,
     Person,
     Region,
@@ -381,3 +382,26 @@ def decline_pupil(session: Session, pupil: Person, *, actor: str = "system") -> 
         session, actor, "pupil.declined", str(pupil.id),
         school_id=school_class.school_id if school_class else None, name=pupil.display_name,
     )  # fmt: skip
+
+
+def set_room_federation(
+    session: Session, school: School, alias: str, federated: bool, *, actor: str = "system"
+) -> ManagedRoom:
+    """Open one of the school's rooms to the federated regions' people, or close it again.
+
+    Only the school's own rooms; the school policy module (docs/safety.md) keeps every other
+    room with pupils closed to other servers.
+
+    Raises:
+        DomainError: the school has no managed room with this alias.
+    """
+    room = session.get(ManagedRoom, alias)
+    if room is None or room.school_id != school.id:
+        raise DomainError(N_("The school has no room %(alias)s."), alias=alias)
+    if room.federated != federated:
+        room.federated = federated
+        _audit(
+            session, actor, "room.federation_opened" if federated else "room.federation_closed",
+            alias, school_id=school.id, kind=room.kind.value,
+        )  # fmt: skip
+    return room

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from sqlalchemy.orm import Session
 
 from parta.deployment import LocalDeployment
 from parta.settings import CONFIG_FILE_NAME
+from provisioning.db.engine import make_engine, make_session_factory
 from tests.harness.ports import free_ports
 
 
@@ -34,3 +39,14 @@ def new_deployment(var_dir: Path, **overrides: object) -> LocalDeployment:
     write_config(var_dir, **overrides)
     deployment, _ = LocalDeployment.prepare(var_dir)
     return deployment
+
+
+@contextmanager
+def region_session(region: LocalDeployment) -> Iterator[Session]:
+    """A session on the running deployment's own database (what its services see)."""
+    engine = make_engine(region.settings.sqlalchemy_url)
+    try:
+        with make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()

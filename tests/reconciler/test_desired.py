@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
 
-from provisioning.db.engine import make_engine, make_session_factory
-from provisioning.db.migrate import upgrade_to_head
 from provisioning.db.models import EnrolmentRole, Person, Region, Role, SchoolClass
 from provisioning.reconciler.desired import build_desired
 from provisioning.reconciler.state import DesiredState, RoomAlias, UserID
 from provisioning.services import schools as svc
-from tests.harness.postgres import PostgresServer, scratch_database
 
 BOT = UserID("@parta:hs")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def session(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer
-) -> Iterator[Session]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'parta.db'}")
-        upgrade_to_head(engine)
-        with make_session_factory(engine)() as db:
-            yield db
-        engine.dispose()
-        return
-    with scratch_database(postgres, "parta_desired") as name:
-        engine = make_engine(postgres.url(name))
-        upgrade_to_head(engine)
-        with make_session_factory(engine)() as db:
-            yield db
-        engine.dispose()
+@pytest.fixture
+def session(migrated_session: Session) -> Session:
+    return migrated_session  # SQLite, then PostgreSQL (tests/conftest.py)
 
 
 @dataclass

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from bridge.matrix.client import MatrixClient, RetryPolicy
-from provisioning.db.engine import make_engine, make_session_factory
-from provisioning.db.migrate import upgrade_to_head
+from provisioning.db.engine import make_session_factory
 from provisioning.reconciler.lease import (
     ReconcilerBusy,
     current_holder,
@@ -23,24 +20,11 @@ from provisioning.reconciler.lease import (
 )
 from provisioning.reconciler.run import reconcile
 from provisioning.reconciler.state import UserID
-from tests.harness.postgres import PostgresServer, scratch_database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer
-) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'parta.db'}")
-        upgrade_to_head(engine)
-        yield engine
-        engine.dispose()
-        return
-    with scratch_database(postgres, "parta_lease") as name:
-        engine = make_engine(postgres.url(name))
-        upgrade_to_head(engine)
-        yield engine
-        engine.dispose()
+@pytest.fixture
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine  # SQLite, then PostgreSQL (tests/conftest.py)
 
 
 def test_the_lease_has_one_holder_until_released_or_expired(engine: Engine) -> None:

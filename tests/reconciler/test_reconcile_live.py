@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
-from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.models import (
     EnrolmentRole,
     ManagedRoom,
@@ -28,16 +27,15 @@ from provisioning.db.models import (
 from provisioning.reconciler.run import RunReport, reconcile
 from provisioning.reconciler.state import UserID
 from provisioning.services import schools as svc
+from tests.harness.region import region_session
 
 PASSWORD = "lesson-password-1"
 
 
 @pytest.fixture(scope="module")
 def db(region: LocalDeployment) -> Iterator[Session]:
-    engine = make_engine(region.settings.sqlalchemy_url)
-    with make_session_factory(engine)() as session:
+    with region_session(region) as session:
         yield session
-    engine.dispose()
 
 
 @dataclass

@@ -19,21 +19,19 @@ from bridge.matrix.client import MatrixClient
 from bridge.matrix.errors import HomeserverUnavailable
 from parta.deployment import LocalDeployment
 from provisioning.db.base import utcnow
-from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.models import EnrolmentRole, ManagedRoom, Region
 from provisioning.reconciler.actions import CreateUser, Join
 from provisioning.reconciler.run import RunReport, reconcile
 from provisioning.reconciler.state import UserID
 from provisioning.services import schools as svc
 from provisioning.services.generate import GeneratedSchool, generate_school
+from tests.harness.region import region_session
 
 
 @pytest.fixture
 def db(region: LocalDeployment) -> Iterator[Session]:
-    engine = make_engine(region.settings.sqlalchemy_url)
-    with make_session_factory(engine)() as session:
+    with region_session(region) as session:
         yield session
-    engine.dispose()
 
 
 def new_school(db: Session, pupils: int) -> GeneratedSchool:

@@ -1,0 +1,35 @@
+"""What the benchmarks share: a whole deployment on free loopback ports in a folder."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import ExitStack
+from pathlib import Path
+
+from parta.deployment import LocalDeployment
+from parta.settings import CONFIG_FILE_NAME
+
+
+def free_ports(count: int) -> list[int]:
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def start_region(var_dir: Path, log_level: str = "WARNING") -> LocalDeployment:
+    """Synapse, provisioning and the bridge, without the demo school or periodic runs."""
+    synapse, metrics, provisioning, bridge = free_ports(4)
+    var_dir.mkdir(parents=True)
+    (var_dir / CONFIG_FILE_NAME).write_text(
+        f"PARTA_SYNAPSE_PORT={synapse}\nPARTA_SYNAPSE_METRICS_PORT={metrics}\n"
+        f"PARTA_PROVISIONING_PORT={provisioning}\nPARTA_BRIDGE_PORT={bridge}\n"
+        f"PARTA_DEMO_SCHOOL=false\nPARTA_LOG_LEVEL={log_level}\n"
+        # The service's own periodic run would wait on the lease anyway; keep it out of the way.
+        "PARTA_RECONCILE_INTERVAL_S=86400\n",
+        encoding="utf-8",
+    )
+    deployment, _ = LocalDeployment.prepare(var_dir)
+    deployment.up()
+    return deployment

@@ -1,0 +1,1 @@
+"""What provisioning tells the school policy module in Synapse (docs/safety.md)."""

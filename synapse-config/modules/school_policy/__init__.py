@@ -1,0 +1,22 @@
+"""Parta's school policy for Synapse: no outsiders in school communities.
+
+Loaded through `modules:` in homeserver.yaml (rendered by Parta):
+
+    modules:
+      - module: school_policy.SchoolPolicy
+        config:
+          snapshot_path: /srv/parta/var/policy/snapshot.json   # written by provisioning
+          language: ru               # of the messages people see when refused
+          pupil_peers: school        # or "class": pupils reach only their classmates
+          adult_scope: region        # or "school": adults reach only their school's people
+          max_snapshot_age_s: 3600   # older than this, pupils are refused (fail closed)
+          reload_interval_s: 2
+
+The decisions are `rules.py`; this class only connects them to Synapse's callbacks.
+"""
+
+from __future__ import annotations
+
+from school_policy.module import PolicyConfig, SchoolPolicy
+
+__all__ = ["PolicyConfig", "SchoolPolicy"]

@@ -1,0 +1,284 @@
+"""The school's rules on who may talk to whom, as pure functions over a `Directory`.
+
+Each function answers one question the homeserver asks ("may this person invite that
+one into this room?") with a `Decision`: allowed, or refused with the reason shown to the
+person (`messages.py`). They read like the policy a director signs; docs/safety.md says
+the same in plain words. Nothing here does I/O, so the tests cover the table directly.
+
+The bot that provisions schools is a Synapse server admin: Synapse never asks the policy
+about its own actions, and these functions let it through anyway for the callbacks that
+are not skipped for admins (events, knocks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from school_policy.directory import (
+    ANNOUNCEMENTS,
+    CHANNELS,
+    PUPIL_ROOMS,
+    SPACES,
+    Directory,
+    ManagedRoom,
+)
+
+PupilPeers = Literal["school", "class"]
+AdultScope = Literal["region", "school"]
+
+# State of a managed room only the provisioning bot may change, whatever the power levels
+# say (someone with 100 could otherwise open a class to outsiders).
+BOT_ONLY_STATE = frozenset(
+    {
+        "m.room.power_levels",
+        "m.room.join_rules",
+        "m.room.history_visibility",
+        "m.room.guest_access",
+        "m.room.canonical_alias",
+        "m.room.encryption",
+        "m.room.server_acl",
+        "m.room.tombstone",
+        "m.space.child",
+        "m.space.parent",
+    }
+)
+# Events a person may always send in a channel: taking back one's own message.
+_ALWAYS_ALLOWED_EVENTS = frozenset({"m.room.redaction"})
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The per-region choices (the module's config)."""
+
+    server_name: str
+    pupil_peers: PupilPeers = "school"  # pupils reach the whole school, or their class only
+    adult_scope: AdultScope = "region"  # adults reach adults of the region, or of their school
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str = ""  # a key of messages.MESSAGES when refused
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+ALLOW = Decision(True)
+
+
+def refuse(reason: str) -> Decision:
+    return Decision(False, reason)
+
+
+def is_local(rules: Rules, user: str) -> bool:
+    return user.endswith(":" + rules.server_name)
+
+
+# --- people with people ---------------------------------------------------------------------
+
+
+def may_meet(d: Directory, rules: Rules, a: str, b: str) -> Decision:
+    """May `a` and `b` be together in a conversation (a direct chat or a group chat)?
+
+    The question is symmetric; the reason is worded for `a`, who is asking.
+    """
+    if a == b or d.bot in (a, b) or a in d.region_admins or b in d.region_admins:
+        return ALLOW
+    a_pupil, b_pupil = d.pupils.get(a), d.pupils.get(b)
+    if a_pupil is None and b_pupil is None:
+        return _adults_meet(d, rules, a, b)
+    if a_pupil is not None and b_pupil is not None:
+        # Two children: of one school (or class), and both confirmed by their school.
+        if a_pupil.school is None or b_pupil.school is None:
+            return refuse("pupil_unconfirmed")
+        if rules.pupil_peers == "class":
+            same = a_pupil.school_class == b_pupil.school_class
+            return ALLOW if same else refuse("other_class")
+        return ALLOW if a_pupil.school == b_pupil.school else refuse("outsider")
+    pupil, other = (a, b) if a_pupil is not None else (b, a)
+    place = d.pupils[pupil]
+    if other in d.parents.get(pupil, ()):
+        return ALLOW  # a child and their own parent, always
+    if not is_local(rules, other):
+        return refuse("remote")  # we cannot know who is behind another server's account
+    if place.school is None:
+        return refuse("pupil_unconfirmed")  # until confirmed, only their own parents
+    if d.is_staff_of(other, place.school):
+        return ALLOW
+    if other in d.children:
+        return refuse("other_child")  # a parent, but of other children
+    return refuse("outsider")
+
+
+def _adults_meet(d: Directory, rules: Rules, a: str, b: str) -> Decision:
+    if rules.adult_scope == "region":
+        return ALLOW  # the region's adults may reach each other; federation decides remote ones
+    a_children, b_children = d.classes_of_children(a), d.classes_of_children(b)
+    if a in d.children and b in d.children and not (a in d.staff or b in d.staff):
+        # Parents among themselves: the parents of one class.
+        return ALLOW if a_children & b_children else refuse("adults_other_school")
+    return ALLOW if d.schools_of(a) & d.schools_of(b) else refuse("adults_other_school")
+
+
+def may_meet_everyone(d: Directory, rules: Rules, user: str, members: Iterable[str]) -> Decision:
+    """May `user` join a conversation of these members? The first refusal decides."""
+    for member in members:
+        decision = may_meet(d, rules, user, member)
+        if not decision:
+            return decision
+    return ALLOW
+
+
+# --- people and rooms ----------------------------------------------------------------------
+
+
+def _may_be_in_managed(d: Directory, rules: Rules, user: str, room: ManagedRoom) -> Decision:
+    """May a person be a member of a school's own room (placed there by provisioning or not)?"""
+    if user == d.bot or user in d.region_admins:
+        return ALLOW
+    if not is_local(rules, user):
+        return ALLOW if room.federated else refuse("remote")  # the school opted this room in
+    if d.is_pupil(user) and room.kind not in PUPIL_ROOMS:
+        return refuse("not_for_pupils")  # the staff room and the parents chat
+    if not d.belongs_to(user, room.school):
+        return refuse("not_of_school")
+    return ALLOW
+
+
+def may_invite(
+    d: Directory,
+    rules: Rules,
+    inviter: str,
+    invitee: str,
+    room_id: str,
+    members: Iterable[str],
+    *,
+    invitee_knocked: bool = False,
+) -> Decision:
+    """May `inviter` invite `invitee` into the room whose current members are `members`?
+
+    In a school's own room, anyone of that school may be invited by whoever the room's power
+    levels let invite (the reconciler removes who does not belong there), and the school's
+    staff may answer a join request (a knock) by inviting the one who knocked: that admits a
+    newcomer, as accepting the request in the admin UI does. Elsewhere the invitee must be
+    allowed to meet the inviter and everyone already in the room.
+    """
+    room = d.rooms.get(room_id)
+    if room is not None:
+        if invitee_knocked and is_local(rules, invitee) and d.is_staff_of(inviter, room.school):
+            return ALLOW
+        return _may_be_in_managed(d, rules, invitee, room)
+    decision = may_meet(d, rules, inviter, invitee)
+    if not decision:
+        return decision
+    return may_meet_everyone(d, rules, invitee, (m for m in members if m != inviter))
+
+
+def may_join(
+    d: Directory, rules: Rules, user: str, room_id: str, members: Iterable[str]
+) -> Decision:
+    """May `user` join the room (by its ID or an alias they learned, invited or not)?"""
+    room = d.rooms.get(room_id)
+    if room is not None:
+        return _may_be_in_managed(d, rules, user, room)
+    return may_meet_everyone(d, rules, user, members)
+
+
+def may_knock(d: Directory, rules: Rules, user: str, room_id: str) -> Decision:
+    """A knock on a school's space is a join request, which only the school's staff answer.
+
+    Who asks: the school's own people (a pupil changing class), and newcomers of this region
+    who belong to no school yet (a child whose self-registration was turned away, say). An
+    adult or a pupil of another school is refused: their school moves them; and nobody of
+    another server asks to join a school's rooms.
+    """
+    if not is_local(rules, user):
+        return refuse("remote")
+    room = d.rooms.get(room_id)
+    if room is None or d.belongs_to(user, room.school):
+        return ALLOW
+    place = d.pupils.get(user)
+    newcomer = not d.schools_of(user) and (place is None or place.school is None)
+    return ALLOW if newcomer else refuse("knock_outsider")
+
+
+def may_join_from_another_server(
+    d: Directory, rules: Rules, room_id: str, members: Iterable[str]
+) -> Decision:
+    """A user of another region joins a room of ours: never where pupils are, unless opted in."""
+    room = d.rooms.get(room_id)
+    if room is not None:
+        return ALLOW if room.federated else refuse("remote")
+    if any(d.is_pupil(m) for m in members):
+        return refuse("remote")
+    return ALLOW
+
+
+def may_be_invited_from_another_server(d: Directory, rules: Rules, invitee: str) -> Decision:
+    return refuse("remote") if d.is_pupil(invitee) else ALLOW
+
+
+def may_create_room(
+    d: Directory, rules: Rules, creator: str, request: Mapping[str, Any]
+) -> Decision:
+    """The `createRoom` request as a whole, before any event exists.
+
+    Refusing here, rather than at the invites that follow, leaves no half-made room behind.
+    """
+    if request.get("visibility") == "public":
+        return refuse("no_directory")  # the region's directory is not for school rooms
+    for event in request.get("initial_state") or ():
+        if isinstance(event, Mapping) and event.get("type") == "m.space.parent":
+            decision = may_link_to_space(d, creator, str(event.get("state_key", "")))
+            if not decision:
+                return decision
+    for invitee in request.get("invite") or ():
+        decision = may_meet(d, rules, creator, str(invitee))
+        if not decision:
+            return decision
+    return ALLOW
+
+
+def may_link_to_space(d: Directory, user: str, space_id: str) -> Decision:
+    """Only a school's staff put rooms into its spaces (a parent committee room, say)."""
+    space = d.rooms.get(space_id)
+    if space is None or user == d.bot or d.is_staff_of(user, space.school):
+        return ALLOW
+    return refuse("only_staff_create")
+
+
+def may_publish(d: Directory, rules: Rules, user: str, room_id: str) -> Decision:
+    return ALLOW if user == d.bot else refuse("no_directory")
+
+
+def may_send_state(
+    d: Directory, rules: Rules, user: str, room_id: str, event_type: str, state_key: str
+) -> Decision:
+    """Through the client API: settings of a school's rooms are the bot's alone."""
+    if user == d.bot:
+        return ALLOW
+    room = d.rooms.get(room_id)
+    if event_type == "m.space.child" and room is not None and room.kind in SPACES:
+        return may_link_to_space(d, user, room_id)  # staff add their rooms to school spaces
+    if event_type in BOT_ONLY_STATE and room is not None:
+        return refuse("bot_only")
+    if event_type == "m.space.parent":
+        return may_link_to_space(d, user, state_key)
+    return ALLOW
+
+
+def may_post(d: Directory, rules: Rules, sender: str, room_id: str, event_type: str) -> Decision:
+    """In channels only moderators post, whatever the power levels were changed to by hand."""
+    room = d.rooms.get(room_id)
+    if room is None or room.kind not in CHANNELS or event_type in _ALWAYS_ALLOWED_EVENTS:
+        return ALLOW
+    if sender == d.bot or d.is_admin_of(sender, room.school):
+        return ALLOW
+    if room.kind == ANNOUNCEMENTS:
+        return refuse("announcements")
+    if d.teaches_class(sender, room.school_class):
+        return ALLOW
+    return refuse("channel")

@@ -1,0 +1,376 @@
+"""The school policy from people's own Matrix clients (matrix-nio), against the real Synapse.
+
+Each rule in both directions: what the school allows goes through; what it does not is
+refused with 403 M_FORBIDDEN and a sentence in the region's language (Russian here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from nio import AsyncClient, LoginResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bridge.matrix.client import MatrixClient, path
+from parta.deployment import LocalDeployment
+from provisioning.db.models import EnrolmentRole, ManagedRoom, Region, Role, RoomKind
+from provisioning.reconciler.run import reconcile_region
+from provisioning.services import schools as svc
+from tests.harness.region import region_session
+from tests.matrix_users import new_person
+
+PASSWORD = "policy-password-1"
+RELOAD_S = 2.5  # the module rereads the snapshot every 2 s
+
+
+@dataclass
+class Region2:
+    people: dict[str, str]  # key -> user ID
+    rooms: dict[str, str]  # "5А chat", "5А channel", … -> room ID
+    aliases: dict[str, str]  # the same keys -> full alias
+    stranger: str
+    stranger_password: str
+
+
+class Person:
+    """One person's client: matrix-nio for what a client does, its raw HTTP for the answers."""
+
+    def __init__(self, nio: AsyncClient, http: httpx.AsyncClient) -> None:
+        self.nio, self.http = nio, http
+
+    async def call(
+        self, method: str, url: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        return await self.http.request(method, url, json=body if body is not None else None)
+
+    async def create_room(self, **body: Any) -> httpx.Response:
+        return await self.call("POST", "/_matrix/client/v3/createRoom", body)
+
+    async def invite(self, room_id: str, user_id: str) -> httpx.Response:
+        return await self.call("POST", path("rooms", room_id, "invite"), {"user_id": user_id})
+
+    async def join(self, room_or_alias: str) -> httpx.Response:
+        return await self.call("POST", path("join", room_or_alias), {})
+
+    async def knock(self, room_id: str) -> httpx.Response:
+        return await self.call("POST", path("knock", room_id), {"reason": "Хочу в этот класс"})
+
+    async def put_state(
+        self, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> httpx.Response:
+        return await self.call("PUT", path("rooms", room_id, "state", event_type, ""), content)
+
+    async def post(self, room_id: str, text: str) -> httpx.Response:
+        txn = secrets.token_hex(8)
+        body = {"msgtype": "m.text", "body": text}
+        return await self.call("PUT", path("rooms", room_id, "send", "m.room.message", txn), body)
+
+
+def refused(response: httpx.Response, words: str) -> bool:
+    """403 M_FORBIDDEN with the policy's own sentence (not Synapse's generic one)."""
+    body = response.json()
+    assert response.status_code == 403 and body.get("errcode") == "M_FORBIDDEN", response.text
+    assert words in body.get("error", ""), body
+    return True
+
+
+def ok(response: httpx.Response) -> bool:
+    assert response.status_code == 200, response.text
+    return True
+
+
+@pytest.fixture(scope="module")
+def db(region: LocalDeployment) -> Iterator[Session]:
+    with region_session(region) as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+async def school(region: LocalDeployment, db: Session) -> Region2:
+    """Two schools placed by provisioning; one stranger with an account Parta never made."""
+    tag = secrets.token_hex(3)
+    server = region.settings.server_name
+    region_row = db.scalar(select(Region))
+    assert region_row is not None
+    first = svc.create_school(db, region_row, f"Школа {tag}", academic_year=2026)
+    other = svc.create_school(db, region_row, f"Другая школа {tag}", academic_year=2026)
+    a5, b5 = svc.add_class(db, first, 5, "А"), svc.add_class(db, first, 5, "Б")
+    c7 = svc.add_class(db, other, 7, "В")
+    names = {
+        "director": "Светлана Директор", "olga": "Ольга Учитель", "boris": "Борис Учитель",
+        "ivan": "Иван Ученик", "masha": "Маша Ученица", "kolya": "Коля Ученик",
+        "anna": "Анна Мама Ивана", "pavel": "Павел Папа Маши",
+        "tanya": "Таня Учитель Другой Школы", "petya": "Петя Ученик Другой Школы",
+    }  # fmt: skip
+    people = {k: svc.add_person(db, name, f"@{k}-{tag}:{server}") for k, name in names.items()}
+    svc.grant_school_role(db, people["director"], first, Role.SCHOOL_ADMIN)
+    for teacher, school_class in (("olga", a5), ("boris", b5)):
+        svc.grant_school_role(db, people[teacher], first, Role.TEACHER)
+        svc.enrol(db, people[teacher], school_class, EnrolmentRole.CLASS_TEACHER)
+    svc.grant_school_role(db, people["tanya"], other, Role.TEACHER)
+    svc.enrol(db, people["tanya"], c7, EnrolmentRole.CLASS_TEACHER)
+    for pupil, school_class in (("ivan", a5), ("masha", a5), ("kolya", b5), ("petya", c7)):
+        svc.enrol(db, people[pupil], school_class, EnrolmentRole.PUPIL)
+    svc.link_parent(db, people["anna"], people["ivan"])
+    svc.link_parent(db, people["pavel"], people["masha"])
+    db.commit()
+    s = region.settings
+    async with MatrixClient(s.homeserver_url, s.as_token.get_secret_value()) as client:
+        report = await reconcile_region(db, client, s, wait_s=120)
+        assert not report.applied.failed
+        for person in people.values():
+            await client.admin_put_user(str(person.matrix_user_id), {"password": PASSWORD})
+        stranger, stranger_password = await new_person(client, region, "stranger")
+    rooms, aliases = {}, {}
+    for record in db.scalars(select(ManagedRoom).where(ManagedRoom.school_id == first.id)):
+        label = {
+            RoomKind.SCHOOL_SPACE: "school", RoomKind.ANNOUNCEMENTS: "announcements",
+            RoomKind.STAFF_ROOM: "staff",
+        }.get(record.kind)  # fmt: skip
+        if label is None:
+            grade = "5А" if record.class_id == a5.id else "5Б"
+            label = f"{grade} {record.kind.value.removeprefix('class_')}"
+        assert record.room_id is not None
+        rooms[label], aliases[label] = record.room_id, f"#{record.alias}:{server}"
+    await asyncio.sleep(RELOAD_S)  # the module rereads the snapshot provisioning just wrote
+    return Region2(
+        {k: str(p.matrix_user_id) for k, p in people.items()}, rooms, aliases, stranger,
+        stranger_password,
+    )  # fmt: skip
+
+
+class People:
+    def __init__(self, region: LocalDeployment, school: Region2) -> None:
+        self.region, self.school = region, school
+        self.open: dict[str, Person] = {}
+
+    async def __call__(self, key: str) -> Person:
+        if key not in self.open:
+            user = self.school.stranger if key == "stranger" else self.school.people[key]
+            password = self.school.stranger_password if key == "stranger" else PASSWORD
+            client = AsyncClient(self.region.settings.homeserver_url, user)
+            assert isinstance(
+                await client.login(password, device_name="policy-tests"), LoginResponse
+            )
+            http = httpx.AsyncClient(
+                base_url=self.region.settings.homeserver_url,
+                headers={"Authorization": f"Bearer {client.access_token}"},
+                timeout=30,
+            )
+            self.open[key] = Person(client, http)
+        return self.open[key]
+
+    async def close(self) -> None:
+        for person in self.open.values():
+            await person.http.aclose()
+            await person.nio.close()
+
+
+@pytest.fixture(scope="module")
+async def person(region: LocalDeployment, school: Region2) -> AsyncIterator[People]:
+    people = People(region, school)
+    yield people
+    await people.close()
+
+
+def uid(school: Region2, key: str) -> str:
+    return school.stranger if key == "stranger" else school.people[key]
+
+
+@pytest.mark.parametrize(
+    ("sender", "target", "words"),
+    [
+        ("ivan", "masha", ""),  # classmates
+        ("ivan", "kolya", ""),  # schoolmates
+        ("ivan", "olga", ""),  # a pupil writes to their teacher
+        ("olga", "ivan", ""),  # ... and back
+        ("ivan", "anna", ""),  # a pupil and their own parent
+        ("anna", "ivan", ""),
+        ("anna", "olga", ""),  # a parent and the child's teacher
+        ("anna", "pavel", ""),  # parents of one class
+        ("director", "pavel", ""),  # the administration and a parent
+        ("ivan", "tanya", "Ученик может общаться только"),  # another school's teacher
+        ("tanya", "ivan", "Ученик может общаться только"),
+        ("ivan", "petya", "Ученик может общаться только"),  # another school's pupil
+        ("stranger", "ivan", "Ученик может общаться только"),
+        ("ivan", "stranger", "Ученик может общаться только"),
+        ("anna", "masha", "не чужим детям"),  # another child
+        ("pavel", "ivan", "не чужим детям"),
+    ],
+)
+async def test_direct_chats_follow_the_schools_relationships(
+    person: People, school: Region2, sender: str, target: str, words: str
+) -> None:
+    answer = await (await person(sender)).create_room(
+        invite=[uid(school, target)], is_direct=True, preset="trusted_private_chat"
+    )
+    assert refused(answer, words) if words else ok(answer)
+
+
+async def test_invites_into_a_group_chat_keep_outsiders_away_from_pupils(
+    person: People, school: Region2
+) -> None:
+    olga = await person("olga")
+    group = (await olga.create_room(name="Кружок робототехники")).json()["room_id"]
+    assert ok(await olga.invite(group, uid(school, "ivan")))
+    assert ok(await olga.invite(group, uid(school, "boris")))  # staff of the school
+    # Ivan is in the room now (invited): a stranger or another school's teacher may not be.
+    assert refused(await olga.invite(group, school.stranger), "Ученик может общаться только")
+    assert refused(await olga.invite(group, uid(school, "tanya")), "Ученик может общаться только")
+    # Someone's own room: a stranger cannot pull a pupil in by a direct /invite.
+    stranger = await person("stranger")
+    own = (await stranger.create_room(name="Игры")).json()["room_id"]
+    assert refused(await stranger.invite(own, uid(school, "ivan")), "Ученик может общаться только")
+    assert ok(await stranger.invite(own, uid(school, "tanya")))  # adults among themselves
+
+
+async def test_nobody_outside_joins_the_schools_rooms_by_id_or_alias(
+    person: People, school: Region2
+) -> None:
+    stranger, tanya = await person("stranger"), await person("tanya")
+    for target in (school.rooms["5А chat"], school.aliases["5А chat"], school.rooms["school"]):
+        assert refused(await stranger.join(target), "не из этой школы")
+    assert refused(await tanya.join(school.rooms["announcements"]), "не из этой школы")
+    # Someone of the school may: Kolya (5Б) joins the school's announcements he is in already.
+    kolya = await person("kolya")
+    assert ok(await kolya.join(school.rooms["announcements"]))
+    # An invited pupil joins a classmate's group chat.
+    ivan, masha = await person("ivan"), await person("masha")
+    group = (await ivan.create_room(name="Домашка", invite=[uid(school, "masha")])).json()[
+        "room_id"
+    ]
+    assert ok(await masha.join(group))
+
+
+async def test_a_knock_is_for_the_schools_people_and_newcomers(
+    person: People, school: Region2
+) -> None:
+    space = school.rooms["5А space"]
+    tanya, petya, kolya = await person("tanya"), await person("petya"), await person("kolya")
+    assert refused(await tanya.knock(space), "только человек этой школы")  # another school's
+    assert refused(await petya.knock(space), "только человек этой школы")
+    assert ok(await kolya.knock(space))  # a join request from 5Б
+    # A newcomer of no school asks; only the school's staff admit them, by an invite.
+    stranger = await person("stranger")
+    assert ok(await stranger.knock(school.rooms["5Б space"]))
+    ivan = await person("ivan")
+    answer = await ivan.invite(school.rooms["5Б space"], school.stranger)
+    assert answer.status_code == 403  # a pupil (of 5А, not even in 5Б's space) admits nobody
+    boris = await person("boris")  # 5Б's class teacher
+    assert ok(await boris.invite(school.rooms["5Б space"], school.stranger))
+
+
+async def test_only_the_bot_changes_the_settings_of_managed_rooms(
+    person: People, school: Region2, bot: MatrixClient
+) -> None:
+    # The director holds 100 in the announcements: only the policy stops these changes.
+    director = await person("director")
+    chat = school.rooms["announcements"]
+    levels = await bot.request("GET", path("rooms", chat, "state", "m.room.power_levels", ""))
+    levels["users"][uid(school, "ivan")] = 100
+    assert refused(
+        await director.put_state(chat, "m.room.power_levels", levels), "меняет только Parta"
+    )
+    closed = {"join_rule": "public"}
+    assert refused(
+        await director.put_state(chat, "m.room.join_rules", closed), "меняет только Parta"
+    )
+    history = {"history_visibility": "world_readable"}
+    answer = await director.put_state(chat, "m.room.history_visibility", history)
+    assert refused(answer, "меняет только Parta")
+    assert ok(await director.put_state(chat, "m.room.topic", {"topic": "Расписание на четверть"}))
+    # In the director's own room, the director's own power levels decide.
+    own = (await director.create_room(name="Совещание")).json()["room_id"]
+    assert ok(await director.put_state(own, "m.room.join_rules", {"join_rule": "invite"}))
+
+
+async def test_only_moderators_post_in_channels_whatever_the_power_levels_say(
+    person: People, school: Region2, bot: MatrixClient
+) -> None:
+    channel = school.rooms["5А channel"]
+    olga, ivan = await person("olga"), await person("ivan")
+    assert ok(await olga.post(channel, "Завтра контрольная"))
+    # Someone gave the pupil 100 by hand (here the bot, the only one who can): still refused.
+    state = path("rooms", channel, "state", "m.room.power_levels", "")
+    levels = await bot.request("GET", state)
+    raised = {**levels, "users": {**levels["users"], uid(school, "ivan"): 100}}
+    await bot.request("PUT", state, body=raised)
+    try:
+        assert refused(await ivan.post(channel, "Отмена контрольной!"), "пишут только учителя")
+    finally:
+        await bot.request("PUT", state, body=levels)
+    # The announcements: the administration only.
+    assert ok(
+        await (await person("director")).post(school.rooms["announcements"], "Линейка в 9:00")
+    )
+    assert refused(
+        await olga.post(school.rooms["announcements"], "Линейка"), "только администрация"
+    )
+
+
+async def test_school_rooms_never_go_to_the_directory(person: People, school: Region2) -> None:
+    olga = await person("olga")
+    assert refused(await olga.create_room(visibility="public", name="Открытый класс"), "каталоге")
+    answer = await olga.call(
+        "PUT", path("directory", "list", "room", school.rooms["5А chat"]), {"visibility": "public"}
+    )
+    assert answer.status_code == 403 and answer.json()["errcode"] == "M_FORBIDDEN"
+
+
+async def test_only_staff_add_rooms_to_the_schools_spaces(person: People, school: Region2) -> None:
+    space = school.rooms["5А space"]
+    parent = [{"type": "m.space.parent", "state_key": space, "content": {"via": ["localhost"]}}]
+    olga, anna = await person("olga"), await person("anna")
+    committee = await olga.create_room(name="Родительский комитет", initial_state=parent)
+    assert ok(committee)
+    child = path("rooms", space, "state", "m.space.child", committee.json()["room_id"])
+    assert ok(await olga.call("PUT", child, {"via": ["localhost"]}))  # now shown in 5А's space
+    answer = await anna.create_room(name="Наш комитет", initial_state=parent)
+    assert refused(answer, "только её сотрудники")
+    theirs = (await anna.create_room(name="Наш комитет")).json()["room_id"]
+    child = path("rooms", space, "state", "m.space.child", theirs)
+    assert refused(await anna.call("PUT", child, {"via": ["localhost"]}), "только её сотрудники")
+
+
+async def test_without_fresh_data_pupils_are_refused_and_staff_keep_working(
+    region: LocalDeployment, person: People, school: Region2
+) -> None:
+    snapshot = region.settings.policy_snapshot_path
+    # The service reconciles after the join requests of the tests above (a second or two
+    # later), and each run rewrites or touches the snapshot: let that run start, then wait
+    # until the file has been left alone for a while.
+    await asyncio.sleep(5)
+    deadline = time.monotonic() + 120
+    while time.time() - snapshot.stat().st_mtime < 5:
+        assert time.monotonic() < deadline, "the service kept rewriting the policy snapshot"
+        await asyncio.sleep(0.5)
+    hour_ago = time.time() - 2 * 3600
+    os.utime(snapshot, (hour_ago, hour_ago))  # as if provisioning had stopped two hours ago
+    try:
+        await asyncio.sleep(RELOAD_S)
+        answer = await (await person("ivan")).create_room(
+            invite=[uid(school, "masha")], is_direct=True
+        )
+        assert refused(answer, "не может проверить правила школы")
+        assert ok(await (await person("olga")).create_room(invite=[uid(school, "boris")]))
+        # A snapshot that cannot be read is ignored; the last good one stays in use.
+        good = snapshot.read_bytes()
+        snapshot.write_bytes(b"{not json")
+        await asyncio.sleep(RELOAD_S)
+        answer = await (await person("ivan")).create_room(
+            invite=[uid(school, "masha")], is_direct=True
+        )
+        assert ok(answer)  # fresh (just written), and the old data still decides
+        snapshot.write_bytes(good)
+    finally:
+        os.utime(snapshot, (time.time(), time.time()))
+    await asyncio.sleep(RELOAD_S)

@@ -1,0 +1,242 @@
+"""The school policy's decision table, as pure functions (no Synapse)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from school_policy import rules
+from school_policy.directory import SnapshotError, load_directory
+from school_policy.messages import MESSAGES
+
+from tests.policy.region import RULES, SNAPSHOT, directory, u
+
+D = directory()
+REMOTE = "@someone:other.example"
+
+MEET = [
+    # (a, b, allowed, reason when refused)
+    ("p5a1", "p5a2", True, ""),  # classmates
+    ("p5a1", "p5b1", True, ""),  # schoolmates (pupil_peers: school)
+    ("p5a1", "p2", False, "outsider"),  # a pupil of another school
+    ("p5a1", "t5a", True, ""),  # their teacher
+    ("p5a1", "t5b", True, ""),  # another teacher of their school
+    ("p5a1", "director", True, ""),
+    ("p5a1", "t2", False, "outsider"),  # another school's teacher
+    ("p5a1", "par5a1", True, ""),  # their own parent
+    ("p5a1", "par5a2", False, "other_child"),  # a classmate's parent
+    ("par5a2", "p5a1", False, "other_child"),  # ... asked the other way round
+    ("p5a1", "stranger", False, "outsider"),  # an account Parta does not know
+    ("p5a1", "admin", True, ""),  # the region administrator
+    ("newbie", "parnew", True, ""),  # unconfirmed: their own parent only
+    ("newbie", "t5a", False, "pupil_unconfirmed"),
+    ("newbie", "p5a1", False, "pupil_unconfirmed"),
+    ("par5a1", "t5a", True, ""),  # adults: the region's adults (adult_scope: region)
+    ("par5a1", "t2", True, ""),
+    ("stranger", "t5a", True, ""),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "allowed", "reason"), MEET)
+def test_who_may_meet_whom(a: str, b: str, allowed: bool, reason: str) -> None:
+    decision = rules.may_meet(D, RULES, u(a), u(b))
+    assert (decision.allowed, decision.reason) == (allowed, reason)
+
+
+def test_remote_users_never_meet_pupils_but_may_meet_adults() -> None:
+    assert rules.may_meet(D, RULES, u("p5a1"), REMOTE).reason == "remote"
+    assert rules.may_meet(D, RULES, REMOTE, u("p5a1")).reason == "remote"
+    assert rules.may_meet(D, RULES, u("t5a"), REMOTE)
+
+
+def test_pupils_of_one_class_only_when_the_region_says_so() -> None:
+    by_class = replace(RULES, pupil_peers="class")
+    assert rules.may_meet(D, by_class, u("p5a1"), u("p5a2"))
+    assert rules.may_meet(D, by_class, u("p5a1"), u("p5b1")).reason == "other_class"
+    assert rules.may_meet(D, by_class, u("p5a1"), u("t5b"))  # staff stay reachable
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "allowed"),
+    [
+        ("par5a1", "par5a2", True),  # parents of one class
+        ("par5a1", "par5b1", False),  # parents of another class
+        ("par5a1", "t5b", True),  # their child's school's staff
+        ("par5a1", "t2", False),  # another school's teacher
+        ("t5a", "t5b", True),
+        ("t5a", "t2", False),
+        ("stranger", "t5a", False),
+    ],
+)
+def test_adults_of_one_school_only_when_the_region_says_so(a: str, b: str, allowed: bool) -> None:
+    by_school = replace(RULES, adult_scope="school")
+    assert rules.may_meet(D, by_school, u(a), u(b)).allowed is allowed
+
+
+@pytest.mark.parametrize(
+    ("inviter", "invitee", "room", "allowed", "reason"),
+    [
+        ("t5a", "p5a1", "!chat51", True, ""),
+        ("t5a", "t2", "!chat51", False, "not_of_school"),  # an outsider into a class chat
+        ("t5a", "stranger", "!space1", False, "not_of_school"),
+        ("t5a", REMOTE, "!chat51", False, "remote"),
+        ("t5a", REMOTE, "!fed", True, ""),  # the school opened this room to other regions
+        ("director", "p5a1", "!staff1", False, "not_for_pupils"),
+        ("t5a", "p5a1", "!parents51", False, "not_for_pupils"),
+        ("t5a", "par2", "!chat51", False, "not_of_school"),  # another school's parent
+        ("t5a", "par5a1", "!parents51", True, ""),
+    ],
+)
+def test_invites_into_the_schools_own_rooms(
+    inviter: str, invitee: str, room: str, allowed: bool, reason: str
+) -> None:
+    invitee_id = invitee if invitee.startswith("@") else u(invitee)
+    decision = rules.may_invite(D, RULES, u(inviter), invitee_id, room, [])
+    assert (decision.allowed, decision.reason) == (allowed, reason)
+
+
+def test_invites_into_other_rooms_follow_everyone_in_them() -> None:
+    # A teacher's own group chat with a pupil in it: no outsider may be added to it.
+    members = [u("t5a"), u("p5a1")]
+    assert rules.may_invite(D, RULES, u("t5a"), u("p5a2"), "!group", members)
+    refused = rules.may_invite(D, RULES, u("t5a"), u("t2"), "!group", members)
+    assert refused.reason == "outsider"  # t2 may not meet p5a1, who is in the room
+    # A pupil cannot bring a stranger into a chat, nor be brought into a stranger's chat.
+    assert (
+        rules.may_invite(D, RULES, u("p5a1"), u("stranger"), "!g2", [u("p5a1")]).reason
+        == "outsider"
+    )
+    assert not rules.may_invite(D, RULES, u("t5a"), u("p5a1"), "!g3", [u("t5a"), u("stranger")])
+    # A parent cannot add another child to a chat of parents.
+    assert not rules.may_invite(D, RULES, u("par5a1"), u("p5a2"), "!g4", [u("par5a1")])
+
+
+@pytest.mark.parametrize(
+    ("user", "room", "members", "allowed", "reason"),
+    [
+        ("stranger", "!chat51", [], False, "not_of_school"),  # by a room ID they learned
+        ("t2", "!ann1", [], False, "not_of_school"),
+        ("par5a1", "!ann1", [], True, ""),
+        ("p5a1", "!staff1", [], False, "not_for_pupils"),
+        ("stranger", "!dm", ["@p5a1:region.test"], False, "outsider"),
+        ("p5a2", "!dm", ["@p5a1:region.test"], True, ""),
+    ],
+)
+def test_joins(user: str, room: str, members: list[str], allowed: bool, reason: str) -> None:
+    decision = rules.may_join(D, RULES, u(user), room, members)
+    assert (decision.allowed, decision.reason) == (allowed, reason)
+
+
+def test_knocks_are_join_requests_of_the_schools_people_and_newcomers() -> None:
+    assert rules.may_knock(D, RULES, u("p5b1"), "!cspace51")  # asking to move into 5А
+    assert rules.may_knock(D, RULES, u("newbie"), "!cspace51")  # not in a school yet
+    assert rules.may_knock(D, RULES, u("stranger"), "!space1")  # an account of no school
+    assert rules.may_knock(D, RULES, u("t2"), "!cspace51").reason == "knock_outsider"
+    assert rules.may_knock(D, RULES, u("p2"), "!cspace51").reason == "knock_outsider"
+    assert rules.may_knock(D, RULES, u("par2"), "!space1").reason == "knock_outsider"
+    assert rules.may_knock(D, RULES, REMOTE, "!space1").reason == "remote"
+
+
+def test_staff_answer_a_knock_by_inviting_the_newcomer() -> None:
+    def answer(inviter: str, invitee: str) -> rules.Decision:
+        return rules.may_invite(
+            D, RULES, u(inviter), invitee, "!cspace51", (), invitee_knocked=True
+        )
+
+    assert answer("t5a", u("stranger"))
+    assert answer("director", u("stranger"))
+    assert answer("p5a1", u("stranger")).reason == "not_of_school"  # pupils do not admit
+    assert answer("t2", u("stranger")).reason == "not_of_school"  # another school's staff
+    assert answer("t5a", REMOTE).reason == "remote"
+    assert not rules.may_invite(D, RULES, u("t5a"), u("stranger"), "!cspace51", ())  # no knock
+
+
+def test_other_servers_stay_out_of_rooms_with_pupils() -> None:
+    assert rules.may_join_from_another_server(D, RULES, "!chat51", []).reason == "remote"
+    assert rules.may_join_from_another_server(D, RULES, "!fed", [])
+    assert not rules.may_join_from_another_server(D, RULES, "!group", [u("t5a"), u("p5a1")])
+    assert rules.may_join_from_another_server(D, RULES, "!group", [u("t5a"), u("t5b")])
+    assert rules.may_be_invited_from_another_server(D, RULES, u("p5a1")).reason == "remote"
+    assert rules.may_be_invited_from_another_server(D, RULES, u("t5a"))
+
+
+def test_creating_rooms() -> None:
+    create = rules.may_create_room
+    assert create(D, RULES, u("p5a1"), {"invite": [u("p5a2")], "is_direct": True})
+    assert (
+        create(D, RULES, u("p5a1"), {"invite": [u("t2")], "is_direct": True}).reason == "outsider"
+    )
+    assert create(D, RULES, u("t2"), {"invite": [u("p5a1")]}).reason == "outsider"
+    assert create(D, RULES, u("t5a"), {"visibility": "public"}).reason == "no_directory"
+    in_class = {
+        "initial_state": [{"type": "m.space.parent", "state_key": "!cspace51", "content": {}}]
+    }
+    assert create(D, RULES, u("t5a"), in_class)  # a parent committee room by the teacher
+    assert create(D, RULES, u("par5a1"), in_class).reason == "only_staff_create"
+    assert create(D, RULES, u("p5a1"), in_class).reason == "only_staff_create"
+
+
+def test_settings_of_managed_rooms_are_the_bots() -> None:
+    for event_type in ("m.room.power_levels", "m.room.join_rules", "m.room.history_visibility"):
+        assert (
+            rules.may_send_state(D, RULES, u("director"), "!chat51", event_type, "").reason
+            == "bot_only"
+        )
+        assert rules.may_send_state(D, RULES, u("parta"), "!chat51", event_type, "")
+        assert rules.may_send_state(D, RULES, u("p5a1"), "!own-room", event_type, "")
+    assert rules.may_send_state(D, RULES, u("t5a"), "!chat51", "m.room.topic", "")
+    assert (
+        rules.may_send_state(D, RULES, u("p5a1"), "!own", "m.space.parent", "!space1").reason
+        == "only_staff_create"
+    )
+
+
+def test_staff_add_rooms_to_the_schools_spaces() -> None:
+    child = "m.space.child"
+    assert rules.may_send_state(D, RULES, u("t5a"), "!cspace51", child, "!committee")
+    assert rules.may_send_state(D, RULES, u("par5a1"), "!cspace51", child, "!x").reason == (
+        "only_staff_create"
+    )
+    assert rules.may_send_state(D, RULES, u("t2"), "!space1", child, "!x").reason == (
+        "only_staff_create"
+    )
+    # A managed room that is not a space keeps its links the bot's.
+    assert rules.may_send_state(D, RULES, u("t5a"), "!chat51", child, "!x").reason == "bot_only"
+
+
+def test_only_moderators_post_in_channels() -> None:
+    post = rules.may_post
+    assert post(D, RULES, u("t5a"), "!chan51", "m.room.message")
+    assert post(D, RULES, u("director"), "!chan51", "m.room.message")
+    assert post(D, RULES, u("t5b"), "!chan51", "m.room.message").reason == "channel"
+    assert post(D, RULES, u("p5a1"), "!chan51", "m.room.message").reason == "channel"
+    assert post(D, RULES, u("p5a1"), "!chan51", "m.room.redaction")  # taking one's own back
+    assert post(D, RULES, u("t5a"), "!ann1", "m.room.message").reason == "announcements"
+    assert post(D, RULES, u("director"), "!ann1", "m.room.message")
+    assert post(D, RULES, u("p5a1"), "!chat51", "m.room.message")  # class chat: everyone
+
+
+def test_publishing_to_the_directory_is_off() -> None:
+    assert rules.may_publish(D, RULES, u("director"), "!space1").reason == "no_directory"
+    assert rules.may_publish(D, RULES, u("parta"), "!space1")
+
+
+def test_every_refusal_has_a_message_in_both_languages() -> None:
+    reasons = {"outsider", "other_class", "other_child", "pupil_unconfirmed", "remote",
+               "not_of_school", "not_for_pupils", "knock_outsider", "only_staff_create",
+               "bot_only", "channel", "announcements", "no_directory", "adults_other_school",
+               "policy_unavailable"}  # fmt: skip
+    assert set(MESSAGES) == reasons
+    for texts in MESSAGES.values():
+        assert set(texts) == {"ru", "en"} and all(len(t) > 20 for t in texts.values())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"[]", json.dumps({**SNAPSHOT, "format": 2}).encode(),
+     json.dumps({**SNAPSHOT, "classes": {"x": {"school": 1}}}).encode()],
+)  # fmt: skip
+def test_a_bad_snapshot_is_refused_with_a_reason(raw: bytes) -> None:
+    with pytest.raises(SnapshotError, match="snapshot"):
+        load_directory(raw)
