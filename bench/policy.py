@@ -5,6 +5,7 @@ Prints one JSON object. Measured in the same run:
       --schools schools (about 600 people each), for the questions Synapse asks most:
       who may meet whom (DMs), invites and joins into managed rooms, channel posts;
   (b) createRoom and invite as a teacher sees them (mean ms per request, one at a time),
+      and the bot's admin join of --members people into one room (provisioning's path),
       against the same Synapse with the module loaded and without it, alternating
       --rounds times (with, without, with, without, …) so that drift in the machine's
       load falls on both sides alike. Ratios are with ÷ without (medians over rounds).
@@ -49,6 +50,16 @@ from provisioning.services import schools as svc  # noqa: E402
 SERVER = "region.example"
 TARGETS = {"decision_p99_us": 200.0, "create_room_ratio": 1.05, "invite_ratio": 1.05}
 MODULE_MARK = "# --- Child safety: the school policy module"
+# Both sides without people's rate limits, which would otherwise be what is measured
+# (one teacher creating rooms, one pupil invited again and again).
+NO_RATE_LIMITS = """
+rc_message: {per_second: 10000, burst_count: 10000}
+rc_room_creation: {per_second: 10000, burst_count: 10000}
+rc_invites:
+  per_room: {per_second: 10000, burst_count: 10000}
+  per_user: {per_second: 10000, burst_count: 10000}
+  per_issuer: {per_second: 10000, burst_count: 10000}
+"""
 
 
 # --- (a) decisions ----------------------------------------------------------------------------
@@ -167,6 +178,34 @@ async def people(region: LocalDeployment) -> tuple[str, str, str]:
     return teacher_id, pupil_id, str(login.json()["access_token"])
 
 
+async def bench_accounts(region: LocalDeployment, count: int) -> list[str]:
+    """Accounts for the placement measurement, made without a password (fast)."""
+    s = region.settings
+    tag = secrets.token_hex(3)
+    users = [f"@bench-{tag}-{i}:{s.server_name}" for i in range(count)]
+    async with MatrixClient(s.homeserver_url, s.as_token.get_secret_value()) as bot:
+        for user in users:
+            await bot.admin_put_user(user, {"displayname": user})
+    return users
+
+
+async def placement(region: LocalDeployment, users: list[str]) -> float:
+    """Mean ms of the bot placing people into one room (the admin join), one at a time:
+    the reconciler's own path, where the module answers the join and sees every event."""
+    s = region.settings
+    async with MatrixClient(s.homeserver_url, s.as_token.get_secret_value()) as bot:
+        created = await bot.request("POST", path("createRoom"), body={"preset": "private_chat"})
+        room = str(created["room_id"])
+        joins = []
+        for user in users:
+            before = time.perf_counter()
+            await bot.request(
+                "POST", path("join", room, base="/_synapse/admin/v1"), body={"user_id": user}
+            )
+            joins.append(time.perf_counter() - before)
+    return statistics.mean(joins) * 1000
+
+
 async def one_phase(
     region: LocalDeployment, token: str, pupil: str, requests: int
 ) -> dict[str, float]:
@@ -205,12 +244,14 @@ def restart_synapse(region: LocalDeployment, with_module: bool, original: str) -
     config = region.settings.synapse_dir / "homeserver.yaml"
     spec = next(s for s in region.specs() if s.name == "synapse")
     region.supervisor.stop("synapse")
-    config.write_text(original if with_module else original.split(MODULE_MARK)[0], encoding="utf-8")
+    before, module = original.split(MODULE_MARK)
+    text = before + NO_RATE_LIMITS + (MODULE_MARK + module if with_module else "")
+    config.write_text(text, encoding="utf-8")
     region.supervisor.start(spec)
     region.supervisor.wait_healthy(spec)
 
 
-def measure_synapse(requests: int, rounds: int) -> dict[str, Any]:
+def measure_synapse(requests: int, rounds: int, members_per_room: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="parta-bench-policy-") as tmp:
         region = start_region(Path(tmp) / "var")
         config = region.settings.synapse_dir / "homeserver.yaml"
@@ -218,14 +259,16 @@ def measure_synapse(requests: int, rounds: int) -> dict[str, Any]:
         assert MODULE_MARK in original, "the rendered homeserver.yaml does not load the module"
         try:
             _, pupil, token = asyncio.run(people(region))
+            members = asyncio.run(bench_accounts(region, members_per_room))
             phases: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+            restart_synapse(region, True, original)
             asyncio.run(one_phase(region, token, pupil, max(10, requests // 5)))  # warm up
             for _ in range(rounds):
                 for with_module in (True, False):
                     restart_synapse(region, with_module, original)
-                    phases[with_module].append(
-                        asyncio.run(one_phase(region, token, pupil, requests))
-                    )
+                    phase = asyncio.run(one_phase(region, token, pupil, requests))
+                    phase["join_ms"] = asyncio.run(placement(region, members))
+                    phases[with_module].append(phase)
                     print(json.dumps({"with_module": with_module, **phases[with_module][-1]}),
                           file=sys.stderr, flush=True)  # fmt: skip
             restart_synapse(region, True, original)
@@ -243,6 +286,10 @@ def measure_synapse(requests: int, rounds: int) -> dict[str, Any]:
         "create_room_ms_without": round(median(False, "create_ms"), 2),
         "invite_ms_with": round(median(True, "invite_ms"), 2),
         "invite_ms_without": round(median(False, "invite_ms"), 2),
+        "join_ms_with": round(median(True, "join_ms"), 2),
+        "join_ms_without": round(median(False, "join_ms"), 2),
+        "members_per_room": members_per_room,
+        "join_ratio": round(median(True, "join_ms") / median(False, "join_ms"), 3),
         "create_room_ratio": round(median(True, "create_ms") / median(False, "create_ms"), 3),
         "invite_ratio": round(median(True, "invite_ms") / median(False, "invite_ms"), 3),
     }
@@ -253,10 +300,11 @@ def main() -> None:
     parser.add_argument("--schools", type=int, default=500)
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--members", type=int, default=200, help="people placed per room")
     args = parser.parse_args()
     result = measure_decisions(args.schools)
     print(json.dumps(result), file=sys.stderr, flush=True)
-    result.update(measure_synapse(args.requests, args.rounds))
+    result.update(measure_synapse(args.requests, args.rounds, args.members))
     result["targets_met"] = {
         "decision_p99_us<200": result["decision_p99_us"] < TARGETS["decision_p99_us"],
         "create_room_ratio<1.05": result["create_room_ratio"] < TARGETS["create_room_ratio"],
