@@ -22,7 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bridge.matrix.client import JsonDict, MatrixClient, path
-from bridge.matrix.errors import HomeserverUnreachable, MatrixError, RoomInUse
+from bridge.matrix.errors import Forbidden, HomeserverUnreachable, MatrixError, NotFound, RoomInUse
 from provisioning.db.base import utcnow
 from provisioning.db.models import Person
 from provisioning.reconciler.actions import (
@@ -256,13 +256,29 @@ class Applier:
         self._update(action.parent, replace(parent, children=parent.children | {action.child}))
         self._update(action.child, replace(self.rooms[action.child], parent=action.parent))
 
+    async def _membership(self, alias: RoomAlias, user_id: UserID) -> str | None:
+        try:
+            event = await self.client.request(
+                "GET", path("rooms", self._room_id(alias), "state", "m.room.member", user_id)
+            )
+        except NotFound:
+            return None
+        return str(event.get("membership", "")) or None
+
     async def join(self, action: Join) -> None:
-        await self.client.request(
-            "POST",
-            path("join", self._room_id(action.alias), base="/_synapse/admin/v1"),
-            body={"user_id": action.user_id},
-            idempotent=True,  # joining a member again changes nothing
-        )
+        try:
+            await self.client.request(
+                "POST",
+                path("join", self._room_id(action.alias), base="/_synapse/admin/v1"),
+                body={"user_id": action.user_id},
+                idempotent=True,  # a retry after a lost answer is answered below
+            )
+        except Forbidden:
+            # Synapse refuses to join someone who is in the room already ("… is already in
+            # the room"): a previous attempt succeeded but its answer was lost (a timeout in
+            # a big room), or someone joined them meanwhile. Done, if so.
+            if await self._membership(action.alias, action.user_id) != "join":
+                raise
         room = self.rooms[action.alias]
         self._update(
             action.alias,
@@ -274,12 +290,17 @@ class Applier:
         )
 
     async def kick(self, action: Kick) -> None:
-        await self.client.request(
-            "POST",
-            path("rooms", self._room_id(action.alias), "kick"),
-            body={"user_id": action.user_id, "reason": "Изменился состав класса или школы"},
-            idempotent=True,
-        )
+        try:
+            await self.client.request(
+                "POST",
+                path("rooms", self._room_id(action.alias), "kick"),
+                body={"user_id": action.user_id, "reason": "Изменился состав класса или школы"},
+                idempotent=True,
+            )
+        except Forbidden:
+            # Synapse refuses to kick someone who is not in the room: gone already, so done.
+            if await self._membership(action.alias, action.user_id) in ("join", "invite", "knock"):
+                raise
         room = self.rooms[action.alias]
         self._update(
             action.alias,

@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient
+from bridge.matrix.client import MatrixClient, path
 from bridge.matrix.errors import HomeserverUnavailable
 from parta.deployment import LocalDeployment
 from provisioning.db.base import utcnow
 from provisioning.db.models import EnrolmentRole, ManagedRoom, Region
-from provisioning.reconciler.actions import CreateUser, Join
+from provisioning.reconciler.actions import CreateUser, Join, describe
 from provisioning.reconciler.run import RunReport, reconcile
 from provisioning.reconciler.state import UserID
 from provisioning.services import schools as svc
@@ -176,4 +176,44 @@ async def test_a_failed_action_is_reported_and_the_rest_applied(
     assert any(
         isinstance(a, CreateUser) and a.user_id == ghost.matrix_user_id for a in repaired.plan
     )
+    assert (await run(region, db, full=True)).plan == []
+
+
+async def test_a_lost_answer_to_a_join_or_a_kick_is_not_a_failure(
+    region: LocalDeployment, db: Session, bot: MatrixClient
+) -> None:
+    """Synapse did the join (or kick), the answer never came back, the record says nothing:
+    the repeated join is refused ("already in the room"), and that is success."""
+    school = new_school(db, pupils=8)
+    await run(region, db)
+    pupil = school.pupils[0]
+    user = str(pupil.matrix_user_id)
+    chat = next(
+        r
+        for r in db.scalars(select(ManagedRoom).where(ManagedRoom.class_id == school.classes[0].id))
+        if r.alias.endswith("-chat")
+    )
+    # As if the record of the join had been lost: Synapse has the member, Parta does not know.
+    chat.applied = {**chat.applied, "members": [m for m in chat.applied["members"] if m != user]}
+    db.commit()
+    report = await run(region, db)
+    assert [describe(a) for a in report.plan] == [
+        {"action": "Join", "alias": chat.alias, "user_id": user}
+    ]
+    assert not report.applied.failed and report.applied.done == 1
+
+    # The kick of a moved pupil reached Synapse, but its answer was lost: the record still
+    # lists them, so the next run kicks again and Synapse says they are not in the room.
+    other = svc.add_class(db, school.school, 9, "Я")
+    svc.move_pupil(db, pupil, other)
+    db.commit()
+    assert chat.room_id is not None
+    await bot.request(
+        "POST", path("rooms", chat.room_id, "kick"), body={"user_id": user, "reason": "test"}
+    )
+    report = await run(region, db)
+    assert not report.applied.failed, report.applied.failed
+    assert {"action": "Kick", "alias": chat.alias, "user_id": user} in [
+        describe(a) for a in report.plan
+    ]
     assert (await run(region, db, full=True)).plan == []
