@@ -9,7 +9,11 @@ import pytest
 from school_policy import SchoolPolicy
 from synapse.module_api.errors import ConfigError
 
-BASE = {"server_name": "region.test", "snapshot_path": "/srv/parta/var/policy/snapshot.json"}
+BASE = {
+    "server_name": "region.test",
+    "bot": "@parta:region.test",
+    "snapshot_path": "/srv/parta/var/policy/snapshot.json",
+}
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -24,6 +28,7 @@ def test_defaults_are_the_documented_ones() -> None:
     [
         ({"snapshot_path": ""}, "snapshot_path"),
         ({"server_name": None}, "server_name"),
+        ({"bot": "parta"}, "bot"),
         ({"pupil_peers": "region"}, "pupil_peers must be one of school, class"),
         ({"adult_scope": "world"}, "adult_scope must be one of region, school"),
         ({"language": "de"}, "language must be one of ru, en"),

@@ -5,6 +5,8 @@ Loaded through `modules:` in homeserver.yaml (rendered by Parta):
     modules:
       - module: school_policy.SchoolPolicy
         config:
+          server_name: region.example
+          bot: "@parta:region.example"    # provisioning's bot: its invites are decided
           snapshot_path: /srv/parta/var/policy/snapshot.json   # written by provisioning
           language: ru               # of the messages people see when refused
           pupil_peers: school        # or "class": pupils reach only their classmates

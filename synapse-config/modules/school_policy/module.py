@@ -27,6 +27,7 @@ _MEMBER_STATES = ("join", "invite", "knock")
 @dataclass(frozen=True)
 class PolicyConfig:
     snapshot_path: Path
+    bot: str  # provisioning's bot: its invites are provisioning's decisions
     rules: Rules
     language: Language = "ru"
     max_snapshot_age_s: float = 3600.0
@@ -85,8 +86,12 @@ class SchoolPolicy:
         server_name = config.get("server_name")
         if not isinstance(server_name, str) or not server_name:
             raise ConfigError("school_policy: server_name (this homeserver's) is required")
+        bot = config.get("bot")
+        if not isinstance(bot, str) or not bot.startswith("@"):
+            raise ConfigError("school_policy: bot (provisioning's user ID, @…) is required")
         return PolicyConfig(
             snapshot_path=Path(path),
+            bot=bot,
             rules=Rules(
                 server_name=server_name,
                 pupil_peers=cast(
@@ -173,6 +178,7 @@ class SchoolPolicy:
         d = self._store.directory
         knocked = (
             not decision
+            and decision.reason != _UNAVAILABLE.reason
             and d is not None
             and room_id in d.rooms
             and await self._membership(invitee, room_id) == "knock"
@@ -184,8 +190,7 @@ class SchoolPolicy:
         return self._answer(decision, "invite", inviter=inviter, invitee=invitee, room=room_id)
 
     async def user_may_join_room(self, user: str, room_id: str, is_invited: bool) -> SpamAnswer:
-        d = self._store.directory
-        if is_invited and d is not None and await self._inviter(user, room_id) == d.bot:
+        if is_invited and await self._inviter(user, room_id) == self._config.bot:
             # Placed by provisioning (the admin join accepts the bot's invite): provisioning's
             # rules decided, the same rules as these, from the database itself.
             return NOT_SPAM
