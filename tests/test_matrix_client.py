@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 
@@ -24,7 +25,7 @@ from bridge.matrix.errors import (
 )
 from parta.deployment import LocalDeployment
 from tests.harness.ports import free_ports
-from tests.matrix_users import new_person
+from tests.matrix_users import logged_in, new_person
 
 
 async def test_the_bot_is_a_server_admin_and_asserts_identities(
@@ -170,3 +171,19 @@ async def test_a_bootstrap_admin_left_by_a_crash_is_deactivated(
     )
     assert granted is False  # the bot already was an admin
     assert (await bot.admin_get_user(leftover_id) or {})["deactivated"] is True
+
+
+async def test_two_creations_of_one_account_at_once_both_succeed(
+    bot: MatrixClient, region: LocalDeployment
+) -> None:
+    """A registration (with a password: slow, bcrypt) and the reconciler (display name only)
+    create the same new account at once: neither may fail, and the password holds."""
+    users = [f"@racer-{secrets.token_hex(3)}:{region.settings.server_name}" for _ in range(5)]
+    password = secrets.token_urlsafe(12)
+    await asyncio.gather(
+        *(bot.admin_put_user(u, {"password": password, "displayname": "Р"}) for u in users),
+        *(bot.admin_put_user(u, {"displayname": "Р"}) for u in users),
+    )
+    for user in users:
+        async with logged_in(region, user, password):
+            pass

@@ -297,9 +297,14 @@ class MatrixClient:
 
     async def admin_put_user(self, user_id: str, fields: Mapping[str, Any]) -> JsonDict:
         """Create or update a local account (password, displayname, admin, deactivated)."""
-        return await self.request(
-            "PUT", path("users", user_id, base="/_synapse/admin/v2"), body=fields
-        )
+        url = path("users", user_id, base="/_synapse/admin/v2")
+        try:
+            return await self.request("PUT", url, body=fields)
+        except UserInUse:
+            # Two creations raced (a registration and the reconciler creating the same
+            # account): Synapse refuses the second with "User ID already taken". Now the
+            # account exists, so the same request updates it.
+            return await self.request("PUT", url, body=fields)
 
     async def admin_is_server_admin(self, user_id: str) -> bool:
         answer = await self.request(
