@@ -59,7 +59,6 @@ class Directory:
     """The region's people and managed rooms, indexed for the rules."""
 
     bot: str
-    written_at: float = 0.0
     region_admins: frozenset[str] = frozenset()
     school_admins: dict[str, frozenset[int]] = field(default_factory=dict)
     staff: dict[str, frozenset[int]] = field(default_factory=dict)  # admins and teachers
@@ -109,14 +108,6 @@ class Directory:
     def belongs_to(self, user: str, school: int | None) -> bool:
         return user in self.region_admins or (
             school is not None and school in self.schools_of(user)
-        )
-
-    def is_known(self, user: str) -> bool:
-        return (
-            user in self.region_admins
-            or user in self.staff
-            or user in self.pupils
-            or user in self.children
         )
 
 
@@ -176,7 +167,6 @@ def _directory(data: Mapping[str, Any]) -> Directory:
     }
     return Directory(
         bot=str(data["bot"]),
-        written_at=float(data.get("written_at", 0.0)),
         region_admins=_str_set(data.get("region_admins", [])),
         school_admins={u: frozenset(s) for u, s in admins.items()},
         staff={u: frozenset(s) for u, s in staff.items()},

@@ -213,18 +213,18 @@ class SchoolPolicy:
         self, user_id: str, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
     ) -> SpamAnswer:
         d = self._store.directory
-        if d is None:
-            return self._answer(_UNAVAILABLE, "state", user=user_id, room=room_id)
-        decision = rules.may_send_state(d, self._rules, user_id, room_id, event_type, state_key)
-        answer = self._answer(decision, "state", user=user_id, room=room_id, type=event_type)
-        if answer != NOT_SPAM:
-            # Synapse drops the fields of this callback's answer (its message would be
-            # "You are not permitted to send the state event"); a SynapseError raised here
-            # reaches the client as it is, so the person reads the reason.
-            raise SynapseError(
-                403, message(decision.reason, self._config.language), Codes.FORBIDDEN
-            )
-        return NOT_SPAM
+        decision = (
+            _UNAVAILABLE
+            if d is None
+            else rules.may_send_state(d, self._rules, user_id, room_id, event_type, state_key)
+        )
+        if decision:
+            return NOT_SPAM
+        log.info("school policy refused state: %s %s %s", decision.reason, user_id, event_type)
+        # Synapse drops the fields of this callback's answer (its message would be "You are
+        # not permitted to send the state event"); a SynapseError raised here reaches the
+        # client as it is, so the person reads the reason.
+        raise SynapseError(403, message(decision.reason, self._config.language), Codes.FORBIDDEN)
 
     async def user_may_publish_room(self, user_id: str, room_id: str) -> SpamAnswer:
         d = self._store.directory
