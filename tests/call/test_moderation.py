@@ -1,0 +1,218 @@
+"""The call's moderation as pure functions: the teacher decides, nothing else unmutes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from widgets.call.moderation import CallError, CallState, Source, is_moderator
+
+TEACHER, IVAN, MASHA, KOLYA = "@olga:hs", "@ivan:hs", "@masha:hs", "@kolya:hs"
+
+
+def lesson(*pupils: str, last_n: int = 6) -> CallState:
+    call = CallState("!chat:hs", last_n=last_n)
+    call.join(TEACHER, "Ольга Сергеевна", moderator=True, now=0.0)
+    for index, pupil in enumerate(pupils or (IVAN, MASHA)):
+        call.join(pupil, pupil[1:].split(":")[0].capitalize(), moderator=False, now=1.0 + index)
+    return call
+
+
+def test_moderators_come_from_the_rooms_power_levels() -> None:
+    levels = {"users": {TEACHER: 50, "@director:hs": 100}, "kick": 50, "users_default": 0}
+    assert is_moderator(levels, TEACHER) and is_moderator(levels, "@director:hs")
+    assert not is_moderator(levels, IVAN)
+    assert is_moderator({"users": {IVAN: 10}, "kick": 10}, IVAN)  # whatever the room sets
+    assert not is_moderator({"users": {IVAN: 49}}, IVAN)  # the spec's default kick is 50
+    assert is_moderator({"users_default": 50}, IVAN)
+    assert not is_moderator(None, TEACHER)  # no power levels known: nobody moderates
+    assert not is_moderator({"users": {IVAN: True}}, IVAN)  # booleans are not levels
+
+
+def test_pupils_join_muted_and_the_teacher_gives_the_floor() -> None:
+    call = lesson()
+    assert call.may_forward(TEACHER, Source.AUDIO) and call.may_forward(TEACHER, Source.CAMERA)
+    assert call.may_forward(TEACHER, Source.SCREEN)  # teachers always may share
+    for source in Source:
+        assert not call.may_forward(IVAN, source)
+    call.raise_hand(IVAN, now=5.0)
+    assert [p.user_id for p in call.hand_queue()] == [IVAN]
+    call.grant_floor(TEACHER, IVAN)
+    assert call.may_forward(IVAN, Source.AUDIO) and call.may_forward(IVAN, Source.CAMERA)
+    assert not call.may_forward(IVAN, Source.SCREEN)
+    assert call.hand_queue() == []  # the hand goes down with the floor
+    assert call.audio_for(MASHA) == {TEACHER, IVAN}
+    call.revoke_floor(TEACHER, IVAN)
+    assert not call.may_forward(IVAN, Source.AUDIO)
+    assert call.audio_for(MASHA) == {TEACHER}
+
+
+def test_only_a_moderator_decides() -> None:
+    call = lesson()
+    attempts: list[Callable[[], None]] = [
+        lambda: call.grant_floor(IVAN, IVAN),
+        lambda: call.grant_floor(IVAN, MASHA),
+        lambda: call.mute_all(IVAN),
+        lambda: call.allow_cameras(IVAN, True),
+        lambda: call.allow_screen(IVAN, IVAN, True),
+        lambda: call.remove(IVAN, MASHA, now=9.0),
+        lambda: call.lower_hand(IVAN, MASHA),
+    ]
+    for attempt in attempts:
+        with pytest.raises(CallError, match="not_moderator"):
+            attempt()
+    assert not any(call.may_forward(p, s) for p in (IVAN, MASHA) for s in Source)
+    call.raise_hand(MASHA, now=3.0)
+    call.lower_hand(MASHA, MASHA)  # one's own hand
+    assert call.hand_queue() == []
+    with pytest.raises(CallError, match="not_in_call"):
+        call.grant_floor(TEACHER, "@stranger:hs")
+
+
+def test_hands_queue_in_the_order_they_were_raised() -> None:
+    call = lesson(IVAN, MASHA, KOLYA)
+    call.raise_hand(MASHA, now=10.0)
+    call.raise_hand(KOLYA, now=11.0)
+    call.raise_hand(IVAN, now=12.0)
+    call.raise_hand(MASHA, now=13.0)  # raising again keeps the place in the queue
+    assert [p.user_id for p in call.hand_queue()] == [MASHA, KOLYA, IVAN]
+    call.mute_all(TEACHER)
+    assert [p.user_id for p in call.hand_queue()] == [MASHA, KOLYA, IVAN]
+    assert call.public()["hands"] == [MASHA, KOLYA, IVAN]
+
+
+def test_mute_all_and_camera_and_screen_permissions() -> None:
+    call = lesson(IVAN, MASHA)
+    call.grant_floor(TEACHER, IVAN)
+    call.grant_floor(TEACHER, MASHA)
+    call.mute_all(TEACHER)
+    assert not call.may_forward(IVAN, Source.AUDIO) and not call.may_forward(MASHA, Source.AUDIO)
+    assert call.may_forward(TEACHER, Source.AUDIO)  # the teacher keeps talking
+    call.allow_cameras(TEACHER, True)
+    assert call.may_forward(IVAN, Source.CAMERA) and not call.may_forward(IVAN, Source.AUDIO)
+    call.allow_screen(TEACHER, MASHA, True)
+    assert call.may_forward(MASHA, Source.SCREEN)
+    call.allow_screen(TEACHER, MASHA, False)
+    assert not call.may_forward(MASHA, Source.SCREEN)
+
+
+def test_a_removed_pupil_stays_out_and_a_teacher_cannot_be_removed() -> None:
+    call = lesson()
+    call.join("@boris:hs", "Борис", moderator=True, now=2.0)
+    with pytest.raises(CallError, match="cannot_remove_moderator"):
+        call.remove(TEACHER, "@boris:hs", now=3.0)
+    call.remove(TEACHER, IVAN, now=4.0)
+    assert IVAN not in call.participants
+    with pytest.raises(CallError, match="removed"):
+        call.join(IVAN, "Ivan", moderator=False, now=5.0)
+    assert not call.may_forward(IVAN, Source.AUDIO)
+
+
+def test_a_dropped_connection_comes_back_into_the_same_state() -> None:
+    call = lesson()
+    call.grant_floor(TEACHER, IVAN)
+    call.raise_hand(MASHA, now=5.0)
+    call.allow_screen(TEACHER, MASHA, True)
+    call.leave(IVAN, now=6.0)
+    call.leave(MASHA, now=6.0)
+    assert not call.may_forward(IVAN, Source.AUDIO)  # nobody hears a gone connection
+    assert call.hand_queue() == []
+    call.join(IVAN, "Ivan", moderator=False, now=8.0)
+    call.join(MASHA, "Masha", moderator=False, now=8.0)
+    assert call.may_forward(IVAN, Source.AUDIO)
+    assert [p.user_id for p in call.hand_queue()] == [MASHA]
+    assert call.may_forward(MASHA, Source.SCREEN)
+
+
+def test_a_second_connection_of_one_person_changes_nothing() -> None:
+    call = lesson()
+    call.grant_floor(TEACHER, IVAN)
+    again = call.join(IVAN, "Ivan", moderator=False, now=9.0)
+    assert again.has_floor and len([v for v in call.visits if v.user_id == IVAN]) == 1
+
+
+def test_attendance_adds_up_every_stretch() -> None:
+    call = lesson()
+    call.leave(IVAN, now=61.0)  # joined at 1.0
+    call.join(IVAN, "Иван", moderator=False, now=100.0)
+    call.leave(IVAN, now=130.0)
+    rows = {row["user_id"]: row for row in call.attendance(now=200.0)}
+    assert rows[IVAN]["seconds"] == pytest.approx(90.0)
+    assert rows[IVAN]["first_joined"] == 1.0 and rows[IVAN]["last_left"] == 130.0
+    assert rows[MASHA]["seconds"] == pytest.approx(198.0) and rows[MASHA]["last_left"] is None
+    assert rows[TEACHER]["seconds"] == pytest.approx(200.0)
+
+
+def test_each_pupil_receives_the_teacher_the_floor_screens_and_the_last_speakers() -> None:
+    pupils = [f"@p{i}:hs" for i in range(10)]
+    call = lesson(*pupils, last_n=3)
+    call.allow_cameras(TEACHER, True)
+    call.grant_floor(TEACHER, pupils[0])
+    call.allow_screen(TEACHER, pupils[1], True)
+    for index, pupil in enumerate(pupils[2:7]):
+        call.grant_floor(TEACHER, pupil)
+        call.note_speaking(pupil, now=100.0 + index)
+        call.revoke_floor(TEACHER, pupil)
+    seen = call.video_for(pupils[9])
+    cameras = {user for user, source in seen if source is Source.CAMERA}
+    assert (pupils[1], Source.SCREEN) in seen
+    # The teacher and the floor fill two of the three; the most recent speaker the last.
+    assert cameras == {TEACHER, pupils[0], pupils[6]}
+    assert (pupils[9], Source.CAMERA) not in call.video_for(pupils[9])  # never oneself
+    call.note_speaking(pupils[8], now=200.0)  # without the floor: not heard, not counted
+    assert call.participants[pupils[8]].spoke_at is None
+
+
+actions = st.lists(
+    st.tuples(
+        st.sampled_from(["raise", "lower", "grant", "revoke", "mute", "cameras", "screen",
+                         "leave", "join", "remove"]),
+        st.sampled_from([TEACHER, IVAN, MASHA, KOLYA]),
+        st.sampled_from([TEACHER, IVAN, MASHA, KOLYA]),
+    ),
+    max_size=40,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=actions)
+def test_no_pupil_is_ever_heard_unless_a_moderator_gave_the_floor(
+    steps: list[tuple[str, str, str]],
+) -> None:
+    """Whatever pupils do, in any order, their audio is forwarded only after a grant."""
+    call = lesson(IVAN, MASHA, KOLYA)
+    granted: set[str] = set()
+    for now, (action, actor, target) in enumerate(steps, start=10):
+        try:
+            if action == "raise":
+                call.raise_hand(actor, now=now)
+            elif action == "lower":
+                call.lower_hand(actor, target)
+            elif action == "grant":
+                call.grant_floor(actor, target)
+                granted.add(target)
+            elif action == "revoke":
+                call.revoke_floor(actor, target)
+                granted.discard(target)
+            elif action == "mute":
+                call.mute_all(actor)
+                granted &= {TEACHER}
+            elif action == "cameras":
+                call.allow_cameras(actor, not call.cameras_allowed)
+            elif action == "screen":
+                call.allow_screen(actor, target, True)
+            elif action == "leave":
+                call.leave(actor, now=now)
+            elif action == "join":
+                call.join(actor, actor, moderator=actor == TEACHER, now=now)
+            elif action == "remove":
+                call.remove(actor, target, now=now)
+                granted.discard(target)
+        except CallError:
+            continue
+        for pupil in (IVAN, MASHA, KOLYA):
+            if call.may_forward(pupil, Source.AUDIO):
+                assert pupil in granted

@@ -1,0 +1,245 @@
+"""RTP forwarding between real aiortc peer connections on loopback: nothing is decoded."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import av
+import pytest
+from aiortc import (
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    VideoStreamTrack,
+)
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from widgets.call.rtp_forwarding import (
+    ForwardingSender,
+    PacketTap,
+    check_aiortc_version,
+    is_keyframe,
+)
+
+WAIT_S = 30.0
+
+
+def frame(index: int, width: int = 320, height: int = 240) -> av.VideoFrame:
+    picture = av.VideoFrame(width=width, height=height, format="yuv420p")
+    for plane in picture.planes:
+        plane.update(bytes([(index * 7) % 256]) * plane.buffer_size)
+    picture.pts, picture.time_base = index * 3000, fractions.Fraction(1, 90_000)
+    return picture
+
+
+def test_keyframes_are_recognised_in_vp8_and_h264_payloads() -> None:
+    vp8 = Vp8Encoder()
+    key, _ = vp8.encode(frame(0), force_keyframe=True)
+    delta, _ = vp8.encode(frame(1))
+    assert is_keyframe("video/VP8", key[0])
+    assert not is_keyframe("video/VP8", delta[0])
+    assert not any(is_keyframe("video/VP8", p) for p in key[1:])  # only a frame's start
+    h264 = H264Encoder()
+    key, _ = h264.encode(frame(0), force_keyframe=True)
+    delta, _ = h264.encode(frame(1))
+    assert any(is_keyframe("video/H264", p) for p in key)
+    assert not any(is_keyframe("video/H264", p) for p in delta)
+    assert is_keyframe("audio/opus", b"\x78\x01")
+    assert not is_keyframe("video/VP8", b"")
+    assert not is_keyframe("video/AV1", key[0])  # a codec we do not forward
+
+
+def test_another_aiortc_is_refused_with_what_to_do() -> None:
+    with pytest.raises(RuntimeError, match=r"install aiortc==1\.16\.0"):
+        check_aiortc_version("1.17.0")
+    check_aiortc_version()
+
+
+class Pattern(VideoStreamTrack):
+    """A camera that shows changing frames at 30 fps (so every frame is encoded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        picture = frame(self.index)
+        picture.pts, picture.time_base = pts, time_base
+        self.index += 1
+        return picture
+
+
+async def connect(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+
+
+@dataclass(eq=False)
+class Publisher:
+    pc: RTCPeerConnection
+    sender: RTCRtpSender
+    keyframes_asked: int = 0
+
+
+class Router:
+    """Where tapped packets go in a test: to every forwarding sender, from one source."""
+
+    def __init__(self) -> None:
+        self.senders: list[ForwardingSender] = []
+        self.source: Publisher | None = None
+        self.taps: dict[Publisher, PacketTap] = {}
+        self.connections: list[RTCPeerConnection] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def peer(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection()
+        self.connections.append(pc)
+        return pc
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*(pc.close() for pc in self.connections), return_exceptions=True)
+
+    async def forward(
+        self, packet: RtpPacket, codec: RTCRtpCodecParameters, publisher: Publisher
+    ) -> None:
+        if publisher is self.source:
+            for sender in self.senders:
+                await sender.forward(packet, codec, publisher)
+
+    async def keyframe(self, source: object) -> None:
+        if isinstance(source, Publisher) and source in self.taps:
+            await self.taps[source].request_keyframe()
+
+
+async def publisher_into(router: Router) -> Publisher:
+    """A client sending a VP8 camera into an SFU connection, whose receiver is tapped."""
+    sfu, pc = router.peer(), router.peer()
+    publisher = Publisher(pc, pc.addTrack(Pattern()))
+    original = publisher.sender._send_keyframe
+
+    def counting() -> None:
+        publisher.keyframes_asked += 1
+        original()
+
+    publisher.sender._send_keyframe = counting  # type: ignore[method-assign]
+
+    async def forward(packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        await router.forward(packet, codec, publisher)
+
+    @sfu.on("track")
+    def _on_track(track: MediaStreamTrack) -> None:
+        receiver = next(r for r in sfu.getReceivers() if r.track is track)
+        router.taps[publisher] = PacketTap(receiver, forward)
+
+    await connect(pc, sfu)
+    return publisher
+
+
+@dataclass
+class Subscriber:
+    pc: RTCPeerConnection
+    frames: int = 0
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+
+
+async def subscriber_of(router: Router) -> tuple[Subscriber, ForwardingSender]:
+    sfu = router.peer()
+    transceiver = sfu.addTransceiver("video", direction="sendonly")
+    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
+    transceiver.setCodecPreferences(vp8)
+    forwarding = ForwardingSender(transceiver.sender, router.keyframe)
+    router.senders.append(forwarding)
+    subscriber = Subscriber(router.peer())
+
+    @subscriber.pc.on("track")
+    def _on_track(track: MediaStreamTrack) -> None:
+        async def consume() -> None:
+            while True:
+                picture = await track.recv()
+                assert isinstance(picture, av.VideoFrame)
+                subscriber.frames += 1
+                subscriber.sizes.add((picture.width, picture.height))
+
+        router.tasks.append(asyncio.ensure_future(consume()))
+
+    await connect(sfu, subscriber.pc)
+    return subscriber, forwarding
+
+
+async def until(condition: Callable[[], bool], what: str, within_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def router() -> AsyncIterator[Router]:
+    router = Router()
+    yield router
+    await router.close()
+
+
+def _decoder_queue(receiver: RTCRtpReceiver) -> int:
+    return receiver._RTCRtpReceiver__decoder_queue.qsize()  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_a_subscriber_decodes_what_the_sfu_forwards_undecoded(router: Router) -> None:
+    publisher = router.source = await publisher_into(router)
+    subscribers = [await subscriber_of(router) for _ in range(2)]
+    await until(lambda: all(s.frames >= 30 for s, _ in subscribers), "30 decoded frames each")
+    for subscriber, forwarding in subscribers:
+        assert subscriber.sizes == {(320, 240)}
+        assert forwarding.forwarded > 30
+        # The subscriber receives the SFU's own SSRC, not the publisher's.
+        stats = await subscriber.pc.getReceivers()[0].getStats()
+        inbound = [s for s in stats.values() if s.type == "inbound-rtp"]
+        assert [s.ssrc for s in inbound] == [forwarding.sender._ssrc]
+    # The SFU never assembled or decoded a frame: its decoder got nothing, ever.
+    tap = router.taps[publisher]
+    assert _decoder_queue(tap.receiver) == 0
+    assert tap.receiver.track._queue.qsize() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_new_source_waits_for_its_keyframe_and_the_picture_goes_on(
+    router: Router,
+) -> None:
+    first, second = await publisher_into(router), await publisher_into(router)
+    router.source = first
+    subscriber, forwarding = await subscriber_of(router)
+    await until(lambda: subscriber.frames >= 20, "frames of the first publisher")
+    asked_before = second.keyframes_asked
+    router.source = second  # the floor goes to someone else: same slot, another source
+    await until(lambda: forwarding.source is second, "the switch to the second publisher")
+    assert second.keyframes_asked > asked_before  # the SFU asked for a keyframe to start on
+    frames_at_switch = subscriber.frames
+    await until(lambda: subscriber.frames >= frames_at_switch + 20, "frames after the switch")
+    # Paused and resumed (a floor revoked, then granted again): again from a keyframe.
+    forwarding.pause()
+    asked = second.keyframes_asked
+    await until(lambda: forwarding.source is second, "the resumed source")
+    assert second.keyframes_asked > asked
+
+
+async def test_a_subscribers_picture_loss_report_reaches_the_publisher(router: Router) -> None:
+    publisher = router.source = await publisher_into(router)
+    subscriber, forwarding = await subscriber_of(router)
+    await until(lambda: subscriber.frames >= 10, "the first frames")
+    before = publisher.keyframes_asked
+    receiver = subscriber.pc.getReceivers()[0]
+    await receiver._send_rtcp_pli(forwarding.sender._ssrc)  # what a decoder does on loss
+    await until(lambda: publisher.keyframes_asked > before, "the PLI at the publisher", 10)

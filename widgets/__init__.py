@@ -1,0 +1,1 @@
+"""Parta's widgets: the call widget with its SFU, and the document widget."""

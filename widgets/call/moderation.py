@@ -1,0 +1,308 @@
+"""One call's state and who may send what: the teacher decides, the SFU enforces it.
+
+Sans-I/O, like the school policy's rules: the signalling server turns a participant's
+message into a method call here, sends everyone the new `public()` view, and asks
+`may_forward` before each media stream goes anywhere. Nothing in this module trusts
+the page: a pupil whose page "enables" the microphone is still not forwarded.
+
+Who is a moderator comes from the Matrix room's power levels (`is_moderator`): power at
+least the room's `kick` level, which provisioning gives the class's teachers. So a call
+works in any room, managed by Parta or not.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_LAST_N = 6
+
+
+class Source(enum.StrEnum):
+    """What a participant may send: each is a separate media stream in the SFU."""
+
+    AUDIO = "audio"
+    CAMERA = "camera"
+    SCREEN = "screen"
+
+
+class CallError(Exception):
+    """A participant asked for something the call does not allow; `reason` names it.
+
+    The page shows the reason in the reader's language; the SFU changes nothing.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_moderator(power_levels: Mapping[str, Any] | None, user_id: str) -> bool:
+    """Power at least the room's `kick` level (the Matrix spec's defaults when unset).
+
+    Without a power levels event the spec gives the room's creator 100 and others 0;
+    the SFU then knows no creator, so nobody moderates: pupils stay muted, safely.
+    """
+    if not power_levels:
+        return False
+    users = power_levels.get("users") or {}
+    level = _int(users.get(user_id), _int(power_levels.get("users_default"), 0))
+    return level >= _int(power_levels.get("kick"), 50)
+
+
+def _int(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+@dataclass
+class Participant:
+    user_id: str
+    display_name: str
+    moderator: bool
+    joined_at: float
+    connected: bool = True
+    hand_raised_at: float | None = None
+    has_floor: bool = False
+    may_share_screen: bool = False
+    spoke_at: float | None = None  # the last time the SFU heard them (last-N video)
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One stretch of a participant in the call, for the teacher's attendance list."""
+
+    user_id: str
+    display_name: str
+    joined_at: float
+    left_at: float | None = None
+
+    def seconds(self, now: float) -> float:
+        return (self.left_at if self.left_at is not None else now) - self.joined_at
+
+
+@dataclass
+class CallState:
+    """Everyone in one room's call, the teacher's decisions, and the attendance."""
+
+    room_id: str
+    last_n: int = DEFAULT_LAST_N
+    cameras_allowed: bool = False  # pupils' cameras (moderators always may)
+    participants: dict[str, Participant] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)  # by a teacher, for the rest of this call
+    visits: list[Visit] = field(default_factory=list)
+
+    # --- coming and going -------------------------------------------------------------
+
+    def join(self, user_id: str, display_name: str, *, moderator: bool, now: float) -> Participant:
+        """Someone connects; someone who comes back (a dropped network) keeps their state.
+
+        Raises:
+            CallError("removed"): a teacher removed them from this call.
+        """
+        if user_id in self.removed:
+            raise CallError("removed")
+        participant = self.participants.get(user_id)
+        if participant is None:
+            participant = Participant(user_id, display_name, moderator, joined_at=now)
+            self.participants[user_id] = participant
+        elif participant.connected:
+            return participant  # a second connection of the same person: nothing changes
+        participant.connected = True
+        participant.display_name = display_name
+        participant.moderator = moderator  # power levels may have changed meanwhile
+        self.visits.append(Visit(user_id, display_name, joined_at=now))
+        return participant
+
+    def leave(self, user_id: str, *, now: float) -> None:
+        """The connection ended; hand, floor and permissions wait for their return."""
+        participant = self.participants.get(user_id)
+        if participant is None or not participant.connected:
+            return
+        participant.connected = False
+        self._end_visit(user_id, now)
+
+    def set_moderator(self, user_id: str, moderator: bool) -> None:
+        """The room's power levels changed: a teacher joined the class, or left it."""
+        participant = self.participants.get(user_id)
+        if participant is not None:
+            participant.moderator = moderator
+
+    def _end_visit(self, user_id: str, now: float) -> None:
+        for index in range(len(self.visits) - 1, -1, -1):
+            visit = self.visits[index]
+            if visit.user_id == user_id and visit.left_at is None:
+                self.visits[index] = Visit(
+                    visit.user_id, visit.display_name, visit.joined_at, left_at=now
+                )
+                return
+
+    # --- a pupil's hand ---------------------------------------------------------------
+
+    def raise_hand(self, user_id: str, *, now: float) -> None:
+        participant = self._present(user_id)
+        if participant.hand_raised_at is None and not participant.has_floor:
+            participant.hand_raised_at = now
+
+    def lower_hand(self, actor: str, target: str) -> None:
+        """Anyone lowers their own hand; a moderator lowers anyone's."""
+        if actor != target:
+            self._moderator(actor)
+        self._present(target).hand_raised_at = None
+
+    def hand_queue(self) -> list[Participant]:
+        """Raised hands in the order they were raised: the teacher's queue."""
+        raised = [p for p in self.participants.values() if p.connected and p.hand_raised_at]
+        return sorted(raised, key=lambda p: (p.hand_raised_at or 0.0, p.user_id))
+
+    # --- the teacher's decisions ------------------------------------------------------
+
+    def grant_floor(self, actor: str, target: str) -> None:
+        """The teacher gives a pupil the floor: their microphone (and camera) is forwarded."""
+        self._moderator(actor)
+        participant = self._present(target)
+        participant.has_floor = True
+        participant.hand_raised_at = None
+
+    def revoke_floor(self, actor: str, target: str) -> None:
+        self._moderator(actor)
+        self._known(target).has_floor = False
+
+    def mute_all(self, actor: str) -> None:
+        """Everyone but the moderators loses the floor; raised hands stay in the queue."""
+        self._moderator(actor)
+        for participant in self.participants.values():
+            if not participant.moderator:
+                participant.has_floor = False
+
+    def allow_cameras(self, actor: str, allowed: bool) -> None:
+        self._moderator(actor)
+        self.cameras_allowed = allowed
+
+    def allow_screen(self, actor: str, target: str, allowed: bool) -> None:
+        self._moderator(actor)
+        self._known(target).may_share_screen = allowed
+
+    def remove(self, actor: str, target: str, *, now: float) -> None:
+        """A moderator removes a participant (not another moderator) for the rest of the call.
+
+        Raises:
+            CallError("not_moderator"), CallError("cannot_remove_moderator").
+        """
+        self._moderator(actor)
+        participant = self._known(target)
+        if participant.moderator:
+            raise CallError("cannot_remove_moderator")
+        self.leave(target, now=now)
+        del self.participants[target]
+        self.removed.add(target)
+
+    # --- what the SFU forwards ---------------------------------------------------------
+
+    def may_forward(self, user_id: str, source: Source) -> bool:
+        """May this participant's stream of `source` go to anyone? Asked per stream."""
+        participant = self.participants.get(user_id)
+        if participant is None or not participant.connected:
+            return False
+        if participant.moderator:
+            return True
+        if source is Source.AUDIO:
+            return participant.has_floor
+        if source is Source.CAMERA:
+            return participant.has_floor or self.cameras_allowed
+        return participant.may_share_screen
+
+    def note_speaking(self, user_id: str, *, now: float) -> None:
+        """The SFU heard this participant (their forwarded audio was loud enough)."""
+        participant = self.participants.get(user_id)
+        if participant is not None and self.may_forward(user_id, Source.AUDIO):
+            participant.spoke_at = now
+
+    def video_for(self, subscriber: str) -> set[tuple[str, Source]]:
+        """The video streams one participant receives, to keep a lesson within a pupil's
+        bandwidth: the teachers' cameras, whoever holds the floor, every screen share,
+        and the cameras of the last N who spoke. Others appear as names.
+        """
+        chosen: set[tuple[str, Source]] = set()
+        speakers: list[Participant] = []
+        for participant in self.participants.values():
+            if participant.user_id == subscriber or not participant.connected:
+                continue
+            if self.may_forward(participant.user_id, Source.SCREEN):
+                chosen.add((participant.user_id, Source.SCREEN))
+            if not self.may_forward(participant.user_id, Source.CAMERA):
+                continue
+            if participant.moderator or participant.has_floor:
+                chosen.add((participant.user_id, Source.CAMERA))
+            else:
+                speakers.append(participant)
+        speakers.sort(key=lambda p: (-(p.spoke_at or 0.0), p.joined_at, p.user_id))
+        room_left = max(0, self.last_n - sum(1 for _, s in chosen if s is Source.CAMERA))
+        chosen.update((p.user_id, Source.CAMERA) for p in speakers[:room_left])
+        return chosen
+
+    def audio_for(self, subscriber: str) -> set[str]:
+        """Whose audio a participant receives: everyone allowed to speak but themselves."""
+        return {
+            p.user_id
+            for p in self.participants.values()
+            if p.user_id != subscriber and self.may_forward(p.user_id, Source.AUDIO)
+        }
+
+    # --- what the pages show -----------------------------------------------------------
+
+    def public(self) -> dict[str, Any]:
+        """The state every page shows: people, hands in order, who holds the floor."""
+        return {
+            "room_id": self.room_id,
+            "cameras_allowed": self.cameras_allowed,
+            "participants": [
+                {
+                    "user_id": p.user_id,
+                    "display_name": p.display_name,
+                    "moderator": p.moderator,
+                    "has_floor": p.has_floor,
+                    "hand_raised": p.hand_raised_at is not None,
+                    "may_share_screen": p.may_share_screen or p.moderator,
+                    "audio": self.may_forward(p.user_id, Source.AUDIO),
+                    "camera": self.may_forward(p.user_id, Source.CAMERA),
+                }
+                for p in sorted(self.participants.values(), key=lambda p: p.joined_at)
+                if p.connected
+            ],
+            "hands": [p.user_id for p in self.hand_queue()],
+        }
+
+    def attendance(self, *, now: float) -> list[dict[str, Any]]:
+        """Who came, first arrival and last departure, and the time spent in all."""
+        people: dict[str, dict[str, Any]] = {}
+        for visit in self.visits:
+            row = people.setdefault(
+                visit.user_id,
+                {"user_id": visit.user_id, "display_name": visit.display_name,
+                 "first_joined": visit.joined_at, "last_left": visit.left_at, "seconds": 0.0},
+            )  # fmt: skip
+            row["display_name"] = visit.display_name
+            row["seconds"] += visit.seconds(now)
+            row["last_left"] = visit.left_at
+        return sorted(people.values(), key=lambda row: (row["first_joined"], row["user_id"]))
+
+    # --- checks --------------------------------------------------------------------------
+
+    def _present(self, user_id: str) -> Participant:
+        participant = self.participants.get(user_id)
+        if participant is None or not participant.connected:
+            raise CallError("not_in_call")
+        return participant
+
+    def _known(self, user_id: str) -> Participant:
+        participant = self.participants.get(user_id)
+        if participant is None:
+            raise CallError("not_in_call")
+        return participant
+
+    def _moderator(self, user_id: str) -> None:
+        participant = self.participants.get(user_id)
+        if participant is None or not participant.moderator:
+            raise CallError("not_moderator")

@@ -1,0 +1,275 @@
+"""Forward RTP packets between aiortc peer connections without decoding them.
+
+aiortc's receivers reassemble frames and decode them, and its senders encode frames and
+packetise them; its stock `MediaRelay` does both for every subscriber. An SFU needs
+neither. This module is the only place that reaches into aiortc's private parts to skip
+them, so it checks the aiortc version it was written against (`AIORTC_VERSION`):
+
+- `PacketTap` takes over what a receiver does after RTP statistics, bandwidth estimate
+  (REMB), NACKs and RTX unwrapping, all of which aiortc keeps doing for the publisher:
+  instead of its jitter buffer, each packet goes to a callback. No frame is assembled,
+  and the receiver's decoder thread never gets work.
+- `ForwardingSender` replaces a sender's encode-and-packetise loop. Each forwarded packet
+  keeps its payload and marker bit, gets the sender's SSRC and payload type, and sequence
+  numbers and timestamps that run on without a jump when the source changes (a new
+  speaker in a slot) or pauses (a pupil whose floor was revoked). A change of source
+  waits for a keyframe, which it asks the new source for. aiortc's own NACK handling
+  retransmits from the history this sender fills; a subscriber's PLI or FIR goes to a
+  callback, which the SFU passes to the publisher (rate-limited there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiortc
+from aiortc import RTCRtpReceiver, RTCRtpSender, clock
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTP_HISTORY_SIZE,
+    RtcpPsfbPacket,
+    RtpPacket,
+)
+from aiortc.utils import random16, random32
+
+AIORTC_VERSION = "1.16.0"
+
+PacketCallback = Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]
+
+
+def check_aiortc_version(version: str = aiortc.__version__) -> None:
+    """The hooks below read private attributes of this exact aiortc release.
+
+    Raises:
+        RuntimeError: another aiortc is installed; pin aiortc==AIORTC_VERSION in pyproject.
+    """
+    if version != AIORTC_VERSION:
+        raise RuntimeError(
+            f"the call SFU's packet forwarding is written for aiortc {AIORTC_VERSION}, but "
+            f"aiortc {version} is installed; install aiortc=={AIORTC_VERSION} "
+            "(pinned in pyproject.toml) or port widgets/call/rtp_forwarding.py"
+        )
+
+
+# --- keyframes ------------------------------------------------------------------------------
+
+
+def is_keyframe(mime_type: str, payload: bytes) -> bool:
+    """Does this RTP payload start a keyframe (where a decoder can begin)?
+
+    VP8: RFC 7741 §4.3 (the payload descriptor, then the frame's inverse key bit);
+    H.264: RFC 6184 (an IDR slice, or SPS, alone, aggregated or fragmented). Audio
+    packets stand alone, so any of them will do.
+    """
+    kind, _, name = mime_type.lower().partition("/")
+    if kind == "audio":
+        return True
+    if name == "vp8":
+        return _vp8_keyframe(payload)
+    if name == "h264":
+        return _h264_keyframe(payload)
+    return False
+
+
+def _vp8_keyframe(payload: bytes) -> bool:
+    if not payload:
+        return False
+    first = payload[0]
+    start, partition = first & 0x10, first & 0x0F
+    if not start or partition != 0:
+        return False  # only the first packet of a frame carries the frame header
+    offset = 1
+    if first & 0x80:  # X: an extension byte follows
+        if len(payload) < 2:
+            return False
+        extension = payload[1]
+        offset = 2
+        if extension & 0x80:  # I: a picture ID, of 7 or 15 bits
+            if len(payload) <= offset:
+                return False
+            offset += 2 if payload[offset] & 0x80 else 1
+        if extension & 0x40:  # L: TL0PICIDX
+            offset += 1
+        if extension & 0x30:  # T or K: TID/Y/KEYIDX
+            offset += 1
+    return len(payload) > offset and not payload[offset] & 0x01  # P = 0: a key frame
+
+
+_H264_IDR, _H264_SPS, _H264_STAP_A, _H264_FU_A = 5, 7, 24, 28
+
+
+def _h264_keyframe(payload: bytes) -> bool:
+    if not payload:
+        return False
+    nal = payload[0] & 0x1F
+    if nal in (_H264_IDR, _H264_SPS):
+        return True
+    if nal == _H264_STAP_A:
+        offset = 1
+        while offset + 2 < len(payload):
+            size = int.from_bytes(payload[offset : offset + 2], "big")
+            if payload[offset + 2] & 0x1F in (_H264_IDR, _H264_SPS):
+                return True
+            offset += 2 + size
+        return False
+    if nal == _H264_FU_A and len(payload) > 1:
+        return bool(payload[1] & 0x80) and payload[1] & 0x1F == _H264_IDR
+    return False
+
+
+# --- the publisher's side -------------------------------------------------------------------
+
+
+class _Handoff:
+    """Stands in for a receiver's jitter buffer: keeps packets for the tap to forward."""
+
+    def __init__(self) -> None:
+        self.packets: deque[RtpPacket] = deque()
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        self.packets.append(packet)
+        return False, None  # no picture loss to report, and never a frame to decode
+
+
+class PacketTap:
+    """Sends a receiver's incoming RTP packets to `on_packet`, in order, undecoded."""
+
+    def __init__(self, receiver: RTCRtpReceiver, on_packet: PacketCallback) -> None:
+        check_aiortc_version()
+        self.receiver = receiver
+        self._on_packet = on_packet
+        self._handoff = _Handoff()
+        self._original: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
+        self.last_ssrc: int | None = None
+        receiver._RTCRtpReceiver__jitter_buffer = self._handoff  # type: ignore[attr-defined]
+        receiver._handle_rtp_packet = self._handle  # type: ignore[method-assign]
+
+    @property
+    def _codecs(self) -> dict[int, RTCRtpCodecParameters]:
+        return self.receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined,no-any-return]
+
+    async def _handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        # aiortc does statistics, REMB, NACKs and RTX, then hands the packet to _Handoff.
+        await self._original(packet, arrival_time_ms=arrival_time_ms)
+        packets = self._handoff.packets
+        while packets:
+            forwarded = packets.popleft()
+            codec = self._codecs.get(forwarded.payload_type)
+            if codec is not None:
+                self.last_ssrc = forwarded.ssrc
+                await self._on_packet(forwarded, codec)
+
+    async def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe (an RTCP PLI, RFC 4585 §6.3.1)."""
+        if self.last_ssrc is not None:
+            await self.receiver._send_rtcp_pli(self.last_ssrc)
+
+
+# --- the subscriber's side ------------------------------------------------------------------
+
+
+class ForwardingSender:
+    """Drives one aiortc sender from forwarded packets instead of an encoder.
+
+    Install it right after the transceiver is made, before negotiation starts the
+    sender. `forward` is awaited by the publisher's tap, once per packet.
+    """
+
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        on_keyframe_request: Callable[[object], Awaitable[None]],
+    ) -> None:
+        check_aiortc_version()
+        self.sender = sender
+        self._on_keyframe_request = on_keyframe_request
+        self._codec: RTCRtpCodecParameters | None = None
+        self._source: object | None = None  # whose packets this sender sends now
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._last_seq = random16()  # a random start, as RFC 3550 asks
+        self._last_ts = random32()
+        self._original_rtcp: Callable[..., Awaitable[None]] = sender._handle_rtcp_packet
+        self.forwarded = 0
+        sender._run_rtp = self._run_rtp  # type: ignore[method-assign]
+        sender._handle_rtcp_packet = self._handle_rtcp_packet  # type: ignore[method-assign]
+
+    def _private(self, name: str) -> Any:
+        return getattr(self.sender, f"_RTCRtpSender__{name}")
+
+    async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
+        """Replaces the encoder loop: nothing to do but be startable and stoppable."""
+        self._codec = codec
+        self._private("rtp_started").set()
+        try:
+            await asyncio.get_running_loop().create_future()  # until stop() cancels us
+        finally:
+            self._codec = None
+            self._private("rtp_exited").set()
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        keyframe_request = (RTCP_PSFB_PLI, RTCP_PSFB_FIR)
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in keyframe_request and self._source:
+            await self._on_keyframe_request(self._source)
+        await self._original_rtcp(packet)  # receiver reports, NACKs (from our history)
+
+    @property
+    def source(self) -> object | None:
+        return self._source
+
+    def pause(self) -> None:
+        """The source stops (floor revoked, speaker gone): the next packet starts afresh."""
+        self._source = None
+
+    async def forward(
+        self, packet: RtpPacket, codec: RTCRtpCodecParameters, source: object
+    ) -> bool:
+        """Send one packet of `source`; returns False when it was not sent.
+
+        A packet is not sent before negotiation is done, when its codec is not the one
+        this sender negotiated, or when it would switch sources in the middle of a
+        picture: then the new source is asked for a keyframe.
+        """
+        mine = self._codec
+        if mine is None or mine.payloadType is None:
+            return False
+        if mine.mimeType.lower() != codec.mimeType.lower():
+            return False
+        if source is not self._source:
+            if not is_keyframe(codec.mimeType, packet.payload):
+                await self._on_keyframe_request(source)
+                return False
+            gap = 1 if mine.clockRate != 90_000 else 3_000  # one frame apart, about
+            self._seq_offset = (self._last_seq + 1 - packet.sequence_number) & 0xFFFF
+            self._ts_offset = (self._last_ts + gap - packet.timestamp) & 0xFFFFFFFF
+            self._source = source
+        out = RtpPacket(
+            payload_type=mine.payloadType,
+            marker=packet.marker,
+            sequence_number=(packet.sequence_number + self._seq_offset) & 0xFFFF,
+            timestamp=(packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
+            ssrc=self.sender._ssrc,
+            payload=packet.payload,
+        )
+        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        out.extensions.mid = self._private("mid")
+        out.extensions.audio_level = packet.extensions.audio_level
+        self._last_seq, self._last_ts = out.sequence_number, out.timestamp
+        self._private("rtp_history")[out.sequence_number % RTP_HISTORY_SIZE] = out
+        data = out.serialize(self._private("rtp_header_extensions_map"))
+        try:
+            await self.sender.transport._send_rtp(data)
+        except ConnectionError:
+            return False
+        # What aiortc's sender reports (RTCP sender reports) counts our packets too.
+        self.sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+        self.sender._RTCRtpSender__rtp_timestamp = out.timestamp  # type: ignore[attr-defined]
+        self.sender._RTCRtpSender__octet_count += len(out.payload)  # type: ignore[attr-defined]
+        self.sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+        self.forwarded += 1
+        return True
