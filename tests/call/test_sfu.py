@@ -1,0 +1,183 @@
+"""The SFU with aiortc clients in the pages' place: the teacher's decisions are enforced.
+
+Each pupil's client publishes its microphone and camera from the start, as a page that
+ignores the teacher would: the SFU still forwards nothing of theirs without the floor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+)
+
+from tests.call.test_rtp_forwarding import Pattern
+from widgets.call.moderation import CallState, Source
+from widgets.call.sfu import CallRoom
+
+TEACHER, IVAN, MASHA = "@olga:hs", "@ivan:hs", "@masha:hs"
+
+
+@dataclass
+class Client:
+    """What the call page does, in aiortc: answer the SFU's offer with its own tracks."""
+
+    user_id: str
+    # Browsers accept the SFU's BUNDLE; aiortc does so only with max-bundle asked for.
+    pc: RTCPeerConnection = field(
+        default_factory=lambda: RTCPeerConnection(
+            RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+    )
+    states: list[dict[str, Any]] = field(default_factory=list)
+    tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)  # mid -> received
+    frames: dict[str, int] = field(default_factory=dict)  # mid -> decoded video frames
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def on_message(self, message: dict[str, Any]) -> None:
+        self.states.append(message)
+
+    async def join(self, room: CallRoom) -> None:
+        offer = await room.connect(self.user_id, self.on_message)
+
+        @self.pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+            mid = transceiver.mid or ""
+            self.tracks[mid] = track
+            if track.kind == "video":
+                self.tasks.append(asyncio.ensure_future(self._count(mid, track)))
+
+        await self.pc.setRemoteDescription(offer)
+        transceivers = self.pc.getTransceivers()
+        published = (AudioStreamTrack(), Pattern())
+        for transceiver, track in zip(transceivers[:2], published, strict=True):
+            transceiver.sender.replaceTrack(track)  # published whatever the teacher says
+            transceiver.direction = "sendonly"
+        for transceiver in transceivers[3:]:
+            transceiver.direction = "recvonly"
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await room.accept_answer(self.user_id, self.pc.localDescription.sdp)
+
+    async def _count(self, mid: str, track: MediaStreamTrack) -> None:
+        while True:
+            await track.recv()
+            self.frames[mid] = self.frames.get(mid, 0) + 1
+
+    async def packets_on(self, mid: str) -> int:
+        """RTP packets this client received on one slot (from the receiver's stats)."""
+        transceiver = next(t for t in self.pc.getTransceivers() if t.mid == mid)
+        stats = await transceiver.receiver.getStats()
+        return sum(s.packetsReceived for s in stats.values() if s.type == "inbound-rtp")
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await self.pc.close()
+
+
+def slot_of(room: CallRoom, subscriber: str, stream: tuple[str, Source]) -> str | None:
+    view = room.peers[subscriber].slot_view()
+    wanted = {"user_id": stream[0], "source": stream[1].value}
+    return next((mid for mid, shown in view.items() if shown == wanted), None)
+
+
+async def until(condition: Callable[[], Any], what: str, within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def lesson() -> AsyncIterator[tuple[CallRoom, dict[str, Client]]]:
+    state = CallState("!chat:hs", last_n=2)
+    room = CallRoom(state, audio_slots=3)
+    clients = {user: Client(user) for user in (TEACHER, IVAN, MASHA)}
+    for user, client in clients.items():
+        state.join(user, user[1:3], moderator=user == TEACHER, now=time.monotonic())
+        await client.join(room)
+    try:
+        yield room, clients
+    finally:
+        await room.close()
+        await asyncio.gather(*(c.close() for c in clients.values()))
+
+
+async def test_pupils_see_and_hear_the_teacher_and_not_each_other(
+    lesson: tuple[CallRoom, dict[str, Client]],
+) -> None:
+    room, clients = lesson
+    for pupil in (IVAN, MASHA):
+        camera = slot_of(room, pupil, (TEACHER, Source.CAMERA))
+        voice = slot_of(room, pupil, (TEACHER, Source.AUDIO))
+        assert camera is not None and voice is not None
+        await until(lambda p=pupil, m=camera: clients[p].frames.get(m, 0) >= 15, "video")
+        await until(lambda p=pupil, m=voice: clients[p].packets_on(m), "the teacher's voice")
+        # Nothing of the other pupil is assigned, whatever their client sends.
+        other = MASHA if pupil == IVAN else IVAN
+        assert slot_of(room, pupil, (other, Source.AUDIO)) is None
+        assert slot_of(room, pupil, (other, Source.CAMERA)) is None
+    # The teacher sees nobody's camera yet: pupils start with cameras off.
+    assert slot_of(room, TEACHER, (IVAN, Source.CAMERA)) is None
+
+
+async def test_a_pupil_is_heard_only_while_holding_the_floor(
+    lesson: tuple[CallRoom, dict[str, Client]],
+) -> None:
+    room, clients = lesson
+    masha = clients[MASHA]
+    forwarded_before = room.forwarded_packets
+    await asyncio.sleep(1.0)  # Ivan's client sends all along
+    assert slot_of(room, MASHA, (IVAN, Source.AUDIO)) is None
+    room.state.raise_hand(IVAN, now=time.monotonic())
+    room.state.grant_floor(TEACHER, IVAN)
+    room.reassign()
+    voice = slot_of(room, MASHA, (IVAN, Source.AUDIO))
+    camera = slot_of(room, MASHA, (IVAN, Source.CAMERA))
+    assert voice is not None and camera is not None
+    await until(lambda: masha.packets_on(voice), "Ivan's voice at Masha's")
+    await until(lambda: masha.frames.get(camera, 0) >= 10, "Ivan's camera at Masha's")
+    assert room.forwarded_packets > forwarded_before
+
+    room.state.revoke_floor(TEACHER, IVAN)
+    room.reassign()
+    assert slot_of(room, MASHA, (IVAN, Source.AUDIO)) is None
+    await asyncio.sleep(0.5)  # packets in flight arrive
+    heard = await masha.packets_on(voice)
+    await asyncio.sleep(1.5)
+    assert await masha.packets_on(voice) == heard  # silence since the revoke
+    # The state each page got says so too.
+    await room.broadcast()
+    last = masha.states[-1]
+    ivan = next(p for p in last["participants"] if p["user_id"] == IVAN)
+    assert ivan["audio"] is False and ivan["has_floor"] is False
+    assert voice not in last["slots"] or last["slots"][voice]["user_id"] != IVAN
+
+
+async def test_cameras_allowed_for_all_show_pupils_without_their_voices(
+    lesson: tuple[CallRoom, dict[str, Client]],
+) -> None:
+    room, clients = lesson
+    room.state.allow_cameras(TEACHER, True)
+    room.reassign()
+    camera = slot_of(room, TEACHER, (IVAN, Source.CAMERA))
+    assert camera is not None
+    await until(lambda: clients[TEACHER].frames.get(camera, 0) >= 10, "Ivan's camera")
+    assert slot_of(room, TEACHER, (IVAN, Source.AUDIO)) is None
