@@ -19,12 +19,14 @@ def free_ports(count: int) -> list[int]:
 
 
 def start_region(var_dir: Path, log_level: str = "WARNING") -> LocalDeployment:
-    """Synapse, provisioning and the bridge, without the demo school or periodic runs."""
-    synapse, metrics, provisioning, bridge = free_ports(4)
+    """Synapse, provisioning, the bridge and the widgets, without the demo school or
+    periodic runs."""
+    synapse, metrics, provisioning, bridge, widgets = free_ports(5)
     var_dir.mkdir(parents=True)
     (var_dir / CONFIG_FILE_NAME).write_text(
         f"PARTA_SYNAPSE_PORT={synapse}\nPARTA_SYNAPSE_METRICS_PORT={metrics}\n"
         f"PARTA_PROVISIONING_PORT={provisioning}\nPARTA_BRIDGE_PORT={bridge}\n"
+        f"PARTA_WIDGETS_PORT={widgets}\n"
         f"PARTA_DEMO_SCHOOL=false\nPARTA_LOG_LEVEL={log_level}\n"
         # The service's own periodic run would wait on the lease anyway; keep it out of the way.
         "PARTA_RECONCILE_INTERVAL_S=86400\n",

@@ -67,6 +67,7 @@ async def parta_run(region: LocalDeployment, session: Session, concurrency: int)
             server_name=s.server_name,
             bot=UserID(s.bot_user_id),
             concurrency=concurrency,
+            call_widget_url=s.call_widget_url,  # as deployed: calls in class rooms
         )
     return {
         "seconds": report.seconds,

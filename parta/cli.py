@@ -125,6 +125,7 @@ Parta is running: region «{s.region_name}», server name {s.server_name}.
   Homeserver for Element:  {s.element_homeserver_url}
   Provisioning service:    {s.provisioning_url}  (health: {s.provisioning_url}/healthz)
   Bridge (appservice):     {s.bridge_url}  (health: {s.bridge_url}/healthz)
+  Widgets (calls):         {s.widgets_url}  (health: {s.widgets_url}/healthz)
 
   Region administrator:    {s.region_admin_user_id}
   Password:                {s.region_admin_password.get_secret_value()}{admin_note}
@@ -274,7 +275,7 @@ def status(var_dir: VarDir = Path("var")) -> None:
 
 @app.command()
 def logs(
-    service: Annotated[str, typer.Argument(help="synapse, provisioning or bridge")] = "all",
+    service: Annotated[str, typer.Argument(help="synapse, provisioning, bridge, widgets")] = "all",
     lines: Annotated[int, typer.Option("-n", help="How many lines of each log.")] = 40,
     var_dir: VarDir = Path("var"),
 ) -> None:
@@ -284,9 +285,10 @@ def logs(
         "synapse": [settings.log_dir / "synapse.log", settings.log_dir / "synapse.stdout.log"],
         "provisioning": [settings.log_dir / "provisioning.log"],
         "bridge": [settings.log_dir / "bridge.log"],
+        "widgets": [settings.log_dir / "widgets.log"],
     }
     if service != "all" and service not in files:
-        _fail(f"Unknown service {service!r}: use synapse, provisioning or bridge.")
+        _fail(f"Unknown service {service!r}: use synapse, provisioning, bridge or widgets.")
     for name, paths in files.items():
         if service in ("all", name):
             for path in paths:
@@ -385,6 +387,22 @@ def serve_bridge(var_dir: VarDir = Path("var")) -> None:
     uvicorn.run(
         create_app(settings), host=settings.bind_address, port=settings.bridge_port, log_config=None
     )
+
+
+@serve_app.command("widgets")
+def serve_widgets(var_dir: VarDir = Path("var")) -> None:
+    """Run the widget service (the call widget's SFU) on its configured address."""
+    import uvicorn
+
+    from parta.logs import configure_logging
+    from widgets.app import create_app
+
+    settings = _load(var_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        create_app(settings), host=settings.bind_address, port=settings.widgets_port,
+        log_config=None,
+    )  # fmt: skip
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from provisioning.services.demo import DemoSchool, ensure_demo_school
 from provisioning.services.region import ensure_region_admin
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
-SERVICE_ORDER = ("synapse", "provisioning", "bridge")
+SERVICE_ORDER = ("synapse", "provisioning", "bridge", "widgets")
 SYNAPSE_MODULES_DIR = SOURCE_ROOT / "synapse-config" / "modules"
 
 
@@ -72,7 +72,7 @@ def _source_digest() -> bytes:
     """Parta's own code: a changed checkout restarts the services that run it."""
     files = sorted(
         p
-        for package in ("parta", "provisioning", "bridge")
+        for package in ("parta", "provisioning", "bridge", "widgets")
         for p in (SOURCE_ROOT / package).rglob("*")
         if p.suffix in {".py", ".mako"}
     )
@@ -99,10 +99,12 @@ class LocalDeployment:
             s.synapse_dir / "log.yaml",
             s.synapse_dir / f"appservice-{s.appservice_id}.yaml",
         ]
+        # The operator's own settings (docs/operations.md) come after ours, and win.
+        overrides = sorted(s.synapse_overrides_dir.glob("*.yaml"))
         # Synapse restarts when its configuration or the policy module's code changes.
         synapse_fingerprint = _digest(
             version("matrix-synapse").encode(),
-            *(p.read_bytes() for p in synapse_files),
+            *(p.read_bytes() for p in [*synapse_files, *overrides]),
             *(p.read_bytes() for p in sorted(SYNAPSE_MODULES_DIR.rglob("*.py"))),
         )
         # model_dump_json masks secrets, so they are added in the clear (only hashed here).
@@ -121,6 +123,8 @@ class LocalDeployment:
                     "synapse.app.homeserver",
                     "--config-path",
                     str(synapse_files[0]),
+                    "--config-path",
+                    str(s.synapse_overrides_dir),
                 ],
                 host=s.bind_address,
                 port=s.synapse_port,
@@ -145,6 +149,7 @@ class LocalDeployment:
                 for name, title, port in (
                     ("provisioning", "the provisioning service", s.provisioning_port),
                     ("bridge", "the bridge", s.bridge_port),
+                    ("widgets", "the widget service (calls)", s.widgets_port),
                 )
             ),
         ]

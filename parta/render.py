@@ -104,7 +104,12 @@ def ensure_signing_key(settings: Settings) -> bool:
 
 def render_all(settings: Settings) -> list[Path]:
     """Render every config file and the signing key; return what changed on disk."""
-    for directory in (settings.synapse_dir / "media_store", settings.log_dir, settings.run_dir):
+    for directory in (
+        settings.synapse_dir / "media_store",
+        settings.synapse_overrides_dir,
+        settings.log_dir,
+        settings.run_dir,
+    ):
         directory.mkdir(parents=True, exist_ok=True)
     changed = write_rendered(render_synapse_config(settings))
     if ensure_signing_key(settings):

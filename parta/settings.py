@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     public_homeserver_url: str = ""  # what Element users type; defaults to the local listener
     timezone: str = "Europe/Moscow"  # how the admin UI shows dates and times
     public_web_url: str = ""  # where people open the admin UI and invite links; defaults to local
+    public_widgets_url: str = ""  # where Matrix clients load widgets from; defaults to local
 
     # Where each service listens (loopback unless a reverse proxy fronts them).
     bind_address: str = "127.0.0.1"
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
     synapse_metrics_port: int = Field(default=9008, ge=1, le=65535)
     provisioning_port: int = Field(default=8080, ge=1, le=65535)
     bridge_port: int = Field(default=8009, ge=1, le=65535)
+    widgets_port: int = Field(default=8010, ge=1, le=65535)  # the call (SFU) and documents
 
     # Synapse's own database: SQLite for one machine, PostgreSQL for a real region.
     synapse_database: Literal["sqlite", "postgresql"] = "sqlite"
@@ -92,6 +94,10 @@ class Settings(BaseSettings):
     policy_pupil_peers: Literal["school", "class"] = "school"
     policy_adult_scope: Literal["region", "school"] = "region"
     policy_max_snapshot_age_s: float = Field(default=3600.0, ge=60, le=7 * 86_400)
+
+    # Calls: how many of the last speakers' cameras a participant receives besides the
+    # teacher's, the floor's and screen shares (aiortc has no simulcast: this is the budget).
+    call_last_n: int = Field(default=6, ge=0, le=30)
 
     # A demo school with demo accounts, loaded by `./deploy.sh` in development.
     demo_school: bool = True
@@ -199,6 +205,19 @@ class Settings(BaseSettings):
         return f"http://{self.bind_address}:{self.bridge_port}"
 
     @property
+    def widgets_url(self) -> str:
+        return f"http://{self.bind_address}:{self.widgets_port}"
+
+    @property
+    def call_widget_url(self) -> str:
+        """The call widget's URL template; the Matrix client fills in the `$` variables."""
+        base = (self.public_widgets_url or self.widgets_url).rstrip("/")
+        return (
+            f"{base}/call/?room_id=$matrix_room_id&user_id=$matrix_user_id"
+            "&lang=$org.matrix.msc2873.client_language"
+        )
+
+    @property
     def provisioning_url(self) -> str:
         return f"http://{self.bind_address}:{self.provisioning_port}"
 
@@ -213,6 +232,11 @@ class Settings(BaseSettings):
     @property
     def synapse_dir(self) -> Path:
         return self.var_dir / "synapse"
+
+    @property
+    def synapse_overrides_dir(self) -> Path:
+        """The operator's own Synapse settings (*.yaml), read after the rendered config."""
+        return self.synapse_dir / "homeserver.d"
 
     @property
     def policy_snapshot_path(self) -> Path:

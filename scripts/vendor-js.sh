@@ -9,6 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # package  version  file inside the package  destination folder
 PACKAGES=(
   "htmx.org 2.0.11 dist/htmx.min.js provisioning/web/static/vendor"
+  "matrix-widget-api 1.19.0 dist/api.min.js widgets/call/static/vendor"
 )
 
 work="$(mktemp -d)"

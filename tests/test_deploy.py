@@ -64,7 +64,7 @@ async def test_first_run_starts_everything_and_prints_a_login_that_works(
 ) -> None:
     out = deployed.first.stdout
     assert deployed.first.returncode == 0, deployed.first.stderr
-    for name in ("synapse", "provisioning", "bridge"):
+    for name in ("synapse", "provisioning", "bridge", "widgets"):
         assert re.search(rf"^started {name} \(ready in [0-9.]+ s\)$", out, re.M), out
     user_id = re.search(r"Region administrator:\s+(\S+)", out)
     password = re.search(r"Password:\s+(\S+)", out)
@@ -106,10 +106,10 @@ def test_a_changed_setting_restarts_only_what_it_affects(deployed: Deployed) -> 
 def test_stop_stops_exactly_what_it_started(deployed: Deployed, region: LocalDeployment) -> None:
     run_dir = deployed.var_dir / "run"
     pids = {p.stem: json.loads(p.read_text())["pid"] for p in run_dir.glob("*.json")}
-    assert set(pids) == {"synapse", "provisioning", "bridge"}
+    assert set(pids) == {"synapse", "provisioning", "bridge", "widgets"}
     stopped = deploy(deployed.var_dir, "stop")
     assert stopped.returncode == 0
-    assert stopped.stdout.strip() == "stopped bridge, provisioning, synapse"
+    assert stopped.stdout.strip() == "stopped widgets, bridge, provisioning, synapse"
     assert not any(_alive(pid) for pid in pids.values())
     # Another deployment on the same machine (the session's) is untouched.
     assert all(region.status().values())
@@ -144,6 +144,7 @@ def test_a_taken_port_is_explained(tmp_path: Path) -> None:
         "synapse": None,
         "provisioning": None,
         "bridge": None,
+        "widgets": None,
     }
 
 

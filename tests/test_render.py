@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 from synapse.config.homeserver import HomeServerConfig
 
+from parta.deployment import LocalDeployment
 from parta.render import render_all, render_synapse_config
 from parta.secrets import ensure_secrets
 from parta.settings import Settings
@@ -42,6 +43,23 @@ def test_synapse_accepts_the_rendered_config(tmp_path: Path, database: str) -> N
     assert config.appservice.app_service_config_files == [
         str(settings.synapse_dir / "appservice-parta.yaml")
     ]
+
+
+def test_the_operators_own_settings_win_and_restart_synapse(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "var")
+    render_all(settings)
+    deployment = LocalDeployment(settings)
+    synapse = deployment.specs()[0]
+    assert synapse.argv[-2:] == ["--config-path", str(settings.synapse_overrides_dir)]
+    (settings.synapse_overrides_dir / "50-local.yaml").write_text(
+        "max_upload_size: 7M\n", encoding="utf-8"
+    )
+    config = HomeServerConfig.load_config("parta-test", synapse.argv[3:])
+    assert config.media.max_upload_size == 7 * 1024 * 1024
+    assert config.server.server_name == "localhost"  # the rest stays ours
+    assert deployment.specs()[0].fingerprint != synapse.fingerprint
+    render_all(settings)  # rendering again leaves the operator's file alone
+    assert (settings.synapse_overrides_dir / "50-local.yaml").exists()
 
 
 def test_hardening_options(tmp_path: Path) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 
-from provisioning.reconciler.state import DesiredRoom, JoinRule, PowerLevels, RoomAlias, UserID
+from provisioning.reconciler.state import (
+    CallWidget,
+    DesiredRoom,
+    JoinRule,
+    PowerLevels,
+    RoomAlias,
+    UserID,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,14 @@ class SetPowerLevels:
 
 
 @dataclass(frozen=True, slots=True)
+class SetCallWidget:
+    """Put the call widget into the room, or take it out (`widget` None)."""
+
+    alias: RoomAlias
+    widget: CallWidget | None
+
+
+@dataclass(frozen=True, slots=True)
 class LinkChild:
     """`m.space.child` in the space and `m.space.parent` in the child."""
 
@@ -81,6 +96,7 @@ Action = (
     | SetJoinRule
     | SetHistoryVisibility
     | SetPowerLevels
+    | SetCallWidget
     | LinkChild
     | Join
     | Kick
@@ -99,6 +115,8 @@ def describe(action: Action) -> dict[str, object]:
                 "users": dict(levels.users),
                 "events_default": levels.events_default,
             }
+        case SetCallWidget(alias=alias, widget=widget):
+            fields = {"alias": alias, "url": widget.url if widget else None}
         case SetJoinRule(alias=alias, join_rule=rule):
             fields = {"alias": alias, "rule": rule.rule, "allow": list(rule.allow_spaces)}
         case _:

@@ -33,6 +33,7 @@ from provisioning.reconciler.actions import (
     Join,
     Kick,
     LinkChild,
+    SetCallWidget,
     SetHistoryVisibility,
     SetJoinRule,
     SetName,
@@ -42,6 +43,8 @@ from provisioning.reconciler.actions import (
 )
 from provisioning.reconciler.observe import read_room, remember, resolve_alias
 from provisioning.reconciler.state import (
+    CALL_WIDGET_ID,
+    WIDGETS_EVENT,
     DesiredRoom,
     JoinRule,
     ObservedRoom,
@@ -190,6 +193,7 @@ class Applier:
                     history_visibility=room.history_visibility,
                     members=frozenset({self.bot}),
                     invited=frozenset(UserID(u) for u in self._invitees(room)),
+                    call_widget=room.call_widget,
                 ),
             )
         # Commit each new room at once: a crash right after must find its record (it
@@ -218,6 +222,14 @@ class Applier:
                 },
             ],
         }
+        if room.call_widget is not None:
+            body["initial_state"].append(
+                {
+                    "type": WIDGETS_EVENT,
+                    "state_key": CALL_WIDGET_ID,
+                    "content": room.call_widget.content(self.bot),
+                }
+            )
         if room.is_space:
             body["creation_content"] = {"type": "m.space"}
         # The alias is the natural key: retrying after a lost answer at worst meets RoomInUse.
@@ -246,6 +258,13 @@ class Applier:
     async def set_power_levels(self, action: SetPowerLevels) -> None:
         await self._put_state(action.alias, "m.room.power_levels", action.power_levels.content())
         room = replace(self.rooms[action.alias], power_levels=action.power_levels)
+        self._update(action.alias, room)
+
+    async def set_call_widget(self, action: SetCallWidget) -> None:
+        # Empty content removes a widget (the Widget API's convention for state events).
+        content = action.widget.content(self.bot) if action.widget is not None else {}
+        await self._put_state(action.alias, WIDGETS_EVENT, content, CALL_WIDGET_ID)
+        room = replace(self.rooms[action.alias], call_widget=action.widget)
         self._update(action.alias, room)
 
     async def link_child(self, action: LinkChild) -> None:
@@ -325,6 +344,8 @@ class Applier:
                 return lambda: self.set_name(action)
             case SetTopic():
                 return lambda: self.set_topic(action)
+            case SetCallWidget():
+                return lambda: self.set_call_widget(action)
             case SetJoinRule():
                 return lambda: self.set_join_rule(action)
             case SetHistoryVisibility():

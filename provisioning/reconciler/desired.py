@@ -15,7 +15,7 @@ Reads the database in a handful of bulk queries: it must scale to a whole region
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from parta.naming import transliterate
 from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,
+    ManagedRoom,
     ParentLink,
     Person,
     Role,
@@ -33,6 +34,8 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.reconciler.state import (
+    WIDGETS_EVENT,
+    CallWidget,
     DesiredRoom,
     DesiredState,
     JoinRule,
@@ -58,7 +61,6 @@ _PROTECTED_STATE = (
     "m.space.parent",
 )
 _MODERATOR_STATE = ("m.room.avatar", "m.room.name", "m.room.pinned_events", "m.room.topic")
-WIDGETS_EVENT = "im.vector.modular.widgets"
 
 
 def school_alias(slug: str, suffix: str = "") -> RoomAlias:
@@ -112,8 +114,14 @@ class _ClassPeople:
         return self.class_teachers | self.subject_teachers
 
 
-def build_desired(session: Session, bot: UserID) -> DesiredState:
-    """Compute every managed room and account the database asks for."""
+def build_desired(
+    session: Session, bot: UserID, *, call_widget_url: str | None = None
+) -> DesiredState:
+    """Compute every managed room and account the database asks for.
+
+    `call_widget_url` is the call widget's URL template (`Settings.call_widget_url`):
+    class chats get it for lessons and parents chats for meetings.
+    """
     mxid: dict[int, UserID] = {}
     users: dict[UserID, str] = {}
     for person_id, user_id, name in session.execute(
@@ -186,13 +194,15 @@ def build_desired(session: Session, bot: UserID) -> DesiredState:
         everyone |= teachers
         rooms.update(_school_rooms(school, bot, admins, teachers, everyone))
         for school_class in classes:
-            rooms.update(
-                _class_rooms(school, school_class, bot, admins, class_people[school_class.id])
-            )
+            people = class_people[school_class.id]
+            rooms.update(_class_rooms(school, school_class, bot, admins, people, call_widget_url))
     for parent_id, child_id in families:
         if parent_id in mxid and child_id in placed_pupils:
             room = _family_room(bot, mxid[parent_id], users, mxid[child_id], parent_id, child_id)
             rooms[room.alias] = room
+    for alias in session.scalars(select(ManagedRoom.alias).where(ManagedRoom.federated)):
+        if RoomAlias(alias) in rooms:
+            rooms[RoomAlias(alias)] = replace(rooms[RoomAlias(alias)], federated=True)
     return DesiredState(bot=bot, users=users, rooms=rooms)
 
 
@@ -277,6 +287,7 @@ def _class_rooms(
     bot: UserID,
     admins: set[UserID],
     people: _ClassPeople,
+    call_widget_url: str | None,
 ) -> dict[RoomAlias, DesiredRoom]:
     key = class_key(school_class)
     space = school_alias(school.slug, key)
@@ -296,6 +307,11 @@ def _class_rooms(
         return _power(bot, levels, events_default=events_default, moderators_add_rooms=space)
 
     class_members = people.pupils | people.teachers | people.parents
+
+    def call(name: str) -> CallWidget | None:
+        # A graduated class's rooms are read-only: no more lessons or meetings there.
+        return CallWidget(call_widget_url, name) if call_widget_url and not archived else None
+
     rooms = [
         DesiredRoom(
             kind=RoomKind.CLASS_SPACE.value,
@@ -322,6 +338,7 @@ def _class_rooms(
             power_levels=power(0),
             members=frozenset(people.pupils | people.teachers | {bot}),
             parent=space,
+            call_widget=call("Урок"),
         ),
         DesiredRoom(
             kind=RoomKind.CLASS_CHANNEL.value,
@@ -350,6 +367,7 @@ def _class_rooms(
             power_levels=power(0),
             members=frozenset(people.class_teachers | people.parents | {bot}),
             parent=space,
+            call_widget=call("Родительское собрание"),
         ),
     ]
     return {room.alias: room for room in rooms}

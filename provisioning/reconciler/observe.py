@@ -18,6 +18,9 @@ from bridge.matrix.client import MatrixClient, path
 from bridge.matrix.errors import NotFound
 from provisioning.db.models import ManagedRoom, Person, RoomKind
 from provisioning.reconciler.state import (
+    CALL_WIDGET_ID,
+    WIDGETS_EVENT,
+    CallWidget,
     JoinRule,
     ObservedRoom,
     ObservedState,
@@ -48,6 +51,9 @@ def room_to_json(room: ObservedRoom) -> JsonDict:
         "invited": sorted(room.invited),
         "children": sorted(room.children),
         "parent": room.parent,
+        "call_widget": None
+        if room.call_widget is None
+        else {"url": room.call_widget.url, "name": room.call_widget.name},
     }
 
 
@@ -68,6 +74,7 @@ def room_from_json(alias: RoomAlias, room_id: str, data: Mapping[str, Any]) -> O
         children=frozenset(RoomAlias(c) for c in data.get("children", [])),
         parent=data.get("parent"),
         invited=frozenset(UserID(m) for m in data.get("invited", [])),
+        call_widget=CallWidget.from_content(data.get("call_widget") or {}),
     )
 
 
@@ -127,6 +134,7 @@ def room_from_state(
         children=children,
         parent=parents[0] if len(parents) == 1 else None,
         invited=with_membership("invite"),
+        call_widget=CallWidget.from_content(state.get((WIDGETS_EVENT, CALL_WIDGET_ID)) or {}),
     )
 
 

@@ -17,6 +17,7 @@ from provisioning.reconciler.actions import (
     Join,
     Kick,
     LinkChild,
+    SetCallWidget,
     SetHistoryVisibility,
     SetJoinRule,
     SetName,
@@ -56,6 +57,8 @@ def _state_fixes(want: DesiredRoom, have: ObservedRoom) -> Iterator[Action]:
         yield SetHistoryVisibility(want.alias, want.history_visibility)
     if have.power_levels != want.power_levels:
         yield SetPowerLevels(want.alias, want.power_levels)
+    if have.call_widget != want.call_widget:
+        yield SetCallWidget(want.alias, want.call_widget)
 
 
 def _round_robin(per_room: dict[RoomAlias, list[Join]]) -> Iterator[Join]:
@@ -71,6 +74,10 @@ def _round_robin(per_room: dict[RoomAlias, list[Join]]) -> Iterator[Join]:
         queues = still_busy
 
 
+def _server_of(user_id: UserID) -> str:
+    return user_id.split(":", 1)[1]
+
+
 def compute_plan(observed: ObservedState, desired: DesiredState) -> list[Action]:
     """Return the actions that make `observed` match `desired`, and nothing else."""
     plan: list[Action] = [
@@ -78,6 +85,7 @@ def compute_plan(observed: ObservedState, desired: DesiredState) -> list[Action]
         for user_id in sorted(desired.users)
         if user_id not in observed.users
     ]
+    home = _server_of(desired.bot)
     fixes: list[Action] = []
     links: list[Action] = []
     joins: dict[RoomAlias, list[Join]] = {}
@@ -102,7 +110,10 @@ def compute_plan(observed: ObservedState, desired: DesiredState) -> list[Action]
         missing = sorted(want.members - current_members)
         if missing:
             joins[want.alias] = [Join(want.alias, user_id) for user_id in missing]
-        # Invited but not wanted: the invitation is withdrawn. The bot is never removed.
+        # Invited but not wanted: the invitation is withdrawn. The bot is never removed, nor
+        # the other regions' guests of a room the school opened to them.
         extra = (current_members | invited) - want.members - {desired.bot}
+        if want.federated:
+            extra = frozenset(u for u in extra if _server_of(u) == home)
         kicks.extend(Kick(want.alias, u) for u in sorted(extra))
     return [*plan, *fixes, *links, *_round_robin(joins), *kicks]

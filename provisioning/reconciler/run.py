@@ -47,6 +47,7 @@ async def reconcile(
     concurrency: int = DEFAULT_CONCURRENCY,
     wait_s: float = 0.0,
     policy_snapshot: Path | None = None,
+    call_widget_url: str | None,
 ) -> RunReport:
     """Make Synapse match the database; safe to run at any time and to interrupt.
 
@@ -59,6 +60,9 @@ async def reconcile(
         wait_s: how long to wait for another run to finish.
         policy_snapshot: where to keep the school policy module's snapshot up to date:
             written before the plan is applied (people) and after (the rooms made).
+        call_widget_url: the call widget's URL template, put into class chats and parents
+            chats (`Settings.call_widget_url`). Required: None takes Parta's widgets out of
+            every room, so no caller may get it by forgetting.
 
     Raises:
         ReconcilerBusy: another run still holds the lease after `wait_s`.
@@ -69,6 +73,7 @@ async def reconcile(
         return await _reconcile(
             session, client, server_name=server_name, bot=bot, full=full, dry_run=dry_run,
             concurrency=concurrency, policy_snapshot=None if dry_run else policy_snapshot,
+            call_widget_url=call_widget_url,
         )  # fmt: skip
 
 
@@ -82,13 +87,14 @@ async def _reconcile(
     dry_run: bool,
     concurrency: int,
     policy_snapshot: Path | None,
+    call_widget_url: str | None,
 ) -> RunReport:
     started = time.monotonic()
     calls_before = client.requests_sent
     if policy_snapshot is not None:
         # People first: the policy must know a newcomer before anyone tries to reach them.
         refresh_snapshot(session, policy_snapshot, bot)
-    desired = build_desired(session, bot)
+    desired = build_desired(session, bot, call_widget_url=call_widget_url)
     owners = {alias: room.owner for alias, room in desired.rooms.items()}
     observed = await observe(
         client, session, desired.rooms, server_name=server_name, bot=bot, full=full, owners=owners
@@ -141,4 +147,5 @@ async def reconcile_region(
         dry_run=dry_run,
         wait_s=wait_s,
         policy_snapshot=settings.policy_snapshot_path,
+        call_widget_url=settings.call_widget_url,
     )

@@ -63,6 +63,40 @@ class PowerLevels:
         )
 
 
+WIDGETS_EVENT = "im.vector.modular.widgets"
+CALL_WIDGET_ID = "parta-call"  # the state key of the call widget Parta keeps in a room
+
+
+@dataclass(frozen=True, slots=True)
+class CallWidget:
+    """The call widget in a room (`im.vector.modular.widgets`, state key `parta-call`).
+
+    `url` is the widget's URL template: the Matrix client fills in `$matrix_room_id` and
+    the others (Widget API spec) before it loads the page.
+    """
+
+    url: str
+    name: str
+
+    def content(self, creator: str) -> JsonDict:
+        return {
+            "id": CALL_WIDGET_ID,
+            "type": "m.custom",
+            "url": self.url,
+            "name": self.name,
+            "creatorUserId": creator,
+            "waitForIframeLoad": True,
+            "data": {"title": self.name},
+        }
+
+    @classmethod
+    def from_content(cls, content: Mapping[str, Any]) -> CallWidget | None:
+        url, name = content.get("url"), content.get("name")
+        if not isinstance(url, str) or not url:
+            return None  # removed (empty content) or not a widget
+        return cls(url, name if isinstance(name, str) else "")
+
+
 class RoomOwner(NamedTuple):
     """What a managed room stands for: its kind and the school (and class) it belongs to."""
 
@@ -85,6 +119,10 @@ class DesiredRoom:
     kind: str = ""  # a RoomKind value, recorded with the managed room
     school_id: int | None = None  # the row the room stands for, recorded with it too
     class_id: int | None = None
+    # The school opened the room to other regions (docs/safety.md): members of other servers,
+    # let in by the school policy module, stay; closing the room again removes them.
+    federated: bool = False
+    call_widget: CallWidget | None = None  # lessons in class chats, meetings with parents
 
     @property
     def owner(self) -> RoomOwner:
@@ -111,6 +149,7 @@ class ObservedRoom:
     children: frozenset[RoomAlias] = frozenset()  # managed children linked from this space
     parent: RoomAlias | None = None  # managed space this room names as its parent
     invited: frozenset[UserID] = frozenset()  # invited, not (yet) joined
+    call_widget: CallWidget | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,12 @@ from provisioning.db.models import (
     AuditEvent,
     Enrolment,
     EnrolmentRole,
+    ManagedRoom,
     ParentLink,
     Person,
     Role,
     RoleAssignment,
+    RoomKind,
     School,
     SchoolClass,
     Subject,
@@ -370,3 +372,44 @@ def family_of(session: Session, parent_id: int) -> list[ChildRow]:
         ChildRow(child, school_class, enrolled_at is not None, linked_at is not None)
         for child, school_class, enrolled_at, linked_at in rows
     ]
+
+
+# Within a school, its rooms are listed school-wide first, then class by class.
+_ROOM_ORDER = {
+    kind: index
+    for index, kind in enumerate(
+        (
+            RoomKind.SCHOOL_SPACE,
+            RoomKind.ANNOUNCEMENTS,
+            RoomKind.STAFF_ROOM,
+            RoomKind.CLASS_SPACE,
+            RoomKind.CLASS_CHAT,
+            RoomKind.CLASS_CHANNEL,
+            RoomKind.CLASS_PARENTS,
+        )
+    )
+}
+
+
+@dataclass(frozen=True)
+class RoomRow:
+    room: ManagedRoom
+    school_class: SchoolClass | None  # None for the school-wide rooms
+
+
+def school_rooms(session: Session, school: School) -> list[RoomRow]:
+    """The school's managed rooms, of its current classes, in the order people read them."""
+    rows = session.execute(
+        select(ManagedRoom, SchoolClass)
+        .outerjoin(SchoolClass, SchoolClass.id == ManagedRoom.class_id)
+        .where(ManagedRoom.school_id == school.id, SchoolClass.archived_at.is_(None))
+    ).all()
+    result = [RoomRow(room, school_class) for room, school_class in rows]
+    result.sort(
+        key=lambda row: (
+            (0, 0, "") if row.school_class is None
+            else (1, row.school_class.grade, row.school_class.letter),
+            _ROOM_ORDER.get(row.room.kind, len(_ROOM_ORDER)),
+        )
+    )  # fmt: skip
+    return result

@@ -390,7 +390,8 @@ def set_room_federation(
     """Open one of the school's rooms to the federated regions' people, or close it again.
 
     Only the school's own rooms; the school policy module (docs/safety.md) keeps every other
-    room with pupils closed to other servers.
+    room with pupils closed to other servers. In an open room the reconciler leaves the
+    guests from other servers in place; once it is closed, it removes them.
 
     Raises:
         DomainError: the school has no managed room with this alias.
@@ -400,6 +401,8 @@ def set_room_federation(
         raise DomainError(N_("The school has no room %(alias)s."), alias=alias)
     if room.federated != federated:
         room.federated = federated
+        # Closing it again removes the other regions' guests: the next run reads the room.
+        room.dirty = True
         _audit(
             session, actor, "room.federation_opened" if federated else "room.federation_closed",
             alias, school_id=school.id, kind=room.kind.value,

@@ -30,6 +30,9 @@ def test_moderators_come_from_the_rooms_power_levels() -> None:
     assert is_moderator({"users_default": 50}, IVAN)
     assert not is_moderator(None, TEACHER)  # no power levels known: nobody moderates
     assert not is_moderator({"users": {IVAN: True}}, IVAN)  # booleans are not levels
+    # Room version 12: creators have unlimited power and are not listed in `users`.
+    assert is_moderator({"users": {}}, TEACHER, creators=frozenset({TEACHER}))
+    assert not is_moderator({"users": {}}, IVAN, creators=frozenset({TEACHER}))
 
 
 def test_pupils_join_muted_and_the_teacher_gives_the_floor() -> None:

@@ -19,6 +19,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCSessionDescription,
 )
 
 from tests.call.test_rtp_forwarding import Pattern
@@ -49,6 +50,10 @@ class Client:
 
     async def join(self, room: CallRoom) -> None:
         offer = await room.connect(self.user_id, self.on_message)
+        await room.accept_answer(self.user_id, await self.answer(offer))
+
+    async def answer(self, offer: RTCSessionDescription) -> str:
+        """Answer the SFU's offer, publishing a microphone and a camera."""
 
         @self.pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
@@ -67,7 +72,7 @@ class Client:
         for transceiver in transceivers[3:]:
             transceiver.direction = "recvonly"
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        await room.accept_answer(self.user_id, self.pc.localDescription.sdp)
+        return self.pc.localDescription.sdp
 
     async def _count(self, mid: str, track: MediaStreamTrack) -> None:
         while True:
@@ -128,8 +133,9 @@ async def test_pupils_see_and_hear_the_teacher_and_not_each_other(
         camera = slot_of(room, pupil, (TEACHER, Source.CAMERA))
         voice = slot_of(room, pupil, (TEACHER, Source.AUDIO))
         assert camera is not None and voice is not None
-        await until(lambda p=pupil, m=camera: clients[p].frames.get(m, 0) >= 15, "video")
-        await until(lambda p=pupil, m=voice: clients[p].packets_on(m), "the teacher's voice")
+        page = clients[pupil]
+        await until(lambda: page.frames.get(camera, 0) >= 15, "the teacher's video")  # noqa: B023
+        await until(lambda: page.packets_on(voice), "the teacher's voice")  # noqa: B023
         # Nothing of the other pupil is assigned, whatever their client sends.
         other = MASHA if pupil == IVAN else IVAN
         assert slot_of(room, pupil, (other, Source.AUDIO)) is None

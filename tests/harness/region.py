@@ -16,12 +16,13 @@ from tests.harness.ports import free_ports
 
 def write_config(var_dir: Path, **overrides: object) -> None:
     """Write var/parta.env with free ports and the given settings (as PARTA_* lines)."""
-    synapse, metrics, provisioning, bridge = free_ports(4)
+    synapse, metrics, provisioning, bridge, widgets = free_ports(5)
     values: dict[str, object] = {
         "synapse_port": synapse,
         "synapse_metrics_port": metrics,
         "provisioning_port": provisioning,
         "bridge_port": bridge,
+        "widgets_port": widgets,
         "log_level": "INFO",
         "demo_school": "false",  # tests/test_demo.py loads it on purpose
         # The service's own reconciler runs only when a test's API call asks for it.

@@ -10,7 +10,7 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,23 +148,27 @@ async def school(region: LocalDeployment, db: Session) -> Region2:
     )  # fmt: skip
 
 
+Account = tuple[str, str, str]  # homeserver URL, user ID, password
+
+
 class People:
-    def __init__(self, region: LocalDeployment, school: Region2) -> None:
-        self.region, self.school = region, school
+    """Each person's client, logged in on first use; `accounts` says where and as whom."""
+
+    def __init__(self, accounts: Callable[[str], Account]) -> None:
+        self.accounts = accounts
         self.open: dict[str, Person] = {}
 
     async def __call__(self, key: str) -> Person:
         if key not in self.open:
-            user = self.school.stranger if key == "stranger" else self.school.people[key]
-            password = self.school.stranger_password if key == "stranger" else PASSWORD
-            client = AsyncClient(self.region.settings.homeserver_url, user)
+            homeserver, user, password = self.accounts(key)
+            client = AsyncClient(homeserver, user)
             assert isinstance(
                 await client.login(password, device_name="policy-tests"), LoginResponse
             )
             http = httpx.AsyncClient(
-                base_url=self.region.settings.homeserver_url,
+                base_url=homeserver,
                 headers={"Authorization": f"Bearer {client.access_token}"},
-                timeout=30,
+                timeout=60,
             )
             self.open[key] = Person(client, http)
         return self.open[key]
@@ -177,7 +181,11 @@ class People:
 
 @pytest.fixture(scope="module")
 async def person(region: LocalDeployment, school: Region2) -> AsyncIterator[People]:
-    people = People(region, school)
+    def account(key: str) -> Account:
+        password = school.stranger_password if key == "stranger" else PASSWORD
+        return region.settings.homeserver_url, uid(school, key), password
+
+    people = People(account)
     yield people
     await people.close()
 

@@ -80,7 +80,7 @@ def test_adults_of_one_school_only_when_the_region_says_so(a: str, b: str, allow
         ("t5a", "p5a1", "!chat51", True, ""),
         ("t5a", "t2", "!chat51", False, "not_of_school"),  # an outsider into a class chat
         ("t5a", "stranger", "!space1", False, "not_of_school"),
-        ("t5a", REMOTE, "!chat51", False, "remote"),
+        ("t5a", REMOTE, "!chat51", False, "room_closed"),
         ("t5a", REMOTE, "!fed", True, ""),  # the school opened this room to other regions
         ("director", "p5a1", "!staff1", False, "not_for_pupils"),
         ("t5a", "p5a1", "!parents51", False, "not_for_pupils"),
@@ -148,12 +148,13 @@ def test_staff_answer_a_knock_by_inviting_the_newcomer() -> None:
     assert answer("director", u("stranger"))
     assert answer("p5a1", u("stranger")).reason == "not_of_school"  # pupils do not admit
     assert answer("t2", u("stranger")).reason == "not_of_school"  # another school's staff
-    assert answer("t5a", REMOTE).reason == "remote"
+    assert answer("t5a", REMOTE).reason == "room_closed"
     assert not rules.may_invite(D, RULES, u("t5a"), u("stranger"), "!cspace51", ())  # no knock
 
 
 def test_other_servers_stay_out_of_rooms_with_pupils() -> None:
-    assert rules.may_join_from_another_server(D, RULES, "!chat51", []).reason == "remote"
+    assert rules.may_join_from_another_server(D, RULES, "!chat51", []).reason == "room_closed"
+    assert rules.may_join_from_another_server(D, RULES, "!staff1", []).reason == "room_closed"
     assert rules.may_join_from_another_server(D, RULES, "!fed", [])
     assert not rules.may_join_from_another_server(D, RULES, "!group", [u("t5a"), u("p5a1")])
     assert rules.may_join_from_another_server(D, RULES, "!group", [u("t5a"), u("t5b")])
@@ -226,7 +227,7 @@ def test_every_refusal_has_a_message_in_both_languages() -> None:
     reasons = {"outsider", "other_class", "other_child", "pupil_unconfirmed", "remote",
                "not_of_school", "not_for_pupils", "knock_outsider", "only_staff_create",
                "bot_only", "channel", "announcements", "no_directory", "adults_other_school",
-               "policy_unavailable"}  # fmt: skip
+               "policy_unavailable", "room_closed"}  # fmt: skip
     assert set(MESSAGES) == reasons
     for texts in MESSAGES.values():
         assert set(texts) == {"ru", "en"} and all(len(t) > 20 for t in texts.values())

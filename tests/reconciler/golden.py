@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioning.reconciler.state import (
+    CallWidget,
     DesiredRoom,
     DesiredState,
     JoinRule,
@@ -35,6 +36,10 @@ def _rule(data: dict[str, Any] | None) -> JoinRule | None:
     return JoinRule(data["rule"], tuple(RoomAlias(a) for a in data.get("allow", [])))
 
 
+def _widget(data: dict[str, Any] | None) -> CallWidget | None:
+    return None if data is None else CallWidget(data["url"], data["name"])
+
+
 def load_case(path: Path) -> tuple[ObservedState, DesiredState, list[dict[str, Any]]]:
     case = json.loads(path.read_text(encoding="utf-8"))
     want = case["desired"]
@@ -51,6 +56,8 @@ def load_case(path: Path) -> tuple[ObservedState, DesiredState, list[dict[str, A
                 power_levels=_power(r["power"]) or PowerLevels((), 0),
                 members=frozenset(UserID(m) for m in r["members"]),
                 parent=r.get("parent"),
+                federated=r.get("federated", False),
+                call_widget=_widget(r.get("call_widget")),
             )
             for r in want["rooms"]
         },
@@ -71,6 +78,7 @@ def load_case(path: Path) -> tuple[ObservedState, DesiredState, list[dict[str, A
                 children=frozenset(RoomAlias(c) for c in r.get("children", [])),
                 parent=r.get("parent"),
                 invited=frozenset(UserID(m) for m in r.get("invited", [])),
+                call_widget=_widget(r.get("call_widget")),
             )
             for r in have["rooms"]
         },

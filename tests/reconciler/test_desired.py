@@ -5,9 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisioning.db.models import EnrolmentRole, Person, Region, Role, SchoolClass
+from provisioning.db.models import (
+    EnrolmentRole,
+    ManagedRoom,
+    Person,
+    Region,
+    Role,
+    RoomKind,
+    School,
+    SchoolClass,
+)
 from provisioning.reconciler.desired import build_desired
 from provisioning.reconciler.state import DesiredState, RoomAlias, UserID
 from provisioning.services import schools as svc
@@ -194,3 +204,33 @@ def test_an_unconfirmed_pupil_is_placed_nowhere_and_a_confirming_parent_gets_a_f
     assert f"{A5}-parents" in rooms_of(desired, "olga.mother")
     # Anna, who never confirmed Ivan in Parta, has no family room: rosters make none.
     assert not any(alias.startswith("family-") for alias in rooms_of(desired, "anna"))
+
+
+def test_a_room_the_school_opened_to_other_regions_is_desired_open(session: Session) -> None:
+    _school(session)
+    school = session.scalars(select(School)).one()
+    for alias, kind in ((f"{S}-staff", RoomKind.STAFF_ROOM), (f"{A5}-chat", RoomKind.CLASS_CHAT)):
+        session.add(ManagedRoom(alias=alias, kind=kind, school_id=school.id, dirty=False))
+    session.flush()
+    svc.set_room_federation(session, school, f"{S}-staff", True, actor="@director:hs")
+    session.commit()
+    desired = build_desired(session, BOT)
+    assert [a for a, room in desired.rooms.items() if room.federated] == [f"{S}-staff"]
+    # Closing it again makes the next run read the room, to remove the guests.
+    svc.set_room_federation(session, school, f"{S}-staff", False, actor="@director:hs")
+    assert session.get(ManagedRoom, f"{S}-staff").dirty  # type: ignore[union-attr]
+    assert not any(room.federated for room in build_desired(session, BOT).rooms.values())
+    with pytest.raises(svc.DomainError):
+        svc.set_room_federation(session, school, f"{B5}-chat", True)  # not made yet
+
+
+def test_class_chats_and_parents_chats_get_the_call_widget(session: Session) -> None:
+    _school(session)
+    assert not any(room.call_widget for room in build_desired(session, BOT).rooms.values())
+    url = "https://w.example/call/?room_id=$matrix_room_id"
+    desired = build_desired(session, BOT, call_widget_url=url)
+    with_calls = {a: room.call_widget for a, room in desired.rooms.items() if room.call_widget}
+    assert set(with_calls) == {f"{c}-{kind}" for c in (A5, B5, A11) for kind in ("chat", "parents")}
+    assert {w.url for w in with_calls.values()} == {url}
+    assert with_calls[RoomAlias(f"{A5}-chat")].name == "Урок"
+    assert with_calls[RoomAlias(f"{A5}-parents")].name == "Родительское собрание"

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from provisioning.reconciler.actions import describe
 from provisioning.reconciler.plan import compute_plan
 from provisioning.reconciler.state import (
+    CallWidget,
     DesiredRoom,
     DesiredState,
     JoinRule,
@@ -26,6 +27,7 @@ from tests.reconciler.homeserver_model import apply_to_model, assert_matches
 BOT = UserID("@parta:hs")
 PEOPLE = [UserID(f"@p{i}:hs") for i in range(6)]
 ALIASES = [RoomAlias(f"school-s-{i}") for i in range(5)]
+GUESTS = [UserID(f"@g{i}:other.region") for i in range(2)]  # people of a federated region
 
 
 @pytest.mark.parametrize("path", sorted(CASES.glob("*.json")), ids=lambda p: p.stem)
@@ -50,6 +52,10 @@ power_levels = st.builds(
 )
 names = st.sampled_from(["5А", "5Б", "Учительская"])
 member_sets = st.frozensets(st.sampled_from(PEOPLE), max_size=6)
+observed_member_sets = st.frozensets(st.sampled_from(PEOPLE + GUESTS), max_size=6)
+widgets = st.sampled_from(
+    [None, CallWidget("https://w/call/?room_id=$matrix_room_id", "Урок"), CallWidget("u", "x")]
+)
 
 
 @st.composite
@@ -67,6 +73,8 @@ def desired_states(draw: st.DrawFn) -> DesiredState:
             power_levels=draw(power_levels),
             members=draw(member_sets) | {BOT},
             parent=draw(st.sampled_from([None, *spaces])),
+            federated=draw(st.booleans()),
+            call_widget=draw(widgets),
         )
     people = draw(st.frozensets(st.sampled_from(PEOPLE)))
     members = set().union(*(room.members for room in rooms.values())) - {BOT}
@@ -84,10 +92,11 @@ def observed_states(draw: st.DrawFn) -> ObservedState:
             join_rule=draw(st.one_of(st.none(), join_rules)),
             power_levels=draw(st.one_of(st.none(), power_levels)),
             history_visibility=draw(st.sampled_from([None, "shared", "joined"])),
-            members=draw(member_sets) | {BOT},
+            members=draw(observed_member_sets) | {BOT},
             children=draw(st.frozensets(st.sampled_from(ALIASES), max_size=3)),
             parent=draw(st.sampled_from([None, *ALIASES])),
-            invited=draw(member_sets),
+            invited=draw(observed_member_sets),
+            call_widget=draw(widgets),
         )
         for alias in draw(st.lists(st.sampled_from(ALIASES), unique=True, max_size=5))
     }

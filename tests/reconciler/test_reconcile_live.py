@@ -55,6 +55,7 @@ async def run(region: LocalDeployment, db: Session, **kwargs: bool) -> RunReport
     async with MatrixClient(s.homeserver_url, s.as_token.get_secret_value()) as client:
         return await reconcile(
             db, client, server_name=s.server_name, bot=UserID(s.bot_user_id), wait_s=120,
+            call_widget_url=s.call_widget_url,
             **kwargs,
         )  # fmt: skip
 
@@ -233,6 +234,7 @@ async def test_promotion_renames_and_archives_read_only(
         "SetTopic",
         "SetPowerLevels",
         "SetJoinRule",
+        "SetCallWidget",  # a graduated class has no more lessons: its chat loses the call
         "Kick",
     }
     graduate = await device("petr")
@@ -241,8 +243,19 @@ async def test_promotion_renames_and_archives_read_only(
     assert not await can_post(graduate, archived_chat)
     state = await graduate.room_get_state_event(archived_chat, "m.room.name")
     assert getattr(state, "content", {}).get("name") == "11А — чат класса (архив)"
+    widget = await graduate.room_get_state_event(
+        archived_chat, "im.vector.modular.widgets", "parta-call"
+    )
+    assert not getattr(widget, "content", {}).get("url")  # removed (empty content)
     pupil = await device("ivan")
     name = await pupil.room_get_state_event(
         room_id(db, f"{alias_of(live, '-2033a')}-chat"), "m.room.name"
     )
     assert getattr(name, "content", {}).get("name") == "6А — чат класса"
+    # The class chat carries the call widget, pointing at this region's widget service.
+    widget = await pupil.room_get_state_event(
+        room_id(db, f"{alias_of(live, '-2033a')}-chat"), "im.vector.modular.widgets", "parta-call"
+    )
+    content = getattr(widget, "content", {})
+    assert content.get("url") == region.settings.call_widget_url
+    assert content.get("name") == "Урок" and content.get("type") == "m.custom"

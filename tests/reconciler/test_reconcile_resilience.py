@@ -67,6 +67,7 @@ async def run(region: LocalDeployment, db: Session, **kwargs: bool) -> RunReport
     async with MatrixClient(s.homeserver_url, s.as_token.get_secret_value()) as client:
         return await reconcile(
             db, client, server_name=s.server_name, bot=UserID(s.bot_user_id), wait_s=120,
+            call_widget_url=s.call_widget_url,
             **kwargs,
         )  # fmt: skip
 

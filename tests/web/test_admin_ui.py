@@ -38,6 +38,16 @@ def sign_in(page: Page, base: str, login: str, password: str) -> None:
     page.click("form[action='/login'] button[type=submit]")
 
 
+def region_admin_page(region: LocalDeployment, context: BrowserContext) -> Page:
+    """A page signed in as the region's administrator, on the dashboard."""
+    s = region.settings
+    page = context.new_page()
+    password = s.region_admin_password.get_secret_value()
+    sign_in(page, s.provisioning_url, s.region_admin_localpart, password)
+    expect(page.locator("h1")).to_contain_text("Здравствуйте")
+    return page
+
+
 def run_async_value(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to its end; in a thread, as Playwright's sync API owns this one's loop."""
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -198,6 +208,7 @@ def test_a_teacher_sees_their_school_and_nothing_of_another(
         f"/schools/{teacher.other_school}/classes/{teacher.other_school_class}",
         f"/schools/{teacher.other_school}/people",
         f"/schools/{teacher.own_school}/audit",  # the audit log is the administration's
+        f"/schools/{teacher.own_school}/rooms",  # so is opening rooms to other regions
         "/schools",
     ]
     for path in forbidden:
@@ -208,6 +219,7 @@ def test_a_teacher_sees_their_school_and_nothing_of_another(
     response = page.goto(f"{base}/schools/{teacher.own_school}")
     assert response is not None and response.status == 200
     assert page.locator("form[action$='/classes']").count() == 0  # no class form for teachers
+    assert page.locator("a[href$='/rooms']").count() == 0
 
     # A forged request is refused on the server, whatever the page shows.
     token = page.locator("input[name=csrf_token]").first.get_attribute("value")
@@ -221,16 +233,18 @@ def test_a_teacher_sees_their_school_and_nothing_of_another(
         form={"label": "9В", "csrf_token": token or ""},
     )
     assert other.status == 403
+    opened = page.request.post(
+        f"{base}/schools/{teacher.own_school}/rooms/school-any-staff/federation",
+        form={"federated": "yes", "csrf_token": token or ""},
+    )
+    assert opened.status == 403
 
 
 def test_forms_without_a_valid_csrf_token_are_refused(
     region: LocalDeployment, context: BrowserContext
 ) -> None:
-    s = region.settings
-    base = s.provisioning_url
-    page = context.new_page()
-    sign_in(page, base, s.region_admin_localpart, s.region_admin_password.get_secret_value())
-    expect(page.locator("h1")).to_contain_text("Здравствуйте")
+    base = region.settings.provisioning_url
+    page = region_admin_page(region, context)
     token = page.locator("input[name=csrf_token]").first.get_attribute("value") or ""
     for form in ({"name": "Школа без токена"}, {"name": "Школа", "csrf_token": "0" * 64}):
         response = page.request.post(f"{base}/schools", form=form)

@@ -13,6 +13,8 @@ from babel.support import Translations
 from provisioning.i18n import LOCALES, catalogue_path, translations
 from provisioning.web import STATIC_DIR
 
+CALL_VENDOR = Path(__file__).resolve().parents[2] / "widgets" / "call" / "static" / "vendor"
+
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = [
     ("provisioning/**.py", "python"),
@@ -88,9 +90,9 @@ def test_placeholders_survive_translation() -> None:
             assert set(placeholder.findall(text)) == wanted, (message.id, text)
 
 
-def test_vendored_scripts_are_the_pinned_builds() -> None:
+@pytest.mark.parametrize("vendor", [STATIC_DIR / "vendor", CALL_VENDOR], ids=["admin", "call"])
+def test_vendored_scripts_are_the_pinned_builds(vendor: Path) -> None:
     """Pages load scripts only from this site; each file is the one scripts/vendor-js.sh pinned."""
-    vendor = STATIC_DIR / "vendor"
     lines = (vendor / "VENDORED.txt").read_text().splitlines()
     assert lines
     for line in lines:

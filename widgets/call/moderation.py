@@ -39,12 +39,19 @@ class CallError(Exception):
         self.reason = reason
 
 
-def is_moderator(power_levels: Mapping[str, Any] | None, user_id: str) -> bool:
+def is_moderator(
+    power_levels: Mapping[str, Any] | None,
+    user_id: str,
+    creators: frozenset[str] = frozenset(),
+) -> bool:
     """Power at least the room's `kick` level (the Matrix spec's defaults when unset).
 
-    Without a power levels event the spec gives the room's creator 100 and others 0;
-    the SFU then knows no creator, so nobody moderates: pupils stay muted, safely.
+    `creators` are those with unlimited power whatever the power levels say: since room
+    version 12 the room's creators (MSC4289), who are not listed in `users` at all.
+    Without a power levels event nobody else moderates: pupils stay muted, safely.
     """
+    if user_id in creators:
+        return True
     if not power_levels:
         return False
     users = power_levels.get("users") or {}

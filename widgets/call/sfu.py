@@ -150,10 +150,15 @@ class CallRoom:
         await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         self.reassign()
 
-    async def disconnect(self, user_id: str) -> None:
-        peer = self.peers.pop(user_id, None)
-        if peer is not None:
-            await peer.pc.close()
+    async def disconnect(self, user_id: str, peer: CallPeer | None = None) -> None:
+        """Close a participant's connection (only `peer`, if given and replaced since)."""
+        current = self.peers.get(user_id)
+        if peer is not None and peer is not current:
+            await peer.pc.close()  # an older connection of someone who came back
+            return
+        if current is not None:
+            del self.peers[user_id]
+            await current.pc.close()
         self.reassign()
 
     async def close(self) -> None:

@@ -5,8 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from provisioning.web.deps import verify_csrf
-from provisioning.web.pages import auth, home, invites, people, requests, roster, schools
+from provisioning.web.pages import (
+    auth,
+    home,
+    invites,
+    people,
+    requests,
+    rooms,
+    roster,
+    schools,
+)
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
-for module in (auth, home, schools, people, invites, requests, roster):
+for module in (auth, home, schools, rooms, people, invites, requests, roster):
     router.include_router(module.router)

@@ -40,6 +40,12 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "где есть ученики.",
         "en": "People of other servers cannot talk with pupils or enter rooms with pupils in them.",
     },
+    "room_closed": {
+        "ru": "Эта комната школы закрыта для людей с других серверов. Открыть её для другого "
+        "региона может администрация школы.",
+        "en": "This room of the school is closed to people of other servers. The school's "
+        "administration can open it to another region.",
+    },
     "not_of_school": {
         "ru": "Этот человек не из этой школы. В комнаты школы попадают только её ученики, "
         "родители и сотрудники; добавьте человека в школу через администрацию.",

@@ -235,12 +235,30 @@ class SchoolPolicy:
 
     async def check_event_for_spam(self, event: EventBase) -> SpamAnswer:
         if event.is_state():
+            if event.type == "m.room.member" and not rules.is_local(self._rules, event.sender):
+                return await self._remote_membership(event)
             return NOT_SPAM  # state is decided by the state and membership callbacks
         d = self._store.directory
         if d is None or event.room_id not in d.rooms:
             return NOT_SPAM  # only channels are restricted, and only the snapshot knows them
         decision = rules.may_post(d, self._rules, event.sender, event.room_id, event.type)
         return self._answer(decision, "post", sender=event.sender, room=event.room_id)
+
+    async def _remote_membership(self, event: EventBase) -> SpamAnswer:
+        """A join from another server that did not ask us to make it (`make_join`, which
+        `check_event_allowed` refuses): Synapse runs no third-party rule on the `send_join`
+        itself, but asks the spam checker about every event it receives over federation and
+        soft-fails what is refused, so such a join never enters the room's state.
+        """
+        if event.content.get("membership") not in ("join", "knock"):
+            return NOT_SPAM
+        d = self._directory(room_id=event.room_id)
+        if isinstance(d, Decision):
+            decision = d
+        else:
+            members = [] if event.room_id in d.rooms else await self._members(event.room_id)
+            decision = rules.may_join_from_another_server(d, self._rules, event.room_id, members)
+        return self._answer(decision, "remote join", user=event.sender, room=event.room_id)
 
     async def federated_user_may_invite(self, event: EventBase) -> SpamAnswer:
         invitee = str(event.state_key)

@@ -74,7 +74,7 @@ def refuse(reason: str) -> Decision:
 
 
 def is_local(rules: Rules, user: str) -> bool:
-    return user.endswith(":" + rules.server_name)
+    return user.partition(":")[2] == rules.server_name  # exact: the name may carry a port
 
 
 # --- people with people ---------------------------------------------------------------------
@@ -140,7 +140,7 @@ def _may_be_in_managed(d: Directory, rules: Rules, user: str, room: ManagedRoom)
     if user == d.bot or user in d.region_admins:
         return ALLOW
     if not is_local(rules, user):
-        return ALLOW if room.federated else refuse("remote")  # the school opted this room in
+        return ALLOW if room.federated else refuse("room_closed")  # unless the school opened it
     if d.is_pupil(user) and room.kind not in PUPIL_ROOMS:
         return refuse("not_for_pupils")  # the staff room and the parents chat
     if not d.belongs_to(user, room.school):
@@ -211,7 +211,7 @@ def may_join_from_another_server(
     """A user of another region joins a room of ours: never where pupils are, unless opted in."""
     room = d.rooms.get(room_id)
     if room is not None:
-        return ALLOW if room.federated else refuse("remote")
+        return ALLOW if room.federated else refuse("room_closed")
     if any(d.is_pupil(m) for m in members):
         return refuse("remote")
     return ALLOW

@@ -1,0 +1,347 @@
+"""Benchmark: the call SFU's packet forwarding against aiortc's stock MediaRelay.
+
+Prints one JSON object. One publisher (640×480 VP8 camera and Opus) and N subscribers,
+for each N of --subscribers (default 1, 10, 30, 100), each part in its own processes on
+loopback: the SFU, the publisher, and the subscribers (up to --per-process in one). For
+each N, over --seconds of steady state:
+  - sfu_cpu_pct: the SFU process's CPU (% of one core, from /proc);
+  - forwarded_pps: RTP packets the SFU sent on, per second;
+  - latency_p50_ms / latency_p99_ms: inside the SFU, from a packet's arrival at its
+    receiver to the last subscriber's send;
+  - fps_per_subscriber: video frames each subscriber received per second (mean);
+  - relay_cpu_pct: the same N through aiortc's MediaRelay (decode once, encode per
+    subscriber), measured in the same run up to --relay-max subscribers (above it the
+    relay cannot keep up on this machine: the run says so).
+Then cpu_ratio_at_10 (relay ÷ SFU at N = 10) and streams_per_core (forwarded streams a
+whole core would carry at the largest N: N × 2 streams ÷ the SFU's share of a core).
+
+Usage: .venv/bin/python bench/sfu.py [--subscribers 1,10,30,100] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiortc import (  # noqa: E402
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.contrib.media import MediaRelay  # noqa: E402
+from websockets.asyncio.client import connect  # noqa: E402
+from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
+
+from bench.harness import free_ports  # noqa: E402
+from widgets.call import rtp_forwarding  # noqa: E402
+from widgets.call.moderation import CallState  # noqa: E402
+from widgets.call.sfu import CallRoom  # noqa: E402
+
+TARGETS = {"cpu_ratio_at_10": 10.0, "streams_per_core": 300.0, "latency_p99_ms": 5.0}
+TICKS = os.sysconf("SC_CLK_TCK")
+WARM_UP_S = 6.0
+TIMEOUT_S = 60.0
+
+
+def bundled() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
+class Camera(VideoStreamTrack):
+    """640×480 at 30 fps whose picture changes every frame, so the encoder has work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index = 0
+
+    async def recv(self) -> Any:
+        import av
+
+        pts, time_base = await self.next_timestamp()
+        if not hasattr(self, "_frames"):
+            self._frames = []
+            for shade in range(0, 256, 8):
+                picture = av.VideoFrame(width=640, height=480, format="yuv420p")
+                for plane in picture.planes:
+                    plane.update(bytes([shade]) * plane.buffer_size)
+                self._frames.append(picture)
+        picture = self._frames[self.index % len(self._frames)]
+        self.index += 1
+        picture.pts, picture.time_base = pts, time_base
+        return picture
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+# --- the SFU process -------------------------------------------------------------------------
+
+
+async def serve_sfu(port: int, mode: str) -> None:
+    """Forwarding (our CallRoom) or relaying (MediaRelay): one publisher, N subscribers."""
+    state = CallState("!bench:localhost", last_n=6)
+    room = CallRoom(state, audio_slots=2)
+    latencies: list[float] = []
+    relay = MediaRelay()
+    published: dict[str, MediaStreamTrack] = {}
+    got_tracks = asyncio.Event()
+    relay_peers: list[RTCPeerConnection] = []
+    if mode == "forward":
+        original = rtp_forwarding.PacketTap._handle
+
+        async def timed(self: rtp_forwarding.PacketTap, packet: Any, arrival_time_ms: int) -> None:
+            started = time.perf_counter()
+            await original(self, packet, arrival_time_ms)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+        rtp_forwarding.PacketTap._handle = timed  # type: ignore[method-assign]
+
+    async def session(socket: ServerConnection) -> None:
+        hello = json.loads(await socket.recv())
+        if hello.get("stats"):
+            samples = list(latencies)
+            latencies.clear()
+            await socket.send(json.dumps({"forwarded": room.forwarded_packets, "latency": samples}))
+            return
+        user = hello["user"]
+        if mode == "forward":
+            state.join(user, user, moderator=hello["role"] == "publisher", now=time.time())
+            offer = await room.connect(user, _ignore)
+            await socket.send(json.dumps({"sdp": offer.sdp}))
+            answer = json.loads(await socket.recv())
+            await room.accept_answer(user, answer["sdp"])
+        elif hello["role"] == "publisher":
+            pc = bundled()
+            relay_peers.append(pc)
+
+            @pc.on("track")
+            def _on_track(track: MediaStreamTrack) -> None:
+                published[track.kind] = track
+                if len(published) == 2:
+                    got_tracks.set()
+
+            pc.addTransceiver("audio", direction="recvonly")
+            pc.addTransceiver("video", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            await socket.send(json.dumps({"sdp": pc.localDescription.sdp}))
+            answer = json.loads(await socket.recv())
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        else:
+            await asyncio.wait_for(got_tracks.wait(), TIMEOUT_S)
+            pc = bundled()
+            relay_peers.append(pc)
+            pc.addTrack(relay.subscribe(published["audio"]))
+            pc.addTrack(relay.subscribe(published["video"]))
+            await pc.setLocalDescription(await pc.createOffer())
+            await socket.send(json.dumps({"sdp": pc.localDescription.sdp}))
+            answer = json.loads(await socket.recv())
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        await socket.wait_closed()
+
+    async with serve(session, "127.0.0.1", port):
+        print("ready", flush=True)
+        await asyncio.get_running_loop().create_future()
+
+
+async def _ignore(message: dict[str, Any]) -> None:
+    """The bench's pages need no call state."""
+
+
+# --- the publisher and the subscribers -------------------------------------------------------
+
+
+async def negotiate(url: str, user: str, role: str, pc: RTCPeerConnection, publish: bool) -> None:
+    async with connect(url) as socket:
+        await socket.send(json.dumps({"user": user, "role": role}))
+        offer = json.loads(await socket.recv())
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        transceivers = pc.getTransceivers()
+        for index, transceiver in enumerate(transceivers):
+            if publish and index < 2:
+                track = AudioStreamTrack() if index == 0 else Camera()
+                transceiver.sender.replaceTrack(track)
+                transceiver.direction = "sendonly"
+            elif publish:
+                transceiver.direction = "inactive"
+            else:
+                transceiver.direction = "recvonly"
+        await pc.setLocalDescription(await pc.createAnswer())
+        await socket.send(json.dumps({"sdp": pc.localDescription.sdp}))
+        await asyncio.sleep(3600)  # the SFU keeps the session while the socket is open
+
+
+async def run_publisher(url: str) -> None:
+    pc = bundled()
+    await negotiate(url, "@teacher:localhost", "publisher", pc, publish=True)
+
+
+async def run_subscribers(url: str, first: int, count: int, seconds: float) -> None:
+    """Count the video frames each subscriber receives (marker bits: no decoding here)."""
+    frames = [0] * count
+    peers = []
+
+    def counter(index: int) -> Any:
+        async def on_packet(packet: Any, codec: Any) -> None:
+            if codec.mimeType.lower().startswith("video/") and packet.marker:
+                frames[index] += 1
+
+        return on_packet
+
+    tasks = []
+    for index in range(count):
+        pc = bundled()
+        peers.append(pc)
+
+        @pc.on("track")
+        def _on_track(track: MediaStreamTrack, pc: RTCPeerConnection = pc, i: int = index) -> None:
+            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+            rtp_forwarding.PacketTap(receiver, counter(i))
+
+        user = f"@pupil{first + index}:localhost"
+        tasks.append(asyncio.ensure_future(negotiate(url, user, "subscriber", pc, publish=False)))
+    await asyncio.sleep(WARM_UP_S)
+    start = list(frames)
+    await asyncio.sleep(seconds)
+    fps = [(frames[i] - start[i]) / seconds for i in range(count)]
+    print(json.dumps({"fps": fps}), flush=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*(pc.close() for pc in peers), return_exceptions=True)
+
+
+# --- one measurement -------------------------------------------------------------------------
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+async def stats(url: str) -> dict[str, Any]:
+    async with connect(url) as socket:
+        await socket.send(json.dumps({"stats": True}))
+        answer: dict[str, Any] = json.loads(await socket.recv())
+        return answer
+
+
+def measure(mode: str, n: int, seconds: float, per_process: int) -> dict[str, Any]:
+    (port,) = free_ports(1)
+    url = f"ws://127.0.0.1:{port}"
+    sfu = spawn("--role", "sfu", "--port", str(port), "--mode", mode)
+    children = [sfu]
+    try:
+        assert sfu.stdout is not None and sfu.stdout.readline().strip() == "ready"
+        children.append(spawn("--role", "publisher", "--url", url))
+        time.sleep(2.0)
+        groups = [(first, min(per_process, n - first)) for first in range(0, n, per_process)]
+        subscribers = [
+            spawn("--role", "subscribers", "--url", url, "--first", str(first),
+                  "--count", str(count), "--seconds", str(seconds))
+            for first, count in groups
+        ]  # fmt: skip
+        children.extend(subscribers)
+        time.sleep(WARM_UP_S)
+        before = asyncio.run(stats(url))
+        cpu_before, wall_before = cpu_seconds(sfu.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu_after, wall_after = cpu_seconds(sfu.pid), time.monotonic()
+        after = asyncio.run(stats(url))
+        fps: list[float] = []
+        for child in subscribers:
+            out, _ = child.communicate(timeout=TIMEOUT_S + seconds)
+            fps.extend(json.loads(out.strip().splitlines()[-1])["fps"])
+        wall = wall_after - wall_before
+        latency = sorted(after["latency"])
+        result: dict[str, Any] = {
+            "cpu_pct": round(100 * (cpu_after - cpu_before) / wall, 1),
+            "fps_per_subscriber": round(statistics.mean(fps), 1) if fps else 0.0,
+        }
+        if mode == "forward":
+            result["forwarded_pps"] = round((after["forwarded"] - before["forwarded"]) / wall)
+            if latency:
+                result["latency_p50_ms"] = round(latency[len(latency) // 2], 3)
+                result["latency_p99_ms"] = round(latency[int(len(latency) * 0.99)], 3)
+        return result
+    finally:
+        for child in children:
+            child.kill()
+        for child in children:
+            child.wait(timeout=TIMEOUT_S)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", default="1,10,30,100")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--per-process", type=int, default=10)
+    parser.add_argument("--relay-max", type=int, default=10)
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "sfu":
+        return asyncio.run(serve_sfu(args.port, args.mode))
+    if args.role == "publisher":
+        return asyncio.run(run_publisher(args.url))
+    if args.role == "subscribers":
+        return asyncio.run(run_subscribers(args.url, args.first, args.count, args.seconds))
+
+    runs: list[dict[str, Any]] = []
+    relay_note = None
+    for n in [int(x) for x in args.subscribers.split(",")]:
+        forward = measure("forward", n, args.seconds, args.per_process)
+        run: dict[str, Any] = {"n": n, "sfu_cpu_pct": forward.pop("cpu_pct"), **forward}
+        if n <= args.relay_max:
+            relay = measure("relay", n, args.seconds, args.per_process)
+            run["relay_cpu_pct"] = relay["cpu_pct"]
+            run["relay_fps_per_subscriber"] = relay["fps_per_subscriber"]
+        else:
+            run["relay_cpu_pct"] = None
+            relay_note = (
+                f"MediaRelay was not run above {args.relay_max} subscribers: it decodes once and "
+                "encodes per subscriber, and cannot keep up with more on this machine"
+            )
+        runs.append(run)
+        print(json.dumps(run), file=sys.stderr, flush=True)
+    result: dict[str, Any] = {"runs": runs}
+    at_10 = next((r for r in runs if r["n"] == 10 and r["relay_cpu_pct"]), None)
+    if at_10 and at_10["sfu_cpu_pct"]:
+        result["cpu_ratio_at_10"] = round(at_10["relay_cpu_pct"] / at_10["sfu_cpu_pct"], 1)
+    largest = runs[-1]
+    if largest["sfu_cpu_pct"]:
+        result["streams_per_core"] = round(largest["n"] * 2 / (largest["sfu_cpu_pct"] / 100))
+    if relay_note:
+        result["relay_note"] = relay_note
+    p99 = max((r.get("latency_p99_ms", 0.0) for r in runs), default=0.0)
+    result["targets_met"] = {
+        "cpu_ratio_at_10>=10": result.get("cpu_ratio_at_10", 0) >= TARGETS["cpu_ratio_at_10"],
+        "streams_per_core>=300": result.get("streams_per_core", 0) >= TARGETS["streams_per_core"],
+        "latency_p99_ms<5": p99 < TARGETS["latency_p99_ms"],
+    }
+    print(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""A school's rooms, and which of them the school opened to the people of other regions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
+from provisioning.services import directory
+from provisioning.services import schools as svc
+from provisioning.web.deps import Viewer, WebError
+from provisioning.web.pages.schools import school_for
+from provisioning.web.render import render
+
+router = APIRouter()
+
+
+@router.get("/schools/{school_id}/rooms")
+def rooms_page(
+    request: Request, school_id: int, viewer: Viewer, session: SessionDep, settings: SettingsDep
+) -> Response:
+    school = school_for(session, viewer, school_id, manage=True)
+    return render(
+        request, "rooms.html", school=school, rows=directory.school_rooms(session, school),
+        server_name=settings.server_name, regions=settings.federation_allow_list,
+    )  # fmt: skip
+
+
+@router.post("/schools/{school_id}/rooms/{alias}/federation")
+def set_federation(
+    request: Request,
+    school_id: int,
+    alias: str,
+    viewer: Viewer,
+    session: SessionDep,
+    federated: Annotated[str, Form(pattern="^(yes|no)$")],
+) -> Response:
+    """Open a room to other regions, or close it (the reconciler then removes their guests)."""
+    school = school_for(session, viewer, school_id, manage=True)
+    try:
+        svc.set_room_federation(session, school, alias, federated == "yes", actor=viewer.user_id)
+    except svc.DomainError as exc:
+        session.rollback()
+        raise WebError(404, exc.template, **exc.params) from exc
+    session.commit()
+    reconcile_soon(request)  # the run writes the policy snapshot Synapse decides from
+    return RedirectResponse(f"/schools/{school.id}/rooms#room-{alias}", status_code=303)

@@ -1,0 +1,50 @@
+"""The call tests' shared parts: the widget service running against the test region."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import uvicorn
+from starlette.types import ASGIApp
+
+from parta.deployment import LocalDeployment
+from tests.harness.ports import free_ports
+from widgets.app import create_app
+
+WAIT_S = 30.0
+
+
+@asynccontextmanager
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
+    """Run an ASGI app in this process's loop on a free loopback port; its base URL."""
+    (port,) = free_ports(1)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    deadline = time.monotonic() + WAIT_S
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            pytest.fail("the test's web server did not start")
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, WAIT_S)
+
+
+@pytest.fixture
+async def widgets_url(region: LocalDeployment) -> AsyncIterator[str]:
+    """The widget service of the test region, in this process on a free port."""
+    async with serving(create_app(region.settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def widgets(widgets_url: str) -> str:
+    """The call service's WebSocket."""
+    return widgets_url.replace("http://", "ws://") + "/call/ws"

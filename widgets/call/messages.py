@@ -1,0 +1,95 @@
+"""What a call page and the SFU say to each other over the WebSocket, validated at the edge.
+
+Every message is a JSON object with a `type`. The page speaks first (`join`, with the
+OpenID token its Matrix client gave it); the SFU answers with an `offer`, and from then
+on with `state` whenever the call changes, `error` when a request was refused, and
+`removed` when a teacher removed the page's person.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+USER_ID = r"^@[^:\s]{1,255}:[A-Za-z0-9.:\[\]-]{1,255}$"
+ROOM_ID = r"^![^\s/]{1,255}$"  # since room version 12 a room ID has no server part
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OpenIDToken(BaseModel):
+    """As the Widget API's `get_openid` (or `/openid/request_token`) returns it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    access_token: str = Field(min_length=1, max_length=512)
+    matrix_server_name: str = Field(min_length=1, max_length=255)
+    expires_in: float = Field(default=0, ge=0, le=86_400)
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme's name, not a secret
+
+
+class Join(_Message):
+    type: Literal["join"]
+    room_id: str = Field(pattern=ROOM_ID)
+    openid: OpenIDToken
+
+
+class Answer(_Message):
+    type: Literal["answer"]
+    sdp: str = Field(min_length=1, max_length=100_000)
+
+
+class RaiseHand(_Message):
+    type: Literal["raise_hand"]
+
+
+class LowerHand(_Message):
+    type: Literal["lower_hand"]
+    target: str | None = Field(default=None, pattern=USER_ID)  # None: one's own
+
+
+class Floor(_Message):
+    """The teacher gives (`grant`) or takes back (`revoke`) someone's floor."""
+
+    type: Literal["grant", "revoke"]
+    target: str = Field(pattern=USER_ID)
+
+
+class MuteAll(_Message):
+    type: Literal["mute_all"]
+
+
+class Cameras(_Message):
+    type: Literal["cameras"]
+    allowed: bool
+
+
+class Screen(_Message):
+    type: Literal["screen"]
+    target: str = Field(pattern=USER_ID)
+    allowed: bool
+
+
+class Remove(_Message):
+    type: Literal["remove"]
+    target: str = Field(pattern=USER_ID)
+
+
+class Attendance(_Message):
+    type: Literal["attendance"]
+
+
+PageMessage = Annotated[
+    Answer | RaiseHand | LowerHand | Floor | MuteAll | Cameras | Screen | Remove | Attendance,
+    Field(discriminator="type"),
+]
+page_message: TypeAdapter[PageMessage] = TypeAdapter(PageMessage)
+join_message: TypeAdapter[Join] = TypeAdapter(Join)
+
+
+def error(reason: str) -> dict[str, Any]:
+    """A refusal the page shows in its reader's language (it knows every `reason`)."""
+    return {"type": "error", "reason": reason}

@@ -1,0 +1,111 @@
+"""May this person be in this room's call, and do they moderate it? The room decides.
+
+A call belongs to a Matrix room: whoever is joined to the room may join its call, and
+whoever holds at least the room's `kick` level moderates it (`moderation.is_moderator`).
+The SFU asks the region's homeserver through the bridge's client, as the provisioning
+bot: in the rooms Parta manages the bot is a member and reads two state events; in any
+other room of the homeserver (a parents' own group chat, say) it reads the room's state
+through Synapse's admin API, which the bot may use as a server admin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.matrix.client import MatrixClient, path
+from bridge.matrix.errors import Forbidden, NotFound
+from widgets.call.moderation import is_moderator
+
+_ADMIN = "/_synapse/admin/v1"
+
+
+class NoAccess(Exception):
+    """The person may not join this room's call; `reason` is a stable code for the page."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RoomAccess:
+    user_id: str
+    room_id: str
+    display_name: str
+    moderator: bool
+    power_levels: dict[str, Any]
+
+
+async def check_room_access(client: MatrixClient, room_id: str, user_id: str) -> RoomAccess:
+    """Joined members only; their display name and moderation right come with the answer.
+
+    Raises:
+        NoAccess("unknown_room"): the homeserver has no such room.
+        NoAccess("not_a_member"): the person is not joined to the room.
+    """
+    if not room_id.startswith("!"):
+        raise NoAccess("unknown_room")
+    try:
+        member = await _state(client, room_id, "m.room.member", user_id)
+        levels = await _state(client, room_id, "m.room.power_levels", "")
+        create = await _state(client, room_id, "m.room.create", "", whole_event=True)
+    except Forbidden:
+        member, levels, create = await _from_admin_api(client, room_id, user_id)
+    if (member or {}).get("membership") != "join":
+        raise NoAccess("not_a_member")
+    name = (member or {}).get("displayname")
+    display_name = name if isinstance(name, str) and name.strip() else user_id
+    moderator = is_moderator(levels, user_id, _creators(create))
+    return RoomAccess(user_id, room_id, display_name, moderator, dict(levels or {}))
+
+
+def _creators(create: dict[str, Any] | None) -> frozenset[str]:
+    """Who has unlimited power by creating the room: since room version 12 (MSC4289)."""
+    if not create:
+        return frozenset()
+    content = create.get("content") or {}
+    version = str(content.get("room_version", "1"))
+    modern = version.isdigit() and int(version) >= 12
+    if not modern and not version.startswith("org.matrix.hydra"):
+        return frozenset()
+    extra = content.get("additional_creators") or []
+    return frozenset([str(create.get("sender", "")), *(str(u) for u in extra)]) - {""}
+
+
+async def _state(
+    client: MatrixClient,
+    room_id: str,
+    event_type: str,
+    state_key: str,
+    *,
+    whole_event: bool = False,
+) -> dict[str, Any] | None:
+    """A state event's content, or with `whole_event` the event (its sender too)."""
+    query = {"format": "event"} if whole_event else None
+    try:
+        return await client.request(
+            "GET", path("rooms", room_id, "state", event_type, state_key), query=query
+        )
+    except NotFound:
+        return None
+
+
+async def _from_admin_api(
+    client: MatrixClient, room_id: str, user_id: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """The bot is not in the room: read its current state as a server admin."""
+    try:
+        answer = await client.request("GET", path("rooms", room_id, "state", base=_ADMIN))
+    except (NotFound, Forbidden) as exc:
+        raise NoAccess("unknown_room") from exc
+    member = levels = create = None
+    for event in answer.get("state", ()):
+        kind, key = event.get("type"), event.get("state_key")
+        if kind == "m.room.member" and key == user_id:
+            member = event.get("content") or {}
+        elif kind == "m.room.power_levels" and key == "":
+            levels = event.get("content") or {}
+        elif kind == "m.room.create" and key == "":
+            create = event
+    return member, levels, create

@@ -1,0 +1,514 @@
+// The call page: inside a Matrix client as a widget (the Widget API gives an OpenID token),
+// or standalone for phones (the page signs in to the homeserver and asks for the token).
+// The SFU decides who may send what; this page only shows it and asks.
+"use strict";
+
+const TEXT = {
+  ru: {
+    sign_in_title: "Вход в звонок", sign_in_hint: "Войдите с именем пользователя и паролем Парты.",
+    user_name: "Имя пользователя", password: "Пароль", sign_in: "Войти",
+    lobby_title: "Проверьте микрофон и камеру", microphone: "Микрофон", camera: "Камера",
+    join: "Войти в звонок", mic_on: "Микрофон", cam_on: "Камера", share_screen: "Показать экран",
+    stop_share: "Остановить показ", raise_hand: "Поднять руку", lower_hand: "Опустить руку",
+    leave: "Выйти", hands: "Поднятые руки", mute_all: "Выключить всем микрофоны",
+    cameras_allowed: "Ученикам можно включать камеры", attendance: "Посещаемость",
+    participants: "Участники", rejoin: "Вернуться в звонок", give_floor: "Дать слово",
+    take_floor: "Забрать слово", allow_screen: "Разрешить показ экрана",
+    forbid_screen: "Запретить показ экрана", remove: "Удалить из звонка", teacher: "учитель",
+    has_floor: "говорит", hand_up: "поднял(а) руку", connecting: "Подключение…",
+    connected: "В звонке", reconnecting: "Связь потеряна, подключаемся снова…",
+    no_hands: "Рук пока нет", removed_title: "Вас удалили из звонка",
+    removed_text: "Учитель удалил вас из этого звонка.", replaced_title: "Звонок открыт в другом окне",
+    replaced_text: "Вы вошли в этот звонок с другого устройства или вкладки.",
+    left_title: "Вы вышли из звонка", left_text: "Звонок продолжается без вас.",
+    error_title: "Не удалось войти в звонок",
+    name: "Имя", minutes: "Минут", first_joined: "Пришёл(ла)", wait_floor: "Микрофон включит учитель",
+    error_bad_join: "Звонок не удалось открыть. Обновите страницу.",
+    error_invalid_token: "Сервер не подтвердил, кто вы. Войдите снова.",
+    error_bad_token: "Сервер не подтвердил, кто вы. Войдите снова.",
+    error_wrong_server: "Сервер не подтвердил, кто вы.",
+    error_unreachable: "Ваш сервер сейчас не отвечает. Попробуйте позже.",
+    error_not_a_member: "Вы не участник этого чата, поэтому не можете войти в его звонок.",
+    error_unknown_room: "Такого чата нет.", error_removed: "Учитель удалил вас из этого звонка.",
+    error_not_moderator: "Это может сделать только учитель.",
+    error_not_in_call: "Этого человека уже нет в звонке.",
+    error_cannot_remove_moderator: "Учителя нельзя удалить из звонка.",
+    error_homeserver_unavailable: "Сервер сейчас не отвечает. Попробуйте через минуту.",
+    error_bad_message: "Запрос не понят. Обновите страницу.",
+    error_media: "Нет доступа к микрофону или камере. Разрешите его в браузере.",
+    error_login: "Неверное имя пользователя или пароль.",
+  },
+  en: {
+    sign_in_title: "Join the call", sign_in_hint: "Sign in with your Parta user name and password.",
+    user_name: "User name", password: "Password", sign_in: "Sign in",
+    lobby_title: "Check your microphone and camera", microphone: "Microphone", camera: "Camera",
+    join: "Join the call", mic_on: "Microphone", cam_on: "Camera", share_screen: "Share screen",
+    stop_share: "Stop sharing", raise_hand: "Raise hand", lower_hand: "Lower hand",
+    leave: "Leave", hands: "Raised hands", mute_all: "Mute everyone",
+    cameras_allowed: "Pupils may turn their cameras on", attendance: "Attendance",
+    participants: "Participants", rejoin: "Back to the call", give_floor: "Give the floor",
+    take_floor: "Take the floor back", allow_screen: "Allow screen sharing",
+    forbid_screen: "Forbid screen sharing", remove: "Remove from the call", teacher: "teacher",
+    has_floor: "speaking", hand_up: "hand raised", connecting: "Connecting…",
+    connected: "In the call", reconnecting: "Connection lost, reconnecting…",
+    no_hands: "No hands yet", removed_title: "You were removed from the call",
+    removed_text: "The teacher removed you from this call.", replaced_title: "The call is open elsewhere",
+    replaced_text: "You joined this call from another device or tab.",
+    left_title: "You left the call", left_text: "The call goes on without you.",
+    error_title: "Could not join the call",
+    name: "Name", minutes: "Minutes", first_joined: "Joined", wait_floor: "The teacher turns your microphone on",
+    error_bad_join: "The call could not be opened. Reload the page.",
+    error_invalid_token: "The server could not confirm who you are. Sign in again.",
+    error_bad_token: "The server could not confirm who you are. Sign in again.",
+    error_wrong_server: "The server could not confirm who you are.",
+    error_unreachable: "Your homeserver does not answer right now. Try again later.",
+    error_not_a_member: "You are not in this chat, so you cannot join its call.",
+    error_unknown_room: "There is no such chat.", error_removed: "The teacher removed you from this call.",
+    error_not_moderator: "Only a teacher can do this.",
+    error_not_in_call: "This person is no longer in the call.",
+    error_cannot_remove_moderator: "A teacher cannot be removed from the call.",
+    error_homeserver_unavailable: "The server does not answer right now. Try again in a minute.",
+    error_bad_message: "The request was not understood. Reload the page.",
+    error_media: "No access to the microphone or camera. Allow it in the browser.",
+    error_login: "Wrong user name or password.",
+  },
+};
+
+const params = new URLSearchParams(location.search);
+const lang = (params.get("lang") || navigator.language || "ru").toLowerCase().startsWith("en") ? "en" : "ru";
+const t = (key) => TEXT[lang][key] || TEXT.ru[key] || key;
+const $ = (id) => document.getElementById(id);
+
+const call = {
+  roomId: params.get("room_id") || "",
+  config: null,
+  openid: null,
+  widget: null,
+  widgetReady: null,
+  standalone: null, // {homeserver, accessToken, userId} when signed in by this page
+  socket: null,
+  pc: null,
+  you: null,
+  state: null,
+  local: { audio: null, video: null, screen: null },
+  wantMic: true,
+  wantCam: true,
+  ended: false,
+  retries: 0,
+  levels: {},
+};
+
+function show(section) {
+  for (const id of ["login", "lobby", "call", "ended"]) $(id).hidden = id !== section;
+}
+
+function translatePage() {
+  document.documentElement.lang = lang;
+  for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
+}
+
+function element(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "onclick") node.addEventListener("click", value);
+    else if (value !== undefined && value !== null) node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+// --- who are you: a widget in a Matrix client, or this page's own sign-in ------------------
+
+// The Widget API starts with the page: the client asks for the widget's capabilities as
+// soon as the frame has loaded, and a widget that is not listening yet never gets ready.
+function startWidgetApi() {
+  const widgetId = params.get("widgetId");
+  if (!widgetId || !window.mxwidgets) return;
+  // The vendored browser build defines `mxwidgets` as a function that returns the exports.
+  const mx = typeof mxwidgets === "function" ? mxwidgets() : mxwidgets;
+  const parentUrl = params.get("parentUrl");
+  const origin = parentUrl ? new URL(parentUrl).origin : "*";
+  call.widget = new mx.WidgetApi(widgetId, origin);
+  call.widgetReady = new Promise((resolve) => call.widget.once("ready", resolve));
+  call.widget.start();
+  if (params.get("waitForIframeLoad") === "false") call.widget.sendContentLoaded();
+}
+
+async function widgetToken() {
+  if (!call.widget) return null;
+  await call.widgetReady;
+  // The client asks its person once whether the widget may know who they are.
+  return await call.widget.requestOpenIDConnectToken();
+}
+
+async function homeserver(path, options = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (call.standalone && call.standalone.accessToken) headers.Authorization = `Bearer ${call.standalone.accessToken}`;
+  const answer = await fetch(call.config.homeserver_url + path, { ...options, headers });
+  const body = await answer.json().catch(() => ({}));
+  if (!answer.ok) throw Object.assign(new Error(body.error || answer.statusText), { status: answer.status });
+  return body;
+}
+
+async function standaloneToken() {
+  if (!call.standalone) return null;
+  const user = encodeURIComponent(call.standalone.userId);
+  return await homeserver(`/_matrix/client/v3/user/${user}/openid/request_token`, { method: "POST", body: "{}" });
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  $("login-error").hidden = true;
+  try {
+    const body = await homeserver("/_matrix/client/v3/login", {
+      method: "POST",
+      body: JSON.stringify({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: String(form.get("user")).trim() },
+        password: String(form.get("password")),
+        initial_device_display_name: "Звонок Парты",
+      }),
+    });
+    call.standalone = { accessToken: body.access_token, userId: body.user_id };
+    sessionStorage.setItem("parta-call-session", JSON.stringify(call.standalone));
+    await lobby();
+  } catch (error) {
+    $("login-error").textContent = t("error_login");
+    $("login-error").hidden = false;
+  }
+}
+
+async function token() {
+  return (await widgetToken()) || (await standaloneToken());
+}
+
+// --- the lobby: devices ----------------------------------------------------------------
+
+async function openMedia() {
+  const mic = $("mic-select").value;
+  const cam = $("camera-select").value;
+  for (const kind of ["audio", "video"]) if (call.local[kind]) call.local[kind].stop();
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: mic ? { deviceId: { exact: mic } } : true,
+      video: cam ? { deviceId: { exact: cam }, width: 640, height: 480 } : { width: 640, height: 480 },
+    });
+    call.local.audio = stream.getAudioTracks()[0] || null;
+    call.local.video = stream.getVideoTracks()[0] || null;
+    $("preview").srcObject = new MediaStream(stream.getVideoTracks());
+    $("lobby-error").hidden = true;
+  } catch (error) {
+    $("lobby-error").textContent = t("error_media");
+    $("lobby-error").hidden = false;
+  }
+}
+
+async function lobby() {
+  show("lobby");
+  await openMedia();
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  for (const [kind, select] of [["audioinput", $("mic-select")], ["videoinput", $("camera-select")]]) {
+    select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, i) =>
+      element("option", { value: d.deviceId }, d.label || `${t(kind === "audioinput" ? "microphone" : "camera")} ${i + 1}`)));
+  }
+  $("mic-select").onchange = openMedia;
+  $("camera-select").onchange = openMedia;
+}
+
+// --- the call --------------------------------------------------------------------------
+
+function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/call/ws`;
+}
+
+async function join() {
+  show("call");
+  call.ended = false;
+  setStatus("connecting");
+  let openid;
+  try {
+    openid = await token();
+  } catch (error) {
+    return end("error", t("error_invalid_token"));
+  }
+  const socket = new WebSocket(socketUrl());
+  call.socket = socket;
+  socket.onopen = () => socket.send(JSON.stringify({ type: "join", room_id: call.roomId, openid }));
+  socket.onmessage = (event) => onMessage(JSON.parse(event.data));
+  socket.onclose = () => {
+    if (call.socket !== socket || call.ended) return;
+    closePeer();
+    setStatus("reconnecting");
+    const wait = Math.min(15000, 1000 * 2 ** call.retries++);
+    setTimeout(() => { if (!call.ended) join(); }, wait);
+  };
+}
+
+function send(message) {
+  if (call.socket && call.socket.readyState === WebSocket.OPEN) call.socket.send(JSON.stringify(message));
+}
+
+async function onMessage(message) {
+  switch (message.type) {
+    case "offer": return await answerOffer(message);
+    case "state": return render(message);
+    case "attendance": return showAttendance(message.people);
+    case "removed": return end("removed");
+    case "replaced": return end("replaced");
+    case "error":
+      if (!call.state) return end("error", t(`error_${message.reason}`));
+      return flash(t(`error_${message.reason}`));
+  }
+}
+
+async function answerOffer(message) {
+  call.you = message.you;
+  closePeer();
+  const pc = new RTCPeerConnection({ iceServers: call.config.ice_servers || [], bundlePolicy: "max-bundle" });
+  call.pc = pc;
+  pc.ontrack = () => render(call.state);
+  await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+  const transceivers = pc.getTransceivers();
+  // The first three are what this page publishes: microphone, camera, screen.
+  const published = [call.local.audio, call.local.video, call.local.screen];
+  transceivers.forEach((transceiver, index) => {
+    if (index < 3) {
+      transceiver.direction = "sendonly";
+      transceiver.sender.replaceTrack(published[index] || null);
+    } else {
+      transceiver.direction = "recvonly";
+    }
+  });
+  const answer = await pc.createAnswer();
+  await pc.setLocalDescription(answer);
+  send({ type: "answer", sdp: answer.sdp });
+  call.retries = 0;
+  setStatus("connected");
+}
+
+function closePeer() {
+  if (call.pc) call.pc.close();
+  call.pc = null;
+}
+
+function me() {
+  return call.state && call.state.participants.find((p) => p.user_id === call.you);
+}
+
+// What this page sends follows what the SFU allows: a pupil's microphone is live only while
+// they hold the floor. (The SFU forwards nothing it does not allow, whatever a page does.)
+function applyPermissions() {
+  const self = me();
+  if (!self) return;
+  if (call.local.audio) call.local.audio.enabled = self.audio && call.wantMic;
+  if (call.local.video) call.local.video.enabled = self.camera && call.wantCam;
+  $("mic").disabled = !self.audio;
+  $("mic").title = self.audio ? "" : t("wait_floor");
+  $("cam").disabled = !self.camera;
+  $("screen").hidden = !self.may_share_screen;
+  $("hand").hidden = self.moderator;
+  $("hand").textContent = t(self.hand_raised ? "lower_hand" : "raise_hand");
+  $("mic").classList.toggle("off", !(self.audio && call.wantMic));
+  $("cam").classList.toggle("off", !(self.camera && call.wantCam));
+  $("panel").hidden = !self.moderator;
+}
+
+function streamsBySlot(state) {
+  const video = {};
+  const audio = [];
+  if (!call.pc) return { video, audio };
+  for (const transceiver of call.pc.getTransceivers()) {
+    const shown = state.slots[transceiver.mid];
+    if (!shown || !transceiver.receiver.track) continue;
+    if (shown.source === "audio") audio.push({ mid: transceiver.mid, user: shown.user_id, track: transceiver.receiver.track });
+    else video[`${shown.user_id}/${shown.source}`] = transceiver.receiver.track;
+  }
+  return { video, audio };
+}
+
+function render(state) {
+  if (!state) return;
+  call.state = state;
+  applyPermissions();
+  const { video, audio } = streamsBySlot(state);
+  const grid = $("grid");
+  const tiles = [];
+  for (const person of state.participants) {
+    for (const source of ["screen", "camera"]) {
+      const local = person.user_id === call.you;
+      const track = local ? (source === "camera" ? call.local.video : call.local.screen) : video[`${person.user_id}/${source}`];
+      if (source === "screen" && !track) continue;
+      tiles.push(tile(person, source, local && source === "camera" && !person.camera ? null : track, local));
+    }
+  }
+  grid.replaceChildren(...tiles);
+  grid.dataset.count = String(tiles.length);
+  const sink = $("audio");
+  sink.replaceChildren(...audio.map(({ mid, track }) => playerOf(mid, track)));
+  renderPanel(state);
+}
+
+// One <video> per track, kept across renders, so a picture never restarts on a state change.
+const views = new Map();
+
+function viewOf(track) {
+  let view = views.get(track.id);
+  if (!view) {
+    view = element("video", { autoplay: "", playsinline: "" });
+    view.muted = true;
+    view.srcObject = new MediaStream([track]);
+    views.set(track.id, view);
+    track.addEventListener("ended", () => views.delete(track.id));
+  }
+  return view;
+}
+
+const players = new Map();
+
+function playerOf(mid, track) {
+  let player = players.get(mid);
+  if (!player || player.srcObject.getTracks()[0] !== track) {
+    player = element("audio", { autoplay: "", "data-mid": mid });
+    player.srcObject = new MediaStream([track]);
+    players.set(mid, player);
+  }
+  return player;
+}
+
+function tile(person, source, track, local) {
+  const box = element("figure", { class: `tile ${source}`, "data-user": person.user_id, "data-source": source });
+  if (track) {
+    box.append(viewOf(track));
+  } else {
+    box.append(element("div", { class: "avatar" }, initials(person.display_name)));
+  }
+  const badges = [];
+  if (person.moderator) badges.push(t("teacher"));
+  if (person.has_floor) badges.push(t("has_floor"));
+  if (person.hand_raised) badges.push("✋");
+  box.append(element("figcaption", {}, person.display_name + (local ? " ●" : ""), badges.length ? element("small", {}, " · " + badges.join(" · ")) : ""));
+  if (call.levels[person.user_id] > 0.02) box.classList.add("speaking");
+  return box;
+}
+
+function initials(name) {
+  return name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join("") || "?";
+}
+
+function renderPanel(state) {
+  const self = me();
+  if (!self || !self.moderator) return;
+  const people = Object.fromEntries(state.participants.map((p) => [p.user_id, p]));
+  $("hands").replaceChildren(...(state.hands.length ? state.hands.map((id) => element("li", {},
+    people[id] ? people[id].display_name : id, " ",
+    element("button", { onclick: () => send({ type: "grant", target: id }) }, t("give_floor")))) :
+    [element("li", { class: "muted" }, t("no_hands"))]));
+  $("cameras-allowed").checked = state.cameras_allowed;
+  $("people").replaceChildren(...state.participants.filter((p) => !p.moderator).map((p) => element("li", {},
+    element("span", {}, p.display_name),
+    p.has_floor
+      ? element("button", { class: "secondary", onclick: () => send({ type: "revoke", target: p.user_id }) }, t("take_floor"))
+      : element("button", { onclick: () => send({ type: "grant", target: p.user_id }) }, t("give_floor")),
+    element("button", { class: "secondary", onclick: () => send({ type: "screen", target: p.user_id, allowed: !p.may_share_screen }) },
+      t(p.may_share_screen ? "forbid_screen" : "allow_screen")),
+    element("button", { class: "danger", onclick: () => send({ type: "remove", target: p.user_id }) }, t("remove")))));
+}
+
+function showAttendance(people) {
+  const box = $("attendance-table");
+  const rows = people.map((row) => element("tr", {},
+    element("td", {}, row.display_name),
+    element("td", {}, new Date(row.first_joined * 1000).toLocaleTimeString(lang)),
+    element("td", {}, String(Math.round(row.seconds / 60)))));
+  box.replaceChildren(element("table", {},
+    element("thead", {}, element("tr", {}, element("th", {}, t("name")), element("th", {}, t("first_joined")), element("th", {}, t("minutes")))),
+    element("tbody", {}, ...rows)));
+  box.hidden = false;
+}
+
+function setStatus(key) {
+  $("status").textContent = t(key);
+  $("status").dataset.state = key;
+}
+
+function flash(text) {
+  setStatus("connected");
+  $("status").textContent = text;
+  setTimeout(() => { if (!call.ended) setStatus("connected"); }, 4000);
+}
+
+function end(kind, text) {
+  call.ended = true;
+  if (call.socket) call.socket.close();
+  closePeer();
+  show("ended");
+  $("ended-title").textContent = t(`${kind}_title`);
+  $("ended-text").textContent = text || t(`${kind}_text`);
+  $("rejoin").hidden = kind === "removed";
+  $("ended").dataset.kind = kind;
+}
+
+async function toggleScreen() {
+  const transceiver = call.pc && call.pc.getTransceivers()[2];
+  if (call.local.screen) {
+    call.local.screen.stop();
+    call.local.screen = null;
+  } else {
+    try {
+      const stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
+      call.local.screen = stream.getVideoTracks()[0];
+      call.local.screen.onended = () => { call.local.screen = null; if (transceiver) transceiver.sender.replaceTrack(null); render(call.state); };
+    } catch (error) {
+      return;
+    }
+  }
+  if (transceiver) await transceiver.sender.replaceTrack(call.local.screen);
+  $("screen").textContent = t(call.local.screen ? "stop_share" : "share_screen");
+  render(call.state);
+}
+
+// The active speaker: audio levels of the slots, a few times a second.
+async function pollLevels() {
+  if (call.pc && call.state) {
+    const stats = await call.pc.getStats();
+    const levels = {};
+    stats.forEach((report) => {
+      if (report.type === "inbound-rtp" && report.kind === "audio" && report.mid !== undefined) {
+        const shown = call.state.slots[report.mid];
+        if (shown) levels[shown.user_id] = report.audioLevel || 0;
+      }
+    });
+    call.levels = levels;
+    for (const box of document.querySelectorAll(".tile")) box.classList.toggle("speaking", (levels[box.dataset.user] || 0) > 0.02);
+  }
+  setTimeout(pollLevels, 400);
+}
+
+async function start() {
+  translatePage();
+  startWidgetApi();
+  call.config = await (await fetch("/call/config.json")).json();
+  $("login-form").addEventListener("submit", signIn);
+  $("join").addEventListener("click", join);
+  $("rejoin").addEventListener("click", () => { call.retries = 0; join(); });
+  $("leave").addEventListener("click", () => end("left"));
+  $("mic").addEventListener("click", () => { call.wantMic = !call.wantMic; applyPermissions(); });
+  $("cam").addEventListener("click", () => { call.wantCam = !call.wantCam; applyPermissions(); render(call.state); });
+  $("screen").addEventListener("click", toggleScreen);
+  $("hand").addEventListener("click", () => send({ type: me() && me().hand_raised ? "lower_hand" : "raise_hand" }));
+  $("mute-all").addEventListener("click", () => send({ type: "mute_all" }));
+  $("cameras-allowed").addEventListener("change", (event) => send({ type: "cameras", allowed: event.target.checked }));
+  $("attendance").addEventListener("click", () => send({ type: "attendance" }));
+  pollLevels();
+  if (params.get("widgetId")) return await lobby();
+  const saved = sessionStorage.getItem("parta-call-session");
+  if (saved) {
+    call.standalone = JSON.parse(saved);
+    return await lobby();
+  }
+  show("login");
+}
+
+document.addEventListener("DOMContentLoaded", start);
