@@ -38,8 +38,6 @@ sys.path.insert(0, str(ROOT))
 from aiortc import (  # noqa: E402
     AudioStreamTrack,
     MediaStreamTrack,
-    RTCBundlePolicy,
-    RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
@@ -51,7 +49,7 @@ from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 from bench.harness import free_ports  # noqa: E402
 from widgets.call import rtp_forwarding  # noqa: E402
 from widgets.call.moderation import CallState  # noqa: E402
-from widgets.call.sfu import CallRoom  # noqa: E402
+from widgets.call.sfu import CallRoom, new_peer_connection  # noqa: E402
 
 TARGETS = {"cpu_ratio_at_10": 10.0, "streams_per_core": 300.0, "latency_p99_ms": 5.0}
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -59,10 +57,6 @@ WARM_UP_S = 6.0
 FULL_FPS = 27.0  # 90% of the camera's 30 fps
 PATCH = 96  # the moving patch's side, in pixels: sets the camera's bitrate
 TIMEOUT_S = 60.0
-
-
-def bundled() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
 
 class Camera(VideoStreamTrack):
@@ -138,7 +132,7 @@ async def serve_sfu(port: int, mode: str) -> None:
             answer = json.loads(await socket.recv())
             await room.accept_answer(user, answer["sdp"])
         elif hello["role"] == "publisher":
-            pc = bundled()
+            pc = new_peer_connection()
             relay_peers.append(pc)
 
             @pc.on("track")
@@ -155,7 +149,7 @@ async def serve_sfu(port: int, mode: str) -> None:
             await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         else:
             await asyncio.wait_for(got_tracks.wait(), TIMEOUT_S)
-            pc = bundled()
+            pc = new_peer_connection()
             relay_peers.append(pc)
             pc.addTrack(relay.subscribe(published["audio"]))
             pc.addTrack(relay.subscribe(published["video"]))
@@ -198,7 +192,7 @@ async def negotiate(url: str, user: str, role: str, pc: RTCPeerConnection, publi
 
 
 async def run_publisher(url: str) -> None:
-    pc = bundled()
+    pc = new_peer_connection()
     await negotiate(url, "@teacher:localhost", "publisher", pc, publish=True)
 
 
@@ -216,7 +210,7 @@ async def run_subscribers(url: str, first: int, count: int, seconds: float) -> N
 
     tasks = []
     for index in range(count):
-        pc = bundled()
+        pc = new_peer_connection()
         peers.append(pc)
 
         @pc.on("track")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import uvicorn
@@ -16,6 +18,20 @@ from tests.harness.ports import free_ports
 from widgets.app import create_app
 
 WAIT_S = 30.0
+
+
+async def until(condition: Callable[[], Any], what: str, within_s: float = WAIT_S) -> None:
+    """Wait for a condition (or an awaitable one) to hold, polling; fail after `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.1)
 
 
 @asynccontextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
-from tests.call.conftest import WAIT_S, serving
+from tests.call.conftest import WAIT_S, serving, until
 from tests.call.test_auth_live import openid_token
 from tests.matrix_users import logged_in, new_person
 from tests.web.conftest import ARTEFACTS, CHROMIUM
@@ -167,17 +166,6 @@ async def audio_packets(frame: Frame, user_id: str) -> int:
     return result
 
 
-async def eventually(probe: Any, what: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.3)
-
-
 async def test_a_lesson_in_the_browser_with_the_teacher_in_control(
     browser: Browser, widget_host: str, widgets_url: str, lesson: Lesson
 ) -> None:
@@ -187,7 +175,7 @@ async def test_a_lesson_in_the_browser_with_the_teacher_in_control(
     assert await ivan_page.evaluate("window.openidAsked") == 1  # through the Widget API
 
     # The pupil sees the teacher's camera; the teacher sees the pupil as a name only.
-    await eventually(lambda: video_frames(ivan, teacher_id), "the teacher's video at Ivan's")
+    await until(lambda: video_frames(ivan, teacher_id), "the teacher's video at Ivan's")
     assert await teacher.locator(f'.tile[data-user="{ivan_id}"] .avatar').count() == 1
     await screenshot_frame(ivan_page, "call-pupil")
 
@@ -203,7 +191,7 @@ async def test_a_lesson_in_the_browser_with_the_teacher_in_control(
     await expect(hands).to_contain_text("Ivan", timeout=WAIT_S * 1000)
     await teacher.locator("#hands button").click()
     await expect(ivan.locator("#mic")).to_be_enabled(timeout=WAIT_S * 1000)
-    await eventually(lambda: audio_packets(teacher, ivan_id), "Ivan's voice at the teacher's")
+    await until(lambda: audio_packets(teacher, ivan_id), "Ivan's voice at the teacher's")
     await screenshot_frame(teacher_page, "call-teacher")
 
     # The floor taken back: silence again.

@@ -20,9 +20,9 @@ from websockets.exceptions import ConnectionClosed
 
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
-from tests.call.conftest import WAIT_S
+from tests.call.conftest import WAIT_S, until
 from tests.call.test_auth_live import openid_token
-from tests.call.test_sfu import Client, until
+from tests.call.test_sfu import Client
 from tests.matrix_users import logged_in, new_person
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,15 +16,14 @@ import pytest
 from aiortc import (
     AudioStreamTrack,
     MediaStreamTrack,
-    RTCBundlePolicy,
-    RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
 )
 
+from tests.call.conftest import until
 from tests.call.test_rtp_forwarding import Pattern
 from widgets.call.moderation import CallState, Source
-from widgets.call.sfu import CallRoom
+from widgets.call.sfu import CallRoom, new_peer_connection
 
 TEACHER, IVAN, MASHA = "@olga:hs", "@ivan:hs", "@masha:hs"
 
@@ -34,12 +33,7 @@ class Client:
     """What the call page does, in aiortc: answer the SFU's offer with its own tracks."""
 
     user_id: str
-    # Browsers accept the SFU's BUNDLE; aiortc does so only with max-bundle asked for.
-    pc: RTCPeerConnection = field(
-        default_factory=lambda: RTCPeerConnection(
-            RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
-    )
+    pc: RTCPeerConnection = field(default_factory=new_peer_connection)
     states: list[dict[str, Any]] = field(default_factory=list)
     tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)  # mid -> received
     frames: dict[str, int] = field(default_factory=dict)  # mid -> decoded video frames
@@ -95,19 +89,6 @@ def slot_of(room: CallRoom, subscriber: str, stream: tuple[str, Source]) -> str 
     view = room.peers[subscriber].slot_view()
     wanted = {"user_id": stream[0], "source": stream[1].value}
     return next((mid for mid, shown in view.items() if shown == wanted), None)
-
-
-async def until(condition: Callable[[], Any], what: str, within_s: float = 30.0) -> None:
-    deadline = time.monotonic() + within_s
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within_s:.0f} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

@@ -3,13 +3,14 @@
 A call belongs to a Matrix room: whoever is joined to the room may join its call, and
 whoever holds at least the room's `kick` level moderates it (`moderation.is_moderator`).
 The SFU asks the region's homeserver through the bridge's client, as the provisioning
-bot: in the rooms Parta manages the bot is a member and reads two state events; in any
+bot: in the rooms Parta manages the bot is a member and reads three state events at once; in any
 other room of the homeserver (a parents' own group chat, say) it reads the room's state
 through Synapse's admin API, which the bot may use as a server admin.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,9 +48,11 @@ async def check_room_access(client: MatrixClient, room_id: str, user_id: str) ->
     if not room_id.startswith("!"):
         raise NoAccess("unknown_room")
     try:
-        member = await _state(client, room_id, "m.room.member", user_id)
-        levels = await _state(client, room_id, "m.room.power_levels", "")
-        create = await _state(client, room_id, "m.room.create", "", whole_event=True)
+        member, levels, create = await asyncio.gather(
+            _state(client, room_id, "m.room.member", user_id),
+            _state(client, room_id, "m.room.power_levels", ""),
+            _state(client, room_id, "m.room.create", "", whole_event=True),
+        )
     except Forbidden:
         member, levels, create = await _from_admin_api(client, room_id, user_id)
     if (member or {}).get("membership") != "join":

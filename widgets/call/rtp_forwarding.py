@@ -146,12 +146,10 @@ class PacketTap:
         self._handoff = _Handoff()
         self._original: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
         self.last_ssrc: int | None = None
+        # The receiver's codec table by payload type: filled when negotiation ends, one dict.
+        self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
         receiver._RTCRtpReceiver__jitter_buffer = self._handoff  # type: ignore[attr-defined]
         receiver._handle_rtp_packet = self._handle  # type: ignore[method-assign]
-
-    @property
-    def _codecs(self) -> dict[int, RTCRtpCodecParameters]:
-        return self.receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined,no-any-return]
 
     async def _handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         # aiortc does statistics, REMB, NACKs and RTX, then hands the packet to _Handoff.
@@ -188,7 +186,10 @@ class ForwardingSender:
         check_aiortc_version()
         self.sender = sender
         self._on_keyframe_request = on_keyframe_request
-        self._codec: RTCRtpCodecParameters | None = None
+        self._codec: RTCRtpCodecParameters | None = None  # set once the sender starts
+        self._mid: str | None = None
+        self._history: dict[int, RtpPacket] = {}
+        self._extensions: Any = None
         self._source: object | None = None  # whose packets this sender sends now
         self._seq_offset = 0
         self._ts_offset = 0
@@ -203,7 +204,14 @@ class ForwardingSender:
         return getattr(self.sender, f"_RTCRtpSender__{name}")
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
-        """Replaces the encoder loop: nothing to do but be startable and stoppable."""
+        """Replaces the encoder loop: nothing to do but be startable and stoppable.
+
+        `send()` has configured the sender by now: what each forwarded packet needs of its
+        private state is looked up here once, not per packet.
+        """
+        self._mid = self._private("mid")
+        self._history = self._private("rtp_history")
+        self._extensions = self._private("rtp_header_extensions_map")
         self._codec = codec
         self._private("rtp_started").set()
         try:
@@ -256,18 +264,19 @@ class ForwardingSender:
             ssrc=self.sender._ssrc,
             payload=packet.payload,
         )
-        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
-        out.extensions.mid = self._private("mid")
+        now = clock.current_ntp_time()
+        out.extensions.abs_send_time = (now >> 14) & 0x00FFFFFF
+        out.extensions.mid = self._mid
         out.extensions.audio_level = packet.extensions.audio_level
         self._last_seq, self._last_ts = out.sequence_number, out.timestamp
-        self._private("rtp_history")[out.sequence_number % RTP_HISTORY_SIZE] = out
-        data = out.serialize(self._private("rtp_header_extensions_map"))
+        self._history[out.sequence_number % RTP_HISTORY_SIZE] = out
+        data = out.serialize(self._extensions)
         try:
             await self.sender.transport._send_rtp(data)
         except ConnectionError:
             return False
         # What aiortc's sender reports (RTCP sender reports) counts our packets too.
-        self.sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+        self.sender._RTCRtpSender__ntp_timestamp = now  # type: ignore[attr-defined]
         self.sender._RTCRtpSender__rtp_timestamp = out.timestamp  # type: ignore[attr-defined]
         self.sender._RTCRtpSender__octet_count += len(out.payload)  # type: ignore[attr-defined]
         self.sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]

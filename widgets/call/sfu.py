@@ -58,6 +58,15 @@ VIDEO_CODECS = ("video/vp8",)
 AUDIO_CODECS = ("audio/opus",)
 
 
+def new_peer_connection() -> RTCPeerConnection:
+    """One transport for all of a participant's streams (fewer ports, one DTLS handshake).
+
+    Browsers accept the SFU's BUNDLE as offered; an aiortc client (tests, benchmarks)
+    does so only when it asks for max-bundle too, so they use this as well.
+    """
+    return RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
 def _transceiver(pc: RTCPeerConnection, kind: str, direction: str) -> RTCRtpTransceiver:
     transceiver = pc.addTransceiver(kind, direction=direction)
     transceiver.setCodecPreferences(
@@ -114,8 +123,7 @@ class CallRoom:
         old = self.peers.pop(user_id, None)
         if old is not None:
             await old.pc.close()  # a reconnect replaces the old connection
-        # One transport for all of a participant's streams (fewer ports, one DTLS handshake).
-        pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        pc = new_peer_connection()
         peer = CallPeer(user_id, pc, send)
         for source in PUBLISHED:
             kind = "audio" if source is Source.AUDIO else "video"
