@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
+from bridge.appservice import commands
 from bridge.appservice.inbox import Recorded, record_transaction, select_state_events
 from bridge.bot import ensure_bot_is_server_admin
 from bridge.matrix.client import MatrixClient
@@ -131,6 +132,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = make_session_factory(engine)
         client = MatrixClient(settings.homeserver_url, settings.as_token.get_secret_value())
         app.state.matrix = client
+        runner = commands.CommandRunner(
+            client,
+            app.state.sessions,
+            bot_user_id=settings.bot_user_id,
+            call_widget_url=settings.call_widget_url,
+        )
+        app.state.commands = runner
+        runner.start()
         task = asyncio.create_task(_become_ready(settings, client, app.state.bridge))
         try:
             yield
@@ -138,6 +147,7 @@ def create_app(settings: Settings) -> FastAPI:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await runner.stop()
             await client.close()
             engine.dispose()
 
@@ -169,6 +179,10 @@ def create_app(settings: Settings) -> FastAPI:
         if recorded.placements_changed:
             await ask_provisioning_to_reconcile(settings)
         if recorded.processed:
+            # Only the first delivery of a transaction is answered: a retried one is not.
+            request.app.state.commands.submit(
+                commands.translate(events, bot_user_id=settings.bot_user_id)
+            )
             request.app.state.bridge.transactions_processed += 1
             log.info(
                 "transaction processed",
@@ -204,6 +218,7 @@ def create_app(settings: Settings) -> FastAPI:
                     "status": "ok",
                     "appservice_ping_ms": state.ping_ms,
                     "transactions_processed": state.transactions_processed,
+                    "commands_handled": request.app.state.commands.handled,
                 }
             )
         return JSONResponse({"status": "starting", "problem": state.problem}, status_code=503)

@@ -238,6 +238,10 @@ class ManagedRoom(Base):
     # The school opened this room to people of the federated regions (docs/safety.md); the
     # school policy module keeps every other room with pupils closed to other servers.
     federated: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The call widget, when the school decided it (admin UI or `!call`): True puts one in,
+    # False keeps it out, None leaves the room kind's default (class and parents chats).
+    call_widget: Mapped[bool | None] = mapped_column(default=None)
+    call_widget_name: Mapped[str | None] = mapped_column(String(255))  # None: the default
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

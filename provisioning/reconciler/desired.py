@@ -9,6 +9,8 @@ Who is in which room, who may post, and how outsiders are kept out, per room kin
 - class channel: teachers (50) post; pupils and parents read; open to the class space.
 - parents chat: the class teacher and parents; invite only (pupils are not in it).
 Archived (graduated) classes keep their rooms and members, read-only.
+Calls: class chats and parents chats have the call widget; a school adds it to any other
+room, or keeps it out of one, in `managed_rooms.call_widget` (admin UI or `!call`).
 Reads the database in a handful of bulk queries: it must scale to a whole region.
 """
 
@@ -61,6 +63,22 @@ _PROTECTED_STATE = (
     "m.space.parent",
 )
 _MODERATOR_STATE = ("m.room.avatar", "m.room.name", "m.room.pinned_events", "m.room.topic")
+
+# The rooms that have a call by default, and what their call is for.
+_DEFAULT_CALLS = {
+    RoomKind.CLASS_CHAT.value: "Урок",
+    RoomKind.CLASS_PARENTS.value: "Родительское собрание",
+}
+CALL_NAME = "Звонок"  # a call a school or a teacher added to any other room
+
+
+def has_call_by_default(kind: str) -> bool:
+    return kind in _DEFAULT_CALLS
+
+
+def call_name(kind: str) -> str:
+    """The call widget's name in a room of this kind, unless someone named it."""
+    return _DEFAULT_CALLS.get(kind, CALL_NAME)
 
 
 def school_alias(slug: str, suffix: str = "") -> RoomAlias:
@@ -203,7 +221,34 @@ def build_desired(
     for alias in session.scalars(select(ManagedRoom.alias).where(ManagedRoom.federated)):
         if RoomAlias(alias) in rooms:
             rooms[RoomAlias(alias)] = replace(rooms[RoomAlias(alias)], federated=True)
+    _apply_call_choices(session, rooms, call_widget_url)
     return DesiredState(bot=bot, users=users, rooms=rooms)
+
+
+def _apply_call_choices(
+    session: Session, rooms: dict[RoomAlias, DesiredRoom], call_widget_url: str | None
+) -> None:
+    """Add or take out the call widget where the school chose to, beyond the defaults."""
+    for alias, wanted, name, archived_at in session.execute(
+        select(
+            ManagedRoom.alias,
+            ManagedRoom.call_widget,
+            ManagedRoom.call_widget_name,
+            SchoolClass.archived_at,
+        )
+        .outerjoin(SchoolClass, SchoolClass.id == ManagedRoom.class_id)
+        .where(ManagedRoom.call_widget.is_not(None))
+    ):
+        room = rooms.get(RoomAlias(alias))
+        if room is None or room.is_space:
+            continue  # a space shows no widgets
+        # A graduated class's rooms are read-only: no more calls there, whatever was chosen.
+        widget = (
+            CallWidget(call_widget_url, name or call_name(room.kind))
+            if wanted and call_widget_url and archived_at is None
+            else None
+        )
+        rooms[room.alias] = replace(room, call_widget=widget)
 
 
 def family_alias(parent_id: int, child_id: int) -> RoomAlias:
@@ -308,9 +353,11 @@ def _class_rooms(
 
     class_members = people.pupils | people.teachers | people.parents
 
-    def call(name: str) -> CallWidget | None:
+    def call(kind: RoomKind) -> CallWidget | None:
         # A graduated class's rooms are read-only: no more lessons or meetings there.
-        return CallWidget(call_widget_url, name) if call_widget_url and not archived else None
+        if not call_widget_url or archived:
+            return None
+        return CallWidget(call_widget_url, call_name(kind.value))
 
     rooms = [
         DesiredRoom(
@@ -338,7 +385,7 @@ def _class_rooms(
             power_levels=power(0),
             members=frozenset(people.pupils | people.teachers | {bot}),
             parent=space,
-            call_widget=call("Урок"),
+            call_widget=call(RoomKind.CLASS_CHAT),
         ),
         DesiredRoom(
             kind=RoomKind.CLASS_CHANNEL.value,
@@ -367,7 +414,7 @@ def _class_rooms(
             power_levels=power(0),
             members=frozenset(people.class_teachers | people.parents | {bot}),
             parent=space,
-            call_widget=call("Родительское собрание"),
+            call_widget=call(RoomKind.CLASS_PARENTS),
         ),
     ]
     return {room.alias: room for room in rooms}

@@ -1,0 +1,466 @@
+"""The bot's answers in rooms: `!call` in any room, and invitations into rooms.
+
+Anyone of the region may invite the bot into a room (a teacher's own room, a DM), and
+`!call` there adds the call widget, as the reconciler puts it into class chats. Messages
+are read here and nowhere else; none is stored (`inbox.py` keeps only state events).
+
+`translate(events)` is pure. `CommandRunner` answers the commands of transactions that
+were recorded for the first time, so a transaction Synapse delivers again is not answered
+again: the transaction ID already recorded in `appservice_transactions` decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import hashlib
+import logging
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fastapi.concurrency import run_in_threadpool
+from nio import Api
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bridge.matrix.client import MatrixClient, path
+from bridge.matrix.errors import MatrixError
+from provisioning.db.models import ManagedRoom
+from provisioning.reconciler.desired import CALL_NAME, call_name
+from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, CallWidget
+from provisioning.services import calls
+from provisioning.services.schools import DomainError
+
+log = logging.getLogger(__name__)
+
+_CALL = re.compile(r"^!(?:call|звонок)(?:\s+(?P<name>.+))?$", re.IGNORECASE | re.DOTALL)
+MAX_NAME = 80
+STALE_AFTER_MS = 15 * 60 * 1000  # after an outage, an hour-old `!call` is not answered
+
+
+@dataclass(frozen=True)
+class Invited:
+    """Someone invited the bot into a room."""
+
+    room_id: str
+    inviter: str
+    local: bool  # of this region's homeserver
+
+
+@dataclass(frozen=True)
+class CallAsked:
+    """`!call [name]` (or `!звонок`) was written in a room."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    name: str | None
+
+
+Command = Invited | CallAsked
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.partition(":")[2]
+
+
+def _is_ours(user_id: str, bot_user_id: str) -> bool:
+    """The bot and the appservice's other users (`@parta-…`): never answered."""
+    bot_localpart = bot_user_id[1:].partition(":")[0]
+    localpart, _, server = user_id[1:].partition(":")
+    return server == _server_of(bot_user_id) and (
+        localpart == bot_localpart or localpart.startswith(f"{bot_localpart}-")
+    )
+
+
+def parse_call(body: str) -> tuple[bool, str | None]:
+    """(is it `!call`, the widget's name if one was given)."""
+    match = _CALL.match(body.strip())
+    if match is None:
+        return False, None
+    name = " ".join((match.group("name") or "").split())[:MAX_NAME]
+    return True, name or None
+
+
+def translate(
+    events: Iterable[Any], *, bot_user_id: str, now_ms: int | None = None
+) -> list[Command]:
+    """The commands for the bot in a transaction's events; everything else is ignored.
+
+    Ignored: messages of the appservice's own users, notices and emotes, edits (an edited
+    `!call` was answered when it was first written), and commands older than 15 minutes.
+    """
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    commands: list[Command] = []
+    for event in events:
+        if not isinstance(event, dict):
+            continue
+        room_id, sender, content = event.get("room_id"), event.get("sender"), event.get("content")
+        if (
+            not isinstance(room_id, str)
+            or not isinstance(sender, str)
+            or not sender.startswith("@")
+        ):
+            continue
+        if not isinstance(content, dict) or _is_ours(sender, bot_user_id):
+            continue
+        kind = event.get("type")
+        if kind == "m.room.member" and event.get("state_key") == bot_user_id:
+            if content.get("membership") == "invite":
+                local = _server_of(sender) == _server_of(bot_user_id)
+                commands.append(Invited(room_id, sender, local))
+            continue
+        if kind != "m.room.message" or content.get("msgtype") != "m.text":
+            continue
+        relation = content.get("m.relates_to")
+        if "m.new_content" in content or (
+            isinstance(relation, dict) and relation.get("rel_type") == "m.replace"
+        ):
+            continue
+        body, event_id, ts = (
+            content.get("body"),
+            event.get("event_id"),
+            event.get("origin_server_ts"),
+        )
+        if not isinstance(body, str) or not isinstance(event_id, str):
+            continue
+        if isinstance(ts, int) and now - ts > STALE_AFTER_MS:
+            continue
+        is_call, name = parse_call(body)
+        if is_call:
+            commands.append(CallAsked(room_id, event_id, sender, name))
+    return commands
+
+
+# --- Who may put the widget: the room's power levels -------------------------------------
+
+
+def _level(value: object, default: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):  # old room versions allow levels as strings ("50")
+        with contextlib.suppress(ValueError):
+            return int(value.strip())
+    return default
+
+
+@dataclass(frozen=True)
+class RoomPower:
+    """What a room's create and power-levels events say about who may send what."""
+
+    creators: frozenset[str]
+    creators_unlimited: bool  # room version 12: creators have power no event takes away
+    power_levels: Mapping[str, Any] | None
+    is_space: bool = False
+
+    @classmethod
+    def from_state(cls, state: Iterable[Any]) -> RoomPower:
+        create: Mapping[str, Any] = {}
+        creator = ""
+        power_levels: Mapping[str, Any] | None = None
+        for event in state:
+            if not isinstance(event, dict) or event.get("state_key") != "":
+                continue
+            content = event.get("content")
+            if not isinstance(content, dict):
+                continue
+            if event.get("type") == "m.room.create":
+                create, creator = content, str(event.get("sender", ""))
+            elif event.get("type") == "m.room.power_levels":
+                power_levels = content
+        version = str(create.get("room_version", "1"))
+        extra = create.get("additional_creators")
+        creators = (
+            {creator, *(u for u in extra if isinstance(u, str))}
+            if isinstance(extra, list)
+            else {creator}
+        )
+        return cls(
+            creators=frozenset(creators - {""}),
+            # MSC4289 (room version 12, and its preview "org.matrix.hydra.11").
+            creators_unlimited=version == "org.matrix.hydra.11"
+            or (version.isdigit() and int(version) >= 12),
+            power_levels=power_levels,
+            is_space=create.get("type") == "m.space",
+        )
+
+    def level_of(self, user_id: str) -> float:
+        if self.creators_unlimited and user_id in self.creators:
+            return math.inf
+        if self.power_levels is None:  # the spec: the creator 100, everyone else 0
+            return 100 if user_id in self.creators else 0
+        users = self.power_levels.get("users")
+        default = _level(self.power_levels.get("users_default"), 0)
+        return _level(users.get(user_id), default) if isinstance(users, dict) else default
+
+    def needed_for_state(self, event_type: str) -> int:
+        if self.power_levels is None:
+            return 0
+        events = self.power_levels.get("events")
+        state_default = _level(self.power_levels.get("state_default"), 50)
+        if isinstance(events, dict) and event_type in events:
+            return _level(events[event_type], state_default)
+        return state_default
+
+
+class Outcome(enum.Enum):
+    ADDED = "added"
+    SENDER_MAY_NOT = "sender_may_not"
+    BOT_MAY_NOT = "bot_may_not"
+    SPACE = "space"
+
+
+def decide(power: RoomPower, *, sender: str, bot_user_id: str) -> Outcome:
+    """The bot puts the widget only where the one asking could have put it themselves."""
+    if power.is_space:
+        return Outcome.SPACE
+    needed = power.needed_for_state(WIDGETS_EVENT)
+    if power.level_of(sender) < needed:
+        return Outcome.SENDER_MAY_NOT
+    if power.level_of(bot_user_id) < needed:
+        return Outcome.BOT_MAY_NOT
+    return Outcome.ADDED
+
+
+# --- What the bot says -------------------------------------------------------------------
+
+
+def standalone_call_link(widget_url: str, room_id: str) -> str:
+    """The call page for a browser outside a Matrix client: the room filled in, and none
+    of the `$matrix_*` variables only a client fills (the page signs in by itself)."""
+    parts = urlsplit(widget_url)
+    query = [
+        (key, value.replace("$matrix_room_id", room_id))
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if "$" not in value.replace("$matrix_room_id", "")
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def reply_text(outcome: Outcome, *, link: str, name: str, needed: int, sender_level: float) -> str:
+    """The bot's answer to `!call`, in Russian and then English; always with the link."""
+    have = "∞" if math.isinf(sender_level) else str(int(sender_level))
+    match outcome:
+        case Outcome.ADDED:
+            ru = f"Звонок «{name}» добавлен в комнату: он среди виджетов комнаты в Element."
+            en = f"The call «{name}» is in this room now, among the room's widgets in Element."
+        case Outcome.SENDER_MAY_NOT:
+            ru = (
+                f"Добавить звонок может только тот, кому можно менять виджеты комнаты "
+                f"(уровень прав {needed}, у вас {have}). Попросите модератора комнаты."
+            )
+            en = (
+                f"Only someone who may change the room's widgets can add a call "
+                f"(power level {needed}; yours is {have}). Ask a moderator of the room."
+            )
+        case Outcome.BOT_MAY_NOT:
+            ru = (
+                f"Чтобы добавить звонок, боту нужны права модератора в этой комнате (уровень "
+                f"{needed}): настройки комнаты → Роли и права. Потом напишите !call ещё раз."
+            )
+            en = (
+                f"To add the call, the bot needs moderator power in this room (level "
+                f"{needed}): Room settings → Roles & Permissions. Then write !call again."
+            )
+        case Outcome.SPACE:
+            ru = "Это пространство: напишите !call в одной из его комнат."
+            en = "This is a space: write !call in one of its rooms."
+    return f"{ru}\nС телефона: {link}\n\n{en}\nOn a phone: {link}"
+
+
+GREETING = (
+    "Здравствуйте! Напишите !call (или !звонок и название), и я добавлю в комнату звонок. "
+    "Для этого мне нужны права модератора.\n\n"
+    "Hello! Write !call (optionally with a name) and I will add a call to this room. "
+    "I need moderator power for that."
+)
+DECLINE_REASON = "Parta's bot serves this region's schools only"
+
+
+def _notice(body: str, *, reply_to: str | None = None) -> dict[str, Any]:
+    content: dict[str, Any] = {"msgtype": "m.notice", "body": body}
+    if reply_to is not None:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+    return content
+
+
+def _txn_id(*parts: str) -> str:
+    """A transaction ID from what is answered: a retried send is one event, not two."""
+    return "parta-" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+
+
+# --- Running them --------------------------------------------------------------------------
+
+
+class RoomRateLimit:
+    """At most `burst` answers per room within `window` seconds; more are not answered."""
+
+    def __init__(
+        self, burst: int = 3, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.burst, self.window, self._clock = burst, window, clock
+        self._recent: dict[str, deque[float]] = {}
+
+    def allow(self, room_id: str) -> bool:
+        now = self._clock()
+        if len(self._recent) > 10_000:  # forget quiet rooms, so the table stays small
+            self._recent = {
+                r: q for r, q in self._recent.items() if q and now - q[-1] < self.window
+            }
+        recent = self._recent.setdefault(room_id, deque())
+        while recent and now - recent[0] >= self.window:
+            recent.popleft()
+        if len(recent) >= self.burst:
+            return False
+        recent.append(now)
+        return True
+
+
+def _record_call_choice(
+    factory: sessionmaker[Session], room_id: str, name: str | None, actor: str
+) -> str | None:
+    """In a managed room, `!call` is the school's choice too, so the reconciler keeps the
+    widget there (desired state) instead of taking it out again; returns the room's kind."""
+    with factory() as session:
+        room = session.scalar(select(ManagedRoom).where(ManagedRoom.room_id == room_id))
+        if room is None:
+            return None
+        try:
+            calls.set_room_call(session, room, True, name=name, actor=actor, via="matrix")
+        except DomainError:
+            return room.kind.value  # a space: `decide` has said so already
+        room.dirty = True  # the next run reads the widget the bot puts now
+        session.commit()
+        return room.kind.value
+
+
+class CommandRunner:
+    """Answers commands one at a time, off the transaction's request: Synapse waits for
+    the transaction's answer, and a command makes several calls to Synapse.
+
+    Lifecycle: `start()`, `submit()` per transaction, `stop()`. Commands still queued at
+    `stop()` are not answered (their transaction is recorded: at most once, never twice).
+    """
+
+    def __init__(
+        self,
+        client: MatrixClient,
+        sessions: sessionmaker[Session],
+        *,
+        bot_user_id: str,
+        call_widget_url: str,
+        rate_limit: RoomRateLimit | None = None,
+    ) -> None:
+        self._client = client
+        self._sessions = sessions
+        self._bot = bot_user_id
+        self._widget_url = call_widget_url
+        self._limit = rate_limit or RoomRateLimit()
+        self._queue: asyncio.Queue[Command] = asyncio.Queue(maxsize=1000)
+        self._task: asyncio.Task[None] | None = None
+        self.handled = 0  # commands taken off the queue, answered or not (for /healthz)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def submit(self, commands: Iterable[Command]) -> None:
+        for command in commands:
+            try:
+                self._queue.put_nowait(command)
+            except asyncio.QueueFull:
+                log.warning(
+                    "too many commands waiting; one is not answered",
+                    extra={"room_id": command.room_id},
+                )
+
+    async def _run(self) -> None:
+        while True:
+            command = await self._queue.get()
+            try:
+                await self.handle(command)
+            except MatrixError as exc:
+                log.warning(
+                    "could not answer a command: %s",
+                    exc,
+                    extra={"room_id": command.room_id, "command": type(command).__name__},
+                )
+            except Exception:  # one bad command must not stop the bot answering the others
+                log.exception("answering a command failed", extra={"room_id": command.room_id})
+            finally:
+                self.handled += 1
+                self._queue.task_done()
+
+    async def handle(self, command: Command) -> None:
+        match command:
+            case Invited(local=True):
+                await self._client.call_api(Api.join("", command.room_id))
+                await self._send(
+                    command.room_id, _notice(GREETING), _txn_id("hello", command.room_id)
+                )
+                log.info(
+                    "joined a room on invitation",
+                    extra={"room_id": command.room_id, "by": command.inviter},
+                )
+            case Invited(local=False):
+                await self._client.request(
+                    "POST",
+                    path("rooms", command.room_id, "leave"),
+                    body={"reason": DECLINE_REASON},
+                    idempotent=True,
+                )
+                log.info(
+                    "declined an invitation from another server",
+                    extra={"room_id": command.room_id, "by": command.inviter},
+                )
+            case CallAsked():
+                await self._answer_call(command)
+
+    async def _answer_call(self, command: CallAsked) -> None:
+        if not self._limit.allow(command.room_id):
+            log.info("too many !call in a room; not answered", extra={"room_id": command.room_id})
+            return
+        answer = await self._client.request("GET", path("rooms", command.room_id, "state"))
+        power = RoomPower.from_state(answer.get("value", []))
+        outcome = decide(power, sender=command.sender, bot_user_id=self._bot)
+        name = command.name or CALL_NAME
+        if outcome is Outcome.ADDED:
+            kind = await run_in_threadpool(
+                _record_call_choice, self._sessions, command.room_id, command.name, command.sender
+            )
+            name = command.name or (call_name(kind) if kind else CALL_NAME)
+            widget = CallWidget(self._widget_url, name)
+            await self._client.request(
+                "PUT",
+                path("rooms", command.room_id, "state", WIDGETS_EVENT, CALL_WIDGET_ID),
+                body=widget.content(self._bot),
+            )
+        text = reply_text(
+            outcome,
+            link=standalone_call_link(self._widget_url, command.room_id),
+            name=name,
+            needed=power.needed_for_state(WIDGETS_EVENT),
+            sender_level=power.level_of(command.sender),
+        )
+        content = _notice(text, reply_to=command.event_id)
+        await self._send(command.room_id, content, _txn_id("call", command.event_id))
+        log.info(
+            "answered !call",
+            extra={"room_id": command.room_id, "sender": command.sender, "outcome": outcome.value},
+        )
+
+    async def _send(self, room_id: str, content: dict[str, Any], txn_id: str) -> None:
+        await self._client.call_api(Api.room_send("", room_id, "m.room.message", content, txn_id))

@@ -1,0 +1,64 @@
+"""Calls in a school's rooms beyond the defaults: the admin UI's button and `!call`.
+
+The choice is desired state (`managed_rooms.call_widget`); the reconciler's next run puts
+the widget into the room or takes it out, like any other state it keeps.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from provisioning.audit import record_audit
+from provisioning.db.models import ManagedRoom, RoomKind, School
+from provisioning.i18n import N_
+from provisioning.reconciler.desired import has_call_by_default
+from provisioning.services.schools import DomainError
+
+_SPACES = (RoomKind.SCHOOL_SPACE, RoomKind.CLASS_SPACE)
+
+
+def school_room(session: Session, school: School, alias: str) -> ManagedRoom:
+    """One of the school's managed rooms.
+
+    Raises:
+        DomainError: the school has no managed room with this alias.
+    """
+    room = session.get(ManagedRoom, alias)
+    if room is None or room.school_id != school.id:
+        raise DomainError(N_("The school has no room %(alias)s."), alias=alias)
+    return room
+
+
+def has_call(room: ManagedRoom) -> bool:
+    """Whether the room is meant to have the call widget: the school's choice, or the default."""
+    return room.call_widget if room.call_widget is not None else has_call_by_default(room.kind)
+
+
+def set_room_call(
+    session: Session,
+    room: ManagedRoom,
+    wanted: bool,
+    *,
+    name: str | None = None,
+    actor: str = "system",
+    via: str = "web",
+) -> None:
+    """Put the call widget into a managed room, or keep it out, from now on.
+
+    `name` names the widget (None: the room kind's usual name). `via` says where the
+    decision was taken ("web", or "matrix" for `!call`), for the audit log.
+
+    Raises:
+        DomainError: the room is a space (Matrix clients show no widgets in a space).
+    """
+    if room.kind in _SPACES:
+        raise DomainError(N_("A space has no calls; add the call to a room inside it."))
+    name = name or None
+    if room.call_widget is wanted and (not wanted or room.call_widget_name == name):
+        return
+    room.call_widget = wanted
+    room.call_widget_name = name if wanted else None
+    record_audit(
+        session, actor, "room.call_added" if wanted else "room.call_removed", room.alias,
+        school_id=room.school_id, kind=room.kind.value, via=via,
+    )  # fmt: skip
