@@ -2,6 +2,7 @@
 # Parta on one machine.
 #   ./deploy.sh            bring everything up (same as ./deploy.sh up); safe to run again
 #   ./deploy.sh test       install test dependencies and run lint, types and the test suite
+#   ./deploy.sh turn       production, on a Debian host: install and configure coturn (TURN)
 #   ./deploy.sh stop | status | logs [service] | sync [--dry-run] [--full] | demo | render | help
 # State lives in var/ (or $PARTA_VAR_DIR); the virtualenv in .venv/.
 set -euo pipefail
@@ -15,7 +16,7 @@ die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
 say() { printf '==> %s\n' "$*"; }
 
 usage() {
-  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 find_python() {
@@ -69,7 +70,7 @@ apt_install() {
 
 # The tests use the PostgreSQL on 127.0.0.1:5432 when it answers; otherwise they start a
 # throwaway cluster from Debian's binaries, which must then be installed. Browser tests
-# need Debian's Chromium and a font with Cyrillic letters.
+# need Debian's Chromium and a font with Cyrillic letters; documents, LibreOffice.
 ensure_test_system_packages() {
   local missing=()
   if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null &&
@@ -80,7 +81,19 @@ ensure_test_system_packages() {
   # The admin UI's tests drive Debian's Chromium headless (never a downloaded browser).
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
+  # The TURN test relays a call through Debian's coturn on loopback.
+  command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+  # Documents: office files become PDFs with LibreOffice headless (no desktop parts).
+  command -v soffice >/dev/null 2>&1 ||
+    missing+=(libreoffice-core libreoffice-impress libreoffice-writer libreoffice-calc)
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+  # Debian starts the package's own coturn (an open STUN server on port 3478); the tests
+  # start theirs on loopback, so a test machine does not keep that one running.
+  if [[ " ${missing[*]} " == *" coturn "* ]] && [ -d /run/systemd/system ]; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo systemctl disable --now --quiet coturn || true
+  fi
 }
 
 run_tests() {
@@ -96,6 +109,38 @@ run_tests() {
   "$VENV/bin/pytest" "$@"
 }
 
+# TURN for call clients behind NAT (production, on a Debian host): render var/turn/turnserver.conf
+# from the settings (PARTA_TURN_HOST), install Debian's coturn, write /etc/turnserver.conf
+# (readable by coturn's user only: it holds the shared secret) and enable the service.
+# Safe to run again: coturn restarts only when the file changed.
+setup_turn() {
+  local conf="$PARTA_VAR_DIR/turn/turnserver.conf" target=/etc/turnserver.conf sudo=""
+  [ -x "$VENV/bin/parta" ] || die "Parta is not installed yet; run ./deploy.sh first."
+  "$VENV/bin/parta" init >/dev/null
+  "$VENV/bin/parta" render >/dev/null
+  [ -f "$conf" ] || die "TURN is not configured: set PARTA_TURN_HOST (the relay's public host name)
+  in $PARTA_VAR_DIR/parta.env, then run ./deploy.sh turn again"
+  command -v turnserver >/dev/null 2>&1 || apt_install coturn
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ] ||
+    die "coturn runs as a systemd service, and systemd is not running on this host"
+  if $sudo cmp -s "$conf" "$target"; then
+    say "$target is up to date"
+  else
+    say "writing $target from $conf"
+    $sudo install -m 0640 -o root -g turnserver "$conf" "$target"
+    $sudo systemctl restart coturn
+  fi
+  $sudo systemctl enable --quiet --now coturn
+  local tries=0
+  until $sudo systemctl is-active --quiet coturn; do
+    tries=$((tries + 1))
+    [ "$tries" -le 20 ] || die "coturn did not start within 10 s; see: journalctl -u coturn -n 50"
+    sleep 0.5
+  done
+  say "coturn is running; open the ports named in docs/operations.md (TURN)"
+}
+
 command="${1:-up}"
 [ "$#" -gt 0 ] && shift
 case "$command" in
@@ -105,6 +150,9 @@ case "$command" in
     ;;
   test)
     run_tests "$@"
+    ;;
+  turn)
+    setup_turn
     ;;
   stop | status | logs | render | init | sync | demo)
     [ -x "$VENV/bin/parta" ] || die "Parta is not installed yet; run ./deploy.sh first."

@@ -126,6 +126,7 @@ Parta is running: region «{s.region_name}», server name {s.server_name}.
   Provisioning service:    {s.provisioning_url}  (health: {s.provisioning_url}/healthz)
   Bridge (appservice):     {s.bridge_url}  (health: {s.bridge_url}/healthz)
   Widgets (calls):         {s.widgets_url}  (health: {s.widgets_url}/healthz)
+  Documents:               {s.widgets_url}/documents/  (sign in with any account below)
 
   Region administrator:    {s.region_admin_user_id}
   Password:                {s.region_admin_password.get_secret_value()}{admin_note}

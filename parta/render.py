@@ -1,5 +1,8 @@
 """Render a region's Synapse configuration from `Settings` into `var/synapse/`.
 
+With TURN configured it renders coturn's configuration too, into `var/turn/`
+(`./deploy.sh turn` installs it as /etc/turnserver.conf on a Debian host).
+
 Files are rewritten only when their content changes, so a second `parta up` can tell
 that nothing changed and leave Synapse running.
 """
@@ -18,6 +21,35 @@ from parta.naming import MANAGED_ALIAS_PREFIXES
 from parta.settings import Settings
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "synapse-config" / "templates"
+
+# Peers the TURN relay refuses: a signed-in person must not reach the host's or the school's
+# internal network through it (RFC 6890 special-purpose ranges: "this network", private,
+# shared address space, loopback, link-local, documentation, benchmarking, reserved;
+# IPv6 loopback, IPv4-mapped, NAT64, discard, Teredo, 6to4, unique-local, link-local).
+TURN_DENIED_PEER_RANGES = (
+    "0.0.0.0-0.255.255.255",
+    "10.0.0.0-10.255.255.255",
+    "100.64.0.0-100.127.255.255",
+    "127.0.0.0-127.255.255.255",
+    "169.254.0.0-169.254.255.255",
+    "172.16.0.0-172.31.255.255",
+    "192.0.0.0-192.0.0.255",
+    "192.0.2.0-192.0.2.255",
+    "192.88.99.0-192.88.99.255",
+    "192.168.0.0-192.168.255.255",
+    "198.18.0.0-198.19.255.255",
+    "198.51.100.0-198.51.100.255",
+    "203.0.113.0-203.0.113.255",
+    "224.0.0.0-255.255.255.255",
+    "::1",
+    "::ffff:0.0.0.0-::ffff:255.255.255.255",
+    "64:ff9b::-64:ff9b::ffff:ffff",
+    "100::-100::ffff:ffff:ffff:ffff",
+    "2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +73,10 @@ def _environment() -> jinja2.Environment:
 
 
 def render_synapse_config(settings: Settings) -> list[RenderedFile]:
-    """Return Synapse's homeserver.yaml, log config and the bridge's appservice registration."""
+    """Return Synapse's homeserver.yaml, log config and the bridge's appservice registration.
+
+    With TURN configured (`turn_host` or `turn_uris`), coturn's turnserver.conf as well.
+    """
     env = _environment()
     synapse_dir = settings.synapse_dir
     context = {
@@ -51,6 +86,8 @@ def render_synapse_config(settings: Settings) -> list[RenderedFile]:
         "server_name_regex": re.escape(settings.server_name),
         "bot_localpart_regex": re.escape(settings.bot_localpart),
         "managed_alias_prefixes": [re.escape(p) for p in MANAGED_ALIAS_PREFIXES],
+        "production": settings.environment == "production",
+        "denied_peer_ranges": TURN_DENIED_PEER_RANGES,
     }
     targets = [
         ("homeserver.yaml.j2", synapse_dir / "homeserver.yaml", True),
@@ -61,6 +98,9 @@ def render_synapse_config(settings: Settings) -> list[RenderedFile]:
             True,
         ),
     ]
+    if settings.turn_enabled:
+        # It holds coturn's static-auth-secret.
+        targets.append(("turnserver.conf.j2", settings.turn_config_path, True))
     return [
         RenderedFile(path, env.get_template(name).render(context), private)
         for name, path, private in targets

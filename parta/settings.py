@@ -30,6 +30,7 @@ SECRET_FIELDS = (
     "region_admin_password",
     "demo_password",
     "web_secret",
+    "turn_shared_secret",
 )
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "password"}
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -76,6 +77,11 @@ class Settings(BaseSettings):
 
     # Limits.
     max_upload_size_mb: int = Field(default=100, ge=1, le=4096)
+    # Documents: each person's storage (0 = unlimited, as the platform Parta replaces
+    # promises), and the LibreOffice processes converting office files for preview.
+    documents_quota_mb: int = Field(default=0, ge=0, le=10_000_000)
+    documents_convert_workers: int = Field(default=2, ge=1, le=16)
+    documents_convert_time_limit_s: float = Field(default=120.0, ge=5, le=3600)
 
     # Matrix-side names of Parta's own accounts.
     appservice_id: str = "parta"
@@ -98,6 +104,26 @@ class Settings(BaseSettings):
     # Calls: how many of the last speakers' cameras a participant receives besides the
     # teacher's, the floor's and screen shares (aiortc has no simulcast: this is the budget).
     call_last_n: int = Field(default=6, ge=0, le=30)
+    # How often a live call asks its room who is in it and who moderates (a teacher
+    # promoted or demoted in Matrix mid-call, a pupil who left the room).
+    call_access_poll_s: float = Field(default=15.0, ge=0.1, le=600)
+
+    # TURN (coturn) for call clients behind NAT: off unless `turn_host` (or `turn_uris`) is
+    # set, since loopback needs none. Relayed media uses the relay port range; peers on
+    # private and loopback ranges are refused except `turn_allowed_peer_ips` (the SFU's own
+    # address when it has no public one). Credentials live `turn_credential_lifetime_s`:
+    # coturn checks them on every refresh of an allocation, so this is longer than a lesson.
+    turn_host: str = ""
+    turn_port: int = Field(default=3478, ge=1, le=65535)
+    turn_tls_port: int = Field(default=5349, ge=1, le=65535)
+    turn_relay_min_port: int = Field(default=49152, ge=1024, le=65535)
+    turn_relay_max_port: int = Field(default=65535, ge=1024, le=65535)
+    turn_uris: list[str] = Field(default_factory=list)  # instead of those derived from the host
+    turn_allowed_peer_ips: list[str] = Field(default_factory=list)
+    turn_external_ip: str = ""  # coturn's external-ip behind 1:1 NAT ("public/private")
+    turn_tls_cert: str = ""  # default: /etc/letsencrypt/live/<turn_host>/fullchain.pem
+    turn_tls_key: str = ""  # default: /etc/letsencrypt/live/<turn_host>/privkey.pem
+    turn_credential_lifetime_s: int = Field(default=8 * 3600, ge=60, le=7 * 86_400)
 
     # A demo school with demo accounts, loaded by `./deploy.sh` in development.
     demo_school: bool = True
@@ -115,6 +141,7 @@ class Settings(BaseSettings):
     region_admin_password: SecretStr = SecretStr("")
     demo_password: SecretStr = SecretStr("")
     web_secret: SecretStr = SecretStr("")  # signs the admin UI's CSRF tokens
+    turn_shared_secret: SecretStr = SecretStr("")  # coturn's static-auth-secret
 
     @classmethod
     def load(cls, var_dir: Path | None = None) -> Settings:
@@ -165,6 +192,23 @@ class Settings(BaseSettings):
             if not _SERVER_NAME.match(name):
                 raise ValueError(f"federation_allow_list: {name!r} is not a server name")
         return value
+
+    @field_validator("turn_uris")
+    @classmethod
+    def _check_turn_uris(cls, value: list[str]) -> list[str]:
+        for uri in value:
+            if not re.match(r"^turns?:[^\s?]+(\?transport=(udp|tcp))?$", uri):
+                raise ValueError(
+                    f"turn_uris: {uri!r} is not a TURN URI such as "
+                    "'turn:turn.example.org:3478?transport=udp'"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _check_turn_relay_ports(self) -> Settings:
+        if self.turn_relay_min_port > self.turn_relay_max_port:
+            raise ValueError("turn_relay_min_port must not be above turn_relay_max_port")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_in_production(self) -> Settings:
@@ -218,6 +262,32 @@ class Settings(BaseSettings):
         )
 
     @property
+    def turn_enabled(self) -> bool:
+        return bool(self.turn_host or self.turn_uris)
+
+    @property
+    def turn_server_uris(self) -> list[str]:
+        """The TURN URIs clients are given: `turn_uris`, or derived from `turn_host`.
+
+        UDP and TCP on `turn_port`; in production also TURN over TLS on `turn_tls_port`,
+        for networks that let only HTTPS-like traffic out.
+        """
+        if self.turn_uris or not self.turn_host:
+            return list(self.turn_uris)
+        uris = [
+            f"turn:{self.turn_host}:{self.turn_port}?transport=udp",
+            f"turn:{self.turn_host}:{self.turn_port}?transport=tcp",
+        ]
+        if self.environment == "production":
+            uris.append(f"turns:{self.turn_host}:{self.turn_tls_port}?transport=tcp")
+        return uris
+
+    @property
+    def turn_config_path(self) -> Path:
+        """coturn's rendered config; `./deploy.sh turn` installs it as /etc/turnserver.conf."""
+        return self.var_dir / "turn" / "turnserver.conf"
+
+    @property
     def provisioning_url(self) -> str:
         return f"http://{self.bind_address}:{self.provisioning_port}"
 
@@ -242,6 +312,11 @@ class Settings(BaseSettings):
     def policy_snapshot_path(self) -> Path:
         """Written by provisioning, read by the school policy module inside Synapse."""
         return self.var_dir / "policy" / "snapshot.json"
+
+    @property
+    def call_state_dir(self) -> Path:
+        """The widget service's saved calls (floor, hands, attendance), one file a room."""
+        return self.var_dir / "calls"
 
     @property
     def log_dir(self) -> Path:

@@ -10,6 +10,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PACKAGES=(
   "htmx.org 2.0.11 dist/htmx.min.js provisioning/web/static/vendor"
   "matrix-widget-api 1.19.0 dist/api.min.js widgets/call/static/vendor"
+  "pdfjs-dist 6.5.438 build/pdf.min.mjs widgets/documents/static/vendor"
+  "pdfjs-dist 6.5.438 build/pdf.worker.min.mjs widgets/documents/static/vendor"
 )
 
 work="$(mktemp -d)"

@@ -6,10 +6,11 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from nio import AsyncClient, LoginResponse
 
 from bridge.accounts import ensure_local_user
-from bridge.matrix.client import MatrixClient
+from bridge.matrix.client import MatrixClient, path
 from parta.deployment import LocalDeployment
 
 
@@ -32,3 +33,15 @@ async def logged_in(
         yield client
     finally:
         await client.close()
+
+
+async def openid_token(client: AsyncClient) -> dict[str, object]:
+    """A Matrix OpenID token of the signed-in person, as a widget gets it from its client."""
+    url = f"{client.homeserver}{path('user', client.user_id, 'openid', 'request_token')}"
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(
+            url, json={}, headers={"Authorization": f"Bearer {client.access_token}"}
+        )
+    assert answer.status_code == 200, answer.text
+    token: dict[str, object] = answer.json()
+    return token

@@ -155,3 +155,125 @@ def test_a_misspelt_setting_is_refused_with_a_suggestion(tmp_path: Path) -> None
         config.write("PARTA_SYNAPSE_PROT=8448\n")
     with pytest.raises(ValueError, match="PARTA_SYNAPSE_PROT is not a Parta setting; did you mean"):
         Settings.load(var_dir)
+
+
+# --- TURN (coturn) ------------------------------------------------------------------------
+
+
+def _rendered(settings: Settings) -> dict[str, str]:
+    return {f.path.name: f.content for f in render_synapse_config(settings)}
+
+
+def _options(conf: str) -> list[str]:
+    return [line for line in conf.splitlines() if line and not line.startswith("#")]
+
+
+def test_local_mode_has_no_turn_unless_asked(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "var")
+    assert "turnserver.conf" not in _rendered(settings)
+    assert not {"turn_uris", "turn_shared_secret"} & set(_homeserver(settings))
+    render_all(settings)
+    assert not settings.turn_config_path.exists()
+
+
+def test_coturn_gets_the_generated_secret_and_refuses_internal_peers(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    settings = _settings(
+        var_dir,
+        server_name="school.example.org",
+        turn_host="turn.school.example.org",
+        turn_port=3479,
+        turn_relay_min_port=50000,
+        turn_relay_max_port=50999,
+    )
+    secret = settings.turn_shared_secret.get_secret_value()
+    assert len(secret) >= 32
+    # Generated at deploy time into var/secrets.env, never part of the templates.
+    assert f"PARTA_TURN_SHARED_SECRET={secret}" in (var_dir / "secrets.env").read_text()
+    options = _options(_rendered(settings)["turnserver.conf"])
+    for expected in (
+        "use-auth-secret",
+        f"static-auth-secret={secret}",
+        "realm=school.example.org",
+        "listening-port=3479",
+        "min-port=50000",
+        "max-port=50999",
+        "no-multicast-peers",
+        "no-tcp-relay",
+        "no-cli",
+        "fingerprint",
+        "no-tls",  # development: no certificate
+    ):
+        assert expected in options, expected
+    denied = {line.removeprefix("denied-peer-ip=") for line in options if "denied-peer" in line}
+    for internal in (
+        "10.0.0.0-10.255.255.255",
+        "172.16.0.0-172.31.255.255",
+        "192.168.0.0-192.168.255.255",
+        "127.0.0.0-127.255.255.255",
+        "169.254.0.0-169.254.255.255",
+        "100.64.0.0-100.127.255.255",
+        "::1",
+        "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    ):
+        assert internal in denied, internal
+    assert not [line for line in options if line.startswith(("allowed-peer-ip", "cert=", "tls-"))]
+    render_all(settings)
+    assert stat.S_IMODE(settings.turn_config_path.stat().st_mode) == 0o600  # holds the secret
+    assert settings.turn_config_path == var_dir / "turn" / "turnserver.conf"
+
+
+def test_coturn_in_production_has_tls_and_the_sfus_private_address(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path / "var",
+        environment="production",
+        turn_host="turn.school.example.org",
+        turn_allowed_peer_ips='["10.0.0.7"]',
+        turn_external_ip="203.0.113.9/10.0.0.7",
+    )
+    options = _options(_rendered(settings)["turnserver.conf"])
+    for expected in (
+        "tls-listening-port=5349",
+        "cert=/etc/letsencrypt/live/turn.school.example.org/fullchain.pem",
+        "pkey=/etc/letsencrypt/live/turn.school.example.org/privkey.pem",
+        "no-tlsv1",
+        "no-tlsv1_1",
+        "allowed-peer-ip=10.0.0.7",
+        "external-ip=203.0.113.9/10.0.0.7",
+    ):
+        assert expected in options, expected
+    assert "no-tls" not in options
+    assert "denied-peer-ip=10.0.0.0-10.255.255.255" in options  # the rest stays refused
+
+
+def test_synapse_gets_turn_only_when_configured_and_accepts_it(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path / "var", environment="production", turn_host="turn.school.example.org"
+    )
+    hs = _homeserver(settings)
+    uris = [
+        "turn:turn.school.example.org:3478?transport=udp",
+        "turn:turn.school.example.org:3478?transport=tcp",
+        "turns:turn.school.example.org:5349?transport=tcp",
+    ]
+    assert hs["turn_uris"] == uris
+    assert hs["turn_shared_secret"] == settings.turn_shared_secret.get_secret_value()
+    assert hs["turn_allow_guests"] is False
+    render_all(settings)
+    config = HomeServerConfig.load_config(
+        "parta-test", ["--config-path", str(settings.synapse_dir / "homeserver.yaml")]
+    )
+    assert config.voip.turn_uris == uris
+    assert config.voip.turn_shared_secret == settings.turn_shared_secret.get_secret_value()
+    assert config.voip.turn_user_lifetime == 8 * 3600 * 1000  # ms: longer than a lesson
+
+    # Given URIs win over the derived ones; a URI that is not TURN is refused.
+    explicit = _settings(
+        tmp_path / "var2", turn_uris='["turn:relay.example.org:443?transport=tcp"]'
+    )
+    assert _homeserver(explicit)["turn_uris"] == ["turn:relay.example.org:443?transport=tcp"]
+    with pytest.raises(ValidationError, match="is not a TURN URI"):
+        Settings(turn_uris=["https://relay.example.org"])
+    with pytest.raises(ValidationError, match="turn_relay_min_port"):
+        Settings(turn_relay_min_port=60000, turn_relay_max_port=50000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse
@@ -18,11 +19,16 @@ from fastapi.staticfiles import StaticFiles
 from bridge.matrix.client import MatrixClient
 from parta.settings import Settings
 from parta.web import install_error_handlers, install_request_log
+from widgets.call.persistence import CallStore
 from widgets.call.rtp_forwarding import check_aiortc_version
-from widgets.call.service import CallService
+from widgets.call.service import EMPTY_CALL_KEPT_S, CallService
+from widgets.call.turn import TurnIssuer
+from widgets.documents.service import DocumentsService, documents_router
 from widgets.openid import OpenIDVerifier, ServerResolver
 
 CALL_STATIC = Path(__file__).resolve().parent / "call" / "static"
+DOCUMENTS_STATIC = Path(__file__).resolve().parent / "documents" / "static"
+SHARED_STATIC = Path(__file__).resolve().parent / "static"  # what every widget page uses
 
 
 def _call_page_policy(settings: Settings) -> str:
@@ -46,8 +52,31 @@ def _call_page_policy(settings: Settings) -> str:
     )
 
 
+def _documents_page_policy(settings: Settings) -> str:
+    """The documents page: own scripts (pdf.js and its worker), files from this service."""
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self' 'wasm-unsafe-eval'",  # pdf.js decodes some images in wasm
+            "worker-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            "media-src 'self' blob:",
+            f"connect-src 'self' {settings.element_homeserver_url}",
+            "frame-ancestors *",
+            "base-uri 'none'",
+            "form-action 'self'",
+        )
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     check_aiortc_version()  # refuse to start on an aiortc the forwarding was not written for
+    turn = TurnIssuer.from_settings(settings)  # None without TURN (loopback needs none)
+    documents = DocumentsService.from_settings(
+        settings,
+        OpenIDVerifier(ServerResolver(local={settings.server_name: settings.homeserver_url})),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,12 +84,22 @@ def create_app(settings: Settings) -> FastAPI:
         async with MatrixClient(
             settings.homeserver_url, settings.as_token.get_secret_value()
         ) as matrix:
-            calls = CallService(OpenIDVerifier(resolver), matrix, last_n=settings.call_last_n)
+            calls = CallService(
+                OpenIDVerifier(resolver),
+                matrix,
+                last_n=settings.call_last_n,
+                turn=turn,
+                store=CallStore(settings.call_state_dir, max_age_s=EMPTY_CALL_KEPT_S),
+                access_poll_s=settings.call_access_poll_s,
+                zone=ZoneInfo(settings.timezone),
+            )
             app.state.calls = calls
+            await calls.start()
             try:
                 yield
             finally:
                 await calls.close()
+                await documents.close()
 
     app = FastAPI(title="Parta widgets", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
@@ -93,6 +132,24 @@ def create_app(settings: Settings) -> FastAPI:
         }
 
     app.mount("/call/static", StaticFiles(directory=CALL_STATIC), name="call-static")
+    app.mount("/static", StaticFiles(directory=SHARED_STATIC), name="shared-static")
+    app.include_router(documents_router(documents))
+    documents_headers = {
+        "Content-Security-Policy": _documents_page_policy(settings),
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+    @app.get("/documents/", include_in_schema=False)
+    async def documents_page() -> FileResponse:
+        return FileResponse(DOCUMENTS_STATIC / "documents.html", headers=documents_headers)
+
+    @app.get("/documents/config.json", include_in_schema=False)
+    async def documents_config() -> dict[str, object]:
+        """Where the standalone page signs in."""
+        return {"homeserver_url": settings.element_homeserver_url}
+
+    app.mount("/documents/static", StaticFiles(directory=DOCUMENTS_STATIC), name="documents-static")
 
     @app.websocket("/call/ws")
     async def call_socket(socket: WebSocket) -> None:

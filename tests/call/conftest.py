@@ -7,14 +7,18 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import uvicorn
+from nio import RoomCreateResponse
 from starlette.types import ASGIApp
 
+from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.harness.ports import free_ports
+from tests.matrix_users import logged_in, new_person, openid_token
 from widgets.app import create_app
 
 WAIT_S = 30.0
@@ -64,3 +68,28 @@ async def widgets_url(region: LocalDeployment) -> AsyncIterator[str]:
 def widgets(widgets_url: str) -> str:
     """The call service's WebSocket."""
     return widgets_url.replace("http://", "ws://") + "/call/ws"
+
+
+@dataclass
+class Lesson:
+    room_id: str
+    tokens: dict[str, dict[str, Any]]  # "teacher", "pupil", "outsider" -> OpenID token
+    users: dict[str, str]
+
+
+@pytest.fixture
+async def lesson(region: LocalDeployment, bot: MatrixClient) -> Lesson:
+    """A teacher's room (she created it: power 100) with a pupil; an outsider besides."""
+    accounts = {key: await new_person(bot, region, key) for key in ("teacher", "pupil", "outsider")}
+    tokens: dict[str, dict[str, Any]] = {}
+    room_id = ""
+    for key, (user_id, password) in accounts.items():
+        async with logged_in(region, user_id, password) as client:
+            if key == "teacher":
+                created = await client.room_create(name="Урок", invite=[accounts["pupil"][0]])
+                assert isinstance(created, RoomCreateResponse), created
+                room_id = created.room_id
+            elif key == "pupil":
+                await client.join(room_id)
+            tokens[key] = await openid_token(client)
+    return Lesson(room_id, tokens, {key: user for key, (user, _) in accounts.items()})

@@ -6,14 +6,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
-from nio import AsyncClient, RoomCreateResponse
+from nio import RoomCreateResponse
 
-from bridge.matrix.client import MatrixClient, path
+from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.harness.ports import free_ports
-from tests.matrix_users import logged_in, new_person
+from tests.matrix_users import logged_in, new_person, openid_token
 from widgets.call.room_access import NoAccess, check_room_access
 from widgets.openid import OpenIDError, OpenIDVerifier, ServerResolver, split_server_name
 
@@ -36,17 +35,6 @@ async def test_ip_literals_and_explicit_ports_are_used_as_they_are() -> None:
     assert (endpoint.base_url, endpoint.tls_name) == ("https://10.1.2.3:8448", "10.1.2.3")
     endpoint = await resolver.resolve("region2.example.org:8449")
     assert endpoint.base_url == "https://region2.example.org:8449"
-
-
-async def openid_token(client: AsyncClient) -> dict[str, object]:
-    url = f"{client.homeserver}{path('user', client.user_id, 'openid', 'request_token')}"
-    async with httpx.AsyncClient(timeout=30) as http:
-        answer = await http.post(
-            url, json={}, headers={"Authorization": f"Bearer {client.access_token}"}
-        )
-    assert answer.status_code == 200, answer.text
-    token: dict[str, object] = answer.json()
-    return token
 
 
 def verifier_for(region: LocalDeployment) -> OpenIDVerifier:

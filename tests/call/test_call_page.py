@@ -26,8 +26,7 @@ from starlette.staticfiles import StaticFiles
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.call.conftest import WAIT_S, serving, until
-from tests.call.test_auth_live import openid_token
-from tests.matrix_users import logged_in, new_person
+from tests.matrix_users import logged_in, new_person, openid_token
 from tests.web.conftest import ARTEFACTS, CHROMIUM
 from widgets.app import CALL_STATIC
 

@@ -9,46 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiortc import RTCSessionDescription
-from nio import RoomCreateResponse
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge.matrix.client import MatrixClient
-from parta.deployment import LocalDeployment
-from tests.call.conftest import WAIT_S, until
-from tests.call.test_auth_live import openid_token
+from tests.call.conftest import WAIT_S, Lesson, until
 from tests.call.test_sfu import Client
-from tests.matrix_users import logged_in, new_person
-
-
-@dataclass
-class Lesson:
-    room_id: str
-    tokens: dict[str, dict[str, Any]]  # "teacher", "pupil", "outsider" -> OpenID token
-    users: dict[str, str]
-
-
-@pytest.fixture
-async def lesson(region: LocalDeployment, bot: MatrixClient) -> Lesson:
-    """A teacher's room (she created it: power 100) with a pupil; an outsider besides."""
-    accounts = {key: await new_person(bot, region, key) for key in ("teacher", "pupil", "outsider")}
-    tokens: dict[str, dict[str, Any]] = {}
-    room_id = ""
-    for key, (user_id, password) in accounts.items():
-        async with logged_in(region, user_id, password) as client:
-            if key == "teacher":
-                created = await client.room_create(name="Урок", invite=[accounts["pupil"][0]])
-                assert isinstance(created, RoomCreateResponse), created
-                room_id = created.room_id
-            elif key == "pupil":
-                await client.join(room_id)
-            tokens[key] = await openid_token(client)
-    return Lesson(room_id, tokens, {key: user for key, (user, _) in accounts.items()})
 
 
 async def receive(socket: ClientConnection, kind: str) -> dict[str, Any]:

@@ -219,3 +219,33 @@ def test_no_pupil_is_ever_heard_unless_a_moderator_gave_the_floor(
         for pupil in (IVAN, MASHA, KOLYA):
             if call.may_forward(pupil, Source.AUDIO):
                 assert pupil in granted
+
+
+def test_power_levels_changing_mid_call_give_and_take_the_teachers_controls() -> None:
+    call = lesson()
+    call.raise_hand(IVAN, now=5.0)
+    assert call.set_moderator(IVAN, True)  # made a moderator in Matrix
+    assert not call.set_moderator(IVAN, True)  # nothing new: nothing to send
+    assert call.participants[IVAN].hand_raised_at is None  # a teacher needs no floor
+    assert call.may_forward(IVAN, Source.AUDIO)
+    call.grant_floor(IVAN, MASHA)  # and may decide now
+    call.allow_screen(TEACHER, IVAN, True)
+    assert call.set_moderator(IVAN, False)  # demoted again
+    assert not call.may_forward(IVAN, Source.AUDIO)
+    assert not call.may_forward(IVAN, Source.SCREEN)
+    with pytest.raises(CallError, match="not_moderator"):
+        call.revoke_floor(IVAN, MASHA)
+    assert call.may_forward(MASHA, Source.AUDIO)  # what they decided stands
+    assert not call.set_moderator("@nobody:hs", True)
+
+
+def test_someone_who_left_the_room_leaves_the_call_and_may_come_back() -> None:
+    call = lesson()
+    call.grant_floor(TEACHER, IVAN)
+    assert call.left_room(IVAN, now=10.0)
+    assert IVAN not in call.participants and not call.may_forward(IVAN, Source.AUDIO)
+    assert not call.left_room(IVAN, now=11.0)
+    call.join(IVAN, "Ivan", moderator=False, now=20.0)  # invited back: not "removed"
+    assert not call.participants[IVAN].has_floor  # but nothing of before is kept
+    rows = {row["user_id"]: row for row in call.attendance(now=30.0)}
+    assert rows[IVAN]["visits"] == 2 and rows[IVAN]["seconds"] == pytest.approx(19.0)

@@ -14,6 +14,7 @@ from provisioning.i18n import LOCALES, catalogue_path, translations
 from provisioning.web import STATIC_DIR
 
 CALL_VENDOR = Path(__file__).resolve().parents[2] / "widgets" / "call" / "static" / "vendor"
+DOCUMENTS_VENDOR = CALL_VENDOR.parents[2] / "documents" / "static" / "vendor"
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = [
@@ -90,7 +91,11 @@ def test_placeholders_survive_translation() -> None:
             assert set(placeholder.findall(text)) == wanted, (message.id, text)
 
 
-@pytest.mark.parametrize("vendor", [STATIC_DIR / "vendor", CALL_VENDOR], ids=["admin", "call"])
+@pytest.mark.parametrize(
+    "vendor",
+    [STATIC_DIR / "vendor", CALL_VENDOR, DOCUMENTS_VENDOR],
+    ids=["admin", "call", "documents"],
+)
 def test_vendored_scripts_are_the_pinned_builds(vendor: Path) -> None:
     """Pages load scripts only from this site; each file is the one scripts/vendor-js.sh pinned."""
     lines = (vendor / "VENDORED.txt").read_text().splitlines()

@@ -1,9 +1,13 @@
 """What a call page and the SFU say to each other over the WebSocket, validated at the edge.
 
 Every message is a JSON object with a `type`. The page speaks first (`join`, with the
-OpenID token its Matrix client gave it); the SFU answers with an `offer`, and from then
-on with `state` whenever the call changes, `error` when a request was refused, and
-`removed` when a teacher removed the page's person.
+OpenID token its Matrix client gave it); the SFU answers with an `offer` (its
+`ice_servers` carry short-lived TURN credentials for this person when the region has
+TURN, `widgets.call.turn`), and from then on with `state` whenever the call changes,
+`error` when a request was refused (or `codec_unsupported`, with `user_id` and
+`source`, when this page cannot decode a stream's codec), `attendance` and
+`attendance_posted` for the teacher, and `removed` when a teacher removed the page's
+person (with `reason: "not_a_member"` when they left the room).
 """
 
 from __future__ import annotations
@@ -82,8 +86,24 @@ class Attendance(_Message):
     type: Literal["attendance"]
 
 
+class PostAttendance(_Message):
+    """The teacher asks the bot to post the attendance into the room, in the page's language."""
+
+    type: Literal["post_attendance"]
+    lang: Literal["ru", "en"] = "ru"
+
+
 PageMessage = Annotated[
-    Answer | RaiseHand | LowerHand | Floor | MuteAll | Cameras | Screen | Remove | Attendance,
+    Answer
+    | RaiseHand
+    | LowerHand
+    | Floor
+    | MuteAll
+    | Cameras
+    | Screen
+    | Remove
+    | Attendance
+    | PostAttendance,
     Field(discriminator="type"),
 ]
 page_message: TypeAdapter[PageMessage] = TypeAdapter(PageMessage)

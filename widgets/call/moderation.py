@@ -130,11 +130,35 @@ class CallState:
         participant.connected = False
         self._end_visit(user_id, now)
 
-    def set_moderator(self, user_id: str, moderator: bool) -> None:
-        """The room's power levels changed: a teacher joined the class, or left it."""
+    def set_moderator(self, user_id: str, moderator: bool) -> bool:
+        """The room's power levels changed: a teacher joined the class, or left it.
+
+        A new moderator's hand is lowered (they need nobody's floor); a demoted one keeps
+        no floor of their own, so they are muted like any pupil until given it.
+        Returns whether anything changed.
+        """
         participant = self.participants.get(user_id)
-        if participant is not None:
-            participant.moderator = moderator
+        if participant is None or participant.moderator == moderator:
+            return False
+        participant.moderator = moderator
+        if moderator:
+            participant.hand_raised_at = None
+        else:
+            participant.has_floor = False
+            participant.may_share_screen = False
+        return True
+
+    def left_room(self, user_id: str, *, now: float) -> bool:
+        """They are no longer a member of the Matrix room (left, kicked, banned).
+
+        Unlike `remove`, they may come back to the call once they are in the room again:
+        the room decides, as it does at `join`. Returns whether they were in the call.
+        """
+        if user_id not in self.participants:
+            return False
+        self.leave(user_id, now=now)
+        del self.participants[user_id]
+        return True
 
     def _end_visit(self, user_id: str, now: float) -> None:
         for index in range(len(self.visits) - 1, -1, -1):
@@ -282,17 +306,20 @@ class CallState:
         }
 
     def attendance(self, *, now: float) -> list[dict[str, Any]]:
-        """Who came, first arrival and last departure, and the time spent in all."""
+        """Who came, first arrival and last departure, the time spent in all, and how
+        many stretches that took (`visits`: 1 means never dropped out and rejoined)."""
         people: dict[str, dict[str, Any]] = {}
         for visit in self.visits:
             row = people.setdefault(
                 visit.user_id,
                 {"user_id": visit.user_id, "display_name": visit.display_name,
-                 "first_joined": visit.joined_at, "last_left": visit.left_at, "seconds": 0.0},
+                 "first_joined": visit.joined_at, "last_left": visit.left_at, "seconds": 0.0,
+                 "visits": 0},
             )  # fmt: skip
             row["display_name"] = visit.display_name
             row["seconds"] += visit.seconds(now)
             row["last_left"] = visit.left_at
+            row["visits"] += 1
         return sorted(people.values(), key=lambda row: (row["first_joined"], row["user_id"]))
 
     # --- checks --------------------------------------------------------------------------

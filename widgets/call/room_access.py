@@ -63,6 +63,63 @@ async def check_room_access(client: MatrixClient, room_id: str, user_id: str) ->
     return RoomAccess(user_id, room_id, display_name, moderator, dict(levels or {}))
 
 
+@dataclass(frozen=True)
+class RoomMembers:
+    """A room's joined members and who of them moderates, read in one go for a live call."""
+
+    room_id: str
+    joined: frozenset[str]
+    moderators: frozenset[str]
+
+
+async def read_room_members(client: MatrixClient, room_id: str) -> RoomMembers:
+    """Who is joined to the room now, and who of them has at least its `kick` level.
+
+    The call service asks this for every call with people in it, every few seconds, so
+    that a teacher made moderator (or demoted) in Matrix gets (or loses) the teacher's
+    controls mid-call, and someone who left or was kicked from the room leaves its call.
+    Three requests a room (two state events and the joined members), or one through the
+    admin API when the bot is not in the room.
+
+    Raises:
+        NoAccess("unknown_room"): the homeserver has no such room (any more).
+        MatrixError, HomeserverUnavailable: the homeserver did not answer usefully.
+    """
+    try:
+        answer, levels, create = await asyncio.gather(
+            client.request("GET", path("rooms", room_id, "joined_members")),
+            _state(client, room_id, "m.room.power_levels", ""),
+            _state(client, room_id, "m.room.create", "", whole_event=True),
+        )
+        joined = frozenset(str(user) for user in (answer.get("joined") or {}))
+    except Forbidden:
+        joined, levels, create = await _members_from_admin_api(client, room_id)
+    creators = _creators(create)
+    moderators = frozenset(user for user in joined if is_moderator(levels, user, creators))
+    return RoomMembers(room_id, joined, moderators)
+
+
+async def _members_from_admin_api(
+    client: MatrixClient, room_id: str
+) -> tuple[frozenset[str], dict[str, Any] | None, dict[str, Any] | None]:
+    try:
+        answer = await client.request("GET", path("rooms", room_id, "state", base=_ADMIN))
+    except (NotFound, Forbidden) as exc:
+        raise NoAccess("unknown_room") from exc
+    joined: set[str] = set()
+    levels = create = None
+    for event in answer.get("state", ()):
+        kind, key = event.get("type"), event.get("state_key")
+        content = event.get("content") or {}
+        if kind == "m.room.member" and content.get("membership") == "join":
+            joined.add(str(key))
+        elif kind == "m.room.power_levels" and key == "":
+            levels = content
+        elif kind == "m.room.create" and key == "":
+            create = event
+    return frozenset(joined), levels, create
+
+
 def _creators(create: dict[str, Any] | None) -> frozenset[str]:
     """Who has unlimited power by creating the room: since room version 12 (MSC4289)."""
     if not create:

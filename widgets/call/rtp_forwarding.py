@@ -10,12 +10,14 @@ them, so it checks the aiortc version it was written against (`AIORTC_VERSION`):
   instead of its jitter buffer, each packet goes to a callback. No frame is assembled,
   and the receiver's decoder thread never gets work.
 - `ForwardingSender` replaces a sender's encode-and-packetise loop. Each forwarded packet
-  keeps its payload and marker bit, gets the sender's SSRC and payload type, and sequence
-  numbers and timestamps that run on without a jump when the source changes (a new
-  speaker in a slot) or pauses (a pupil whose floor was revoked). A change of source
-  waits for a keyframe, which it asks the new source for. aiortc's own NACK handling
-  retransmits from the history this sender fills; a subscriber's PLI or FIR goes to a
-  callback, which the SFU passes to the publisher (rate-limited there).
+  keeps its payload and marker bit, gets the sender's SSRC, the payload type the
+  subscriber negotiated for the packet's codec (a slot carries VP8 or H.264, whichever
+  its current source sends, if the subscriber accepted both), and sequence numbers and
+  timestamps that run on without a jump when the source changes (a new speaker in a
+  slot) or pauses (a pupil whose floor was revoked). A change of source waits for a
+  keyframe, which it asks the new source for. aiortc's own NACK handling retransmits
+  from the history this sender fills; a subscriber's PLI or FIR goes to a callback,
+  which the SFU passes to the publisher (rate-limited there).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiortc
-from aiortc import RTCRtpReceiver, RTCRtpSender, clock
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc.codecs import is_rtx
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import (
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
@@ -182,11 +185,16 @@ class ForwardingSender:
         self,
         sender: RTCRtpSender,
         on_keyframe_request: Callable[[object], Awaitable[None]],
+        transceiver: RTCRtpTransceiver | None = None,
     ) -> None:
+        """`transceiver` (the sender's) tells `mime_types` as soon as the answer is
+        applied; without it they are known once the sender starts (after DTLS)."""
         check_aiortc_version()
         self.sender = sender
+        self._transceiver = transceiver
         self._on_keyframe_request = on_keyframe_request
         self._codec: RTCRtpCodecParameters | None = None  # set once the sender starts
+        self._negotiated: list[RTCRtpCodecParameters] = []  # what the subscriber accepted
         self._mid: str | None = None
         self._history: dict[int, RtpPacket] = {}
         self._extensions: Any = None
@@ -196,12 +204,43 @@ class ForwardingSender:
         self._last_seq = random16()  # a random start, as RFC 3550 asks
         self._last_ts = random32()
         self._original_rtcp: Callable[..., Awaitable[None]] = sender._handle_rtcp_packet
+        self._original_send: Callable[[RTCRtpSendParameters], Awaitable[None]] = sender.send
         self.forwarded = 0
+        sender.send = self._send  # type: ignore[method-assign]
         sender._run_rtp = self._run_rtp  # type: ignore[method-assign]
         sender._handle_rtcp_packet = self._handle_rtcp_packet  # type: ignore[method-assign]
 
     def _private(self, name: str) -> Any:
         return getattr(self.sender, f"_RTCRtpSender__{name}")
+
+    async def _send(self, parameters: RTCRtpSendParameters) -> None:
+        """Negotiation starts the sender: note every codec the subscriber accepted."""
+        if not self._negotiated:
+            self._negotiated = [c for c in parameters.codecs if not is_rtx(c)]
+        await self._original_send(parameters)
+
+    @property
+    def mime_types(self) -> frozenset[str]:
+        """The codecs (lower-case MIME types) the subscriber can decode on this slot.
+
+        Empty until negotiation is done.
+        """
+        negotiated = self._negotiated
+        if not negotiated and self._transceiver is not None:
+            # Set by setRemoteDescription, before the sender starts.
+            negotiated = self._transceiver._codecs
+        return frozenset(c.mimeType.lower() for c in negotiated if not is_rtx(c))
+
+    def accepts(self, mime_type: str) -> bool:
+        return mime_type.lower() in self.mime_types
+
+    def _codec_for(self, codec: RTCRtpCodecParameters) -> RTCRtpCodecParameters | None:
+        """The subscriber's codec for a packet of `codec`: the same parameters, else the
+        same MIME type (H.264 baseline and constrained baseline decode alike)."""
+        same = [c for c in self._negotiated if c.mimeType.lower() == codec.mimeType.lower()]
+        exact = [c for c in same if c.parameters == codec.parameters]
+        found = exact or same
+        return found[0] if found else None
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         """Replaces the encoder loop: nothing to do but be startable and stoppable.
@@ -239,14 +278,14 @@ class ForwardingSender:
     ) -> bool:
         """Send one packet of `source`; returns False when it was not sent.
 
-        A packet is not sent before negotiation is done, when its codec is not the one
-        this sender negotiated, or when it would switch sources in the middle of a
-        picture: then the new source is asked for a keyframe.
+        A packet is not sent before negotiation is done, when the subscriber did not
+        accept its codec (there is no transcoding), or when it would switch sources in
+        the middle of a picture: then the new source is asked for a keyframe.
         """
-        mine = self._codec
-        if mine is None or mine.payloadType is None:
+        if self._codec is None:
             return False
-        if mine.mimeType.lower() != codec.mimeType.lower():
+        mine = self._codec_for(codec)
+        if mine is None or mine.payloadType is None:
             return False
         if source is not self._source:
             if not is_keyframe(codec.mimeType, packet.payload):

@@ -5,6 +5,13 @@ person's homeserver who they are (`widgets.openid`), asks the region's homeserve
 they are in the room and whether they moderate it (`room_access`), and only then adds
 them to the call. No token, no call. From then on the page's requests go through
 `CallState`, which refuses what the person may not do; every change is sent to all.
+
+Two things outlive a page's socket. Each call's state is saved (`persistence.CallStore`),
+so after a restart of this service people reconnect into the lesson they left. And while
+a call has people in it, the room is asked every `access_poll_s` who is still a member
+and who moderates (`room_access.read_room_members`): a teacher promoted or demoted in
+Matrix gains or loses the teacher's controls without rejoining, and whoever left the room
+leaves its call.
 """
 
 from __future__ import annotations
@@ -12,20 +19,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from bridge.matrix.client import MatrixClient
-from bridge.matrix.errors import HomeserverUnavailable, MatrixError
+from bridge.matrix.client import MatrixClient, path
+from bridge.matrix.errors import Forbidden, HomeserverUnavailable, MatrixError
 from widgets.call import messages as m
+from widgets.call.attendance import Language, attendance_notice
 from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallState
-from widgets.call.room_access import NoAccess, check_room_access
+from widgets.call.persistence import CallStore
+from widgets.call.room_access import (
+    NoAccess,
+    RoomMembers,
+    check_room_access,
+    read_room_members,
+)
 from widgets.call.sfu import DEFAULT_AUDIO_SLOTS, CallRoom
+from widgets.call.turn import TurnIssuer
 from widgets.openid import OpenIDError, OpenIDVerifier
 
 log = logging.getLogger(__name__)
@@ -33,6 +50,9 @@ log = logging.getLogger(__name__)
 JOIN_TIMEOUT_S = 15.0  # a page that does not say who it is within this is closed
 EMPTY_CALL_KEPT_S = 600.0  # an empty call's state waits this long for people to return
 POLICY_VIOLATION = 1008  # WebSocket close code (RFC 6455) for a refused join
+ACCESS_POLL_S = 15.0  # how often a live call's room is asked who is in it and who moderates
+ACCESS_POLL_TIMEOUT_S = 10.0  # one room's answer; a slower homeserver waits for the next poll
+_UNCHANGED = (m.Answer, m.Attendance, m.PostAttendance)  # requests that change no state
 
 
 @dataclass
@@ -41,14 +61,40 @@ class CallService:
     matrix: MatrixClient
     last_n: int = DEFAULT_LAST_N
     audio_slots: int = DEFAULT_AUDIO_SLOTS
+    turn: TurnIssuer | None = None  # TURN credentials go only to verified pages, in `offer`
     clock: Callable[[], float] = time.time
+    store: CallStore | None = None  # None: calls live in memory only
+    access_poll_s: float = ACCESS_POLL_S
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # attendance times
     rooms: dict[str, CallRoom] = field(default_factory=dict)
     _emptied_at: dict[str, float] = field(default_factory=dict)
     _sockets: dict[tuple[str, str], WebSocket] = field(default_factory=dict)
+    _watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start saving calls and watching their rooms; `close()` stops both."""
+        if self.store is not None:
+            await self.store.start()
+        if self._watcher is None and self.access_poll_s > 0:
+            self._watcher = asyncio.create_task(self._watch_rooms(), name="call-room-watch")
 
     async def close(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         rooms, self.rooms = list(self.rooms.values()), {}
+        now = self.clock()
+        for room in rooms:
+            # Whoever is still here is cut off by the stop: their stretch ends now, and
+            # their hand, floor and permissions wait on disk for their reconnection.
+            for participant in list(room.state.participants.values()):
+                room.state.leave(participant.user_id, now=now)
+            self._changed(room)
         await asyncio.gather(*(room.close() for room in rooms), return_exceptions=True)
+        if self.store is not None:
+            await self.store.stop()
 
     async def session(self, socket: WebSocket) -> None:
         """Serve one page from its `join` to its last message."""
@@ -69,6 +115,7 @@ class CallService:
             if self._sockets.get((room.state.room_id, user_id)) is socket:
                 del self._sockets[(room.state.room_id, user_id)]
                 room.state.leave(user_id, now=self.clock())
+                self._changed(room)
             await room.disconnect(user_id, peer)
             await room.broadcast()
             self._forget_empty_calls()
@@ -96,7 +143,10 @@ class CallService:
             return None
         room = self.rooms.get(join.room_id)
         if room is None:
-            room = CallRoom(CallState(join.room_id, last_n=self.last_n), self.audio_slots)
+            # The first join since this service started: the call may have been saved.
+            saved = self.store.load(join.room_id, last_n=self.last_n) if self.store else None
+            state = saved or CallState(join.room_id, last_n=self.last_n)
+            room = CallRoom(state, self.audio_slots)
             self.rooms[join.room_id] = room
         self._emptied_at.pop(join.room_id, None)
         try:
@@ -106,6 +156,7 @@ class CallService:
         except CallError as exc:
             await _refuse(socket, exc.reason)
             return None
+        self._changed(room)
 
         async def send(message: dict[str, Any]) -> None:
             if socket.application_state is WebSocketState.CONNECTED:
@@ -119,7 +170,10 @@ class CallService:
             # The same person again (a reload, a second device): the newest page wins.
             await _close(older, "replaced")
         offer = await room.connect(user_id, send)
-        await socket.send_json({"type": "offer", "sdp": offer.sdp, "you": user_id})
+        ice_servers = [self.turn.issue(user_id).ice_server()] if self.turn else []
+        await socket.send_json(
+            {"type": "offer", "sdp": offer.sdp, "you": user_id, "ice_servers": ice_servers}
+        )
         log.info("%s joined the call of %s", user_id, join.room_id)
         return room, user_id
 
@@ -137,6 +191,8 @@ class CallService:
             except CallError as exc:
                 await socket.send_json(m.error(exc.reason))
                 continue
+            if not isinstance(message, _UNCHANGED):
+                self._changed(room)
             if reply is not None:
                 await socket.send_json(reply)
 
@@ -168,12 +224,93 @@ class CallService:
                 if gone is not None:
                     await _close(gone, "removed")
             case m.Attendance():
-                if not state.participants[actor].moderator:
-                    raise CallError("not_moderator")
+                _require_moderator(state, actor)
                 return {"type": "attendance", "people": state.attendance(now=now)}
+            case m.PostAttendance(lang=lang):
+                _require_moderator(state, actor)
+                event_id = await self.post_attendance(state, lang=lang)
+                return {"type": "attendance_posted", "event_id": event_id}
         room.reassign()
         await room.broadcast()
         return None
+
+    async def post_attendance(self, state: CallState, *, lang: Language) -> str:
+        """Post the call's attendance into its room as an `m.notice` from the bot.
+
+        Raises:
+            CallError("bot_not_in_room"): the bot is not a member of the room (a room
+                Parta does not manage); the teacher can invite it, or copy the list.
+            CallError("homeserver_unavailable"): the homeserver did not take the message.
+        """
+        now = self.clock()
+        content = attendance_notice(state.attendance(now=now), lang=lang, zone=self.zone, now=now)
+        transaction = f"parta-attendance-{secrets.token_hex(12)}"
+        url = path("rooms", state.room_id, "send", "m.room.message", transaction)
+        try:
+            answer = await self.matrix.request("PUT", url, body=content)
+        except Forbidden as exc:
+            log.info("attendance of %s not posted: %s", state.room_id, exc)
+            raise CallError("bot_not_in_room") from exc
+        except (HomeserverUnavailable, MatrixError) as exc:
+            log.warning("attendance of %s not posted: %s", state.room_id, exc)
+            raise CallError("homeserver_unavailable") from exc
+        log.info("attendance of %s posted into the room", state.room_id)
+        return str(answer.get("event_id", ""))
+
+    # --- the room's say, during the call -------------------------------------------------
+
+    async def _watch_rooms(self) -> None:
+        while True:
+            await asyncio.sleep(self.access_poll_s)
+            live = [
+                room_id
+                for room_id, room in self.rooms.items()
+                if any(p.connected for p in room.state.participants.values())
+            ]
+            await asyncio.gather(*(self.refresh_access(room_id) for room_id in live))
+
+    async def refresh_access(self, room_id: str) -> None:
+        """Ask the room who is in it and who moderates, and bring its call in line.
+
+        A homeserver that does not answer changes nothing: the next poll asks again.
+        """
+        try:
+            async with asyncio.timeout(ACCESS_POLL_TIMEOUT_S):
+                members = await read_room_members(self.matrix, room_id)
+        except NoAccess as exc:
+            log.warning("the room of call %s: %s", room_id, exc.reason)
+            return
+        except (TimeoutError, HomeserverUnavailable, MatrixError) as exc:
+            log.warning("the room of call %s did not answer: %s", room_id, exc)
+            return
+        room = self.rooms.get(room_id)
+        if room is not None:
+            await self._follow_room(room, members)
+
+    async def _follow_room(self, room: CallRoom, members: RoomMembers) -> None:
+        state, now, changed = room.state, self.clock(), False
+        for user_id in list(state.participants):
+            if user_id not in members.joined:
+                # Left, kicked or banned from the room: out of its call as well.
+                state.left_room(user_id, now=now)
+                gone = self._sockets.pop((state.room_id, user_id), None)
+                await room.disconnect(user_id)
+                if gone is not None:
+                    await _close(gone, "removed", reason="not_a_member")
+                log.info("%s left the room of call %s", user_id, state.room_id)
+                changed = True
+            elif state.set_moderator(user_id, user_id in members.moderators):
+                log.info("%s moderates call %s: %s", user_id, state.room_id,
+                         user_id in members.moderators)  # fmt: skip
+                changed = True
+        if changed:
+            room.reassign()
+            await room.broadcast()
+            self._changed(room)
+
+    def _changed(self, room: CallRoom) -> None:
+        if self.store is not None:
+            self.store.changed(room.state)
 
     def _forget_empty_calls(self) -> None:
         """An empty call keeps its hands and floors a while for a teacher's return."""
@@ -186,6 +323,15 @@ class CallService:
             if now - since > EMPTY_CALL_KEPT_S:
                 del self.rooms[room_id]
                 del self._emptied_at[room_id]
+                if self.store is not None:
+                    self.store.forget(room_id)
+
+
+def _require_moderator(state: CallState, actor: str) -> None:
+    """Asked per request: power levels may have changed since the person joined."""
+    participant = state.participants.get(actor)
+    if participant is None or not participant.moderator:
+        raise CallError("not_moderator")
 
 
 async def _refuse(socket: WebSocket, reason: str) -> None:
@@ -193,9 +339,12 @@ async def _refuse(socket: WebSocket, reason: str) -> None:
     await socket.close(code=POLICY_VIOLATION, reason=reason)
 
 
-async def _close(socket: WebSocket, reason: str) -> None:
-    """Tell a page why its call ended here ("removed", "replaced"), then close it."""
+async def _close(socket: WebSocket, kind: str, *, reason: str | None = None) -> None:
+    """Tell a page why its call ended here ("removed", "replaced"), then close it.
+
+    `reason` says more when a teacher was not the cause ("not_a_member": left the room).
+    """
     if socket.application_state is WebSocketState.CONNECTED:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await socket.send_json({"type": reason})
-            await socket.close(code=POLICY_VIOLATION, reason=reason)
+            await socket.send_json({"type": kind, **({"reason": reason} if reason else {})})
+            await socket.close(code=POLICY_VIOLATION, reason=reason or kind)

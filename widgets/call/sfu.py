@@ -10,6 +10,17 @@ Each participant's connection has, in this order (the page relies on it):
 Every packet a participant publishes goes only to the slots assigned to its stream, and
 only while `CallState.may_forward` says so. That is the whole enforcement: whatever a
 pupil's page does, their microphone reaches nobody without the floor.
+
+Codecs: the SFU forwards and never transcodes, so a picture reaches only those who can
+decode its codec. Every video transceiver offers VP8 and H.264 (packetization mode 1),
+VP8 first: browsers that have both (all current ones) use VP8 both ways, a browser that
+offers only H.264 publishes and receives H.264, and a slot carries either codec, as its
+current source sends it. In a mixed call the SFU prefers a codec all can use: once
+someone who can receive only H.264 is in the call, later connections are offered H.264
+first for what they publish. A stream that a subscriber still cannot decode (its
+publisher connected earlier with VP8) gets no slot there, and that page is told so once
+per stream: `{"type": "error", "reason": "codec_unsupported", "user_id", "source"}`.
+It clears when the publisher reconnects.
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCRtpTransceiver,
@@ -54,24 +67,38 @@ def _codecs(kind: str, names: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
     return [c for name in names for c in available if c.mimeType.lower() == name]
 
 
-VIDEO_CODECS = ("video/vp8",)
+VP8, H264 = "video/vp8", "video/h264"
+VIDEO_CODECS = (VP8, H264)  # in order of preference
 AUDIO_CODECS = ("audio/opus",)
 
 
-def new_peer_connection() -> RTCPeerConnection:
+def new_peer_connection(
+    ice_servers: list[RTCIceServer] | None = None, *, relay_only: bool = False
+) -> RTCPeerConnection:
     """One transport for all of a participant's streams (fewer ports, one DTLS handshake).
 
     Browsers accept the SFU's BUNDLE as offered; an aiortc client (tests, benchmarks)
     does so only when it asks for max-bundle too, so they use this as well.
+
+    Args:
+        ice_servers: STUN/TURN servers (a client behind NAT uses the region's TURN).
+        relay_only: gather only TURN relay candidates (`iceTransportPolicy: relay`).
     """
-    return RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-
-
-def _transceiver(pc: RTCPeerConnection, kind: str, direction: str) -> RTCRtpTransceiver:
-    transceiver = pc.addTransceiver(kind, direction=direction)
-    transceiver.setCodecPreferences(
-        _codecs(kind, AUDIO_CODECS if kind == "audio" else VIDEO_CODECS)
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCPeerConnection(
+        RTCConfiguration(
+            iceServers=ice_servers,
+            iceTransportPolicy=policy,
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        )
     )
+
+
+def _transceiver(
+    pc: RTCPeerConnection, kind: str, direction: str, video: tuple[str, ...] = VIDEO_CODECS
+) -> RTCRtpTransceiver:
+    transceiver = pc.addTransceiver(kind, direction=direction)
+    transceiver.setCodecPreferences(_codecs(kind, AUDIO_CODECS if kind == "audio" else video))
     return transceiver
 
 
@@ -87,6 +114,12 @@ class CallPeer:
     video_slots: list[tuple[str, ForwardingSender]] = field(default_factory=list)
     assigned: dict[StreamKey, ForwardingSender] = field(default_factory=dict)
     receivers: list[RTCRtpTransceiver] = field(default_factory=list)
+    published_codecs: dict[Source, str] = field(default_factory=dict)  # lower-case MIME
+
+    def decodes(self, mime_type: str) -> bool:
+        """Can this page decode video of this codec? True until its answer says."""
+        negotiated = [s.mime_types for _, s in self.video_slots if s.mime_types]
+        return not negotiated or mime_type in negotiated[0]
 
     def slot_view(self) -> dict[str, dict[str, str]]:
         """Which slot (by its transceiver's mid) shows whose stream, for the page."""
@@ -109,6 +142,8 @@ class CallRoom:
     _routes: dict[StreamKey, list[ForwardingSender]] = field(default_factory=dict)
     _last_keyframe_request: dict[StreamKey, float] = field(default_factory=dict)
     _last_resort: float = 0.0
+    _codec_notices: list[tuple[str, StreamKey]] = field(default_factory=list)
+    _codec_told: set[tuple[str, StreamKey]] = field(default_factory=set)
     forwarded_packets: int = 0
 
     @property
@@ -125,14 +160,15 @@ class CallRoom:
             await old.pc.close()  # a reconnect replaces the old connection
         pc = new_peer_connection()
         peer = CallPeer(user_id, pc, send)
+        publish = self._publish_codecs()
         for source in PUBLISHED:
             kind = "audio" if source is Source.AUDIO else "video"
-            peer.receivers.append(_transceiver(pc, kind, "recvonly"))
+            peer.receivers.append(_transceiver(pc, kind, "recvonly", publish))
         senders: list[tuple[RTCRtpTransceiver, ForwardingSender]] = []
         for kind, count in (("audio", self.audio_slots), ("video", self.video_slots)):
             for _ in range(count):
                 transceiver = _transceiver(pc, kind, "sendonly")
-                sender = ForwardingSender(transceiver.sender, self._keyframe_for)
+                sender = ForwardingSender(transceiver.sender, self._keyframe_for, transceiver)
                 senders.append((transceiver, sender))
 
         @pc.on("track")
@@ -157,6 +193,7 @@ class CallRoom:
             return
         await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         self.reassign()
+        await self._tell_codec_notices()
 
     async def disconnect(self, user_id: str, peer: CallPeer | None = None) -> None:
         """Close a participant's connection (only `peer`, if given and replaced since)."""
@@ -186,6 +223,11 @@ class CallRoom:
             audio = {(user, Source.AUDIO) for user in self.state.audio_for(peer.user_id)}
             video = self.state.video_for(peer.user_id)
             wanted = {key for key in audio | video if self._publishes(*key)}
+            for key in [k for k in wanted if not self._decodable(peer, k)]:
+                wanted.discard(key)  # it would show nothing there: no transcoding
+                if (peer.user_id, key) not in self._codec_told:
+                    self._codec_told.add((peer.user_id, key))
+                    self._codec_notices.append((peer.user_id, key))
             kept = {key: s for key, s in peer.assigned.items() if key in wanted}
             for key, sender in peer.assigned.items():
                 if key not in kept:
@@ -206,12 +248,50 @@ class CallRoom:
         peer = self.peers.get(user_id)
         return peer is not None and source in peer.taps
 
+    def _decodable(self, subscriber: CallPeer, key: StreamKey) -> bool:
+        publisher = self.peers.get(key[0])
+        codec = publisher.published_codecs.get(key[1]) if publisher else None
+        return codec is None or key[1] is Source.AUDIO or subscriber.decodes(codec)
+
+    def _publish_codecs(self) -> tuple[str, ...]:
+        """What a new connection is asked to publish in: a codec all in the call decode."""
+        if any(p.decodes(H264) and not p.decodes(VP8) for p in self.peers.values()):
+            return (H264, VP8)
+        return VIDEO_CODECS
+
+    def _note_codec(self, user_id: str, source: Source, codec: RTCRtpCodecParameters) -> bool:
+        """Remember what a stream is encoded in; True when that changed (routes may too)."""
+        peer = self.peers.get(user_id)
+        mime = codec.mimeType.lower()
+        if peer is None or peer.published_codecs.get(source) == mime:
+            return False
+        peer.published_codecs[source] = mime
+        self._codec_told = {told for told in self._codec_told if told[1] != (user_id, source)}
+        return True
+
+    async def _tell_codec_notices(self) -> None:
+        notices, self._codec_notices = self._codec_notices, []
+        for subscriber, (user_id, source) in notices:
+            peer = self.peers.get(subscriber)
+            if peer is not None:
+                await peer.send(
+                    {
+                        "type": "error",
+                        "reason": "codec_unsupported",
+                        "user_id": user_id,
+                        "source": source.value,
+                    }
+                )
+
     def _forwarder(
         self, user_id: str, source: Source
     ) -> Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]:
         key = (user_id, source)
 
         async def forward(packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+            if source is not Source.AUDIO and self._note_codec(user_id, source, codec):
+                self.reassign()  # who can decode this stream is known from now on
+                await self._tell_codec_notices()
             if not self.state.may_forward(user_id, source):
                 return  # not allowed to send this: it reaches nobody
             if source is Source.AUDIO:
@@ -255,3 +335,4 @@ class CallRoom:
         for peer in list(self.peers.values()):
             view = {**public, "type": "state", "you": peer.user_id, "slots": peer.slot_view()}
             await peer.send(view)  # a page gone mid-call: its socket's `send` drops it
+        await self._tell_codec_notices()

@@ -37,6 +37,11 @@ const TEXT = {
     error_bad_message: "Запрос не понят. Обновите страницу.",
     error_media: "Нет доступа к микрофону или камере. Разрешите его в браузере.",
     error_login: "Неверное имя пользователя или пароль.",
+    post_attendance: "Отправить посещаемость в чат", attendance_posted: "Посещаемость отправлена в чат.",
+    rejoined: "Переподключений",
+    error_bot_not_in_room: "Бота Парты нет в этом чате: пригласите его, чтобы отправить посещаемость.",
+    error_codec_unsupported: "Ваш браузер не может показать это видео: его формат не поддерживается. Попробуйте другой браузер.",
+    left_room_text: "Вы больше не участник этого чата, поэтому звонок для вас закончился.",
   },
   en: {
     sign_in_title: "Join the call", sign_in_hint: "Sign in with your Parta user name and password.",
@@ -71,6 +76,11 @@ const TEXT = {
     error_bad_message: "The request was not understood. Reload the page.",
     error_media: "No access to the microphone or camera. Allow it in the browser.",
     error_login: "Wrong user name or password.",
+    post_attendance: "Post attendance to the chat", attendance_posted: "The attendance was posted to the chat.",
+    rejoined: "Times rejoined",
+    error_bot_not_in_room: "Parta's bot is not in this chat: invite it to post the attendance.",
+    error_codec_unsupported: "Your browser cannot show this video: its format is not supported. Try another browser.",
+    left_room_text: "You are no longer in this chat, so the call has ended for you.",
   },
 };
 
@@ -83,8 +93,7 @@ const call = {
   roomId: params.get("room_id") || "",
   config: null,
   openid: null,
-  widget: null,
-  widgetReady: null,
+  widget: null, // {api, ready} inside a Matrix client
   standalone: null, // {homeserver, accessToken, userId} when signed in by this page
   socket: null,
   pc: null,
@@ -117,61 +126,17 @@ function element(tag, attrs = {}, ...children) {
   return node;
 }
 
-// --- who are you: a widget in a Matrix client, or this page's own sign-in ------------------
+// --- who are you: a widget in a Matrix client, or this page's own sign-in (signin.js) ------
 
-// The Widget API starts with the page: the client asks for the widget's capabilities as
-// soon as the frame has loaded, and a widget that is not listening yet never gets ready.
-function startWidgetApi() {
-  const widgetId = params.get("widgetId");
-  if (!widgetId || !window.mxwidgets) return;
-  // The vendored browser build defines `mxwidgets` as a function that returns the exports.
-  const mx = typeof mxwidgets === "function" ? mxwidgets() : mxwidgets;
-  const parentUrl = params.get("parentUrl");
-  const origin = parentUrl ? new URL(parentUrl).origin : "*";
-  call.widget = new mx.WidgetApi(widgetId, origin);
-  call.widgetReady = new Promise((resolve) => call.widget.once("ready", resolve));
-  call.widget.start();
-  if (params.get("waitForIframeLoad") === "false") call.widget.sendContentLoaded();
-}
-
-async function widgetToken() {
-  if (!call.widget) return null;
-  await call.widgetReady;
-  // The client asks its person once whether the widget may know who they are.
-  return await call.widget.requestOpenIDConnectToken();
-}
-
-async function homeserver(path, options = {}) {
-  const headers = { "Content-Type": "application/json" };
-  if (call.standalone && call.standalone.accessToken) headers.Authorization = `Bearer ${call.standalone.accessToken}`;
-  const answer = await fetch(call.config.homeserver_url + path, { ...options, headers });
-  const body = await answer.json().catch(() => ({}));
-  if (!answer.ok) throw Object.assign(new Error(body.error || answer.statusText), { status: answer.status });
-  return body;
-}
-
-async function standaloneToken() {
-  if (!call.standalone) return null;
-  const user = encodeURIComponent(call.standalone.userId);
-  return await homeserver(`/_matrix/client/v3/user/${user}/openid/request_token`, { method: "POST", body: "{}" });
-}
+const SESSION_KEY = "parta-call-session";
 
 async function signIn(event) {
   event.preventDefault();
   const form = new FormData(event.target);
   $("login-error").hidden = true;
   try {
-    const body = await homeserver("/_matrix/client/v3/login", {
-      method: "POST",
-      body: JSON.stringify({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user: String(form.get("user")).trim() },
-        password: String(form.get("password")),
-        initial_device_display_name: "Звонок Парты",
-      }),
-    });
-    call.standalone = { accessToken: body.access_token, userId: body.user_id };
-    sessionStorage.setItem("parta-call-session", JSON.stringify(call.standalone));
+    call.standalone = await PartaSignIn.signIn(call.config.homeserver_url, form.get("user"),
+      form.get("password"), "Звонок Парты", SESSION_KEY);
     await lobby();
   } catch (error) {
     $("login-error").textContent = t("error_login");
@@ -180,7 +145,7 @@ async function signIn(event) {
 }
 
 async function token() {
-  return (await widgetToken()) || (await standaloneToken());
+  return await PartaSignIn.openidToken(call.widget, call.config.homeserver_url, call.standalone);
 }
 
 // --- the lobby: devices ----------------------------------------------------------------
@@ -255,7 +220,8 @@ async function onMessage(message) {
     case "offer": return await answerOffer(message);
     case "state": return render(message);
     case "attendance": return showAttendance(message.people);
-    case "removed": return end("removed");
+    case "attendance_posted": return flash(t("attendance_posted"));
+    case "removed": return end("removed", message.reason === "not_a_member" ? t("left_room_text") : undefined);
     case "replaced": return end("replaced");
     case "error":
       if (!call.state) return end("error", t(`error_${message.reason}`));
@@ -266,7 +232,9 @@ async function onMessage(message) {
 async function answerOffer(message) {
   call.you = message.you;
   closePeer();
-  const pc = new RTCPeerConnection({ iceServers: call.config.ice_servers || [], bundlePolicy: "max-bundle" });
+  // TURN credentials come with each offer, short-lived and only to a verified page.
+  const iceServers = [...(call.config.ice_servers || []), ...(message.ice_servers || [])];
+  const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   call.pc = pc;
   pc.ontrack = () => render(call.state);
   await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
@@ -421,9 +389,11 @@ function showAttendance(people) {
   const rows = people.map((row) => element("tr", {},
     element("td", {}, row.display_name),
     element("td", {}, new Date(row.first_joined * 1000).toLocaleTimeString(lang)),
-    element("td", {}, String(Math.round(row.seconds / 60)))));
+    element("td", {}, String(Math.round(row.seconds / 60))),
+    element("td", {}, String(Math.max(0, (row.visits || 1) - 1)))));
   box.replaceChildren(element("table", {},
-    element("thead", {}, element("tr", {}, element("th", {}, t("name")), element("th", {}, t("first_joined")), element("th", {}, t("minutes")))),
+    element("thead", {}, element("tr", {}, element("th", {}, t("name")), element("th", {}, t("first_joined")),
+      element("th", {}, t("minutes")), element("th", {}, t("rejoined")))),
     element("tbody", {}, ...rows)));
   box.hidden = false;
 }
@@ -488,7 +458,7 @@ async function pollLevels() {
 
 async function start() {
   translatePage();
-  startWidgetApi();
+  call.widget = PartaSignIn.startWidget(params);
   call.config = await (await fetch("/call/config.json")).json();
   $("login-form").addEventListener("submit", signIn);
   $("join").addEventListener("click", join);
@@ -501,13 +471,11 @@ async function start() {
   $("mute-all").addEventListener("click", () => send({ type: "mute_all" }));
   $("cameras-allowed").addEventListener("change", (event) => send({ type: "cameras", allowed: event.target.checked }));
   $("attendance").addEventListener("click", () => send({ type: "attendance" }));
+  $("post-attendance").addEventListener("click", () => send({ type: "post_attendance", lang }));
   pollLevels();
-  if (params.get("widgetId")) return await lobby();
-  const saved = sessionStorage.getItem("parta-call-session");
-  if (saved) {
-    call.standalone = JSON.parse(saved);
-    return await lobby();
-  }
+  if (call.widget) return await lobby();
+  call.standalone = PartaSignIn.savedSession(SESSION_KEY);
+  if (call.standalone) return await lobby();
   show("login");
 }
 

@@ -1,0 +1,197 @@
+"""Benchmark: a 100 MB file through the documents service against Synapse's media API.
+
+Prints one JSON object. In the same run, on one local deployment:
+- upload: the service (check the room, stream to Synapse as the person, post the
+  `m.file` message) against the same upload and message sent to Synapse directly;
+- download: the service (check the ticket and the room, read the event, stream) against
+  Synapse's authenticated media download;
+- conversion: a 30-slide presentation to PDF with LibreOffice, as the service does it.
+Each transfer is repeated (`--repeat`, default 3) and the median is reported.
+
+Usage: .venv/bin/python bench/documents.py [--mb 100] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import start_region
+from bridge.accounts import ensure_local_user
+from bridge.matrix.client import MatrixClient
+from parta.deployment import LocalDeployment
+from tests.documents.slides import make_presentation
+from widgets.documents.convert import Converter
+
+CHUNK = 1024 * 1024
+
+
+async def chunks(data: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(data), CHUNK):
+        yield bytes(view[start : start + CHUNK])
+
+
+async def median_s(repeat: int, run: Callable[[], Awaitable[None]]) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+async def transfers(region: LocalDeployment, size: int, repeat: int) -> dict[str, Any]:
+    s = region.settings
+    data = os.urandom(size)
+    async with MatrixClient(s.homeserver_url, s.as_token.get_secret_value()) as bot:
+        user_id = f"@bench-{secrets.token_hex(3)}:{s.server_name}"
+        password = secrets.token_urlsafe(12)
+        await ensure_local_user(bot, user_id, display_name="Учитель", password=password)
+    timeout = httpx.Timeout(600.0, connect=10.0)
+    async with (
+        httpx.AsyncClient(base_url=s.homeserver_url, timeout=timeout) as synapse,
+        httpx.AsyncClient(base_url=s.widgets_url, timeout=timeout) as service,
+    ):
+        login = await synapse.post(
+            "/_matrix/client/v3/login",
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": user_id},
+                "password": password,
+            },
+        )
+        login.raise_for_status()
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        created = await synapse.post(
+            "/_matrix/client/v3/createRoom", json={"name": "Bench"}, headers=auth
+        )
+        room = created.json()["room_id"]
+        openid = (
+            await synapse.post(
+                f"/_matrix/client/v3/user/{user_id}/openid/request_token", json={}, headers=auth
+            )
+        ).json()
+        session = await service.post("/documents/api/session", json={"openid": openid})
+        session.raise_for_status()
+        signed_in = {"Authorization": f"Bearer {session.json()['token']}"}
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        sent: dict[str, str] = {}
+
+        async def direct_upload() -> None:
+            answer = await synapse.post(
+                "/_matrix/media/v3/upload",
+                params={"filename": "video.bin"},
+                content=chunks(data),
+                headers={**auth, **headers},
+            )
+            answer.raise_for_status()
+            mxc = answer.json()["content_uri"]
+            message = await synapse.put(
+                f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{secrets.token_hex(8)}",
+                json={"msgtype": "m.file", "body": "video.bin", "url": mxc,
+                      "info": {"size": size, "mimetype": "application/octet-stream"}},
+                headers=auth,
+            )  # fmt: skip
+            message.raise_for_status()
+            sent["mxc"] = mxc
+
+        async def service_upload() -> None:
+            answer = await service.post(
+                f"/documents/api/rooms/{room}/files",
+                params={"name": "video.bin"},
+                content=chunks(data),
+                headers={**signed_in, **headers},
+            )
+            answer.raise_for_status()
+            sent["content_url"] = answer.json()["content_url"]
+
+        async def direct_download() -> None:
+            server, media_id = sent["mxc"].removeprefix("mxc://").split("/")
+            await drain(synapse, f"/_matrix/client/v1/media/download/{server}/{media_id}", auth)
+
+        async def service_download() -> None:
+            await drain(service, sent["content_url"], {})
+
+        async def drain(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+            received = 0
+            async with http.stream("GET", url, headers=headers) as answer:
+                answer.raise_for_status()
+                async for chunk in answer.aiter_raw(CHUNK):
+                    received += len(chunk)
+            if received != size:
+                raise RuntimeError(f"downloaded {received} bytes of {size}")
+
+        # Interleaved, so that a slower moment of the machine hits both alike.
+        up_direct, up_service, down_direct, down_service = [], [], [], []
+        for _ in range(repeat):
+            up_direct.append(await median_s(1, direct_upload))
+            up_service.append(await median_s(1, service_upload))
+            down_direct.append(await median_s(1, direct_download))
+            down_service.append(await median_s(1, service_download))
+    med = statistics.median
+    mb = size / 1e6
+    return {
+        "upload_direct_s": round(med(up_direct), 3),
+        "upload_service_s": round(med(up_service), 3),
+        "upload_direct_mb_s": round(mb / med(up_direct), 1),
+        "upload_service_mb_s": round(mb / med(up_service), 1),
+        "upload_ratio": round(med(up_service) / med(up_direct), 3),
+        "download_direct_s": round(med(down_direct), 3),
+        "download_service_s": round(med(down_service), 3),
+        "download_direct_mb_s": round(mb / med(down_direct), 1),
+        "download_service_mb_s": round(mb / med(down_service), 1),
+        "download_ratio": round(med(down_service) / med(down_direct), 3),
+    }
+
+
+async def conversion(slides: int) -> float:
+    converter = Converter.from_system(workers=1)
+    if converter is None:
+        raise SystemExit("LibreOffice is not installed: apt-get install libreoffice-impress")
+    with tempfile.TemporaryDirectory() as work:
+        deck = make_presentation(Path(work) / "deck.pptx", slides=slides)
+        started = time.perf_counter()
+        await converter.to_pdf(deck, "deck.pptx", Path(work) / "deck.pdf")
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=100, help="the file's size in MB (10^6 B)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--slides", type=int, default=30)
+    args = parser.parse_args()
+    result: dict[str, Any] = {"file_mb": args.mb, "repeat": args.repeat}
+    with tempfile.TemporaryDirectory(prefix="parta-bench-") as tmp:
+        region = start_region(Path(tmp) / "var")
+        try:
+            result.update(asyncio.run(transfers(region, args.mb * 1_000_000, args.repeat)))
+        finally:
+            region.stop()
+    result[f"convert_{args.slides}_slides_s"] = round(asyncio.run(conversion(args.slides)), 2)
+    convert_key = f"convert_{args.slides}_slides_s"
+    result["targets_met"] = {
+        "upload_ratio<=1.2": result["upload_ratio"] <= 1.2,
+        "download_ratio<=1.2": result["download_ratio"] <= 1.2,
+        f"{convert_key}<20": result[convert_key] < 20,
+    }
+    print(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

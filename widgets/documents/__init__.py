@@ -1,0 +1,1 @@
+"""The documents widget: files in Matrix rooms, converted for preview, shown in calls."""

@@ -1,0 +1,535 @@
+"""The documents API under `/documents/api`: list, upload, preview, download, rename, share.
+
+Files stay ordinary Matrix files: this service only does what a Matrix client cannot do
+for a school on its own — convert office files to PDF once, check limits with a clear
+message before anything is stored, serve range requests, and share a file into another
+chat by its `mxc://` URI without uploading it again. Every request acts as the signed-in
+person (`homeserver.Homeserver`), so a pupil cannot read another class's materials by
+guessing an ID: Synapse refuses their token for a room they are not in, and the service
+never takes an `mxc://` URI from the page, only event IDs it reads as that person.
+
+No `from __future__ import annotations` here: FastAPI must see the router's dependency
+types, which live in `documents_router`'s scope, when the routes are declared.
+"""
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from bridge.matrix.client import MatrixClient
+from bridge.matrix.errors import Forbidden, HomeserverUnavailable, MatrixError, NotFound
+from parta.settings import Settings
+from parta.web import ApiError
+from widgets.call.room_access import NoAccess, RoomAccess, check_room_access
+from widgets.documents.convert import ConversionError, Converter, is_convertible
+from widgets.documents.files import (
+    BadName,
+    Document,
+    Kind,
+    SortKey,
+    clean_name,
+    select,
+)
+from widgets.documents.homeserver import Homeserver
+from widgets.documents.ranges import Unsatisfiable, cut, parse_range
+from widgets.documents.sessions import NotSignedIn, Sessions
+from widgets.openid import OpenIDError, OpenIDVerifier
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+CHUNK = 256 * 1024
+
+
+@dataclass
+class DocumentsService:
+    homeserver: Homeserver
+    verifier: OpenIDVerifier
+    sessions: Sessions
+    server_name: str
+    max_upload_bytes: int
+    converter: Converter | None  # None: LibreOffice is not installed; office files get no PDF
+    quota_bytes: int = 0  # per person; 0 = unlimited
+
+    @classmethod
+    def from_settings(cls, settings: Settings, verifier: OpenIDVerifier) -> "DocumentsService":
+        """The service of a deployment; `close()` it when the app stops."""
+        bot = MatrixClient(settings.homeserver_url, settings.as_token.get_secret_value())
+        media = httpx.AsyncClient(
+            base_url=settings.homeserver_url, timeout=httpx.Timeout(120.0, connect=5.0)
+        )
+        return cls(
+            homeserver=Homeserver(bot, media),
+            verifier=verifier,
+            sessions=Sessions(),
+            server_name=settings.server_name,
+            max_upload_bytes=settings.max_upload_size_mb * MIB,
+            converter=Converter.from_system(
+                settings.documents_convert_workers, settings.documents_convert_time_limit_s
+            ),
+            quota_bytes=settings.documents_quota_mb * MIB,
+        )
+
+    async def close(self) -> None:
+        await self.homeserver.aclose()
+
+    # --- who is asking -----------------------------------------------------------------
+
+    async def sign_in(self, openid: dict[str, Any]) -> str:
+        try:
+            user_id = await self.verifier.verify(openid)
+        except OpenIDError as exc:
+            raise ApiError(401, "M_UNKNOWN_TOKEN", f"Sign-in failed: {exc}") from exc
+        if user_id.partition(":")[2] != self.server_name:
+            raise ApiError(
+                403,
+                "PARTA_OTHER_REGION",
+                "Documents are kept by your own region's server; open them there.",
+            )
+        return user_id
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def rooms(self, user_id: str) -> dict[str, Any]:
+        """The person's own documents room (made on first use) and their other rooms."""
+        with _matrix_errors():
+            mine = await self.homeserver.own_room(user_id)
+            try:
+                await self._access(user_id, mine)
+            except ApiError:
+                await self.homeserver.join(user_id, mine)  # they had left it: back in
+            rooms = await self.homeserver.joined_rooms(user_id)
+        return {
+            "mine": mine,
+            "rooms": [
+                {"room_id": room_id, "name": name, "mine": room_id == mine}
+                for room_id, name in rooms
+            ],
+        }
+
+    async def check_member(self, user_id: str, room_id: str) -> None:
+        """A clear 403 for someone not in the room (Synapse itself would say "not found")."""
+        await self._access(user_id, room_id)
+
+    async def file(self, user_id: str, room_id: str, event_id: str) -> Document:
+        await self.check_member(user_id, room_id)
+        with _matrix_errors():
+            return await self.homeserver.document(user_id, room_id, event_id)
+
+    async def files(self, user_id: str, room_id: str) -> list[Document]:
+        await self.check_member(user_id, room_id)
+        with _matrix_errors():
+            return await self.homeserver.room_documents(user_id, room_id)
+
+    async def open_content(
+        self, user_id: str, document: Document, *, pdf: bool, range_header: str | None
+    ) -> Response:
+        if pdf and not document.pdf_url and document.kind != "pdf":
+            raise ApiError(
+                404,
+                "PARTA_NO_PREVIEW",
+                _no_preview_message(document.pdf_error),
+            )
+        mxc = document.pdf_url if pdf and document.pdf_url else document.url
+        mimetype = "application/pdf" if pdf else document.mimetype
+        name = document.name if not (pdf and document.pdf_url) else _pdf_name(document.name)
+        with _matrix_errors():
+            upstream = await self.homeserver.open_media(user_id, mxc, None)
+        size = _int_header(upstream.headers.get("Content-Length"))
+        headers = {
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",  # a served HTML file runs no script here
+            "Cache-Control": "private, max-age=3600",
+        }
+        try:
+            wanted = parse_range(range_header, size) if size is not None else None
+        except Unsatisfiable:
+            await upstream.aclose()
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        body: AsyncIterator[bytes] = upstream.aiter_raw(CHUNK)
+        status = 200
+        if wanted is not None and size is not None:
+            body = cut(body, wanted)
+            headers["Content-Range"] = wanted.content_range(size)
+            headers["Content-Length"] = str(wanted.length)
+            status = 206
+        elif size is not None:
+            headers["Content-Length"] = str(size)
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in body:
+                    yield chunk
+            finally:
+                await upstream.aclose()
+
+        return StreamingResponse(stream(), status_code=status, media_type=mimetype, headers=headers)
+
+    # --- writing -------------------------------------------------------------------------
+
+    async def upload(
+        self, user_id: str, room_id: str, raw_name: str, mimetype: str, length: int | None,
+        body: AsyncIterator[bytes],
+    ) -> Document:  # fmt: skip
+        """Check, (convert,) upload and post one file; all of it or, on an error, nothing."""
+        try:
+            name = clean_name(raw_name)
+        except BadName as exc:
+            raise ApiError(400, "PARTA_BAD_NAME", f"The file name is not valid: {exc}.") from exc
+        if length is None:
+            raise ApiError(411, "PARTA_LENGTH_REQUIRED", "Send the file with its size.")
+        if length == 0:
+            raise ApiError(400, "PARTA_EMPTY_FILE", f"{name} is empty: there is nothing to keep.")
+        if length > self.max_upload_bytes:
+            raise ApiError(
+                413,
+                "PARTA_TOO_LARGE",
+                f"{name} is {_mib(length)} MB; files can be at most "
+                f"{_mib(self.max_upload_bytes)} MB.",
+            )
+        await self._check_may_post(user_id, room_id)
+        await self._check_quota(user_id, name, length)
+        mimetype = mimetype or "application/octet-stream"
+        if is_convertible(name):
+            return await self._upload_office(user_id, room_id, name, mimetype, length, body)
+        with _matrix_errors():
+            url = await self.homeserver.upload(
+                user_id, name, mimetype, length, _exactly(body, length, name)
+            )
+        document = Document(room_id, "", user_id, name, mimetype, length, url, 0)
+        return await self._post(user_id, room_id, document, [url])
+
+    async def _upload_office(
+        self, user_id: str, room_id: str, name: str, mimetype: str, length: int,
+        body: AsyncIterator[bytes],
+    ) -> Document:  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="parta-upload-") as work:
+            original = Path(work) / "original"
+            async with await anyio.open_file(original, "wb") as file:
+                async for chunk in _exactly(body, length, name):
+                    await file.write(chunk)
+            pdf_url: str | None = None
+            pdf_error: str | None = None
+            pdf = Path(work) / "converted.pdf"
+            if self.converter is None:
+                pdf_error = "no_converter"
+            else:
+                try:
+                    await self.converter.to_pdf(original, name, pdf)
+                except ConversionError as exc:
+                    log.info("no preview for %s: %s", name, exc)
+                    pdf_error = exc.reason
+            uploaded: list[str] = []
+            try:
+                with _matrix_errors():
+                    url = await self.homeserver.upload(
+                        user_id, name, mimetype, length, _read(original)
+                    )
+                    uploaded.append(url)
+                    if pdf_error is None:
+                        pdf_url = await self.homeserver.upload(
+                            user_id, _pdf_name(name), "application/pdf",
+                            pdf.stat().st_size, _read(pdf),
+                        )  # fmt: skip
+                        uploaded.append(pdf_url)
+            except ApiError:
+                await self._forget_media(uploaded)
+                raise
+        document = Document(
+            room_id, "", user_id, name, mimetype, length, url, 0, pdf_url, pdf_error
+        )
+        return await self._post(user_id, room_id, document, uploaded)
+
+    async def _post(
+        self, user_id: str, room_id: str, document: Document, uploaded: list[str]
+    ) -> Document:
+        try:
+            with _matrix_errors():
+                event_id = await self.homeserver.send(user_id, room_id, document.message_content())
+        except ApiError:
+            # Refused after the upload (the school policy module, say): keep nothing.
+            await self._forget_media(uploaded)
+            raise
+        return replace(document, event_id=event_id, sent_at_ms=_now_ms())
+
+    async def rename(self, user_id: str, document: Document, raw_name: str) -> Document:
+        self._check_own(user_id, document)
+        try:
+            name = clean_name(raw_name)
+        except BadName as exc:
+            raise ApiError(400, "PARTA_BAD_NAME", f"The file name is not valid: {exc}.") from exc
+        new_content = {**document.message_content(), "body": name, "filename": name}
+        edit = {
+            **new_content,
+            "body": f"* {name}",
+            "m.new_content": new_content,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": document.event_id},
+        }
+        with _matrix_errors():
+            await self.homeserver.send(user_id, document.room_id, edit)
+        return replace(document, name=name)
+
+    async def delete(self, user_id: str, document: Document) -> None:
+        self._check_own(user_id, document)
+        with _matrix_errors():
+            await self.homeserver.redact(
+                user_id, document.room_id, document.event_id, "Удалено владельцем"
+            )
+
+    async def share(self, user_id: str, document: Document, target_room: str) -> Document:
+        """Post the same file into another chat of the person's: same `mxc://`, from them."""
+        await self._check_may_post(user_id, target_room)
+        with _matrix_errors():
+            event_id = await self.homeserver.send(user_id, target_room, document.message_content())
+        return replace(
+            document, room_id=target_room, event_id=event_id, sender=user_id, sent_at_ms=_now_ms()
+        )
+
+    # --- checks --------------------------------------------------------------------------
+
+    async def _check_may_post(self, user_id: str, room_id: str) -> None:
+        """Joined, and power enough to post messages: refused before anything is uploaded."""
+        access = await self._access(user_id, room_id)
+        levels = access.power_levels
+        users = levels.get("users") or {}
+        mine = users.get(user_id, levels.get("users_default", 0))
+        needed = (levels.get("events") or {}).get("m.room.message", levels.get("events_default", 0))
+        if access.moderator or (
+            isinstance(mine, int) and isinstance(needed, int) and mine >= needed
+        ):
+            return
+        raise ApiError(
+            403, "PARTA_READ_ONLY", "Only teachers and the administration post in this chat."
+        )
+
+    async def _access(self, user_id: str, room_id: str) -> RoomAccess:
+        try:
+            return await check_room_access(self.homeserver.bot, room_id, user_id)
+        except NoAccess as exc:
+            raise ApiError(403, "M_FORBIDDEN", "You are not a member of this chat.") from exc
+        except HomeserverUnavailable as exc:
+            raise ApiError(503, "PARTA_HOMESERVER_UNAVAILABLE", _unavailable()) from exc
+
+    async def _check_quota(self, user_id: str, name: str, length: int) -> None:
+        if not self.quota_bytes:
+            return
+        with _matrix_errors():
+            used = await self.homeserver.media_used(user_id)
+        if used + length > self.quota_bytes:
+            raise ApiError(
+                413,
+                "PARTA_QUOTA",
+                f"{name} does not fit: you keep {_mib(used)} MB of "
+                f"{_mib(self.quota_bytes)} MB. Delete files you no longer need.",
+            )
+
+    def _check_own(self, user_id: str, document: Document) -> None:
+        if document.sender != user_id:
+            raise ApiError(403, "M_FORBIDDEN", "Only the person who added a file may change it.")
+
+    async def _forget_media(self, urls: list[str]) -> None:
+        for url in urls:
+            with contextlib.suppress(MatrixError):
+                await self.homeserver.delete_media(url)
+
+
+# --- the HTTP surface ------------------------------------------------------------------
+
+
+class SignIn(BaseModel):
+    openid: dict[str, Any]
+
+
+class Rename(BaseModel):
+    name: str = Field(min_length=1, max_length=1000)
+
+
+class Share(BaseModel):
+    room_id: str = Field(pattern=r"^![^\s]+$", max_length=300)
+
+
+def documents_router(service: DocumentsService) -> APIRouter:
+    router = APIRouter(prefix="/documents/api")
+
+    def signed_in(authorization: Annotated[str | None, Header()] = None) -> str:
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        try:
+            return service.sessions.user_for(token)
+        except NotSignedIn as exc:
+            raise ApiError(401, "M_UNKNOWN_TOKEN", str(exc)) from exc
+
+    Person = Annotated[str, Depends(signed_in)]
+
+    @router.post("/session")
+    async def session(body: SignIn) -> dict[str, Any]:
+        user_id = await service.sign_in(body.openid)
+        return {
+            "token": service.sessions.open(user_id),
+            "user_id": user_id,
+            "expires_in": int(service.sessions.lifetime_s),
+        }
+
+    @router.get("/rooms")
+    async def rooms(user_id: Person) -> dict[str, Any]:
+        return await service.rooms(user_id)
+
+    @router.get("/rooms/{room_id}/files")
+    async def list_files(
+        room_id: str,
+        user_id: Person,
+        q: Annotated[str, Query(max_length=200)] = "",
+        kind: Kind | None = None,
+        sort: SortKey = "date",
+        order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+    ) -> dict[str, Any]:
+        documents = await service.files(user_id, room_id)
+        chosen = select(documents, query=q, kind=kind, sort=sort, descending=order == "desc")
+        return {"files": [_with_links(service, user_id, d) for d in chosen]}
+
+    @router.post("/rooms/{room_id}/files", status_code=201)
+    async def upload(
+        room_id: str,
+        request: Request,
+        user_id: Person,
+        name: Annotated[str, Query(max_length=1000)],
+    ) -> dict[str, Any]:
+        length = _int_header(request.headers.get("content-length"))
+        document = await service.upload(
+            user_id, room_id, name, request.headers.get("content-type", ""), length,
+            request.stream(),
+        )  # fmt: skip
+        return _with_links(service, user_id, document)
+
+    @router.get("/rooms/{room_id}/files/{event_id}")
+    async def get_file(room_id: str, event_id: str, user_id: Person) -> dict[str, Any]:
+        return _with_links(service, user_id, await service.file(user_id, room_id, event_id))
+
+    @router.patch("/rooms/{room_id}/files/{event_id}")
+    async def rename(room_id: str, event_id: str, body: Rename, user_id: Person) -> dict[str, Any]:
+        document = await service.file(user_id, room_id, event_id)
+        return _with_links(service, user_id, await service.rename(user_id, document, body.name))
+
+    @router.delete("/rooms/{room_id}/files/{event_id}", status_code=204)
+    async def delete(room_id: str, event_id: str, user_id: Person) -> Response:
+        await service.delete(user_id, await service.file(user_id, room_id, event_id))
+        return Response(status_code=204)
+
+    @router.post("/rooms/{room_id}/files/{event_id}/share", status_code=201)
+    async def share(room_id: str, event_id: str, body: Share, user_id: Person) -> dict[str, Any]:
+        document = await service.file(user_id, room_id, event_id)
+        return _with_links(service, user_id, await service.share(user_id, document, body.room_id))
+
+    async def content(
+        room_id: str, event_id: str, request: Request, u: str, t: str, *, pdf: bool
+    ) -> Response:
+        try:
+            service.sessions.check_ticket(t, u, room_id, event_id)
+        except NotSignedIn as exc:
+            raise ApiError(401, "M_UNKNOWN_TOKEN", str(exc)) from exc
+        document = await service.file(u, room_id, event_id)
+        return await service.open_content(
+            u, document, pdf=pdf, range_header=request.headers.get("range")
+        )
+
+    @router.get("/rooms/{room_id}/files/{event_id}/content")
+    async def download(room_id: str, event_id: str, request: Request, u: str, t: str) -> Response:
+        return await content(room_id, event_id, request, u, t, pdf=False)
+
+    @router.get("/rooms/{room_id}/files/{event_id}/pdf")
+    async def preview(room_id: str, event_id: str, request: Request, u: str, t: str) -> Response:
+        return await content(room_id, event_id, request, u, t, pdf=True)
+
+    return router
+
+
+def _with_links(service: DocumentsService, user_id: str, document: Document) -> dict[str, Any]:
+    """The document for the page, with its download and preview addresses (tickets)."""
+    ticket = service.sessions.ticket(user_id, document.room_id, document.event_id)
+    base = f"/documents/api/rooms/{quote(document.room_id)}/files/{quote(document.event_id)}"
+    query = f"?u={quote(user_id)}&t={ticket}"
+    public = document.public()
+    public["content_url"] = f"{base}/content{query}"
+    public["pdf_url"] = f"{base}/pdf{query}" if public["preview"] else None
+    return public
+
+
+@contextlib.contextmanager
+def _matrix_errors() -> Any:
+    """Synapse's refusals as the service's own answers, in words a pupil understands."""
+    try:
+        yield
+    except Forbidden as exc:
+        raise ApiError(403, "M_FORBIDDEN", f"Not allowed here: {exc}") from exc
+    except NotFound as exc:
+        raise ApiError(404, "M_NOT_FOUND", "There is no such file here.") from exc
+    except HomeserverUnavailable as exc:
+        raise ApiError(503, "PARTA_HOMESERVER_UNAVAILABLE", _unavailable()) from exc
+    except MatrixError as exc:
+        if exc.errcode == "M_TOO_LARGE":
+            raise ApiError(
+                413, "PARTA_TOO_LARGE", "The server refused the file as too large."
+            ) from exc
+        if exc.status in (401, 403):
+            raise ApiError(403, "M_FORBIDDEN", f"Not allowed here: {exc}") from exc
+        raise ApiError(502, exc.errcode, f"The server refused: {exc}") from exc
+
+
+async def _exactly(body: AsyncIterator[bytes], length: int, name: str) -> AsyncIterator[bytes]:
+    """The body, refused if it ends before or runs past the size it announced."""
+    received = 0
+    async for chunk in body:
+        received += len(chunk)
+        if received > length:
+            raise ApiError(400, "PARTA_BAD_LENGTH", f"{name} is longer than announced.")
+        yield chunk
+    if received != length:
+        raise ApiError(400, "PARTA_INCOMPLETE", f"{name} arrived incomplete; send it again.")
+
+
+async def _read(path: Path) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as file:
+        while chunk := await file.read(CHUNK):
+            yield chunk
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _int_header(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:.1f}".removesuffix(".0")
+
+
+def _pdf_name(name: str) -> str:
+    return os.path.splitext(name)[0] + ".pdf"
+
+
+def _unavailable() -> str:
+    return "The server is not answering right now; try again in a minute."
+
+
+def _no_preview_message(reason: str | None) -> str:
+    return {
+        "damaged": "This file is damaged and cannot be shown; it can still be downloaded.",
+        "timeout": "This file took too long to prepare for viewing; download it instead.",
+        "no_converter": "Office files cannot be shown on this server; download it instead.",
+    }.get(reason or "", "This file cannot be shown here; download it instead.")

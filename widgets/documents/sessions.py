@@ -1,0 +1,78 @@
+"""Who is calling the documents API: an OpenID token once, then a session token.
+
+The widget (or the standalone page) proves who the person is with a Matrix OpenID token,
+verified at their homeserver like the call's. Verifying on every request would cost a
+homeserver round trip per thumbnail, so the service hands out its own random session
+token for an hour. Only a digest of it is kept, compared in constant time.
+
+Media elements (`<img>`, `<video>`, pdf.js's range requests) cannot send a header, so a
+file's address carries a ticket instead: an HMAC of the person, the room, the event and
+an expiry, valid for minutes and only for that one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+SESSION_LIFETIME_S = 3600.0
+TICKET_LIFETIME_S = 600.0
+MAX_SESSIONS = 50_000
+
+
+class NotSignedIn(Exception):
+    """No session, an unknown or expired one, or a ticket that does not fit."""
+
+
+@dataclass
+class Sessions:
+    lifetime_s: float = SESSION_LIFETIME_S
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    _secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    _by_digest: dict[bytes, tuple[str, float]] = field(default_factory=dict)
+
+    def open(self, user_id: str) -> str:
+        """A new session token for a verified person."""
+        if len(self._by_digest) >= MAX_SESSIONS:
+            now = self.clock()
+            self._by_digest = {k: v for k, v in self._by_digest.items() if v[1] > now}
+        token = secrets.token_urlsafe(32)
+        self._by_digest[_digest(token)] = (user_id, self.clock() + self.lifetime_s)
+        return token
+
+    def user_for(self, token: str | None) -> str:
+        if not token:
+            raise NotSignedIn("no session token")
+        digest = _digest(token)
+        found = self._by_digest.get(digest)
+        if found is None or found[1] <= self.clock():
+            self._by_digest.pop(digest, None)
+            raise NotSignedIn("the session is unknown or has expired; sign in again")
+        return found[0]
+
+    def ticket(self, user_id: str, room_id: str, event_id: str) -> str:
+        expires = int(self.wall_clock() + TICKET_LIFETIME_S)
+        return f"{expires}.{self._mac(user_id, room_id, event_id, expires)}"
+
+    def check_ticket(self, ticket: str, user_id: str, room_id: str, event_id: str) -> None:
+        expires_text, _, mac = ticket.partition(".")
+        if not expires_text.isdigit() or int(expires_text) < self.wall_clock():
+            raise NotSignedIn("the file's link has expired; open it again")
+        expected = self._mac(user_id, room_id, event_id, int(expires_text))
+        if not hmac.compare_digest(mac.encode(), expected.encode()):
+            raise NotSignedIn("the file's link is not valid")
+
+    def _mac(self, user_id: str, room_id: str, event_id: str, expires: int) -> str:
+        message = "\n".join((user_id, room_id, event_id, str(expires))).encode()
+        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()

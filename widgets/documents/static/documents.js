@@ -1,0 +1,424 @@
+// The documents page: my files and my rooms' files, as a widget in a Matrix client (the
+// Widget API gives an OpenID token) or standalone with a Matrix sign-in (phones).
+// The service checks every request; this page only shows what it is given.
+import * as pdfjs from "/documents/static/vendor/pdf.min.mjs";
+
+pdfjs.GlobalWorkerOptions.workerSrc = "/documents/static/vendor/pdf.worker.min.mjs";
+
+const TEXT = {
+  ru: {
+    sign_in_title: "Документы", sign_in_hint: "Войдите с именем пользователя и паролем Парты.",
+    user_name: "Имя пользователя", password: "Пароль", sign_in: "Войти",
+    search: "Поиск по названию", kind_all: "Все файлы", kind_office: "Презентации и документы",
+    kind_image: "Изображения", kind_video: "Видео", kind_audio: "Аудио", kind_other: "Другое",
+    sort_newest: "Сначала новые", sort_oldest: "Сначала старые", sort_name: "По названию",
+    sort_size: "По размеру", upload: "Загрузить", drop_hint: "Перетащите файлы сюда или нажмите «Загрузить»",
+    col_name: "Название", col_size: "Размер", col_date: "Добавлен", empty: "Здесь пока нет файлов.",
+    open: "Открыть", download: "Скачать", share: "Отправить", rename: "Переименовать",
+    delete: "Удалить", prev: "Назад", next: "Вперёд", close: "Закрыть",
+    share_title: "Отправить в чат", cancel: "Отмена", mine: "Мои документы",
+    rename_prompt: "Новое название файла", delete_confirm: "Удалить «{name}»? Его удалят и из чата.",
+    shared: "Файл отправлен в чат «{room}».", uploaded: "Загружен", converting: "Готовим просмотр…",
+    error_login: "Неверное имя пользователя или пароль.",
+    error_session: "Не удалось войти. Обновите страницу.",
+    PARTA_EMPTY_FILE: "Файл пустой — в нём нечего хранить.",
+    PARTA_TOO_LARGE: "Файл слишком большой для загрузки.",
+    PARTA_QUOTA: "Место для ваших файлов закончилось. Удалите ненужные.",
+    PARTA_BAD_NAME: "Такое название файла нельзя использовать (без / и \\).",
+    PARTA_READ_ONLY: "В этот чат пишут только учителя и администрация.",
+    PARTA_NO_PREVIEW: "Этот файл нельзя показать здесь, но его можно скачать.",
+    PARTA_HOMESERVER_UNAVAILABLE: "Сервер сейчас не отвечает. Попробуйте через минуту.",
+    PARTA_OTHER_REGION: "Ваши документы хранит сервер вашего региона.",
+    M_FORBIDDEN: "У вас нет доступа к этому.", M_NOT_FOUND: "Такого файла здесь нет.",
+    M_UNKNOWN_TOKEN: "Вход истёк. Обновите страницу.",
+    preview_damaged: "Файл повреждён, просмотр невозможен. Его можно скачать.",
+    preview_timeout: "Файл слишком долго готовился к просмотру. Его можно скачать.",
+    preview_failed: "Этот файл не удалось подготовить к просмотру. Его можно скачать.",
+    preview_no_converter: "На этом сервере нельзя смотреть офисные файлы. Его можно скачать.",
+    error_unknown: "Что-то пошло не так. Попробуйте ещё раз.",
+  },
+  en: {
+    sign_in_title: "Documents", sign_in_hint: "Sign in with your Parta user name and password.",
+    user_name: "User name", password: "Password", sign_in: "Sign in",
+    search: "Search by name", kind_all: "All files", kind_office: "Presentations and documents",
+    kind_image: "Images", kind_video: "Video", kind_audio: "Audio", kind_other: "Other",
+    sort_newest: "Newest first", sort_oldest: "Oldest first", sort_name: "By name",
+    sort_size: "By size", upload: "Upload", drop_hint: "Drop files here or press “Upload”",
+    col_name: "Name", col_size: "Size", col_date: "Added", empty: "No files here yet.",
+    open: "Open", download: "Download", share: "Send", rename: "Rename",
+    delete: "Delete", prev: "Previous", next: "Next", close: "Close",
+    share_title: "Send to a chat", cancel: "Cancel", mine: "My documents",
+    rename_prompt: "New file name", delete_confirm: "Delete “{name}”? It goes from the chat too.",
+    shared: "The file was sent to “{room}”.", uploaded: "Uploaded", converting: "Preparing the preview…",
+    error_login: "Wrong user name or password.",
+    error_session: "Could not sign in. Reload the page.",
+    PARTA_EMPTY_FILE: "The file is empty: there is nothing to keep.",
+    PARTA_TOO_LARGE: "The file is too large to upload.",
+    PARTA_QUOTA: "Your storage is full. Delete files you no longer need.",
+    PARTA_BAD_NAME: "This file name cannot be used (no / or \\).",
+    PARTA_READ_ONLY: "Only teachers and the administration post in this chat.",
+    PARTA_NO_PREVIEW: "This file cannot be shown here, but it can be downloaded.",
+    PARTA_HOMESERVER_UNAVAILABLE: "The server does not answer right now. Try again in a minute.",
+    PARTA_OTHER_REGION: "Your documents are kept by your own region's server.",
+    M_FORBIDDEN: "You have no access to this.", M_NOT_FOUND: "There is no such file here.",
+    M_UNKNOWN_TOKEN: "Your sign-in has expired. Reload the page.",
+    preview_damaged: "The file is damaged and cannot be shown. It can be downloaded.",
+    preview_timeout: "The file took too long to prepare. It can be downloaded.",
+    preview_failed: "This file could not be prepared for viewing. It can be downloaded.",
+    preview_no_converter: "Office files cannot be shown on this server. It can be downloaded.",
+    error_unknown: "Something went wrong. Try again.",
+  },
+};
+
+const params = new URLSearchParams(location.search);
+const lang = (params.get("lang") || navigator.language || "ru").toLowerCase().startsWith("en") ? "en" : "ru";
+const t = (key, vars = {}) =>
+  (TEXT[lang][key] || TEXT.ru[key] || key).replace(/\{(\w+)\}/g, (_, name) => vars[name] ?? "");
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  config: null,
+  widget: null, // {api, ready} inside a Matrix client
+  matrix: null, // {accessToken, userId} when signed in by this page
+  session: null, // the documents service's token
+  userId: null,
+  rooms: [],
+  mine: null,
+  roomId: params.get("room_id") || null,
+  files: [],
+  viewer: null, // {pdf, page} while a PDF is open
+};
+
+function element(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "onclick") node.addEventListener("click", value);
+    else if (value !== undefined && value !== null) node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function translatePage() {
+  document.documentElement.lang = lang;
+  for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
+  for (const node of document.querySelectorAll("[data-tp]")) node.placeholder = t(node.dataset.tp);
+}
+
+function notice(text) {
+  const node = $("notice");
+  node.textContent = text;
+  node.hidden = false;
+  clearTimeout(notice.timer);
+  notice.timer = setTimeout(() => { node.hidden = true; }, 4000);
+}
+
+function errorText(body) {
+  return TEXT[lang][body?.errcode] ? t(body.errcode) : body?.error || t("error_unknown");
+}
+
+// --- who are you ---------------------------------------------------------------------
+
+const SESSION_KEY = "parta-documents-matrix";
+
+const openidToken = () =>
+  PartaSignIn.openidToken(state.widget, state.config.homeserver_url, state.matrix);
+
+async function openSession() {
+  const answer = await fetch("/documents/api/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ openid: await openidToken() }),
+  });
+  const body = await answer.json().catch(() => ({}));
+  if (!answer.ok) throw Object.assign(new Error(errorText(body)), { body });
+  state.session = body.token;
+  state.userId = body.user_id;
+  // Renew before the service's session ends, so a long lesson never signs anyone out.
+  setTimeout(() => openSession().catch(() => {}), Math.max(60, body.expires_in - 300) * 1000);
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  $("login-error").hidden = true;
+  try {
+    state.matrix = await PartaSignIn.signIn(state.config.homeserver_url, form.get("user"),
+      form.get("password"), "Документы Парты", SESSION_KEY);
+    await start();
+  } catch (error) {
+    $("login-error").textContent = t("error_login");
+    $("login-error").hidden = false;
+  }
+}
+
+// --- the service -----------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${state.session}`, ...(options.headers || {}) };
+  if (options.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    options = { ...options, body: JSON.stringify(options.json) };
+  }
+  const answer = await fetch(`/documents/api${path}`, { ...options, headers });
+  if (answer.status === 204) return null;
+  const body = await answer.json().catch(() => ({}));
+  if (!answer.ok) throw Object.assign(new Error(errorText(body)), { body, status: answer.status });
+  return body;
+}
+
+const roomPath = (roomId) => `/rooms/${encodeURIComponent(roomId)}/files`;
+const roomName = (room) => (room.mine ? t("mine") : room.name);
+
+async function loadRooms() {
+  const body = await api("/rooms");
+  state.rooms = body.rooms;
+  state.mine = body.mine;
+  if (!state.roomId || !state.rooms.some((r) => r.room_id === state.roomId)) state.roomId = body.mine;
+  renderRooms();
+}
+
+function renderRooms() {
+  const ordered = [...state.rooms].sort((a, b) => (b.mine - a.mine) || roomName(a).localeCompare(roomName(b)));
+  $("rooms").replaceChildren(...ordered.map((room) => element("button", {
+    "aria-current": String(room.room_id === state.roomId),
+    "data-room": room.room_id,
+    onclick: () => { state.roomId = room.room_id; renderRooms(); loadFiles(); },
+  }, roomName(room))));
+  const current = state.rooms.find((r) => r.room_id === state.roomId);
+  $("room-name").textContent = current ? roomName(current) : "";
+}
+
+async function loadFiles() {
+  const [sort, order] = $("sort").value.split(":");
+  const query = new URLSearchParams({ q: $("search").value.trim(), sort, order });
+  if ($("kind").value) query.set("kind", $("kind").value);
+  $("files-error").hidden = true;
+  try {
+    state.files = (await api(`${roomPath(state.roomId)}?${query}`)).files;
+  } catch (error) {
+    state.files = [];
+    $("files-error").textContent = error.message;
+    $("files-error").hidden = false;
+  }
+  renderFiles();
+}
+
+function size(bytes) {
+  const units = lang === "en" ? ["B", "KB", "MB", "GB"] : ["Б", "КБ", "МБ", "ГБ"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+}
+
+function renderFiles() {
+  const dates = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
+  $("list").tBodies[0].replaceChildren(...state.files.map((file) => {
+    const own = file.sender === state.userId;
+    const actions = element("td", { class: "actions" },
+      element("button", { class: "secondary", onclick: () => view(file) }, t("open")),
+      element("a", { class: "button secondary", href: `${file.content_url}`, download: file.name }, t("download")),
+      element("button", { class: "secondary", onclick: () => share(file) }, t("share")));
+    if (own) {
+      actions.append(
+        element("button", { class: "secondary", onclick: () => rename(file) }, t("rename")),
+        element("button", { class: "danger", onclick: () => remove(file) }, t("delete")));
+    }
+    return element("tr", { "data-event": file.event_id },
+      element("td", {}, file.name), element("td", {}, size(file.size)),
+      element("td", {}, dates.format(new Date(file.sent_at_ms))), actions);
+  }));
+  $("empty").hidden = state.files.length > 0;
+}
+
+// --- uploads: several at once, each with its progress --------------------------------------
+
+function upload(files) {
+  for (const file of files) uploadOne(file, state.roomId);
+}
+
+function uploadOne(file, roomId) {
+  const bar = element("progress", { max: "100", value: "0" });
+  const status = element("span", { class: "muted" }, "");
+  const row = element("li", { "data-name": file.name }, element("span", {}, file.name), bar, status);
+  $("uploads").append(row);
+  const request = new XMLHttpRequest();
+  request.open("POST", `/documents/api${roomPath(roomId)}?name=${encodeURIComponent(file.name)}`);
+  request.setRequestHeader("Authorization", `Bearer ${state.session}`);
+  request.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+  request.upload.onprogress = (event) => {
+    if (!event.lengthComputable) return;
+    bar.value = Math.round((event.loaded / event.total) * 100);
+    if (event.loaded === event.total && /\.(pptx?|odp|docx?|odt|xlsx)$/i.test(file.name)) status.textContent = t("converting");
+  };
+  request.onload = () => {
+    let body = {};
+    try { body = JSON.parse(request.responseText); } catch (_) { /* not JSON */ }
+    if (request.status === 201) {
+      row.remove();
+      notice(`${t("uploaded")}: ${file.name}`);
+      if (roomId === state.roomId) loadFiles();
+    } else {
+      bar.remove();
+      status.className = "error";
+      status.textContent = errorText(body);
+    }
+  };
+  request.onerror = () => { status.className = "error"; status.textContent = t("PARTA_HOMESERVER_UNAVAILABLE"); };
+  request.send(file);
+}
+
+// --- viewing -----------------------------------------------------------------------------
+
+async function view(file) {
+  $("viewer-name").textContent = file.name;
+  $("viewer-download").href = file.content_url;
+  $("viewer-download").setAttribute("download", file.name);
+  $("stage").replaceChildren();
+  $("page").textContent = "";
+  for (const id of ["prev", "next"]) $(id).hidden = true;
+  $("viewer").hidden = false;
+  state.viewer = null;
+  if (file.pdf_url) return await openPdf(file.pdf_url);
+  if (file.preview_error) return message(t(`preview_${file.preview_error}`));
+  const tags = { image: "img", video: "video", audio: "audio" };
+  const tag = tags[file.kind];
+  if (!tag) return message(t("PARTA_NO_PREVIEW"));
+  const media = element(tag, { src: file.content_url, alt: file.name });
+  if (tag !== "img") media.controls = true;
+  $("stage").append(media);
+}
+
+function message(text) {
+  $("stage").replaceChildren(element("p", { class: "muted", id: "viewer-message" }, text));
+}
+
+async function openPdf(url) {
+  const pdf = await pdfjs.getDocument({ url, isEvalSupported: false }).promise;
+  state.viewer = { pdf, page: 1 };
+  for (const id of ["prev", "next"]) $(id).hidden = false;
+  await showPage(1);
+}
+
+async function showPage(number) {
+  const viewer = state.viewer;
+  if (!viewer || number < 1 || number > viewer.pdf.numPages) return;
+  viewer.page = number;
+  const page = await viewer.pdf.getPage(number);
+  const width = Math.min($("stage").clientWidth || 800, 1200);
+  const scale = width / page.getViewport({ scale: 1 }).width;
+  const viewport = page.getViewport({ scale: scale * (window.devicePixelRatio || 1) });
+  const canvas = element("canvas", { width: String(Math.floor(viewport.width)), height: String(Math.floor(viewport.height)) });
+  canvas.style.width = `${Math.floor(viewport.width / (window.devicePixelRatio || 1))}px`;
+  await page.render({ canvas, canvasContext: canvas.getContext("2d"), viewport }).promise;
+  if (viewer !== state.viewer || viewer.page !== number) return; // another page was asked for meanwhile
+  $("stage").replaceChildren(canvas);
+  $("page").textContent = `${number} / ${viewer.pdf.numPages}`;
+  $("page").dataset.page = String(number);
+  $("page").dataset.pages = String(viewer.pdf.numPages);
+}
+
+function closeViewer() {
+  $("viewer").hidden = true;
+  if (state.viewer) state.viewer.pdf.destroy();
+  state.viewer = null;
+  $("stage").replaceChildren();
+}
+
+// --- sharing, renaming, deleting -------------------------------------------------------------
+
+function share(file) {
+  const targets = state.rooms.filter((r) => r.room_id !== file.room_id);
+  $("share-room").replaceChildren(...targets.map((r) => element("option", { value: r.room_id }, roomName(r))));
+  const dialog = $("share-dialog");
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== "share" || !$("share-room").value) return;
+    const target = state.rooms.find((r) => r.room_id === $("share-room").value);
+    try {
+      await api(`${roomPath(file.room_id)}/${encodeURIComponent(file.event_id)}/share`, {
+        method: "POST", json: { room_id: target.room_id },
+      });
+      notice(t("shared", { room: roomName(target) }));
+    } catch (error) {
+      notice(error.message);
+    }
+  };
+  dialog.showModal();
+}
+
+async function rename(file) {
+  const name = prompt(t("rename_prompt"), file.name);
+  if (!name || name === file.name) return;
+  try {
+    await api(`${roomPath(file.room_id)}/${encodeURIComponent(file.event_id)}`, { method: "PATCH", json: { name } });
+    await loadFiles();
+  } catch (error) {
+    notice(error.message);
+  }
+}
+
+async function remove(file) {
+  if (!confirm(t("delete_confirm", { name: file.name }))) return;
+  try {
+    await api(`${roomPath(file.room_id)}/${encodeURIComponent(file.event_id)}`, { method: "DELETE" });
+    await loadFiles();
+  } catch (error) {
+    notice(error.message);
+  }
+}
+
+// --- start -----------------------------------------------------------------------------------
+
+async function start() {
+  $("login").hidden = true;
+  try {
+    await openSession();
+    await loadRooms();
+  } catch (error) {
+    $("files-error").textContent = error.body ? error.message : t("error_session");
+    $("files-error").hidden = false;
+  }
+  $("files").hidden = false;
+  if (state.session) await loadFiles();
+}
+
+function wire() {
+  $("login-form").addEventListener("submit", signIn);
+  $("upload").addEventListener("change", (event) => { upload(event.target.files); event.target.value = ""; });
+  let typing = null;
+  $("search").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(loadFiles, 250); });
+  $("kind").addEventListener("change", loadFiles);
+  $("sort").addEventListener("change", loadFiles);
+  const drop = $("drop");
+  for (const kind of ["dragenter", "dragover"]) {
+    document.addEventListener(kind, (event) => { event.preventDefault(); drop.classList.add("over"); });
+  }
+  document.addEventListener("dragleave", () => drop.classList.remove("over"));
+  document.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    if (event.dataTransfer?.files?.length && state.session) upload(event.dataTransfer.files);
+  });
+  $("prev").addEventListener("click", () => showPage(state.viewer.page - 1));
+  $("next").addEventListener("click", () => showPage(state.viewer.page + 1));
+  $("close").addEventListener("click", closeViewer);
+  document.addEventListener("keydown", (event) => {
+    if ($("viewer").hidden) return;
+    if (event.key === "Escape") closeViewer();
+    if (event.key === "ArrowRight" || event.key === "PageDown") showPage(state.viewer?.page + 1);
+    if (event.key === "ArrowLeft" || event.key === "PageUp") showPage(state.viewer?.page - 1);
+  });
+}
+
+async function main() {
+  translatePage();
+  wire();
+  state.widget = PartaSignIn.startWidget(params);
+  state.config = await (await fetch("/documents/config.json")).json();
+  state.matrix = state.widget ? null : PartaSignIn.savedSession(SESSION_KEY);
+  if (state.widget || state.matrix) return await start();
+  $("login").hidden = false;
+}
+
+main();
