@@ -40,7 +40,7 @@ def _call_page_policy(settings: Settings) -> str:
     return "; ".join(
         (
             "default-src 'self'",
-            "script-src 'self'",
+            "script-src 'self' 'wasm-unsafe-eval'",  # pdf.js, for a presented document
             "style-src 'self'",
             "img-src 'self' data:",
             "media-src 'self' blob: mediastream:",

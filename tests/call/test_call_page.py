@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 from nio import RoomCreateResponse
 from playwright.async_api import Browser, Frame, Page, async_playwright, expect
@@ -26,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.call.conftest import WAIT_S, serving, until
+from tests.documents.slides import make_presentation
 from tests.matrix_users import logged_in, new_person, openid_token
 from tests.web.conftest import ARTEFACTS, CHROMIUM
 from widgets.app import CALL_STATIC
@@ -239,3 +241,56 @@ async def test_the_standalone_page_on_a_phone(
     assert width <= 390  # nothing wider than the phone
     await screenshot_frame(page, "call-phone")
     await context.close()
+
+
+async def test_the_teacher_presents_a_document_and_pupils_follow_its_pages(
+    browser: Browser, widget_host: str, widgets_url: str, lesson: Lesson, tmp_path: Path
+) -> None:
+    # The teacher keeps a presentation in her «Мои документы» (through the documents API).
+    deck = make_presentation(tmp_path / "Дроби.pptx", slides=3).read_bytes()
+    async with httpx.AsyncClient(base_url=widgets_url, timeout=120) as http:
+        signed = await http.post(
+            "/documents/api/session", json={"openid": lesson.tokens["teacher"]}
+        )
+        headers = {"Authorization": f"Bearer {signed.json()['token']}"}
+        mine = (await http.get("/documents/api/rooms", headers=headers)).json()["mine"]
+        stored = await http.post(
+            f"/documents/api/rooms/{mine}/files",
+            params={"name": "Дроби.pptx"},
+            content=deck,
+            headers={**headers, "Content-Type": "application/octet-stream"},
+        )
+        assert stored.status_code == 201, stored.text
+
+    teacher_page, teacher = await open_widget(browser, widget_host, widgets_url, lesson, "teacher")
+    ivan_page, ivan = await open_widget(browser, widget_host, widgets_url, lesson, "ivan")
+    await expect(ivan.locator("#present")).to_be_hidden()  # pupils present only if allowed
+
+    await teacher.locator("#present").click()
+    await teacher.locator("#present-file").select_option(label="Мои документы: Дроби.pptx")
+    await teacher.locator("#present-confirm").click()
+    for frame in (teacher, ivan):
+        await expect(frame.locator("#present-page")).to_have_text("1 / 3", timeout=WAIT_S * 1000)
+    await expect(ivan.locator("#presentation-name")).to_contain_text("Дроби.pptx")
+    await expect(ivan.locator("#present-next")).to_be_hidden()  # only the presenter steers
+
+    await teacher.locator("#present-next").click()
+    await expect(ivan.locator("#present-page")).to_have_text("2 / 3", timeout=WAIT_S * 1000)
+    drawn = await ivan.locator("#present-stage canvas").evaluate(
+        "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let dark = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) dark++;"
+        " return dark; }"
+    )
+    assert drawn > 100, "the pupil's page shows no slide"
+    # A pupil's page asking to turn the page is refused by the SFU.
+    await ivan.evaluate("send({type: 'present_page', page: 3})")
+    await expect(ivan.locator("#present-page")).to_have_text("2 / 3")
+
+    # A late joiner lands on the current page.
+    masha_page, masha = await open_widget(browser, widget_host, widgets_url, lesson, "masha")
+    await expect(masha.locator("#present-page")).to_have_text("2 / 3", timeout=WAIT_S * 1000)
+
+    await teacher.locator("#present-stop").click()
+    await expect(ivan.locator("#presentation")).to_be_hidden(timeout=WAIT_S * 1000)
+    for page in (teacher_page, ivan_page, masha_page):
+        await page.context.close()

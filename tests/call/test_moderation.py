@@ -249,3 +249,44 @@ def test_someone_who_left_the_room_leaves_the_call_and_may_come_back() -> None:
     assert not call.participants[IVAN].has_floor  # but nothing of before is kept
     rows = {row["user_id"]: row for row in call.attendance(now=30.0)}
     assert rows[IVAN]["visits"] == 2 and rows[IVAN]["seconds"] == pytest.approx(19.0)
+
+
+def test_the_teacher_presents_a_document_and_only_the_presenter_turns_its_pages() -> None:
+    call = lesson()
+    with pytest.raises(CallError, match="not_allowed_to_present"):
+        call.present(IVAN, "$slides")
+    call.present(TEACHER, "$slides")
+    assert call.public()["presentation"] == {
+        "presenter": TEACHER, "event_id": "$slides", "page": 1,
+    }  # fmt: skip
+    call.turn_page(TEACHER, 3)
+    with pytest.raises(CallError, match="not_presenter"):
+        call.turn_page(IVAN, 1)
+    assert call.public()["presentation"]["page"] == 3
+    # A pupil the teacher lets share the screen may present too, and then turn pages;
+    # the teacher can still steer or stop it.
+    call.allow_screen(TEACHER, MASHA, True)
+    call.present(MASHA, "$essay")
+    call.turn_page(MASHA, 2)
+    call.turn_page(TEACHER, 10_500)
+    assert call.public()["presentation"] == {
+        "presenter": MASHA,
+        "event_id": "$essay",
+        "page": 10_000,
+    }
+    call.stop_presenting(TEACHER)
+    assert call.public()["presentation"] is None
+    with pytest.raises(CallError, match="nothing_presented"):
+        call.turn_page(TEACHER, 2)
+
+
+def test_a_removed_or_demoted_presenter_stops_presenting() -> None:
+    call = lesson()
+    call.allow_screen(TEACHER, IVAN, True)
+    call.present(IVAN, "$a")
+    call.remove(TEACHER, IVAN, now=5.0)
+    assert call.presentation is None
+    call.join("@anna:hs", "Анна Павловна", moderator=True, now=6.0)
+    call.present("@anna:hs", "$b")
+    call.set_moderator("@anna:hs", False)
+    assert call.presentation is None

@@ -31,8 +31,12 @@ def lesson() -> CallState:
 
 
 def test_the_saved_call_is_the_call_with_everyone_disconnected() -> None:
-    saved = json.loads(json.dumps(dump_state(lesson(), saved_at=130.0)))
+    before = lesson()
+    before.present(TEACHER, "$slides")
+    before.turn_page(TEACHER, 4)
+    saved = json.loads(json.dumps(dump_state(before, saved_at=130.0)))
     call = load_state(saved, last_n=4)
+    assert call.public()["presentation"] == {"presenter": TEACHER, "event_id": "$slides", "page": 4}
     assert call.room_id == "!chat:hs" and call.last_n == 4 and call.cameras_allowed
     assert call.removed == {"@boris:hs"}
     assert not any(p.connected for p in call.participants.values())

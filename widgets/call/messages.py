@@ -93,6 +93,25 @@ class PostAttendance(_Message):
     lang: Literal["ru", "en"] = "ru"
 
 
+EVENT_ID = r"^\$[^\s/]{1,255}$"
+
+
+class Present(_Message):
+    """Show a document of the call's room (a file message's event ID) to everyone."""
+
+    type: Literal["present"]
+    event_id: str = Field(pattern=EVENT_ID)
+
+
+class PresentPage(_Message):
+    type: Literal["present_page"]
+    page: int = Field(ge=1, le=10_000)
+
+
+class StopPresenting(_Message):
+    type: Literal["stop_presenting"]
+
+
 PageMessage = Annotated[
     Answer
     | RaiseHand
@@ -103,7 +122,10 @@ PageMessage = Annotated[
     | Screen
     | Remove
     | Attendance
-    | PostAttendance,
+    | PostAttendance
+    | Present
+    | PresentPage
+    | StopPresenting,
     Field(discriminator="type"),
 ]
 page_message: TypeAdapter[PageMessage] = TypeAdapter(PageMessage)

@@ -89,6 +89,25 @@ class Visit:
         return (self.left_at if self.left_at is not None else now) - self.joined_at
 
 
+@dataclass(frozen=True)
+class Presentation:
+    """A document shown to everyone: a file message of the call's room, at one page.
+
+    Every page opens the same file through the documents service with its own
+    session, so each viewer's right to read it is checked for them.
+    """
+
+    presenter: str
+    event_id: str
+    page: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"presenter": self.presenter, "event_id": self.event_id, "page": self.page}
+
+
+MAX_PAGE = 10_000
+
+
 @dataclass
 class CallState:
     """Everyone in one room's call, the teacher's decisions, and the attendance."""
@@ -99,6 +118,7 @@ class CallState:
     participants: dict[str, Participant] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)  # by a teacher, for the rest of this call
     visits: list[Visit] = field(default_factory=list)
+    presentation: Presentation | None = None
 
     # --- coming and going -------------------------------------------------------------
 
@@ -146,6 +166,8 @@ class CallState:
         else:
             participant.has_floor = False
             participant.may_share_screen = False
+            if self.presentation is not None and self.presentation.presenter == user_id:
+                self.presentation = None
         return True
 
     def left_room(self, user_id: str, *, now: float) -> bool:
@@ -228,6 +250,37 @@ class CallState:
         self.leave(target, now=now)
         del self.participants[target]
         self.removed.add(target)
+        if self.presentation is not None and self.presentation.presenter == target:
+            self.presentation = None
+
+    # --- showing a document -------------------------------------------------------------
+
+    def present(self, actor: str, event_id: str) -> None:
+        """Show a document to everyone, from its first page: a teacher, or whoever the
+        teacher lets share their screen. It replaces what anyone was presenting."""
+        participant = self._present(actor)
+        if not (participant.moderator or participant.may_share_screen):
+            raise CallError("not_allowed_to_present")
+        self.presentation = Presentation(actor, event_id, 1)
+
+    def turn_page(self, actor: str, page: int) -> None:
+        """The presenter (or a teacher) turns the page; everyone's page follows."""
+        self._may_steer(actor)
+        assert self.presentation is not None
+        self.presentation = Presentation(
+            self.presentation.presenter, self.presentation.event_id, max(1, min(page, MAX_PAGE))
+        )
+
+    def stop_presenting(self, actor: str) -> None:
+        self._may_steer(actor)
+        self.presentation = None
+
+    def _may_steer(self, actor: str) -> None:
+        participant = self._present(actor)
+        if self.presentation is None:
+            raise CallError("nothing_presented")
+        if not participant.moderator and self.presentation.presenter != actor:
+            raise CallError("not_presenter")
 
     # --- what the SFU forwards ---------------------------------------------------------
 
@@ -303,6 +356,7 @@ class CallState:
                 if p.connected
             ],
             "hands": [p.user_id for p in self.hand_queue()],
+            "presentation": self.presentation.as_dict() if self.presentation else None,
         }
 
     def attendance(self, *, now: float) -> list[dict[str, Any]]:

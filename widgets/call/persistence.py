@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from widgets.call.moderation import CallState, Participant, Visit
+from widgets.call.moderation import CallState, Participant, Presentation, Visit
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def dump_state(state: CallState, *, saved_at: float) -> dict[str, Any]:
         "saved_at": saved_at,
         "cameras_allowed": state.cameras_allowed,
         "removed": sorted(state.removed),
+        "presentation": state.presentation.as_dict() if state.presentation else None,
         "participants": [
             {
                 "user_id": p.user_id,
@@ -89,6 +90,11 @@ def load_state(data: dict[str, Any], *, last_n: int) -> CallState:
     state = CallState(str(data["room_id"]), last_n=last_n)
     state.cameras_allowed = bool(data["cameras_allowed"])
     state.removed = {str(user) for user in data["removed"]}
+    shown = data.get("presentation")
+    if isinstance(shown, dict):
+        state.presentation = Presentation(
+            str(shown["presenter"]), str(shown["event_id"]), int(shown["page"])
+        )
     for row in data["participants"]:
         hand = row["hand_raised_at"]
         participant = Participant(

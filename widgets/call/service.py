@@ -226,6 +226,12 @@ class CallService:
             case m.Attendance():
                 _require_moderator(state, actor)
                 return {"type": "attendance", "people": state.attendance(now=now)}
+            case m.Present(event_id=event_id):
+                state.present(actor, event_id)
+            case m.PresentPage(page=page):
+                state.turn_page(actor, page)
+            case m.StopPresenting():
+                state.stop_presenting(actor)
             case m.PostAttendance(lang=lang):
                 _require_moderator(state, actor)
                 event_id = await self.post_attendance(state, lang=lang)

@@ -40,6 +40,15 @@ const TEXT = {
     post_attendance: "Отправить посещаемость в чат", attendance_posted: "Посещаемость отправлена в чат.",
     rejoined: "Переподключений",
     error_bot_not_in_room: "Бота Парты нет в этом чате: пригласите его, чтобы отправить посещаемость.",
+    present: "Показать документ", present_title: "Показать документ всем",
+    present_hint: "PDF, презентации и документы этого чата и ваши «Мои документы». Ваш файл сначала отправится в чат.",
+    prev_page: "Назад", next_page: "Вперёд", stop_presenting: "Закончить показ", cancel: "Отмена",
+    presenting: "{name} показывает «{file}»", mine_prefix: "Мои документы: ",
+    no_documents: "Здесь пока нет документов для показа. Загрузите их на странице «Документы».",
+    error_not_allowed_to_present: "Показывать документы может учитель или тот, кому он разрешил показ экрана.",
+    error_not_presenter: "Листать может только тот, кто показывает.",
+    error_nothing_presented: "Сейчас ничего не показывают.",
+    error_document: "Документ не открылся: у вас нет доступа или его удалили.",
     error_codec_unsupported: "Ваш браузер не может показать это видео: его формат не поддерживается. Попробуйте другой браузер.",
     left_room_text: "Вы больше не участник этого чата, поэтому звонок для вас закончился.",
   },
@@ -79,6 +88,15 @@ const TEXT = {
     post_attendance: "Post attendance to the chat", attendance_posted: "The attendance was posted to the chat.",
     rejoined: "Times rejoined",
     error_bot_not_in_room: "Parta's bot is not in this chat: invite it to post the attendance.",
+    present: "Present a document", present_title: "Present a document to everyone",
+    present_hint: "PDFs, presentations and documents of this chat and your “My documents”. Your own file is sent to the chat first.",
+    prev_page: "Previous", next_page: "Next", stop_presenting: "Stop presenting", cancel: "Cancel",
+    presenting: "{name} presents “{file}”", mine_prefix: "My documents: ",
+    no_documents: "No documents to present here yet. Upload them on the Documents page.",
+    error_not_allowed_to_present: "A teacher, or someone the teacher lets share the screen, may present documents.",
+    error_not_presenter: "Only the presenter turns the pages.",
+    error_nothing_presented: "Nothing is being presented.",
+    error_document: "The document did not open: you have no access to it, or it was deleted.",
     error_codec_unsupported: "Your browser cannot show this video: its format is not supported. Try another browser.",
     left_room_text: "You are no longer in this chat, so the call has ended for you.",
   },
@@ -86,7 +104,8 @@ const TEXT = {
 
 const params = new URLSearchParams(location.search);
 const lang = (params.get("lang") || navigator.language || "ru").toLowerCase().startsWith("en") ? "en" : "ru";
-const t = (key) => TEXT[lang][key] || TEXT.ru[key] || key;
+const t = (key, vars = {}) =>
+  (TEXT[lang][key] || TEXT.ru[key] || key).replace(/\{(\w+)\}/g, (_, name) => vars[name] ?? "");
 const $ = (id) => document.getElementById(id);
 
 const call = {
@@ -316,6 +335,128 @@ function render(state) {
   const sink = $("audio");
   sink.replaceChildren(...audio.map(({ mid, track }) => playerOf(mid, track)));
   renderPanel(state);
+  renderPresentation(state);
+}
+
+// --- a document shown to everyone (the SFU keeps which one and its page) -----------------
+
+const shown = { eventId: null, view: null, name: "", loading: null, documents: null };
+
+async function documentsApi(path, options = {}) {
+  if (!shown.documents) {
+    const answer = await fetch("/documents/api/session", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ openid: await token() }),
+    });
+    if (!answer.ok) throw new Error(t("error_document"));
+    shown.documents = (await answer.json()).token;
+  }
+  const headers = { Authorization: `Bearer ${shown.documents}` };
+  if (options.json !== undefined) headers["Content-Type"] = "application/json";
+  const body = options.json !== undefined ? JSON.stringify(options.json) : undefined;
+  const answer = await fetch(`/documents/api${path}`, { ...options, headers, body });
+  if (answer.status === 401) shown.documents = null;
+  if (!answer.ok) throw new Error(t("error_document"));
+  return await answer.json();
+}
+
+async function renderPresentation(state) {
+  const presentation = state.presentation;
+  const section = $("presentation");
+  const mine = me();
+  $("present").hidden = !(mine && (mine.moderator || mine.may_share_screen));
+  if (!presentation) {
+    section.hidden = true;
+    if (shown.view) shown.view.close();
+    shown.eventId = null;
+    return;
+  }
+  section.hidden = false;
+  const steering = mine && (mine.moderator || presentation.presenter === call.you);
+  for (const id of ["present-prev", "present-next", "present-stop"]) $(id).hidden = !steering;
+  const presenter = state.participants.find((p) => p.user_id === presentation.presenter);
+  try {
+    if (shown.eventId !== presentation.event_id) {
+      shown.eventId = presentation.event_id;
+      shown.view = shown.view || new PdfViewer($("present-stage"));
+      shown.loading = (async () => {
+        const file = await documentsApi(
+          `/rooms/${encodeURIComponent(call.roomId)}/files/${encodeURIComponent(presentation.event_id)}`);
+        if (!file.pdf_url) throw new Error(t("error_document"));
+        shown.name = file.name;
+        await shown.view.open(file.pdf_url);
+      })();
+    }
+    await shown.loading;
+    if (shown.eventId !== presentation.event_id) return; // another document meanwhile
+    $("presentation-name").textContent = t("presenting", { name: presenter ? presenter.display_name : "", file: shown.name });
+    await shown.view.show(presentation.page);
+    $("present-page").textContent = `${shown.view.page} / ${shown.view.pages}`;
+    $("present-page").dataset.page = String(shown.view.page);
+    $("present-error").hidden = true;
+  } catch (error) {
+    $("present-error").textContent = t("error_document");
+    $("present-error").hidden = false;
+  }
+}
+
+// pdf.js is a module: loaded the first time a document is shown, not with every call.
+class PdfViewer {
+  constructor(stage) { this.stage = stage; this.inner = null; }
+  async ready() {
+    if (!this.inner) this.inner = new (await import("/static/pdf-view.js")).PdfView(this.stage);
+    return this.inner;
+  }
+  async open(url) { return (await this.ready()).open(url); }
+  async show(page) { return (await this.ready()).show(page); }
+  get page() { return this.inner ? this.inner.page : 0; }
+  get pages() { return this.inner ? this.inner.pages : 0; }
+  close() { if (this.inner) this.inner.close(); }
+}
+
+async function choosePresentation() {
+  const select = $("present-file");
+  const error = $("present-dialog-error");
+  error.hidden = true;
+  select.replaceChildren();
+  try {
+    const rooms = await documentsApi("/rooms");
+    const here = await documentsApi(`/rooms/${encodeURIComponent(call.roomId)}/files`);
+    const mine = rooms.mine === call.roomId ? { files: [] } : await documentsApi(`/rooms/${encodeURIComponent(rooms.mine)}/files`);
+    const showable = (file) => Boolean(file.pdf_url);
+    for (const file of here.files.filter(showable)) {
+      select.append(element("option", { value: `here:${file.event_id}` }, file.name));
+    }
+    for (const file of mine.files.filter(showable)) {
+      select.append(element("option", { value: `mine:${rooms.mine}:${file.event_id}` }, t("mine_prefix") + file.name));
+    }
+    if (!select.options.length) { error.textContent = t("no_documents"); error.hidden = false; }
+    else select.selectedIndex = 0;
+  } catch (failure) {
+    error.textContent = failure.message;
+    error.hidden = false;
+  }
+  const dialog = $("present-dialog");
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== "present" || !select.value) return;
+    let eventId = select.value.split(":").pop();
+    if (select.value.startsWith("mine:")) {
+      // Everyone must be able to read what is shown: the file goes into this chat first.
+      const roomId = select.value.slice(5, select.value.lastIndexOf(":"));
+      const sent = await documentsApi(
+        `/rooms/${encodeURIComponent(roomId)}/files/${encodeURIComponent(eventId)}/share`,
+        { method: "POST", json: { room_id: call.roomId } }).catch(() => null);
+      if (!sent) return flash(t("error_document"));
+      eventId = sent.event_id;
+    }
+    send({ type: "present", event_id: eventId });
+  };
+  dialog.showModal();
+}
+
+function turnPage(step) {
+  const presentation = call.state && call.state.presentation;
+  if (presentation) send({ type: "present_page", page: Math.max(1, presentation.page + step) });
 }
 
 // One <video> per track, kept across renders, so a picture never restarts on a state change.
@@ -472,6 +613,12 @@ async function start() {
   $("cameras-allowed").addEventListener("change", (event) => send({ type: "cameras", allowed: event.target.checked }));
   $("attendance").addEventListener("click", () => send({ type: "attendance" }));
   $("post-attendance").addEventListener("click", () => send({ type: "post_attendance", lang }));
+  $("present").addEventListener("click", choosePresentation);
+  $("present-prev").addEventListener("click", () => turnPage(-1));
+  $("present-next").addEventListener("click", () => {
+    if (!shown.view || shown.view.page < shown.view.pages) turnPage(1);
+  });
+  $("present-stop").addEventListener("click", () => send({ type: "stop_presenting" }));
   pollLevels();
   if (call.widget) return await lobby();
   call.standalone = PartaSignIn.savedSession(SESSION_KEY);

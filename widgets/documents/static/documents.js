@@ -1,9 +1,7 @@
 // The documents page: my files and my rooms' files, as a widget in a Matrix client (the
 // Widget API gives an OpenID token) or standalone with a Matrix sign-in (phones).
 // The service checks every request; this page only shows what it is given.
-import * as pdfjs from "/documents/static/vendor/pdf.min.mjs";
-
-pdfjs.GlobalWorkerOptions.workerSrc = "/documents/static/vendor/pdf.worker.min.mjs";
+import { PdfView } from "/static/pdf-view.js";
 
 const TEXT = {
   ru: {
@@ -86,7 +84,7 @@ const state = {
   mine: null,
   roomId: params.get("room_id") || null,
   files: [],
-  viewer: null, // {pdf, page} while a PDF is open
+  viewer: null, // a PdfView while a PDF is open
 };
 
 function element(tag, attrs = {}, ...children) {
@@ -295,33 +293,23 @@ function message(text) {
 }
 
 async function openPdf(url) {
-  const pdf = await pdfjs.getDocument({ url, isEvalSupported: false }).promise;
-  state.viewer = { pdf, page: 1 };
+  state.viewer = new PdfView($("stage"));
+  await state.viewer.open(url);
   for (const id of ["prev", "next"]) $(id).hidden = false;
   await showPage(1);
 }
 
 async function showPage(number) {
   const viewer = state.viewer;
-  if (!viewer || number < 1 || number > viewer.pdf.numPages) return;
-  viewer.page = number;
-  const page = await viewer.pdf.getPage(number);
-  const width = Math.min($("stage").clientWidth || 800, 1200);
-  const scale = width / page.getViewport({ scale: 1 }).width;
-  const viewport = page.getViewport({ scale: scale * (window.devicePixelRatio || 1) });
-  const canvas = element("canvas", { width: String(Math.floor(viewport.width)), height: String(Math.floor(viewport.height)) });
-  canvas.style.width = `${Math.floor(viewport.width / (window.devicePixelRatio || 1))}px`;
-  await page.render({ canvas, canvasContext: canvas.getContext("2d"), viewport }).promise;
-  if (viewer !== state.viewer || viewer.page !== number) return; // another page was asked for meanwhile
-  $("stage").replaceChildren(canvas);
-  $("page").textContent = `${number} / ${viewer.pdf.numPages}`;
-  $("page").dataset.page = String(number);
-  $("page").dataset.pages = String(viewer.pdf.numPages);
+  if (!viewer || !viewer.pdf || number < 1 || number > viewer.pages) return;
+  if (!(await viewer.show(number))) return; // another page was asked for meanwhile
+  $("page").textContent = `${viewer.page} / ${viewer.pages}`;
+  $("page").dataset.page = String(viewer.page);
 }
 
 function closeViewer() {
   $("viewer").hidden = true;
-  if (state.viewer) state.viewer.pdf.destroy();
+  if (state.viewer) state.viewer.close();
   state.viewer = null;
   $("stage").replaceChildren();
 }
