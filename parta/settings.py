@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     documents_quota_mb: int = Field(default=0, ge=0, le=10_000_000)
     documents_convert_workers: int = Field(default=2, ge=1, le=16)
     documents_convert_time_limit_s: float = Field(default=120.0, ge=5, le=3600)
+    # The region-wide disk alarm: below this share of free space on the media store's disk,
+    # the widget service's /healthz says so and its log warns (hourly).
+    documents_disk_alarm_percent: float = Field(default=10.0, ge=0, le=100)
 
     # Matrix-side names of Parta's own accounts.
     appservice_id: str = "parta"
@@ -302,6 +305,11 @@ class Settings(BaseSettings):
     @property
     def synapse_dir(self) -> Path:
         return self.var_dir / "synapse"
+
+    @property
+    def media_store_dir(self) -> Path:
+        """Synapse's media repository: every file people upload (the template says so too)."""
+        return self.synapse_dir / "media_store"
 
     @property
     def synapse_overrides_dir(self) -> Path:

@@ -23,6 +23,7 @@ from widgets.call.persistence import CallStore
 from widgets.call.rtp_forwarding import check_aiortc_version
 from widgets.call.service import EMPTY_CALL_KEPT_S, CallService
 from widgets.call.turn import TurnIssuer
+from widgets.documents.disk import DiskAlarm
 from widgets.documents.service import DocumentsService, documents_router
 from widgets.openid import OpenIDVerifier, ServerResolver
 
@@ -105,10 +106,12 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     install_request_log(app)
 
+    disk = DiskAlarm(settings.media_store_dir, settings.documents_disk_alarm_percent)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
         calls: CallService = app.state.calls
-        return {"status": "ok", "calls": len(calls.rooms)}
+        return {"status": "ok", "calls": len(calls.rooms), "media_disk": disk.status()}
 
     page_headers = {
         "Content-Security-Policy": _call_page_policy(settings),

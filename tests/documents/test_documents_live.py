@@ -245,6 +245,10 @@ async def test_the_widget_service_serves_the_documents_api(
             token = await openid_token(client)
         answer = await http.post("/documents/api/session", json={"openid": token})
         assert answer.status_code == 200 and answer.json()["user_id"] == user
+        disk = (await http.get("/healthz")).json()["media_disk"]
+        assert disk["alarm"] is (
+            disk["free_percent"] < region.settings.documents_disk_alarm_percent
+        )
 
 
 async def test_my_documents_room_is_made_once_and_only_i_am_in_it(
