@@ -112,6 +112,7 @@ def test_appservice_registration_reserves_bot_and_managed_aliases(tmp_path: Path
         r"#region\-.*:school\.example\.org",
         r"#school\-.*:school\.example\.org",
         r"#family\-.*:school\.example\.org",
+        r"#docs\-.*:school\.example\.org",  # a person's documents room
     ]
 
 
