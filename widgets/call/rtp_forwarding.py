@@ -195,6 +195,9 @@ class ForwardingSender:
         self._on_keyframe_request = on_keyframe_request
         self._codec: RTCRtpCodecParameters | None = None  # set once the sender starts
         self._negotiated: list[RTCRtpCodecParameters] = []  # what the subscriber accepted
+        self._codec_cache: dict[
+            int, tuple[RTCRtpCodecParameters, RTCRtpCodecParameters | None]
+        ] = {}
         self._mid: str | None = None
         self._history: dict[int, RtpPacket] = {}
         self._extensions: Any = None
@@ -236,11 +239,21 @@ class ForwardingSender:
 
     def _codec_for(self, codec: RTCRtpCodecParameters) -> RTCRtpCodecParameters | None:
         """The subscriber's codec for a packet of `codec`: the same parameters, else the
-        same MIME type (H.264 baseline and constrained baseline decode alike)."""
+        same MIME type (H.264 baseline and constrained baseline decode alike).
+
+        Asked for every packet, so the answer is kept per source codec object (a
+        receiver's codec table lives as long as its connection).
+        """
+        cached = self._codec_cache.get(id(codec))
+        if cached is not None and cached[0] is codec:
+            return cached[1]
         same = [c for c in self._negotiated if c.mimeType.lower() == codec.mimeType.lower()]
         exact = [c for c in same if c.parameters == codec.parameters]
-        found = exact or same
-        return found[0] if found else None
+        candidates = exact or same
+        found = candidates[0] if candidates else None
+        if self._negotiated:  # before negotiation the answer is not final
+            self._codec_cache[id(codec)] = (codec, found)
+        return found
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         """Replaces the encoder loop: nothing to do but be startable and stoppable.

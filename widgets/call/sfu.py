@@ -288,10 +288,14 @@ class CallRoom:
     ) -> Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]:
         key = (user_id, source)
 
+        noted: list[RTCRtpCodecParameters] = []  # the codec last seen: a check per change
+
         async def forward(packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
-            if source is not Source.AUDIO and self._note_codec(user_id, source, codec):
-                self.reassign()  # who can decode this stream is known from now on
-                await self._tell_codec_notices()
+            if source is not Source.AUDIO and (not noted or noted[0] is not codec):
+                noted[:] = [codec]
+                if self._note_codec(user_id, source, codec):
+                    self.reassign()  # who can decode this stream is known from now on
+                    await self._tell_codec_notices()
             if not self.state.may_forward(user_id, source):
                 return  # not allowed to send this: it reaches nobody
             if source is Source.AUDIO:

@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 CHUNK = 256 * 1024
+SERVE_CACHE_S = 30.0
 
 
 @dataclass
@@ -63,6 +64,7 @@ class DocumentsService:
     max_upload_bytes: int
     converter: Converter | None  # None: LibreOffice is not installed; office files get no PDF
     quota_bytes: int = 0  # per person; 0 = unlimited
+    _served: dict[tuple[str, str, str], tuple[float, Document]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings, verifier: OpenIDVerifier) -> "DocumentsService":
@@ -128,6 +130,21 @@ class DocumentsService:
         await self.check_member(user_id, room_id)
         with _matrix_errors():
             return await self.homeserver.document(user_id, room_id, event_id)
+
+    async def file_to_serve(self, user_id: str, room_id: str, event_id: str) -> Document:
+        """`file`, remembered for a moment for downloads: a video being watched or a PDF
+        being read asks for one range after another, and each would otherwise cost five
+        calls to Synapse. A file deleted meanwhile stays downloadable that long at most."""
+        key = (user_id, room_id, event_id)
+        now = time.monotonic()
+        cached = self._served.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        document = await self.file(user_id, room_id, event_id)
+        if len(self._served) > 10_000:
+            self._served = {k: v for k, v in self._served.items() if v[0] > now}
+        self._served[key] = (now + SERVE_CACHE_S, document)
+        return document
 
     async def files(self, user_id: str, room_id: str) -> list[Document]:
         await self.check_member(user_id, room_id)
@@ -441,7 +458,7 @@ def documents_router(service: DocumentsService) -> APIRouter:
             service.sessions.check_ticket(t, u, room_id, event_id)
         except NotSignedIn as exc:
             raise ApiError(401, "M_UNKNOWN_TOKEN", str(exc)) from exc
-        document = await service.file(u, room_id, event_id)
+        document = await service.file_to_serve(u, room_id, event_id)
         return await service.open_content(
             u, document, pdf=pdf, range_header=request.headers.get("range")
         )

@@ -18,7 +18,9 @@ export class PdfView {
 
   async open(url) {
     this.close();
-    this.pdf = await pdfjs.getDocument({ url, isEvalSupported: false }).promise;
+    // One whole download, not pdf.js's many range requests: Synapse serves media only
+    // whole, so every range would stream the file from its start again.
+    this.pdf = await pdfjs.getDocument({ url, isEvalSupported: false, disableRange: true }).promise;
     return this.pdf.numPages;
   }
 
