@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiortc import RTCRtpSender
 from nio import RoomCreateResponse
 
 from bridge.matrix.client import MatrixClient
@@ -26,7 +25,7 @@ from tests.call.peer_process import PeerProcess
 from tests.matrix_users import logged_in, new_person, openid_token
 from widgets.app import create_app
 from widgets.call.moderation import Source
-from widgets.call.rtp_forwarding import PacketTap
+from widgets.call.rtp_forwarding import ForwardingSender, PacketTap
 from widgets.call.service import CallService
 
 
@@ -119,18 +118,18 @@ async def frames_reach(process: PeerProcess, count: int, what: str, within_s: fl
 def sfu_counters(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """In this process (the SFU's): PLIs it sent publishers, NACKed packets it resent."""
     counts = {"keyframe_requests": 0, "retransmissions": 0}
-    request_keyframe, retransmit = PacketTap.request_keyframe, RTCRtpSender._retransmit
+    request_keyframe, retransmit = PacketTap.request_keyframe, ForwardingSender._retransmit
 
     async def counting_request(self: PacketTap) -> None:
         counts["keyframe_requests"] += 1
         await request_keyframe(self)
 
-    async def counting_retransmit(self: RTCRtpSender, sequence_number: int) -> None:
+    async def counting_retransmit(self: ForwardingSender, sequence_number: int) -> None:
         counts["retransmissions"] += 1
         await retransmit(self, sequence_number)
 
     monkeypatch.setattr(PacketTap, "request_keyframe", counting_request)
-    monkeypatch.setattr(RTCRtpSender, "_retransmit", counting_retransmit)
+    monkeypatch.setattr(ForwardingSender, "_retransmit", counting_retransmit)
     return counts
 
 

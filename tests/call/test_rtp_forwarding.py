@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 
 import av
 import pytest
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, is_rtcp, unwrap_rtx
+from hypothesis import given
+from hypothesis import strategies as st
 from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
@@ -24,6 +28,7 @@ from tests.call.conftest import until
 from widgets.call.rtp_forwarding import (
     ForwardingSender,
     PacketTap,
+    _ExtensionWriter,
     check_aiortc_version,
     is_keyframe,
 )
@@ -58,6 +63,48 @@ def test_another_aiortc_is_refused_with_what_to_do() -> None:
     with pytest.raises(RuntimeError, match=r"install aiortc==1\.16\.0"):
         check_aiortc_version("1.17.0")
     check_aiortc_version()
+
+
+MID, SEND_TIME, LEVEL = (
+    "urn:ietf:params:rtp-hdrext:sdes:mid",
+    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+)
+
+
+@given(
+    ids=st.lists(st.integers(1, 14), min_size=3, max_size=3, unique=True),
+    present=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    mid=st.text("0123456789abc", min_size=1, max_size=16),
+    send_time=st.integers(0, 0xFFFFFF),
+    level=st.none() | st.tuples(st.booleans(), st.integers(0, 127)),
+)
+def test_the_extension_writer_writes_what_aiortc_reads(
+    ids: list[int],
+    present: tuple[bool, bool, bool],
+    mid: str,
+    send_time: int,
+    level: tuple[bool, int] | None,
+) -> None:
+    """The forwarder's own one-byte header writer against aiortc's parser: a subscriber
+    must read the same MID, send time and audio level as from aiortc's own writer."""
+    negotiated = [
+        RTCRtpHeaderExtensionParameters(id=x, uri=uri)
+        for x, uri, on in zip(ids, (MID, SEND_TIME, LEVEL), present, strict=True)
+        if on
+    ]
+    extensions = HeaderExtensionsMap()
+    extensions.configure(RTCRtpParameters(headerExtensions=negotiated))
+    writer = _ExtensionWriter.for_map(extensions, mid)
+    assert writer is not None
+    block = writer.block(send_time, level)
+    assert len(block) % 4 == 0
+    header = bytes([0x90 if block else 0x80, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3])
+    parsed = RtpPacket.parse(header + block + b"payload", extensions)
+    assert parsed.payload == b"payload"
+    assert parsed.extensions.mid == (mid if present[0] else None)
+    assert parsed.extensions.abs_send_time == (send_time if present[1] else None)
+    assert parsed.extensions.audio_level == (level if present[2] else None)
 
 
 class Pattern(VideoStreamTrack):
@@ -152,10 +199,13 @@ class Subscriber:
     sizes: set[tuple[int, int]] = field(default_factory=set)
 
 
-async def subscriber_of(router: Router) -> tuple[Subscriber, ForwardingSender]:
+async def subscriber_of(
+    router: Router, *, rtx: bool = False
+) -> tuple[Subscriber, ForwardingSender]:
     sfu = router.peer()
     transceiver = sfu.addTransceiver("video", direction="sendonly")
-    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
+    wanted = ("video/VP8", "video/rtx") if rtx else ("video/VP8",)
+    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in wanted]
     transceiver.setCodecPreferences(vp8)
     forwarding = ForwardingSender(transceiver.sender, router.keyframe)
     router.senders.append(forwarding)
@@ -228,3 +278,43 @@ async def test_a_subscribers_picture_loss_report_reaches_the_publisher(router: R
     receiver = subscriber.pc.getReceivers()[0]
     await receiver._send_rtcp_pli(forwarding.sender._ssrc)  # what a decoder does on loss
     await until(lambda: publisher.keyframes_asked > before, "the PLI at the publisher", 10)
+
+
+@pytest.mark.parametrize("rtx", [True, False], ids=["rtx", "plain"])
+async def test_a_subscribers_nack_is_answered_from_the_forwarders_history(
+    router: Router, rtx: bool
+) -> None:
+    """Forwarded packets leave by the direct path; a lost one is resent from the
+    forwarder's history, in RTX when the subscriber negotiated it (RFC 4588)."""
+    router.source = await publisher_into(router)
+    subscriber, forwarding = await subscriber_of(router, rtx=rtx)
+    await until(lambda: subscriber.frames >= 10, "the first frames")
+    dtls = forwarding.sender.transport
+    resent: list[bytes] = []
+    original = dtls._send_rtp
+
+    async def recording(data: bytes) -> None:
+        resent.append(data)
+        await original(data)
+
+    dtls._send_rtp = recording  # type: ignore[method-assign]
+    sent_before = dtls._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
+    forwarded_before = forwarding.forwarded
+    await until(lambda: forwarding.forwarded >= forwarded_before + 10, "more packets")
+    sent = dtls._RTCDtlsTransport__tx_packets - sent_before  # type: ignore[attr-defined]
+    assert sent >= forwarding.forwarded - forwarded_before  # counted as aiortc would
+    assert [d for d in resent if not is_rtcp(d)] == []  # only RTCP takes aiortc's path
+    lost = forwarding._last_seq
+    receiver = subscriber.pc.getReceivers()[0]
+    await receiver._send_rtcp_nack(forwarding.sender._ssrc, [lost])
+    await until(lambda: any(not is_rtcp(d) for d in resent), "the retransmission", 10)
+    packet = RtpPacket.parse(next(d for d in resent if not is_rtcp(d)))
+    rtx_type = forwarding.sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
+    if rtx:
+        assert rtx_type is not None and packet.payload_type == rtx_type
+        assert packet.ssrc == forwarding.sender._rtx_ssrc
+        packet = unwrap_rtx(packet, payload_type=0, ssrc=forwarding.sender._ssrc)
+    else:
+        assert rtx_type is None
+        assert packet.ssrc == forwarding.sender._ssrc
+    assert packet.sequence_number == lost

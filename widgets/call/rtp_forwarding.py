@@ -23,22 +23,29 @@ them, so it checks the aiortc version it was written against (`AIORTC_VERSION`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import struct
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiortc
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aioice.ice import StunProtocol
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import (
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTP_HISTORY_SIZE,
+    HeaderExtensions,
     RtcpPsfbPacket,
     RtpPacket,
+    wrap_rtx,
 )
-from aiortc.utils import random16, random32
+from aiortc.utils import random16, random32, uint16_add
 
 AIORTC_VERSION = "1.16.0"
 
@@ -199,8 +206,9 @@ class ForwardingSender:
             int, tuple[RTCRtpCodecParameters, RTCRtpCodecParameters | None]
         ] = {}
         self._mid: str | None = None
-        self._history: dict[int, RtpPacket] = {}
+        self._history: dict[int, bytes] = {}  # sent packets (before SRTP), for NACKs
         self._extensions: Any = None
+        self._writer: _ExtensionWriter | None = None
         self._source: object | None = None  # whose packets this sender sends now
         self._seq_offset = 0
         self._ts_offset = 0
@@ -212,6 +220,7 @@ class ForwardingSender:
         sender.send = self._send  # type: ignore[method-assign]
         sender._run_rtp = self._run_rtp  # type: ignore[method-assign]
         sender._handle_rtcp_packet = self._handle_rtcp_packet  # type: ignore[method-assign]
+        sender._retransmit = self._retransmit  # type: ignore[method-assign]
 
     def _private(self, name: str) -> Any:
         return getattr(self.sender, f"_RTCRtpSender__{name}")
@@ -262,8 +271,8 @@ class ForwardingSender:
         private state is looked up here once, not per packet.
         """
         self._mid = self._private("mid")
-        self._history = self._private("rtp_history")
         self._extensions = self._private("rtp_header_extensions_map")
+        self._writer = _ExtensionWriter.for_map(self._extensions, self._mid)
         self._codec = codec
         self._private("rtp_started").set()
         try:
@@ -308,29 +317,148 @@ class ForwardingSender:
             self._seq_offset = (self._last_seq + 1 - packet.sequence_number) & 0xFFFF
             self._ts_offset = (self._last_ts + gap - packet.timestamp) & 0xFFFFFFFF
             self._source = source
-        out = RtpPacket(
-            payload_type=mine.payloadType,
-            marker=packet.marker,
-            sequence_number=(packet.sequence_number + self._seq_offset) & 0xFFFF,
-            timestamp=(packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
-            ssrc=self.sender._ssrc,
-            payload=packet.payload,
-        )
-        now = clock.current_ntp_time()
-        out.extensions.abs_send_time = (now >> 14) & 0x00FFFFFF
-        out.extensions.mid = self._mid
-        out.extensions.audio_level = packet.extensions.audio_level
-        self._last_seq, self._last_ts = out.sequence_number, out.timestamp
-        self._history[out.sequence_number % RTP_HISTORY_SIZE] = out
-        data = out.serialize(self._extensions)
-        try:
-            await self.sender.transport._send_rtp(data)
-        except ConnectionError:
-            return False
+        sequence_number = (packet.sequence_number + self._seq_offset) & 0xFFFF
+        timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+        now = ntp_now()
+        audio_level = packet.extensions.audio_level
+        if self._writer is not None:
+            extensions = self._writer.block((now >> 14) & 0x00FFFFFF, audio_level)
+            data = b"".join(
+                (
+                    _RTP_HEADER.pack(
+                        0x90 if extensions else 0x80,
+                        (packet.marker << 7) | mine.payloadType,
+                        sequence_number,
+                        timestamp,
+                        self.sender._ssrc,
+                    ),
+                    extensions,
+                    packet.payload,
+                )
+            )
+        else:  # extensions a one-byte header cannot carry: aiortc writes them
+            out = RtpPacket(
+                payload_type=mine.payloadType,
+                marker=packet.marker,
+                sequence_number=sequence_number,
+                timestamp=timestamp,
+                ssrc=self.sender._ssrc,
+                payload=packet.payload,
+            )
+            out.extensions.abs_send_time = (now >> 14) & 0x00FFFFFF
+            out.extensions.mid = self._mid
+            out.extensions.audio_level = audio_level
+            data = out.serialize(self._extensions)
+        self._last_seq, self._last_ts = sequence_number, timestamp
+        self._history[sequence_number % RTP_HISTORY_SIZE] = data
+        if not self._send_now(data):
+            try:
+                await self.sender.transport._send_rtp(data)
+            except ConnectionError:
+                return False
         # What aiortc's sender reports (RTCP sender reports) counts our packets too.
-        self.sender._RTCRtpSender__ntp_timestamp = now  # type: ignore[attr-defined]
-        self.sender._RTCRtpSender__rtp_timestamp = out.timestamp  # type: ignore[attr-defined]
-        self.sender._RTCRtpSender__octet_count += len(out.payload)  # type: ignore[attr-defined]
-        self.sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+        sender = self.sender
+        sender._RTCRtpSender__ntp_timestamp = now  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
         self.forwarded += 1
         return True
+
+    def _send_now(self, data: bytes) -> bool:
+        """Protect and send `data` at once, the way `RTCDtlsTransport._send_rtp` and aioice
+        would, without their four nested coroutines: per packet and subscriber, those
+        cost more than the encryption. False when only the slow path can send it (not
+        connected yet, or a TURN relay of the SFU's own in between)."""
+        dtls = self.sender.transport
+        if dtls._state is not DtlsState.CONNECTED:
+            return False
+        pair = dtls.transport._connection._nominated.get(1)  # RTP's ICE component
+        if pair is None or type(pair.protocol) is not StunProtocol:
+            return False
+        transport = pair.protocol.transport
+        if transport is None or transport.is_closing():
+            return False
+        protected = dtls._tx_srtp.protect(data)
+        transport.sendto(protected, pair.remote_addr)
+        dtls._RTCDtlsTransport__tx_bytes += len(protected)  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+        return True
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        """Replaces the sender's: a subscriber's NACK resends from our history, wrapped
+        in RTX when the subscriber negotiated it (RFC 4588)."""
+        data = self._history.get(sequence_number % RTP_HISTORY_SIZE)
+        if data is None or int.from_bytes(data[2:4], "big") != sequence_number:
+            return
+        rtx_payload_type = self._private("rtx_payload_type")
+        if rtx_payload_type is not None:
+            rtx_sequence_number = self._private("rtx_sequence_number")
+            packet = wrap_rtx(
+                RtpPacket.parse(data, self._extensions),
+                payload_type=rtx_payload_type,
+                sequence_number=rtx_sequence_number,
+                ssrc=self.sender._rtx_ssrc,
+            )
+            self.sender._RTCRtpSender__rtx_sequence_number = uint16_add(  # type: ignore[attr-defined]
+                rtx_sequence_number, 1
+            )
+            data = packet.serialize(self._extensions)
+        with contextlib.suppress(ConnectionError):  # the subscriber is gone meanwhile
+            await self.sender.transport._send_rtp(data)
+
+
+_RTP_HEADER = struct.Struct("!BBHLL")
+_NTP_EPOCH_OFFSET_S = 2_208_988_800  # from 1900 (NTP) to 1970 (Unix)
+
+
+def ntp_now() -> int:
+    """The 64-bit NTP time now (aiortc's `clock.current_ntp_time`, without datetime)."""
+    return int((time.time() + _NTP_EPOCH_OFFSET_S) * (1 << 32))
+
+
+class _ExtensionWriter:
+    """Writes a forwarded packet's RTP header extensions (RFC 8285's one-byte form): the
+    subscriber's MID, abs-send-time, and the source's audio level when it has one.
+
+    Made once per sender from its negotiated extension IDs; aiortc's general writer
+    builds a list and packs byte by byte for each packet.
+    """
+
+    def __init__(self, mid: bytes, mid_id: int, send_time_id: int, level_id: int) -> None:
+        self._mid = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid if mid_id and mid else b""
+        self._send_time_id = send_time_id
+        self._send_time = bytes([(send_time_id << 4) | 2]) if send_time_id else b""
+        self._level = bytes([level_id << 4]) if level_id else b""
+        self._blocks: dict[tuple[bool, int] | None, tuple[bytes, bytes]] = {}
+
+    @classmethod
+    def for_map(cls, extensions: Any, mid: str | None) -> _ExtensionWriter | None:
+        """None when an ID or the MID does not fit the one-byte form."""
+        ids: HeaderExtensions = extensions._HeaderExtensionsMap__ids
+        mid_bytes = (mid or "").encode()
+        wanted = [x for x in (ids.mid, ids.abs_send_time, ids.audio_level) if x]
+        if any(x > 14 for x in wanted) or len(mid_bytes) > 16:
+            return None
+        return cls(mid_bytes, ids.mid or 0, ids.abs_send_time or 0, ids.audio_level or 0)
+
+    def block(self, send_time: int, audio_level: tuple[bool, int] | None) -> bytes:
+        """The extension header and its elements, padded to 32 bits; b"" for none."""
+        parts = self._blocks.get(audio_level)
+        if parts is None:
+            level = b""
+            if self._level and audio_level is not None:
+                level = self._level + bytes(
+                    [(0x80 if audio_level[0] else 0) | audio_level[1] & 0x7F]
+                )
+            size = len(self._mid) + (4 if self._send_time else 0) + len(level)
+            padding = b"\x00" * (-size % 4)
+            head = struct.pack("!HH", 0xBEDE, (size + len(padding)) // 4) + self._mid
+            parts = (head, level + padding) if size else (b"", b"")
+            self._blocks[audio_level] = parts
+        head, tail = parts
+        if not head:
+            return b""
+        if not self._send_time:
+            return head + tail
+        return b"".join((head, self._send_time, send_time.to_bytes(3, "big"), tail))
