@@ -3,8 +3,9 @@
 Prints one JSON object. In the same run, on one local deployment:
 - upload: the service (check the room, stream to Synapse as the person, post the
   `m.file` message) against the same upload and message sent to Synapse directly;
-- download: the service (check the ticket and the room, read the event, stream) against
-  Synapse's authenticated media download;
+- download: the service (check the ticket and the room, read the event, read the file
+  from Synapse's media store, or stream it from Synapse) against Synapse's authenticated
+  media download; and the last MiB through the service, as a video player seeking asks;
 - conversion: a 30-slide presentation to PDF with LibreOffice, as the service does it.
 Each transfer is repeated (`--repeat`, default 3) and the median is reported.
 
@@ -37,7 +38,7 @@ from parta.deployment import LocalDeployment
 from tests.documents.slides import make_presentation
 from widgets.documents.convert import Converter
 
-CHUNK = 1024 * 1024
+CHUNK = MIB = 1024 * 1024
 
 
 async def chunks(data: bytes) -> AsyncIterator[bytes]:
@@ -62,6 +63,12 @@ async def transfers(region: LocalDeployment, size: int, repeat: int) -> dict[str
         user_id = f"@bench-{secrets.token_hex(3)}:{s.server_name}"
         password = secrets.token_urlsafe(12)
         await ensure_local_user(bot, user_id, display_name="Учитель", password=password)
+        # Many 100 MB uploads in a row, each with its message: no rate limit for this user.
+        await bot.request(
+            "POST",
+            f"/_synapse/admin/v1/users/{user_id}/override_ratelimit",
+            body={"messages_per_second": 0, "burst_count": 0},
+        )
     timeout = httpx.Timeout(600.0, connect=10.0)
     async with (
         httpx.AsyncClient(base_url=s.homeserver_url, timeout=timeout) as synapse,
@@ -136,6 +143,13 @@ async def transfers(region: LocalDeployment, size: int, repeat: int) -> dict[str
             if received != size:
                 raise RuntimeError(f"downloaded {received} bytes of {size}")
 
+        async def service_seek() -> None:  # a video player jumping to the last MiB
+            async with service.stream(
+                "GET", sent["content_url"], headers={"Range": f"bytes=-{MIB}"}
+            ) as answer:
+                if answer.status_code != 206 or len(await answer.aread()) != MIB:
+                    raise RuntimeError(f"the last MiB was not served: {answer.status_code}")
+
         # Interleaved, so that a slower moment of the machine hits both alike.
         up_direct, up_service, down_direct, down_service = [], [], [], []
         for _ in range(repeat):
@@ -143,6 +157,7 @@ async def transfers(region: LocalDeployment, size: int, repeat: int) -> dict[str
             up_service.append(await median_s(1, service_upload))
             down_direct.append(await median_s(1, direct_download))
             down_service.append(await median_s(1, service_download))
+        seek = await median_s(repeat, service_seek)
     med = statistics.median
     mb = size / 1e6
     return {
@@ -156,6 +171,8 @@ async def transfers(region: LocalDeployment, size: int, repeat: int) -> dict[str
         "download_direct_mb_s": round(mb / med(down_direct), 1),
         "download_service_mb_s": round(mb / med(down_service), 1),
         "download_ratio": round(med(down_service) / med(down_direct), 3),
+        # Synapse answers a range with the whole file; the service reads only the range.
+        "seek_last_mib_service_s": round(seek, 4),
     }
 
 

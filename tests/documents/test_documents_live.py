@@ -27,6 +27,7 @@ from tests.documents.slides import make_presentation
 from tests.matrix_users import logged_in, new_person, openid_token
 from widgets.documents.convert import Converter
 from widgets.documents.homeserver import Homeserver
+from widgets.documents.local_media import LocalMedia
 from widgets.documents.service import DocumentsService, documents_router
 from widgets.documents.sessions import Sessions
 
@@ -59,6 +60,7 @@ async def api(region: LocalDeployment, bot: MatrixClient) -> AsyncIterator[Api]:
             server_name=s.server_name,
             max_upload_bytes=LIMIT,
             converter=Converter.from_system(),
+            local_media=LocalMedia(s.media_store_dir, s.server_name, bot),
         )
         app = FastAPI()
         install_error_handlers(app)
@@ -130,20 +132,64 @@ async def test_a_teachers_pdf_reaches_a_pupil_as_the_same_matrix_file(
     assert (await api.http.get(f"/documents/api/rooms/{school.channel}/files")).status_code == 401
 
 
-async def test_ranges_are_served_from_the_whole_file(api: Api, school: School) -> None:
+@pytest.mark.parametrize("where", ["disk", "synapse"])
+async def test_ranges_are_served_from_the_whole_file(
+    api: Api, school: School, where: str
+) -> None:
+    """Our own uploads are read from Synapse's media store, exactly the range asked for;
+    without it (another server's file, a store the service cannot read), the service
+    streams the file from Synapse and cuts the range out."""
+    if where == "synapse":
+        api.service.local_media = None
     teacher = await api.sign_in(school.clients["teacher"])
     data = bytes(range(256)) * 40
     sent = (await upload(api, teacher, school.chat, "data.bin", data, "application/x-test")).json()
+    if where == "disk":
+        mxc = (await api.service.file(school.users["teacher"], school.chat, sent["event_id"])).url
+        assert api.service.local_media is not None
+        found = await api.service.local_media.find(mxc)
+        assert found is not None and found.path.read_bytes() == data
     url = sent["content_url"]
+    whole = await api.http.get(url)
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["content-length"] == str(len(data))
     middle = await api.http.get(url, headers={"Range": "bytes=1000-1099"})
     assert middle.status_code == 206
     assert middle.content == data[1000:1100]
     assert middle.headers["content-range"] == f"bytes 1000-1099/{len(data)}"
     tail = await api.http.get(url, headers={"Range": "bytes=-7"})
     assert tail.status_code == 206 and tail.content == data[-7:]
+    rest = await api.http.get(url, headers={"Range": "bytes=10000-"})
+    assert rest.status_code == 206 and rest.content == data[10000:]
     beyond = await api.http.get(url, headers={"Range": f"bytes={len(data)}-"})
     assert beyond.status_code == 416
     assert beyond.headers["content-range"] == f"bytes */{len(data)}"
+
+
+async def test_a_quarantined_file_is_not_read_from_disk(
+    api: Api, school: School, bot: MatrixClient
+) -> None:
+    """A file an administrator quarantined in Synapse stays on disk, but nobody gets it."""
+    teacher = await api.sign_in(school.clients["teacher"])
+    sent = (await upload(api, teacher, school.chat, "bad.bin", b"x" * 500, "text/plain")).json()
+    mxc = (await api.service.file(school.users["teacher"], school.chat, sent["event_id"])).url
+    server, media_id = mxc.removeprefix("mxc://").split("/")
+    await bot.request("POST", f"/_synapse/admin/v1/media/quarantine/{server}/{media_id}", body={})
+    assert api.service.local_media is not None
+    assert api.service.local_media.file_path(mxc) is not None
+    assert await api.service.local_media.find(mxc) is None
+    refused = await api.http.get(sent["content_url"])
+    assert refused.status_code == 404, refused.text
+    assert refused.json()["error"] == "There is no such file here."
+
+
+def test_only_our_own_media_ids_map_to_files(tmp_path: Path) -> None:
+    local = LocalMedia(tmp_path, "region.test", bot=None)  # type: ignore[arg-type]
+    mine = local.file_path("mxc://region.test/abcdefGHIJKLmnopqrstuvwx")
+    assert mine == tmp_path / "local_content" / "ab" / "cd" / "efGHIJKLmnopqrstuvwx"
+    assert local.file_path("mxc://other.test/abcdefGHIJKLmnopqrstuvwx") is None
+    for bad in ("../../../etc/passwd", "ab/cd/ef", "abc", "abcdef..", ""):
+        assert local.file_path(f"mxc://region.test/{bad}") is None
 
 
 async def test_a_presentation_gets_a_pdf_preview_and_a_damaged_one_a_reason(

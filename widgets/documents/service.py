@@ -44,6 +44,7 @@ from widgets.documents.files import (
     select,
 )
 from widgets.documents.homeserver import Homeserver
+from widgets.documents.local_media import LocalFile, LocalMedia
 from widgets.documents.ranges import Unsatisfiable, cut, parse_range
 from widgets.documents.sessions import NotSignedIn, Sessions
 from widgets.openid import OpenIDError, OpenIDVerifier
@@ -51,7 +52,7 @@ from widgets.openid import OpenIDError, OpenIDVerifier
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-CHUNK = 256 * 1024
+DISK_CHUNK = 1024 * 1024  # one worker-thread hop per MiB read
 SERVE_CACHE_S = 30.0
 
 
@@ -64,6 +65,7 @@ class DocumentsService:
     max_upload_bytes: int
     converter: Converter | None  # None: LibreOffice is not installed; office files get no PDF
     quota_bytes: int = 0  # per person; 0 = unlimited
+    local_media: LocalMedia | None = None  # downloads of our own files read from disk
     _served: dict[tuple[str, str, str], tuple[float, Document]] = field(default_factory=dict)
 
     @classmethod
@@ -75,6 +77,7 @@ class DocumentsService:
         )
         return cls(
             homeserver=Homeserver(bot, media),
+            local_media=LocalMedia(settings.media_store_dir, settings.server_name, bot),
             verifier=verifier,
             sessions=Sessions(),
             server_name=settings.server_name,
@@ -163,9 +166,6 @@ class DocumentsService:
         mxc = document.pdf_url if pdf and document.pdf_url else document.url
         mimetype = "application/pdf" if pdf else document.mimetype
         name = document.name if not (pdf and document.pdf_url) else _pdf_name(document.name)
-        with _matrix_errors():
-            upstream = await self.homeserver.open_media(user_id, mxc, None)
-        size = _int_header(upstream.headers.get("Content-Length"))
         headers = {
             "Accept-Ranges": "bytes",
             "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
@@ -173,12 +173,18 @@ class DocumentsService:
             "Content-Security-Policy": "sandbox",  # a served HTML file runs no script here
             "Cache-Control": "private, max-age=3600",
         }
+        local = await self.local_media.find(mxc) if self.local_media is not None else None
+        if local is not None:
+            return _from_disk(local, mimetype, headers, range_header)
+        with _matrix_errors():
+            upstream = await self.homeserver.open_media(user_id, mxc, None)
+        size = _int_header(upstream.headers.get("Content-Length"))
         try:
             wanted = parse_range(range_header, size) if size is not None else None
         except Unsatisfiable:
             await upstream.aclose()
             return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-        body: AsyncIterator[bytes] = upstream.aiter_raw(CHUNK)
+        body: AsyncIterator[bytes] = upstream.aiter_raw()
         status = 200
         if wanted is not None and size is not None:
             body = cut(body, wanted)
@@ -518,9 +524,36 @@ async def _exactly(body: AsyncIterator[bytes], length: int, name: str) -> AsyncI
         raise ApiError(400, "PARTA_INCOMPLETE", f"{name} arrived incomplete; send it again.")
 
 
-async def _read(path: Path) -> AsyncIterator[bytes]:
+def _from_disk(
+    local: LocalFile, mimetype: str, headers: dict[str, str], range_header: str | None
+) -> Response:
+    """A local file's bytes, only those of the range asked for."""
+    try:
+        wanted = parse_range(range_header, local.size)
+    except Unsatisfiable:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{local.size}"})
+    first, length, status = 0, local.size, 200
+    if wanted is not None:
+        first, length, status = wanted.first, wanted.length, 206
+        headers["Content-Range"] = wanted.content_range(local.size)
+    headers["Content-Length"] = str(length)
+    return StreamingResponse(
+        _read(local.path, first, length), status_code=status, media_type=mimetype, headers=headers
+    )
+
+
+async def _read(path: Path, first: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    """`length` bytes of a file from `first` (to its end by default)."""
+    left = length
     async with await anyio.open_file(path, "rb") as file:
-        while chunk := await file.read(CHUNK):
+        if first:
+            await file.seek(first)
+        while left is None or left > 0:
+            chunk = await file.read(DISK_CHUNK if left is None else min(DISK_CHUNK, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
             yield chunk
 
 
