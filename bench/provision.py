@@ -68,6 +68,7 @@ async def parta_run(region: LocalDeployment, session: Session, concurrency: int)
             bot=UserID(s.bot_user_id),
             concurrency=concurrency,
             call_widget_url=s.call_widget_url,  # as deployed: calls in class rooms
+            documents_widget_url=s.documents_widget_url,
         )
     return {
         "seconds": report.seconds,

@@ -265,6 +265,15 @@ class Settings(BaseSettings):
         )
 
     @property
+    def documents_widget_url(self) -> str:
+        """The documents widget's URL template: the page opens on the room's own files."""
+        base = (self.public_widgets_url or self.widgets_url).rstrip("/")
+        return (
+            f"{base}/documents/?room_id=$matrix_room_id&user_id=$matrix_user_id"
+            "&lang=$org.matrix.msc2873.client_language"
+        )
+
+    @property
     def turn_enabled(self) -> bool:
         return bool(self.turn_host or self.turn_uris)
 

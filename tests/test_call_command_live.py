@@ -22,7 +22,7 @@ from bridge.matrix.client import MatrixClient, path
 from bridge.matrix.errors import Forbidden, NotFound
 from parta.deployment import LocalDeployment
 from provisioning.db.models import AuditEvent, ManagedRoom, Region, Role
-from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, CallWidget
+from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, RoomWidget
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
 from tests.harness.region import region_session
@@ -161,7 +161,7 @@ async def test_call_in_a_teachers_own_room(bot: MatrixClient, region: LocalDeplo
         answer = await answer_to(bot, region, room_id, asked)
         assert "«Кружок»" in answer and "is in this room" in answer and link in answer
         widget = await call_widget(bot, room_id)
-        assert widget == CallWidget(s.call_widget_url, "Кружок").content(s.bot_user_id)
+        assert widget == RoomWidget(s.call_widget_url, "Кружок").content(s.bot_user_id)
 
 
 def _commands_handled(region: LocalDeployment) -> int:
@@ -293,7 +293,7 @@ async def test_call_in_a_managed_room_becomes_the_schools_choice(
     assert "«Педсовет»" in answer and standalone_call_link(s.call_widget_url, room_id) in answer
     state = {(e["type"], e["state_key"]): e for e in await _state(bot, room_id)}
     widget = state[(WIDGETS_EVENT, CALL_WIDGET_ID)]
-    assert widget["content"] == CallWidget(s.call_widget_url, "Педсовет").content(s.bot_user_id)
+    assert widget["content"] == RoomWidget(s.call_widget_url, "Педсовет").content(s.bot_user_id)
     room = staff_room()
     assert room is not None
     assert (room.call_widget, room.call_widget_name, room.dirty) == (True, "Педсовет", True)

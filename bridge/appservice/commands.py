@@ -34,7 +34,7 @@ from bridge.matrix.client import MatrixClient, path
 from bridge.matrix.errors import MatrixError
 from provisioning.db.models import ManagedRoom
 from provisioning.reconciler.desired import CALL_NAME, call_name
-from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, CallWidget
+from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, RoomWidget
 from provisioning.services import calls
 from provisioning.services.schools import DomainError
 
@@ -442,7 +442,7 @@ class CommandRunner:
                 _record_call_choice, self._sessions, command.room_id, command.name, command.sender
             )
             name = command.name or (call_name(kind) if kind else CALL_NAME)
-            widget = CallWidget(self._widget_url, name)
+            widget = RoomWidget(self._widget_url, name)
             await self._client.request(
                 "PUT",
                 path("rooms", command.room_id, "state", WIDGETS_EVENT, CALL_WIDGET_ID),

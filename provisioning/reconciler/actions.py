@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 
 from provisioning.reconciler.state import (
-    CallWidget,
     DesiredRoom,
     JoinRule,
     PowerLevels,
     RoomAlias,
+    RoomWidget,
     UserID,
 )
 
@@ -63,7 +63,15 @@ class SetCallWidget:
     """Put the call widget into the room, or take it out (`widget` None)."""
 
     alias: RoomAlias
-    widget: CallWidget | None
+    widget: RoomWidget | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetDocumentsWidget:
+    """Put the documents widget into the room, or take it out (`widget` None)."""
+
+    alias: RoomAlias
+    widget: RoomWidget | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +105,7 @@ Action = (
     | SetHistoryVisibility
     | SetPowerLevels
     | SetCallWidget
+    | SetDocumentsWidget
     | LinkChild
     | Join
     | Kick
@@ -115,7 +124,10 @@ def describe(action: Action) -> dict[str, object]:
                 "users": dict(levels.users),
                 "events_default": levels.events_default,
             }
-        case SetCallWidget(alias=alias, widget=widget):
+        case (
+            SetCallWidget(alias=alias, widget=widget)
+            | SetDocumentsWidget(alias=alias, widget=widget)
+        ):
             fields = {"alias": alias, "url": widget.url if widget else None}
         case SetJoinRule(alias=alias, join_rule=rule):
             fields = {"alias": alias, "rule": rule.rule, "allow": list(rule.allow_spaces)}

@@ -35,6 +35,7 @@ from provisioning.reconciler.actions import (
     Kick,
     LinkChild,
     SetCallWidget,
+    SetDocumentsWidget,
     SetHistoryVisibility,
     SetJoinRule,
     SetName,
@@ -46,6 +47,7 @@ from provisioning.reconciler.limiter import PriorityLimiter
 from provisioning.reconciler.observe import read_room, remember, resolve_alias
 from provisioning.reconciler.state import (
     CALL_WIDGET_ID,
+    DOCUMENTS_WIDGET_ID,
     WIDGETS_EVENT,
     DesiredRoom,
     JoinRule,
@@ -53,6 +55,7 @@ from provisioning.reconciler.state import (
     ObservedState,
     RoomAlias,
     RoomOwner,
+    RoomWidget,
     UserID,
 )
 
@@ -211,6 +214,7 @@ class Applier:
                     members=frozenset({self.bot}),
                     invited=frozenset(UserID(u) for u in self._invitees(room)),
                     call_widget=room.call_widget,
+                    documents_widget=room.documents_widget,
                 ),
             )
         # Commit each new room at once: a crash right after must find its record (it
@@ -239,14 +243,15 @@ class Applier:
                 },
             ],
         }
-        if room.call_widget is not None:
-            body["initial_state"].append(
-                {
-                    "type": WIDGETS_EVENT,
-                    "state_key": CALL_WIDGET_ID,
-                    "content": room.call_widget.content(self.bot),
-                }
-            )
+        for widget in (room.call_widget, room.documents_widget):
+            if widget is not None:
+                body["initial_state"].append(
+                    {
+                        "type": WIDGETS_EVENT,
+                        "state_key": widget.widget_id,
+                        "content": widget.content(self.bot),
+                    }
+                )
         if room.is_space:
             body["creation_content"] = {"type": "m.space"}
         # The alias is the natural key: retrying after a lost answer at worst meets RoomInUse.
@@ -278,11 +283,21 @@ class Applier:
         self._update(action.alias, room)
 
     async def set_call_widget(self, action: SetCallWidget) -> None:
-        # Empty content removes a widget (the Widget API's convention for state events).
-        content = action.widget.content(self.bot) if action.widget is not None else {}
-        await self._put_state(action.alias, WIDGETS_EVENT, content, CALL_WIDGET_ID)
+        await self._put_widget(action.alias, CALL_WIDGET_ID, action.widget)
         room = replace(self.rooms[action.alias], call_widget=action.widget)
         self._update(action.alias, room)
+
+    async def set_documents_widget(self, action: SetDocumentsWidget) -> None:
+        await self._put_widget(action.alias, DOCUMENTS_WIDGET_ID, action.widget)
+        room = replace(self.rooms[action.alias], documents_widget=action.widget)
+        self._update(action.alias, room)
+
+    async def _put_widget(
+        self, alias: RoomAlias, widget_id: str, widget: RoomWidget | None
+    ) -> None:
+        # Empty content removes a widget (the Widget API's convention for state events).
+        content = widget.content(self.bot) if widget is not None else {}
+        await self._put_state(alias, WIDGETS_EVENT, content, widget_id)
 
     async def link_child(self, action: LinkChild) -> None:
         via = {"via": [self.server_name]}
@@ -363,6 +378,8 @@ class Applier:
                 return lambda: self.set_topic(action)
             case SetCallWidget():
                 return lambda: self.set_call_widget(action)
+            case SetDocumentsWidget():
+                return lambda: self.set_documents_widget(action)
             case SetJoinRule():
                 return lambda: self.set_join_rule(action)
             case SetHistoryVisibility():

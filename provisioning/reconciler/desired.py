@@ -36,13 +36,14 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.reconciler.state import (
+    DOCUMENTS_WIDGET_ID,
     WIDGETS_EVENT,
-    CallWidget,
     DesiredRoom,
     DesiredState,
     JoinRule,
     PowerLevels,
     RoomAlias,
+    RoomWidget,
     UserID,
 )
 
@@ -70,6 +71,12 @@ _DEFAULT_CALLS = {
     RoomKind.CLASS_PARENTS.value: "Родительское собрание",
 }
 CALL_NAME = "Звонок"  # a call a school or a teacher added to any other room
+# The rooms that show their files in the documents widget: the class's chat and its
+# materials (the channel), and the staff room's.
+_DOCUMENTS_ROOMS = frozenset(
+    {RoomKind.CLASS_CHAT.value, RoomKind.CLASS_CHANNEL.value, RoomKind.STAFF_ROOM.value}
+)
+DOCUMENTS_NAME = "Материалы"
 
 
 def has_call_by_default(kind: str) -> bool:
@@ -133,12 +140,18 @@ class _ClassPeople:
 
 
 def build_desired(
-    session: Session, bot: UserID, *, call_widget_url: str | None = None
+    session: Session,
+    bot: UserID,
+    *,
+    call_widget_url: str | None = None,
+    documents_widget_url: str | None = None,
 ) -> DesiredState:
     """Compute every managed room and account the database asks for.
 
     `call_widget_url` is the call widget's URL template (`Settings.call_widget_url`):
-    class chats get it for lessons and parents chats for meetings.
+    class chats get it for lessons and parents chats for meetings. `documents_widget_url`
+    (`Settings.documents_widget_url`) goes into class chats, class channels and the staff
+    room, for the files shared there.
     """
     mxid: dict[int, UserID] = {}
     users: dict[UserID, str] = {}
@@ -222,6 +235,13 @@ def build_desired(
         if RoomAlias(alias) in rooms:
             rooms[RoomAlias(alias)] = replace(rooms[RoomAlias(alias)], federated=True)
     _apply_call_choices(session, rooms, call_widget_url)
+    if documents_widget_url:
+        archived = {c.id for cs in classes_of.values() for c in cs if c.archived_at is not None}
+        widget = RoomWidget(documents_widget_url, DOCUMENTS_NAME, DOCUMENTS_WIDGET_ID)
+        for alias, room in rooms.items():
+            # A graduated class's rooms keep their files but are read-only: no widget.
+            if room.kind in _DOCUMENTS_ROOMS and room.class_id not in archived:
+                rooms[alias] = replace(room, documents_widget=widget)
     return DesiredState(bot=bot, users=users, rooms=rooms)
 
 
@@ -244,7 +264,7 @@ def _apply_call_choices(
             continue  # a space shows no widgets
         # A graduated class's rooms are read-only: no more calls there, whatever was chosen.
         widget = (
-            CallWidget(call_widget_url, name or call_name(room.kind))
+            RoomWidget(call_widget_url, name or call_name(room.kind))
             if wanted and call_widget_url and archived_at is None
             else None
         )
@@ -353,11 +373,11 @@ def _class_rooms(
 
     class_members = people.pupils | people.teachers | people.parents
 
-    def call(kind: RoomKind) -> CallWidget | None:
+    def call(kind: RoomKind) -> RoomWidget | None:
         # A graduated class's rooms are read-only: no more lessons or meetings there.
         if not call_widget_url or archived:
             return None
-        return CallWidget(call_widget_url, call_name(kind.value))
+        return RoomWidget(call_widget_url, call_name(kind.value))
 
     rooms = [
         DesiredRoom(

@@ -19,14 +19,15 @@ from bridge.matrix.errors import NotFound
 from provisioning.db.models import ManagedRoom, Person, RoomKind
 from provisioning.reconciler.state import (
     CALL_WIDGET_ID,
+    DOCUMENTS_WIDGET_ID,
     WIDGETS_EVENT,
-    CallWidget,
     JoinRule,
     ObservedRoom,
     ObservedState,
     PowerLevels,
     RoomAlias,
     RoomOwner,
+    RoomWidget,
     UserID,
 )
 
@@ -54,6 +55,9 @@ def room_to_json(room: ObservedRoom) -> JsonDict:
         "call_widget": None
         if room.call_widget is None
         else {"url": room.call_widget.url, "name": room.call_widget.name},
+        "documents_widget": None
+        if room.documents_widget is None
+        else {"url": room.documents_widget.url, "name": room.documents_widget.name},
     }
 
 
@@ -74,7 +78,10 @@ def room_from_json(alias: RoomAlias, room_id: str, data: Mapping[str, Any]) -> O
         children=frozenset(RoomAlias(c) for c in data.get("children", [])),
         parent=data.get("parent"),
         invited=frozenset(UserID(m) for m in data.get("invited", [])),
-        call_widget=CallWidget.from_content(data.get("call_widget") or {}),
+        call_widget=RoomWidget.from_content(data.get("call_widget") or {}),
+        documents_widget=RoomWidget.from_content(
+            data.get("documents_widget") or {}, DOCUMENTS_WIDGET_ID
+        ),
     )
 
 
@@ -134,7 +141,10 @@ def room_from_state(
         children=children,
         parent=parents[0] if len(parents) == 1 else None,
         invited=with_membership("invite"),
-        call_widget=CallWidget.from_content(state.get((WIDGETS_EVENT, CALL_WIDGET_ID)) or {}),
+        call_widget=RoomWidget.from_content(state.get((WIDGETS_EVENT, CALL_WIDGET_ID)) or {}),
+        documents_widget=RoomWidget.from_content(
+            state.get((WIDGETS_EVENT, DOCUMENTS_WIDGET_ID)) or {}, DOCUMENTS_WIDGET_ID
+        ),
     )
 
 

@@ -18,6 +18,7 @@ from provisioning.reconciler.actions import (
     Kick,
     LinkChild,
     SetCallWidget,
+    SetDocumentsWidget,
     SetHistoryVisibility,
     SetJoinRule,
     SetName,
@@ -59,6 +60,8 @@ def _state_fixes(want: DesiredRoom, have: ObservedRoom) -> Iterator[Action]:
         yield SetPowerLevels(want.alias, want.power_levels)
     if have.call_widget != want.call_widget:
         yield SetCallWidget(want.alias, want.call_widget)
+    if have.documents_widget != want.documents_widget:
+        yield SetDocumentsWidget(want.alias, want.documents_widget)
 
 
 def _round_robin(per_room: dict[RoomAlias, list[Join]]) -> Iterator[Join]:

@@ -48,6 +48,7 @@ async def reconcile(
     wait_s: float = 0.0,
     policy_snapshot: Path | None = None,
     call_widget_url: str | None,
+    documents_widget_url: str | None,
 ) -> RunReport:
     """Make Synapse match the database; safe to run at any time and to interrupt.
 
@@ -63,6 +64,8 @@ async def reconcile(
         call_widget_url: the call widget's URL template, put into class chats and parents
             chats (`Settings.call_widget_url`). Required: None takes Parta's widgets out of
             every room, so no caller may get it by forgetting.
+        documents_widget_url: the same for the documents widget, put into class chats,
+            class channels and staff rooms (`Settings.documents_widget_url`).
 
     Raises:
         ReconcilerBusy: another run still holds the lease after `wait_s`.
@@ -73,7 +76,7 @@ async def reconcile(
         return await _reconcile(
             session, client, server_name=server_name, bot=bot, full=full, dry_run=dry_run,
             concurrency=concurrency, policy_snapshot=None if dry_run else policy_snapshot,
-            call_widget_url=call_widget_url,
+            call_widget_url=call_widget_url, documents_widget_url=documents_widget_url,
         )  # fmt: skip
 
 
@@ -88,13 +91,16 @@ async def _reconcile(
     concurrency: int,
     policy_snapshot: Path | None,
     call_widget_url: str | None,
+    documents_widget_url: str | None,
 ) -> RunReport:
     started = time.monotonic()
     calls_before = client.requests_sent
     if policy_snapshot is not None:
         # People first: the policy must know a newcomer before anyone tries to reach them.
         refresh_snapshot(session, policy_snapshot, bot)
-    desired = build_desired(session, bot, call_widget_url=call_widget_url)
+    desired = build_desired(
+        session, bot, call_widget_url=call_widget_url, documents_widget_url=documents_widget_url
+    )
     owners = {alias: room.owner for alias, room in desired.rooms.items()}
     observed = await observe(
         client, session, desired.rooms, server_name=server_name, bot=bot, full=full, owners=owners
@@ -148,4 +154,5 @@ async def reconcile_region(
         wait_s=wait_s,
         policy_snapshot=settings.policy_snapshot_path,
         call_widget_url=settings.call_widget_url,
+        documents_widget_url=settings.documents_widget_url,
     )

@@ -65,11 +65,13 @@ class PowerLevels:
 
 WIDGETS_EVENT = "im.vector.modular.widgets"
 CALL_WIDGET_ID = "parta-call"  # the state key of the call widget Parta keeps in a room
+DOCUMENTS_WIDGET_ID = "parta-documents"  # and of the documents widget
 
 
 @dataclass(frozen=True, slots=True)
-class CallWidget:
-    """The call widget in a room (`im.vector.modular.widgets`, state key `parta-call`).
+class RoomWidget:
+    """A widget Parta keeps in a room (`im.vector.modular.widgets`, state key
+    `widget_id`): the call (`parta-call`) or the documents (`parta-documents`).
 
     `url` is the widget's URL template: the Matrix client fills in `$matrix_room_id` and
     the others (Widget API spec) before it loads the page.
@@ -77,10 +79,11 @@ class CallWidget:
 
     url: str
     name: str
+    widget_id: str = CALL_WIDGET_ID
 
     def content(self, creator: str) -> JsonDict:
         return {
-            "id": CALL_WIDGET_ID,
+            "id": self.widget_id,
             "type": "m.custom",
             "url": self.url,
             "name": self.name,
@@ -90,11 +93,13 @@ class CallWidget:
         }
 
     @classmethod
-    def from_content(cls, content: Mapping[str, Any]) -> CallWidget | None:
+    def from_content(
+        cls, content: Mapping[str, Any], widget_id: str = CALL_WIDGET_ID
+    ) -> RoomWidget | None:
         url, name = content.get("url"), content.get("name")
         if not isinstance(url, str) or not url:
             return None  # removed (empty content) or not a widget
-        return cls(url, name if isinstance(name, str) else "")
+        return cls(url, name if isinstance(name, str) else "", widget_id)
 
 
 class RoomOwner(NamedTuple):
@@ -122,7 +127,8 @@ class DesiredRoom:
     # The school opened the room to other regions (docs/safety.md): members of other servers,
     # let in by the school policy module, stay; closing the room again removes them.
     federated: bool = False
-    call_widget: CallWidget | None = None  # lessons in class chats, meetings with parents
+    call_widget: RoomWidget | None = None  # lessons in class chats, meetings with parents
+    documents_widget: RoomWidget | None = None  # materials in class chats and channels
 
     @property
     def owner(self) -> RoomOwner:
@@ -149,7 +155,8 @@ class ObservedRoom:
     children: frozenset[RoomAlias] = frozenset()  # managed children linked from this space
     parent: RoomAlias | None = None  # managed space this room names as its parent
     invited: frozenset[UserID] = frozenset()  # invited, not (yet) joined
-    call_widget: CallWidget | None = None
+    call_widget: RoomWidget | None = None
+    documents_widget: RoomWidget | None = None
 
 
 @dataclass(frozen=True, slots=True)

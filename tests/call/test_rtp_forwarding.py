@@ -9,10 +9,6 @@ from dataclasses import dataclass, field
 
 import av
 import pytest
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from aiortc.rtp import HeaderExtensionsMap, is_rtcp, unwrap_rtx
-from hypothesis import given
-from hypothesis import strategies as st
 from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
@@ -21,8 +17,14 @@ from aiortc import (
 )
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+)
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp, unwrap_rtx
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.call.conftest import until
 from widgets.call.rtp_forwarding import (

@@ -133,9 +133,7 @@ async def test_a_teachers_pdf_reaches_a_pupil_as_the_same_matrix_file(
 
 
 @pytest.mark.parametrize("where", ["disk", "synapse"])
-async def test_ranges_are_served_from_the_whole_file(
-    api: Api, school: School, where: str
-) -> None:
+async def test_ranges_are_served_from_the_whole_file(api: Api, school: School, where: str) -> None:
     """Our own uploads are read from Synapse's media store, exactly the range asked for;
     without it (another server's file, a store the service cannot read), the service
     streams the file from Synapse and cuts the range out."""

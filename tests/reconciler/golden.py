@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from provisioning.reconciler.state import (
-    CallWidget,
     DesiredRoom,
     DesiredState,
     JoinRule,
@@ -15,6 +14,7 @@ from provisioning.reconciler.state import (
     ObservedState,
     PowerLevels,
     RoomAlias,
+    RoomWidget,
     UserID,
 )
 
@@ -36,8 +36,8 @@ def _rule(data: dict[str, Any] | None) -> JoinRule | None:
     return JoinRule(data["rule"], tuple(RoomAlias(a) for a in data.get("allow", [])))
 
 
-def _widget(data: dict[str, Any] | None) -> CallWidget | None:
-    return None if data is None else CallWidget(data["url"], data["name"])
+def _widget(data: dict[str, Any] | None) -> RoomWidget | None:
+    return None if data is None else RoomWidget(data["url"], data["name"])
 
 
 def load_case(path: Path) -> tuple[ObservedState, DesiredState, list[dict[str, Any]]]:

@@ -12,6 +12,7 @@ from provisioning.reconciler.actions import (
     Kick,
     LinkChild,
     SetCallWidget,
+    SetDocumentsWidget,
     SetHistoryVisibility,
     SetJoinRule,
     SetName,
@@ -46,6 +47,7 @@ def apply_to_model(state: ObservedState, plan: list[Action], bot: UserID) -> Obs
                     history_visibility=room.history_visibility,
                     members=frozenset({bot}),
                     call_widget=room.call_widget,
+                    documents_widget=room.documents_widget,
                 )
             case SetName(alias=alias, name=name):
                 rooms[alias] = replace(rooms[alias], name=name)
@@ -59,6 +61,8 @@ def apply_to_model(state: ObservedState, plan: list[Action], bot: UserID) -> Obs
                 rooms[alias] = replace(rooms[alias], power_levels=levels)
             case SetCallWidget(alias=alias, widget=widget):
                 rooms[alias] = replace(rooms[alias], call_widget=widget)
+            case SetDocumentsWidget(alias=alias, widget=widget):
+                rooms[alias] = replace(rooms[alias], documents_widget=widget)
             case LinkChild(parent=parent, child=child):
                 rooms[parent] = replace(rooms[parent], children=rooms[parent].children | {child})
                 rooms[child] = replace(rooms[child], parent=parent)
@@ -87,6 +91,7 @@ def assert_matches(state: ObservedState, desired: DesiredState) -> None:
         assert have.power_levels == want.power_levels
         assert have.history_visibility == want.history_visibility
         assert have.call_widget == want.call_widget
+        assert have.documents_widget == want.documents_widget
         home = desired.bot.split(":", 1)[1]
         # A room the school opened to other regions keeps its guests from other servers.
         guests = {u for u in have.members | have.invited if u.split(":", 1)[1] != home}

@@ -19,7 +19,13 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.reconciler.desired import build_desired
-from provisioning.reconciler.state import DesiredState, RoomAlias, UserID
+from provisioning.reconciler.state import (
+    DOCUMENTS_WIDGET_ID,
+    DesiredState,
+    RoomAlias,
+    RoomWidget,
+    UserID,
+)
 from provisioning.services import schools as svc
 
 BOT = UserID("@parta:hs")
@@ -234,3 +240,22 @@ def test_class_chats_and_parents_chats_get_the_call_widget(session: Session) -> 
     assert {w.url for w in with_calls.values()} == {url}
     assert with_calls[RoomAlias(f"{A5}-chat")].name == "Урок"
     assert with_calls[RoomAlias(f"{A5}-parents")].name == "Родительское собрание"
+
+
+def test_class_chats_channels_and_staff_rooms_get_the_documents_widget(session: Session) -> None:
+    school = _school(session)
+    assert not any(room.documents_widget for room in build_desired(session, BOT).rooms.values())
+    url = "https://w.example/documents/?room_id=$matrix_room_id"
+    desired = build_desired(session, BOT, documents_widget_url=url)
+    with_files = {a for a, room in desired.rooms.items() if room.documents_widget}
+    classes = {f"{c}-{kind}" for c in (A5, B5, A11) for kind in ("chat", "channel")}
+    assert with_files == classes | {f"{S}-staff"}
+    widget = desired.rooms[RoomAlias(f"{A5}-channel")].documents_widget
+    assert widget == RoomWidget(url, "Материалы", DOCUMENTS_WIDGET_ID)
+    assert widget.content(BOT)["id"] == "parta-documents"
+    # A graduated class keeps its files, read-only: its rooms lose the widget.
+    svc.promote(session, school.classes["5А"].school)
+    after = build_desired(session, BOT, documents_widget_url=url)
+    assert after.rooms[RoomAlias(f"{A11}-chat")].documents_widget is None
+    assert after.rooms[RoomAlias(f"{A11}-channel")].documents_widget is None
+    assert after.rooms[RoomAlias(f"{A5}-chat")].documents_widget == widget

@@ -54,6 +54,7 @@ async def test_a_second_run_waits_or_reports_who_is_running(engine: Engine) -> N
             await reconcile(
                 session, unreachable, server_name="region.test",
                 bot=UserID("@parta:region.test"), wait_s=0.3, call_widget_url=None,
+                documents_widget_url=None,
             )  # fmt: skip
         assert busy.value.holder == holder
     assert current_holder(engine) is None

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from provisioning.reconciler.actions import describe
 from provisioning.reconciler.plan import compute_plan
 from provisioning.reconciler.state import (
-    CallWidget,
+    DOCUMENTS_WIDGET_ID,
     DesiredRoom,
     DesiredState,
     JoinRule,
@@ -19,12 +19,14 @@ from provisioning.reconciler.state import (
     ObservedState,
     PowerLevels,
     RoomAlias,
+    RoomWidget,
     UserID,
 )
 from tests.reconciler.golden import CASES, load_case
 from tests.reconciler.homeserver_model import apply_to_model, assert_matches
 
 BOT = UserID("@parta:hs")
+DOCS = DOCUMENTS_WIDGET_ID
 PEOPLE = [UserID(f"@p{i}:hs") for i in range(6)]
 ALIASES = [RoomAlias(f"school-s-{i}") for i in range(5)]
 GUESTS = [UserID(f"@g{i}:other.region") for i in range(2)]  # people of a federated region
@@ -54,7 +56,10 @@ names = st.sampled_from(["5А", "5Б", "Учительская"])
 member_sets = st.frozensets(st.sampled_from(PEOPLE), max_size=6)
 observed_member_sets = st.frozensets(st.sampled_from(PEOPLE + GUESTS), max_size=6)
 widgets = st.sampled_from(
-    [None, CallWidget("https://w/call/?room_id=$matrix_room_id", "Урок"), CallWidget("u", "x")]
+    [None, RoomWidget("https://w/call/?room_id=$matrix_room_id", "Урок"), RoomWidget("u", "x")]
+)
+documents_widgets = st.sampled_from(
+    [None, RoomWidget("https://w/documents/?room_id=$matrix_room_id", "Материалы", DOCS)]
 )
 
 
@@ -75,6 +80,7 @@ def desired_states(draw: st.DrawFn) -> DesiredState:
             parent=draw(st.sampled_from([None, *spaces])),
             federated=draw(st.booleans()),
             call_widget=draw(widgets),
+            documents_widget=draw(documents_widgets),
         )
     people = draw(st.frozensets(st.sampled_from(PEOPLE)))
     members = set().union(*(room.members for room in rooms.values())) - {BOT}
@@ -97,6 +103,7 @@ def observed_states(draw: st.DrawFn) -> ObservedState:
             parent=draw(st.sampled_from([None, *ALIASES])),
             invited=draw(observed_member_sets),
             call_widget=draw(widgets),
+            documents_widget=draw(documents_widgets),
         )
         for alias in draw(st.lists(st.sampled_from(ALIASES), unique=True, max_size=5))
     }

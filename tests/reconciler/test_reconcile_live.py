@@ -56,6 +56,7 @@ async def run(region: LocalDeployment, db: Session, **kwargs: bool) -> RunReport
         return await reconcile(
             db, client, server_name=s.server_name, bot=UserID(s.bot_user_id), wait_s=120,
             call_widget_url=s.call_widget_url,
+            documents_widget_url=s.documents_widget_url,
             **kwargs,
         )  # fmt: skip
 
@@ -235,6 +236,7 @@ async def test_promotion_renames_and_archives_read_only(
         "SetPowerLevels",
         "SetJoinRule",
         "SetCallWidget",  # a graduated class has no more lessons: its chat loses the call
+        "SetDocumentsWidget",  # and its rooms, read-only now, the documents widget
         "Kick",
     }
     graduate = await device("petr")
@@ -259,3 +261,17 @@ async def test_promotion_renames_and_archives_read_only(
     content = getattr(widget, "content", {})
     assert content.get("url") == region.settings.call_widget_url
     assert content.get("name") == "Урок" and content.get("type") == "m.custom"
+    # So do the class chat and channel the documents widget; the graduated chat lost it.
+    for suffix in ("chat", "channel"):
+        documents = await pupil.room_get_state_event(
+            room_id(db, f"{alias_of(live, '-2033a')}-{suffix}"),
+            "im.vector.modular.widgets",
+            "parta-documents",
+        )
+        content = getattr(documents, "content", {})
+        assert content.get("url") == region.settings.documents_widget_url
+        assert content.get("name") == "Материалы" and content.get("id") == "parta-documents"
+    gone = await graduate.room_get_state_event(
+        archived_chat, "im.vector.modular.widgets", "parta-documents"
+    )
+    assert not getattr(gone, "content", {}).get("url")

@@ -68,6 +68,7 @@ async def run(region: LocalDeployment, db: Session, **kwargs: bool) -> RunReport
         return await reconcile(
             db, client, server_name=s.server_name, bot=UserID(s.bot_user_id), wait_s=120,
             call_widget_url=s.call_widget_url,
+            documents_widget_url=s.documents_widget_url,
             **kwargs,
         )  # fmt: skip
 

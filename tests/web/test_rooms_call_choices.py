@@ -12,11 +12,11 @@ from provisioning.reconciler.actions import SetCallWidget
 from provisioning.reconciler.desired import build_desired, class_key, school_alias
 from provisioning.reconciler.plan import compute_plan
 from provisioning.reconciler.state import (
-    CallWidget,
     DesiredState,
     ObservedRoom,
     ObservedState,
     RoomAlias,
+    RoomWidget,
     UserID,
 )
 from provisioning.services import calls
@@ -65,14 +65,14 @@ def _rooms(session: Session) -> tuple[School, dict[str, ManagedRoom]]:
     return school, rows
 
 
-def _widgets(desired: DesiredState) -> dict[str, CallWidget | None]:
+def _widgets(desired: DesiredState) -> dict[str, RoomWidget | None]:
     return {alias: room.call_widget for alias, room in desired.rooms.items()}
 
 
 def test_the_schools_choices_add_and_remove_calls_beyond_the_defaults(session: Session) -> None:
     school, rows = _rooms(session)
     before = _widgets(build_desired(session, BOT, call_widget_url=URL))
-    assert before[rows["chat"].alias] == CallWidget(URL, "Урок")  # the default
+    assert before[rows["chat"].alias] == RoomWidget(URL, "Урок")  # the default
     assert before[rows["staff"].alias] is None
     assert before[rows["channel"].alias] is None
 
@@ -83,8 +83,8 @@ def test_the_schools_choices_add_and_remove_calls_beyond_the_defaults(session: S
     calls.set_room_call(session, rows["old_channel"], True, actor=director)
     session.commit()
     after = _widgets(build_desired(session, BOT, call_widget_url=URL))
-    assert after[rows["staff"].alias] == CallWidget(URL, "Звонок")
-    assert after[rows["channel"].alias] == CallWidget(URL, "Собрание 5А")
+    assert after[rows["staff"].alias] == RoomWidget(URL, "Звонок")
+    assert after[rows["channel"].alias] == RoomWidget(URL, "Собрание 5А")
     assert after[rows["chat"].alias] is None  # the school took the lessons' call out
     assert after[rows["old_channel"].alias] is None  # a graduated class stays read-only
     # Without a widget service there are no calls at all, chosen or not.
@@ -141,6 +141,6 @@ def test_a_removed_choice_takes_the_widget_out_of_the_room(session: Session) -> 
     staff = RoomAlias(rows["staff"].alias)
     assert compute_plan(observed(with_call), without) == [SetCallWidget(staff, None)]
     assert compute_plan(observed(without), with_call) == [
-        SetCallWidget(staff, CallWidget(URL, "Звонок"))
+        SetCallWidget(staff, RoomWidget(URL, "Звонок"))
     ]
     assert compute_plan(observed(without), without) == []

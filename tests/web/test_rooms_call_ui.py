@@ -16,7 +16,7 @@ from bridge.matrix.client import MatrixClient, path
 from bridge.matrix.errors import NotFound
 from parta.deployment import LocalDeployment
 from provisioning.db.models import ManagedRoom, Region, Role, RoomKind
-from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, CallWidget
+from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, RoomWidget
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
 from tests.web.conftest import screenshot
@@ -93,13 +93,13 @@ async def _widget(region: LocalDeployment, room_id: str) -> dict[str, Any] | Non
             return None
 
 
-def _wait_for_widget(region: LocalDeployment, room_id: str, want: CallWidget | None) -> None:
+def _wait_for_widget(region: LocalDeployment, room_id: str, want: RoomWidget | None) -> None:
     """Until Synapse holds the widget the reconciler should have put (or taken out)."""
     deadline = time.monotonic() + 60
     content: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         content = run_async_value(_widget(region, room_id))
-        if CallWidget.from_content(content or {}) == want:
+        if RoomWidget.from_content(content or {}) == want:
             return
         time.sleep(0.5)
     pytest.fail(f"the call widget in {room_id} is {content}, not {want}")
@@ -152,7 +152,7 @@ def test_a_school_admin_adds_a_call_to_the_staff_room_and_removes_it(
         staff = session.get(ManagedRoom, staff_alias)
         assert staff is not None and staff.call_widget is True
     # The run the change asked for puts the widget into the room on Synapse.
-    _wait_for_widget(region, staff_room_id, CallWidget(s.call_widget_url, "Звонок"))
+    _wait_for_widget(region, staff_room_id, RoomWidget(s.call_widget_url, "Звонок"))
     page.goto(f"{base}/schools/{call_school.school_id}/audit")
     expect(page.locator("table")).to_contain_text("Добавлен звонок: Учительская")
 
