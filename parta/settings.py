@@ -258,18 +258,17 @@ class Settings(BaseSettings):
     @property
     def call_widget_url(self) -> str:
         """The call widget's URL template; the Matrix client fills in the `$` variables."""
-        base = (self.public_widgets_url or self.widgets_url).rstrip("/")
-        return (
-            f"{base}/call/?room_id=$matrix_room_id&user_id=$matrix_user_id"
-            "&lang=$org.matrix.msc2873.client_language"
-        )
+        return self._widget_page_url("call")
 
     @property
     def documents_widget_url(self) -> str:
         """The documents widget's URL template: the page opens on the room's own files."""
+        return self._widget_page_url("documents")
+
+    def _widget_page_url(self, page: str) -> str:
         base = (self.public_widgets_url or self.widgets_url).rstrip("/")
         return (
-            f"{base}/documents/?room_id=$matrix_room_id&user_id=$matrix_user_id"
+            f"{base}/{page}/?room_id=$matrix_room_id&user_id=$matrix_user_id"
             "&lang=$org.matrix.msc2873.client_language"
         )
 
