@@ -43,10 +43,10 @@ async def test_demo_school_logins_work_and_a_second_load_changes_nothing(
             rooms[user_id] = set(joined.rooms)
         finally:
             await client.close()
-    # Pupil: school space, announcements, class space, chat, channel.
-    # Parent: school space, announcements, class space, channel, parents chat.
-    assert len(rooms[pupil.group(2)]) == len(rooms[parent.group(1)]) == 5
-    assert len(rooms[pupil.group(2)] & rooms[parent.group(1)]) == 4
+    # Pupil: school space, announcements, materials, class space, chat, channel.
+    # Parent: school space, announcements, materials, class space, channel, parents chat.
+    assert len(rooms[pupil.group(2)]) == len(rooms[parent.group(1)]) == 6
+    assert len(rooms[pupil.group(2)] & rooms[parent.group(1)]) == 5
 
     second = await parta_demo(region)
     assert "The demo school exists already." in second

@@ -34,6 +34,7 @@ class RoomKind(enum.StrEnum):
     CLASS_CHANNEL = "class_channel"
     CLASS_PARENTS = "class_parents"
     FAMILY = "family"
+    SCHOOL_MATERIALS = "school_materials"
 
 
 class EnrolmentRole(enum.StrEnum):

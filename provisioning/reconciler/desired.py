@@ -4,6 +4,7 @@ Who is in which room, who may post, and how outsiders are kept out, per room kin
 - school space: everyone of the school; people knock to join; only the bot changes it.
 - announcements: everyone of the school reads; administration (100) posts (events 50).
 - staff room: administration and teachers talk; invite only.
+- school materials: everyone of the school reads; teachers (50) and administration post.
 - class space: pupils, their parents, the class's teachers; knock = join request.
 - class chat: pupils and the class's teachers talk; invite only (parents are not in it).
 - class channel: teachers (50) post; pupils and parents read; open to the class space.
@@ -71,10 +72,15 @@ _DEFAULT_CALLS = {
     RoomKind.CLASS_PARENTS.value: "Родительское собрание",
 }
 CALL_NAME = "Звонок"  # a call a school or a teacher added to any other room
-# The rooms that show their files in the documents widget: the class's chat and its
-# materials (the channel), and the staff room's.
+# The rooms that show their files in the documents widget: the school's materials, the
+# class's chat and its materials (the channel), and the staff room's.
 _DOCUMENTS_ROOMS = frozenset(
-    {RoomKind.CLASS_CHAT.value, RoomKind.CLASS_CHANNEL.value, RoomKind.STAFF_ROOM.value}
+    {
+        RoomKind.SCHOOL_MATERIALS.value,
+        RoomKind.CLASS_CHAT.value,
+        RoomKind.CLASS_CHANNEL.value,
+        RoomKind.STAFF_ROOM.value,
+    }
 )
 DOCUMENTS_NAME = "Материалы"
 
@@ -327,6 +333,24 @@ def _school_rooms(
             topic=f"Новости и объявления администрации: {school.name}",
             join_rule=JoinRule("restricted", (space,)),
             power_levels=_power(bot, admin_levels, events_default=TEACHER_LEVEL),
+            members=members,
+            parent=space,
+        ),
+        DesiredRoom(
+            # Staff (teachers 50, administration 100) post the school's materials; everyone
+            # of the school reads them. The policy module refuses anyone else's posts.
+            kind=RoomKind.SCHOOL_MATERIALS.value,
+            school_id=school.id,
+            alias=school_alias(school.slug, "materials"),
+            is_space=False,
+            name="Материалы школы",
+            topic=f"Учебные материалы учителей и администрации: {school.name}",
+            join_rule=JoinRule("restricted", (space,)),
+            power_levels=_power(
+                bot,
+                {**dict.fromkeys(teachers, TEACHER_LEVEL), **admin_levels},
+                events_default=TEACHER_LEVEL,
+            ),
             members=members,
             parent=space,
         ),

@@ -8,20 +8,25 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 from nio import RoomCreateResponse
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.harness.ports import free_ports
 from tests.matrix_users import logged_in, new_person, openid_token
-from widgets.app import create_app
+from widgets.app import CALL_STATIC, create_app
 
 WAIT_S = 30.0
+HOST = Path(__file__).resolve().parent / "host"  # the widget host page (a Matrix client)
 
 
 async def until(condition: Callable[[], Any], what: str, within_s: float = WAIT_S) -> None:
@@ -61,6 +66,19 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
 async def widgets_url(region: LocalDeployment) -> AsyncIterator[str]:
     """The widget service of the test region, in this process on a free port."""
     async with serving(create_app(region.settings)) as url:
+        yield url
+
+
+@pytest.fixture
+async def widget_host() -> AsyncIterator[str]:
+    """Another origin than the widget's, as a Matrix client's is: the host page."""
+    app = Starlette(
+        routes=[
+            Mount("/vendor", StaticFiles(directory=CALL_STATIC / "vendor")),
+            Mount("/", StaticFiles(directory=HOST)),
+        ]
+    )
+    async with serving(app) as url:
         yield url
 
 

@@ -20,32 +20,13 @@ import httpx
 import pytest
 from nio import RoomCreateResponse
 from playwright.async_api import Browser, Frame, Page, async_playwright, expect
-from starlette.applications import Starlette
-from starlette.routing import Mount
-from starlette.staticfiles import StaticFiles
 
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
-from tests.call.conftest import WAIT_S, serving, until
+from tests.call.conftest import WAIT_S, until
 from tests.documents.slides import make_presentation
 from tests.matrix_users import logged_in, new_person, openid_token
 from tests.web.conftest import ARTEFACTS, CHROMIUM
-from widgets.app import CALL_STATIC
-
-HOST = Path(__file__).resolve().parent / "host"
-
-
-@pytest.fixture
-async def widget_host() -> AsyncIterator[str]:
-    """Another origin than the widget's, as a Matrix client's is: the host page."""
-    app = Starlette(
-        routes=[
-            Mount("/vendor", StaticFiles(directory=CALL_STATIC / "vendor")),
-            Mount("/", StaticFiles(directory=HOST)),
-        ]
-    )
-    async with serving(app) as url:
-        yield url
 
 
 @pytest.fixture

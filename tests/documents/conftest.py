@@ -10,6 +10,7 @@ from nio import AsyncClient, RoomCreateResponse
 
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
+from tests.call.conftest import widget_host as widget_host
 from tests.call.conftest import widgets_url as widgets_url
 from tests.matrix_users import logged_in, new_person
 

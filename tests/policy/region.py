@@ -40,6 +40,7 @@ SNAPSHOT: dict[str, Any] = {
         "!space1": {"kind": "school_space", "school": 1, "class": None},
         "!ann1": {"kind": "announcements", "school": 1, "class": None},
         "!staff1": {"kind": "staff_room", "school": 1, "class": None},
+        "!mat1": {"kind": "school_materials", "school": 1, "class": None},
         "!cspace51": {"kind": "class_space", "school": 1, "class": 51},
         "!chat51": {"kind": "class_chat", "school": 1, "class": 51},
         "!chan51": {"kind": "class_channel", "school": 1, "class": 51},

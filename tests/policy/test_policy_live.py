@@ -134,7 +134,7 @@ async def school(region: LocalDeployment, db: Session) -> Region2:
     for record in db.scalars(select(ManagedRoom).where(ManagedRoom.school_id == first.id)):
         label = {
             RoomKind.SCHOOL_SPACE: "school", RoomKind.ANNOUNCEMENTS: "announcements",
-            RoomKind.STAFF_ROOM: "staff",
+            RoomKind.STAFF_ROOM: "staff", RoomKind.SCHOOL_MATERIALS: "materials",
         }.get(record.kind)  # fmt: skip
         if label is None:
             grade = "5А" if record.class_id == a5.id else "5Б"
@@ -323,6 +323,19 @@ async def test_only_moderators_post_in_channels_whatever_the_power_levels_say(
     assert refused(
         await olga.post(school.rooms["announcements"], "Линейка"), "только администрация"
     )
+    # The school's materials: every teacher of the school posts, not pupils (in the room to
+    # read them), even given power by hand.
+    materials = school.rooms["materials"]
+    assert ok(await olga.post(materials, "Конспект урока"))
+    assert ok(await (await person("boris")).post(materials, "Задачи на неделю"))
+    state = path("rooms", materials, "state", "m.room.power_levels", "")
+    levels = await bot.request("GET", state)
+    raised = {**levels, "users": {**levels["users"], uid(school, "ivan"): 100}}
+    await bot.request("PUT", state, body=raised)
+    try:
+        assert refused(await ivan.post(materials, "Мой конспект"), "только учителя и администрация")
+    finally:
+        await bot.request("PUT", state, body=levels)
 
 
 async def test_school_rooms_never_go_to_the_directory(person: People, school: Region2) -> None:

@@ -218,6 +218,17 @@ def test_only_moderators_post_in_channels() -> None:
     assert post(D, RULES, u("p5a1"), "!chat51", "m.room.message")  # class chat: everyone
 
 
+def test_every_teacher_of_the_school_posts_its_materials_and_nobody_else() -> None:
+    post = rules.may_post
+    assert post(D, RULES, u("t5a"), "!mat1", "m.room.message")
+    assert post(D, RULES, u("t5b"), "!mat1", "m.room.message")  # not only a class's teacher
+    assert post(D, RULES, u("director"), "!mat1", "m.room.message")
+    assert post(D, RULES, u("t2"), "!mat1", "m.room.message").reason == "materials"
+    assert post(D, RULES, u("p5a1"), "!mat1", "m.room.message").reason == "materials"
+    assert post(D, RULES, u("par5a1"), "!mat1", "m.room.message").reason == "materials"
+    assert post(D, RULES, u("p5a1"), "!mat1", "m.room.redaction")  # taking one's own back
+
+
 def test_publishing_to_the_directory_is_off() -> None:
     assert rules.may_publish(D, RULES, u("director"), "!space1").reason == "no_directory"
     assert rules.may_publish(D, RULES, u("parta"), "!space1")
@@ -226,7 +237,8 @@ def test_publishing_to_the_directory_is_off() -> None:
 def test_every_refusal_has_a_message_in_both_languages() -> None:
     reasons = {"outsider", "other_class", "other_child", "pupil_unconfirmed", "remote",
                "not_of_school", "not_for_pupils", "knock_outsider", "only_staff_create",
-               "bot_only", "channel", "announcements", "no_directory", "adults_other_school",
+               "bot_only", "channel", "announcements", "materials", "no_directory",
+               "adults_other_school",
                "policy_unavailable", "room_closed"}  # fmt: skip
     assert set(MESSAGES) == reasons
     for texts in MESSAGES.values():

@@ -99,8 +99,14 @@ def test_each_person_is_exactly_where_the_school_puts_them(session: Session) -> 
     desired = build_desired(session, BOT)
     suffixes = ("", "-chat", "-channel", "-parents")
     class_rooms = {f"{c}{suffix}" for c in (A5, B5, A11) for suffix in suffixes}
-    assert set(desired.rooms) == {S, f"{S}-announcements", f"{S}-staff", *class_rooms}
-    school_wide = {S, f"{S}-announcements"}
+    assert set(desired.rooms) == {
+        S,
+        f"{S}-announcements",
+        f"{S}-materials",
+        f"{S}-staff",
+        *class_rooms,
+    }
+    school_wide = {S, f"{S}-announcements", f"{S}-materials"}
     assert rooms_of(desired, "ivan") == school_wide | {A5, f"{A5}-chat", f"{A5}-channel"}
     assert rooms_of(desired, "anna") == school_wide | {A5, f"{A5}-channel", f"{A5}-parents"}
     assert rooms_of(desired, "olga") == school_wide | {
@@ -242,14 +248,14 @@ def test_class_chats_and_parents_chats_get_the_call_widget(session: Session) -> 
     assert with_calls[RoomAlias(f"{A5}-parents")].name == "Родительское собрание"
 
 
-def test_class_chats_channels_and_staff_rooms_get_the_documents_widget(session: Session) -> None:
+def test_rooms_with_files_get_the_documents_widget(session: Session) -> None:
     school = _school(session)
     assert not any(room.documents_widget for room in build_desired(session, BOT).rooms.values())
     url = "https://w.example/documents/?room_id=$matrix_room_id"
     desired = build_desired(session, BOT, documents_widget_url=url)
     with_files = {a for a, room in desired.rooms.items() if room.documents_widget}
     classes = {f"{c}-{kind}" for c in (A5, B5, A11) for kind in ("chat", "channel")}
-    assert with_files == classes | {f"{S}-staff"}
+    assert with_files == classes | {f"{S}-staff", f"{S}-materials"}
     widget = desired.rooms[RoomAlias(f"{A5}-channel")].documents_widget
     assert widget == RoomWidget(url, "Материалы", DOCUMENTS_WIDGET_ID)
     assert widget.content(BOT)["id"] == "parta-documents"

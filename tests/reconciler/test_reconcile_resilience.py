@@ -83,7 +83,8 @@ async def wait_for_rooms(db: Session, school: GeneratedSchool, count: int) -> No
 
 
 def expected_rooms(school: GeneratedSchool) -> int:
-    return 3 + 4 * len(school.classes)  # school space, announcements, staff; 4 per class
+    # school space, announcements, materials, staff; 4 per class
+    return 4 + 4 * len(school.classes)
 
 
 async def test_killed_reconciler_process_resumes_without_duplicates(
@@ -158,7 +159,7 @@ async def test_a_failed_action_is_reported_and_the_rest_applied(
     report = await run(region, db)
 
     failed = report.applied.failed
-    assert len(failed) == 5  # the ghost's five rooms, each refused with "User not found"
+    assert len(failed) == 6  # the ghost's six rooms, each refused with "User not found"
     assert all(
         isinstance(f.action, Join) and f.action.user_id == ghost.matrix_user_id for f in failed
     )
@@ -166,7 +167,7 @@ async def test_a_failed_action_is_reported_and_the_rest_applied(
     placed = {
         a.alias for a in report.plan if isinstance(a, Join) and a.user_id == newcomer.matrix_user_id
     }
-    assert len(placed) == 5  # school space, announcements, class space, chat, channel
+    assert len(placed) == 6  # school space, announcements, materials, class space, chat, channel
     assert report.applied.done == len(report.plan) - len(failed)
     for alias in placed:
         members = (db.get(ManagedRoom, alias).applied or {}).get("members", [])

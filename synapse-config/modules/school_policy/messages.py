@@ -80,6 +80,10 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "ru": "Объявления школы публикует только администрация.",
         "en": "Only the administration posts school announcements.",
     },
+    "materials": {
+        "ru": "В материалах школы пишут только учителя и администрация.",
+        "en": "Only the school's teachers and administration post the school's materials.",
+    },
     "no_directory": {
         "ru": "Комнаты не публикуются в общем каталоге сервера: в школьные чаты приглашают.",
         "en": "Rooms are not published in the server's directory: people are invited to "

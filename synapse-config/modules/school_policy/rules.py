@@ -20,6 +20,7 @@ from school_policy.directory import (
     ANNOUNCEMENTS,
     CHANNELS,
     PUPIL_ROOMS,
+    SCHOOL_MATERIALS,
     SPACES,
     Directory,
     ManagedRoom,
@@ -279,6 +280,10 @@ def may_post(d: Directory, rules: Rules, sender: str, room_id: str, event_type: 
         return ALLOW
     if room.kind == ANNOUNCEMENTS:
         return refuse("announcements")
+    if room.kind == SCHOOL_MATERIALS:
+        # Every teacher of the school posts materials; a pupil or parent given power by
+        # mistake is still refused.
+        return ALLOW if d.is_staff_of(sender, room.school) else refuse("materials")
     if d.teaches_class(sender, room.school_class):
         return ALLOW
     return refuse("channel")
