@@ -187,3 +187,26 @@ async def test_two_creations_of_one_account_at_once_both_succeed(
     for user in users:
         async with logged_in(region, user, password):
             pass
+
+
+async def test_a_file_uploaded_to_the_media_repository_downloads_unchanged(
+    bot: MatrixClient, region: LocalDeployment
+) -> None:
+    data = b"%PDF-1.4\n" + secrets.token_bytes(2048)
+    uri = await bot.upload_media("Дроби 5 класс.pdf", "application/pdf", data)
+    server, _, media_id = uri.removeprefix("mxc://").partition("/")
+    assert uri.startswith("mxc://") and server == region.settings.server_name and media_id
+    # Authenticated media (MSC3916): downloads go through the client API with a token.
+    s = region.settings
+    async with httpx.AsyncClient(base_url=s.homeserver_url) as http:
+        answer = await http.get(
+            f"/_matrix/client/v1/media/download/{server}/{media_id}",
+            headers={"Authorization": f"Bearer {s.as_token.get_secret_value()}"},
+        )
+    assert answer.status_code == 200
+    assert answer.content == data
+    assert answer.headers["content-type"].startswith("application/pdf")
+    with pytest.raises(MatrixError) as refused:  # errors are typed, as for every call
+        async with MatrixClient(region.settings.homeserver_url, "not-a-token") as stranger:
+            await stranger.upload_media("x.pdf", "application/pdf", b"x")
+    assert refused.value.errcode == "M_UNKNOWN_TOKEN"

@@ -80,3 +80,24 @@ def test_only_parta_services_may_ask_for_a_reconcile(region: LocalDeployment) ->
     token = region.settings.as_token.get_secret_value()
     response = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert response.status_code == 202
+
+
+def test_the_library_api_is_for_parta_services_and_tells_staff_apart(
+    region: LocalDeployment,
+) -> None:
+    base = f"{region.settings.provisioning_url}/internal/library"
+    admin = {"user_id": region.settings.region_admin_user_id}
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+        for path in ("", "/access", "/1"):
+            response = httpx.get(f"{base}{path}", params=admin, headers=headers, timeout=10)
+            assert response.status_code == 403, path
+            assert response.json()["errcode"] == "M_FORBIDDEN"
+    service = {"Authorization": f"Bearer {region.settings.as_token.get_secret_value()}"}
+    access = httpx.get(f"{base}/access", params=admin, headers=service, timeout=10)
+    assert access.json() == {"may_use": True}  # the region administrator
+    stranger = {"user_id": f"@nobody:{region.settings.server_name}"}
+    access = httpx.get(f"{base}/access", params=stranger, headers=service, timeout=10)
+    assert access.json() == {"may_use": False}
+    refused = httpx.get(base, params=stranger, headers=service, timeout=10)
+    assert refused.status_code == 403 and refused.json()["errcode"] == "PARTA_NOT_STAFF"
+    assert httpx.get(base, params=admin, headers=service, timeout=10).status_code == 200

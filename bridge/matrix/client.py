@@ -92,6 +92,9 @@ class MatrixClient:
         as_user: str | None = None,
         idempotent: bool | None = None,
         authenticated: bool = True,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        read_timeout: float | None = None,
     ) -> JsonDict:
         """Send one request and return its JSON answer.
 
@@ -100,6 +103,9 @@ class MatrixClient:
                 Synapse admins) to act as, by identity assertion (`?user_id=`).
             idempotent: whether a 5xx or a lost answer may be retried; defaults to True
                 for GET/PUT/DELETE. A POST with a natural key (an alias) may pass True.
+            content, content_type: a raw body (a file) to send instead of JSON `body`.
+            read_timeout: seconds to wait on each read or write of this call, instead of
+                the client's own (a large upload takes longer than an API call).
 
         Raises:
             MatrixError: the homeserver's error, typed by `errcode`; `LimitExceeded` when
@@ -112,6 +118,9 @@ class MatrixClient:
         headers = (
             {"Authorization": f"Bearer {self._token}"} if authenticated and self._token else {}
         )
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        timeouts = httpx.Timeout(read_timeout, connect=5.0) if read_timeout is not None else None
         retry_unsafe = method in _IDEMPOTENT_METHODS if idempotent is None else idempotent
         policy = self._retry
         started = time.monotonic()
@@ -125,8 +134,10 @@ class MatrixClient:
                     method,
                     url_path,
                     json=dict(body) if body is not None else None,
+                    content=content,
                     params=params,
                     headers=headers,
+                    timeout=timeouts if timeouts is not None else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.ConnectError as exc:  # the request never left: always safe to retry
                 last_problem = f"cannot connect: {exc}"
@@ -257,6 +268,40 @@ class MatrixClient:
             except httpx.TransportError:
                 log.warning("could not log out the password check's session", exc_info=True)
         return str(answer["user_id"])
+
+    # --- Media repository -------------------------------------------------------------
+
+    async def upload_media(
+        self, name: str, mimetype: str, data: bytes, *, read_timeout: float = 300.0
+    ) -> str:
+        """Upload a file to the homeserver's media repository as the bot; return its mxc URI.
+
+        Not retried after a lost answer: a second upload would store a second copy.
+
+        Args:
+            name: the file name people see when they download it.
+            read_timeout: seconds each read or write of the upload may take; the client's
+                own timeout is meant for API calls.
+
+        Raises:
+            MatrixError: the homeserver refused it (`M_TOO_LARGE` above its size limit).
+            HomeserverUnavailable: no answer in time.
+        """
+        answer = await self.request(
+            "POST",
+            "/_matrix/media/v3/upload",
+            query={"filename": name},
+            content=data,
+            content_type=mimetype or "application/octet-stream",
+            idempotent=False,
+            read_timeout=read_timeout,
+        )
+        uri = answer.get("content_uri")
+        if not isinstance(uri, str) or not uri.startswith("mxc://"):
+            raise HomeserverUnavailable(
+                0, "PARTA_HOMESERVER_UNAVAILABLE", f"the upload answer has no mxc URI: {answer}"
+            )
+        return uri
 
     # --- Appservice -------------------------------------------------------------------
 

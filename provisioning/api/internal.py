@@ -5,9 +5,13 @@ from __future__ import annotations
 import hmac
 
 from fastapi import APIRouter, Request
+from sqlalchemy import select
 
 from parta.web import ApiError
-from provisioning.api.deps import SettingsDep, reconcile_soon
+from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
+from provisioning.db.models import LibraryItem, Person
+from provisioning.services import library
+from provisioning.services.access import load_access
 
 router = APIRouter(prefix="/internal", include_in_schema=False)
 
@@ -15,9 +19,58 @@ router = APIRouter(prefix="/internal", include_in_schema=False)
 @router.post("/reconcile", status_code=202)
 def reconcile(request: Request, settings: SettingsDep) -> dict[str, bool]:
     """The bridge saw a decision taken in a Matrix client (a knock answered): run soon."""
+    _check_service(request, settings)
+    reconcile_soon(request)
+    return {"requested": True}
+
+
+def _check_service(request: Request, settings: SettingsDep) -> None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     expected = settings.as_token.get_secret_value()
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
         raise ApiError(403, "M_FORBIDDEN", "Only Parta's own services call this")
-    reconcile_soon(request)
-    return {"requested": True}
+
+
+def _is_staff(session: SessionDep, user_id: str) -> bool:
+    person = session.scalar(select(Person).where(Person.matrix_user_id == user_id))
+    return person is not None and load_access(session, person).is_staff
+
+
+def _check_staff(session: SessionDep, user_id: str) -> None:
+    # Its own errcode: a refused service token (M_FORBIDDEN) is a misconfiguration the
+    # caller must report as such, not as "this teacher is not staff".
+    if not _is_staff(session, user_id):
+        raise ApiError(403, "PARTA_NOT_STAFF", "The library is for teachers and administrators.")
+
+
+@router.get("/library/access")
+def library_access(
+    request: Request, settings: SettingsDep, session: SessionDep, user_id: str
+) -> dict[str, bool]:
+    """Whether the person may use the library (the widget shows its tab only then)."""
+    _check_service(request, settings)
+    return {"may_use": _is_staff(session, user_id)}
+
+
+@router.get("/library")
+def library_search(
+    request: Request, settings: SettingsDep, session: SessionDep, user_id: str,
+    subject: str = "", grade: int | None = None, q: str = "",
+) -> dict[str, object]:  # fmt: skip
+    """The widget service's library connector: items for a staff member of this region."""
+    _check_service(request, settings)
+    _check_staff(session, user_id)
+    rows = library.search(session, subject=subject, grade=grade, text=q)
+    return {"items": [library.public(row) for row in rows], "subjects": library.subjects(session)}
+
+
+@router.get("/library/{item_id}")
+def library_item(
+    item_id: int, request: Request, settings: SettingsDep, session: SessionDep, user_id: str
+) -> dict[str, object]:
+    _check_service(request, settings)
+    _check_staff(session, user_id)
+    row = session.get(LibraryItem, item_id)
+    if row is None or row.withdrawn_at is not None:
+        raise ApiError(404, "M_NOT_FOUND", "There is no such library item.")
+    return library.public(row)

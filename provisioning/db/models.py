@@ -9,7 +9,17 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, String, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from provisioning.db.base import Base, utcnow
@@ -390,3 +400,36 @@ class RosterImport(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     person_ids: Mapped[list[int]] = mapped_column(JSON, default=list)  # created or moved
+
+
+class LibraryItem(Base):
+    """A verified material in the region's library: a file (by its `mxc://`) or a link.
+
+    Region admins curate it; teachers find items by subject and grade and share them.
+    Withdrawn items stay (soft removal) so shared copies keep their provenance.
+    """
+
+    __tablename__ = "library_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(String(255))
+    # Case-folded copies for search: SQLite's lower() and PostgreSQL's under the C locale
+    # leave Cyrillic as it is, so «математика» would not find «Математика».
+    subject_key: Mapped[str] = mapped_column(String(1024), index=True)
+    search_text: Mapped[str] = mapped_column(Text)  # title and description, case-folded
+    grade_from: Mapped[int] = mapped_column()
+    grade_to: Mapped[int] = mapped_column()
+    description: Mapped[str] = mapped_column(String(4000), default="")
+    kind: Mapped[str] = mapped_column(String(8))  # "file" or "link"
+    url: Mapped[str] = mapped_column(String(2000))  # https link or mxc:// URI
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    mimetype: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int | None] = mapped_column(BigInteger)  # bytes; files may exceed 2 GiB
+    licence: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(500))
+    verified_by: Mapped[str] = mapped_column(String(255))
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

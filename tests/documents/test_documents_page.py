@@ -9,38 +9,17 @@ empty file.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from nio import RoomMessagesResponse
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-from tests.documents.conftest import School
+from tests.documents.conftest import WAIT_MS, School, messages_in, sign_in
 from tests.documents.slides import make_presentation
-from tests.web.conftest import ARTEFACTS, CHROMIUM
+from tests.web.conftest import ARTEFACTS
 
 pytestmark = pytest.mark.timeout(300)
 PDF = Path(__file__).parent / "lesson.pdf"
-WAIT_MS = 60_000
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        await browser.close()
-
-
-async def sign_in(page: Page, url: str, user_id: str, password: str) -> None:
-    await page.goto(url)
-    await page.locator("#login-form input[name=user]").fill(user_id)
-    await page.locator("#login-form input[name=password]").fill(password)
-    await page.locator("#login-form button[type=submit]").click()
-    await expect(page.locator("#files")).to_be_visible(timeout=WAIT_MS)
 
 
 def row(page: Page, name: str) -> object:
@@ -97,9 +76,7 @@ async def test_a_teacher_uploads_previews_and_shares(
         await context.close()
 
     pupil = school.clients["pupil"]
-    answer = await pupil.room_messages(school.chat, limit=20)
-    assert isinstance(answer, RoomMessagesResponse)
-    files = [e.source["content"] for e in answer.chunk if e.source["type"] == "m.room.message"]
+    files = await messages_in(pupil, school.chat)
     (shared,) = [c for c in files if c.get("body") == "Задачи.pdf"]
     assert shared["msgtype"] == "m.file"
     download = await pupil.download(shared["url"])

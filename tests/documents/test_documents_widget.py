@@ -11,30 +11,18 @@ widget URL, lands on their own documents and never sees the room's files.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from playwright.async_api import Browser, Frame, Page, async_playwright, expect
+from playwright.async_api import Browser, Frame, Page, expect
 
-from tests.documents.conftest import School
+from tests.documents.conftest import WAIT_MS, School
 from tests.matrix_users import openid_token
-from tests.web.conftest import ARTEFACTS, CHROMIUM
+from tests.web.conftest import ARTEFACTS
 
 pytestmark = pytest.mark.timeout(300)
 PDF = Path(__file__).parent / "lesson.pdf"
-WAIT_MS = 60_000
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        await browser.close()
 
 
 async def open_widget(

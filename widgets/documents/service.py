@@ -1,4 +1,5 @@
-"""The documents API under `/documents/api`: list, upload, preview, download, rename, share.
+"""The documents API under `/documents/api`: list, upload, preview, download, rename, share,
+and the verified library teachers search and share from (`library.Library`).
 
 Files stay ordinary Matrix files: this service only does what a Matrix client cannot do
 for a school on its own — convert office files to PDF once, check limits with a clear
@@ -26,6 +27,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -44,6 +46,13 @@ from widgets.documents.files import (
     select,
 )
 from widgets.documents.homeserver import Homeserver
+from widgets.documents.library import (
+    Library,
+    LibraryUnavailable,
+    NoSuchItem,
+    NotStaff,
+    ProvisioningLibrary,
+)
 from widgets.documents.local_media import LocalFile, LocalMedia
 from widgets.documents.ranges import Unsatisfiable, cut, parse_range
 from widgets.documents.sessions import NotSignedIn, Sessions
@@ -66,6 +75,7 @@ class DocumentsService:
     converter: Converter | None  # None: LibreOffice is not installed; office files get no PDF
     quota_bytes: int = 0  # per person; 0 = unlimited
     local_media: LocalMedia | None = None  # downloads of our own files read from disk
+    library: Library | None = None  # the verified library teachers share from; None: none
     _served: dict[tuple[str, str, str], tuple[float, Document]] = field(default_factory=dict)
 
     @classmethod
@@ -86,10 +96,13 @@ class DocumentsService:
                 settings.documents_convert_workers, settings.documents_convert_time_limit_s
             ),
             quota_bytes=settings.documents_quota_mb * MIB,
+            library=ProvisioningLibrary.from_settings(settings),
         )
 
     async def close(self) -> None:
         await self.homeserver.aclose()
+        if self.library is not None:
+            await self.library.aclose()
 
     # --- who is asking -----------------------------------------------------------------
 
@@ -123,6 +136,7 @@ class DocumentsService:
                 {"room_id": room_id, "name": name, "mine": room_id == mine}
                 for room_id, name in rooms
             ],
+            "library": await self.may_use_library(user_id),
         }
 
     async def check_member(self, user_id: str, room_id: str) -> None:
@@ -323,6 +337,59 @@ class DocumentsService:
             document, room_id=target_room, event_id=event_id, sender=user_id, sent_at_ms=_now_ms()
         )
 
+    # --- the verified library ---------------------------------------------------------
+
+    async def may_use_library(self, user_id: str) -> bool:
+        """Whether the page offers the library; a catalogue that does not answer hides it
+        (the files still work), and the next page load asks again."""
+        if self.library is None:
+            return False
+        try:
+            return await self.library.may_use(user_id)
+        except LibraryUnavailable as exc:
+            log.warning("the library did not answer for %s: %s", user_id, exc)
+            return False
+
+    async def search_library(
+        self, user_id: str, *, subject: str, grade: int | None, text: str
+    ) -> dict[str, Any]:
+        library = self._library()
+        with _library_errors():
+            page = await library.search(user_id, subject=subject, grade=grade, text=text)
+        return {
+            "items": [item.public() for item in page.items if not item.withdrawn],
+            "subjects": list(page.subjects),
+        }
+
+    async def share_library_item(
+        self, user_id: str, item_id: int, target_room: str
+    ) -> dict[str, Any]:
+        """Post a library item into a chat of the person's, as them.
+
+        A file goes with the item's own `mxc://` (no upload), then its provenance line as
+        a reply; a link as one text message. Sharing into their own documents room is
+        "save to my documents".
+        """
+        library = self._library()
+        with _library_errors():
+            item = await library.item(user_id, item_id)
+        if item.withdrawn:
+            raise _no_such_item()
+        await self._check_may_post(user_id, target_room)
+        with _matrix_errors():
+            event_id = await self.homeserver.send(user_id, target_room, item.message_content())
+        if item.kind == "file":
+            try:
+                await self.homeserver.send(user_id, target_room, item.notice_for(event_id))
+            except MatrixError as exc:  # the file, with its provenance field, is shared
+                log.warning("no provenance line after %s in %s: %s", event_id, target_room, exc)
+        return {"room_id": target_room, "event_id": event_id, "item": item.public()}
+
+    def _library(self) -> Library:
+        if self.library is None:
+            raise ApiError(404, "PARTA_NO_LIBRARY", "This server has no verified library.")
+        return self.library
+
     # --- checks --------------------------------------------------------------------------
 
     async def _check_may_post(self, user_id: str, room_id: str) -> None:
@@ -384,6 +451,10 @@ class Rename(BaseModel):
 
 class Share(BaseModel):
     room_id: str = Field(pattern=r"^![^\s]+$", max_length=300)
+
+
+Grade = Annotated[int | None, Query(ge=1, le=11)]
+ItemID = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 
 
 def documents_router(service: DocumentsService) -> APIRouter:
@@ -457,6 +528,21 @@ def documents_router(service: DocumentsService) -> APIRouter:
         document = await service.file(user_id, room_id, event_id)
         return _with_links(service, user_id, await service.share(user_id, document, body.room_id))
 
+    @router.get("/library")
+    async def library_search(
+        user_id: Person,
+        subject: Annotated[str, Query(max_length=255)] = "",
+        grade: Grade = None,
+        q: Annotated[str, Query(max_length=200)] = "",
+    ) -> dict[str, Any]:
+        return await service.search_library(
+            user_id, subject=subject.strip(), grade=grade, text=q.strip()
+        )
+
+    @router.post("/library/{item_id}/share", status_code=201)
+    async def library_share(item_id: ItemID, body: Share, user_id: Person) -> dict[str, Any]:
+        return await service.share_library_item(user_id, item_id, body.room_id)
+
     async def content(
         room_id: str, event_id: str, request: Request, u: str, t: str, *, pdf: bool
     ) -> Response:
@@ -489,6 +575,34 @@ def _with_links(service: DocumentsService, user_id: str, document: Document) -> 
     public["content_url"] = f"{base}/content{query}"
     public["pdf_url"] = f"{base}/pdf{query}" if public["preview"] else None
     return public
+
+
+@contextlib.contextmanager
+def _library_errors() -> Any:
+    """The library's refusals in words a teacher (or a pupil who found the page) reads."""
+    try:
+        yield
+    except NotStaff as exc:
+        raise ApiError(
+            403,
+            "PARTA_LIBRARY_STAFF_ONLY",
+            "The verified library is for teachers and school administrators.",
+        ) from exc
+    except NoSuchItem as exc:
+        raise _no_such_item() from exc
+    except LibraryUnavailable as exc:
+        log.warning("the library did not answer: %s", exc)
+        raise ApiError(
+            503,
+            "PARTA_LIBRARY_UNAVAILABLE",
+            "The library is not answering right now; try again in a minute.",
+        ) from exc
+
+
+def _no_such_item() -> ApiError:
+    return ApiError(
+        404, "PARTA_LIBRARY_NO_ITEM", "This library item is gone: it was withdrawn or removed."
+    )
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from provisioning.web.pages import (
     auth,
     home,
     invites,
+    library,
     people,
     requests,
     rooms,
@@ -17,5 +18,5 @@ from provisioning.web.pages import (
 )
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
-for module in (auth, home, schools, rooms, people, invites, requests, roster):
+for module in (auth, home, schools, rooms, people, invites, requests, roster, library):
     router.include_router(module.router)

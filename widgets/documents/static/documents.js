@@ -34,6 +34,19 @@ const TEXT = {
     preview_failed: "Этот файл не удалось подготовить к просмотру. Его можно скачать.",
     preview_no_converter: "На этом сервере нельзя смотреть офисные файлы. Его можно скачать.",
     error_unknown: "Что-то пошло не так. Попробуйте ещё раз.",
+    tab_files: "Файлы", tab_library: "Библиотека", library_title: "Проверенная библиотека",
+    library_hint: "Материалы, проверенные в регионе: отправьте их в чат класса или сохраните себе.",
+    subject_all: "Все предметы", grade_all: "Все классы", grade_one: "{n} класс",
+    grade_range: "{from}–{to} класс", library_search: "Поиск по тексту", find: "Найти",
+    library_empty: "Ничего не нашлось. Выберите другой предмет или класс или измените запрос.",
+    send_to_chat: "Отправить в чат", save_mine: "Сохранить в мои документы", open_link: "Открыть ссылку",
+    licence: "Лицензия", source: "Источник", verified_by: "Проверил",
+    library_shared: "«{title}» отправлено в чат «{room}».", library_saved: "«{title}» сохранено в «Мои документы».",
+    no_rooms: "Нет чатов, куда можно отправить.",
+    PARTA_LIBRARY_STAFF_ONLY: "Библиотека доступна только учителям и администрации школы.",
+    PARTA_LIBRARY_UNAVAILABLE: "Библиотека сейчас не отвечает. Попробуйте через минуту.",
+    PARTA_LIBRARY_NO_ITEM: "Этот материал убрали из библиотеки.",
+    PARTA_NO_LIBRARY: "На этом сервере нет библиотеки.",
   },
   en: {
     sign_in_title: "Documents", sign_in_hint: "Sign in with your Parta user name and password.",
@@ -65,6 +78,19 @@ const TEXT = {
     preview_failed: "This file could not be prepared for viewing. It can be downloaded.",
     preview_no_converter: "Office files cannot be shown on this server. It can be downloaded.",
     error_unknown: "Something went wrong. Try again.",
+    tab_files: "Files", tab_library: "Library", library_title: "Verified library",
+    library_hint: "Materials checked by the region: send them to a class chat or keep them in your documents.",
+    subject_all: "All subjects", grade_all: "All grades", grade_one: "Grade {n}",
+    grade_range: "Grades {from}–{to}", library_search: "Search the text", find: "Find",
+    library_empty: "Nothing found. Choose another subject or grade, or change the search.",
+    send_to_chat: "Send to chat", save_mine: "Save to my documents", open_link: "Open the link",
+    licence: "Licence", source: "Source", verified_by: "Verified by",
+    library_shared: "“{title}” was sent to “{room}”.", library_saved: "“{title}” was saved to “My documents”.",
+    no_rooms: "There is no chat to send it to.",
+    PARTA_LIBRARY_STAFF_ONLY: "The library is for teachers and school administrators only.",
+    PARTA_LIBRARY_UNAVAILABLE: "The library does not answer right now. Try again in a minute.",
+    PARTA_LIBRARY_NO_ITEM: "This material was withdrawn from the library.",
+    PARTA_NO_LIBRARY: "This server has no library.",
   },
 };
 
@@ -85,6 +111,9 @@ const state = {
   roomId: params.get("room_id") || null,
   files: [],
   viewer: null, // a PdfView while a PDF is open
+  library: false, // the person is staff: the page shows the library tab
+  tab: "files",
+  items: [],
 };
 
 function element(tag, attrs = {}, ...children) {
@@ -172,6 +201,8 @@ async function loadRooms() {
   const body = await api("/rooms");
   state.rooms = body.rooms;
   state.mine = body.mine;
+  state.library = body.library === true;
+  $("tabs").hidden = !state.library;
   if (!state.roomId || !state.rooms.some((r) => r.room_id === state.roomId)) state.roomId = body.mine;
   renderRooms();
 }
@@ -181,7 +212,7 @@ function renderRooms() {
   $("rooms").replaceChildren(...ordered.map((room) => element("button", {
     "aria-current": String(room.room_id === state.roomId),
     "data-room": room.room_id,
-    onclick: () => { state.roomId = room.room_id; renderRooms(); loadFiles(); },
+    onclick: () => { state.roomId = room.room_id; showTab("files"); renderRooms(); loadFiles(); },
   }, roomName(room))));
   const current = state.rooms.find((r) => r.room_id === state.roomId);
   $("room-name").textContent = current ? roomName(current) : "";
@@ -316,23 +347,31 @@ function closeViewer() {
 
 // --- sharing, renaming, deleting -------------------------------------------------------------
 
-function share(file) {
-  const targets = state.rooms.filter((r) => r.room_id !== file.room_id);
+// The room picker: resolves to the chosen room, or null when cancelled.
+function pickRoom(targets) {
   $("share-room").replaceChildren(...targets.map((r) => element("option", { value: r.room_id }, roomName(r))));
   const dialog = $("share-dialog");
-  dialog.onclose = async () => {
-    if (dialog.returnValue !== "share" || !$("share-room").value) return;
-    const target = state.rooms.find((r) => r.room_id === $("share-room").value);
-    try {
-      await api(`${roomPath(file.room_id)}/${encodeURIComponent(file.event_id)}/share`, {
-        method: "POST", json: { room_id: target.room_id },
-      });
-      notice(t("shared", { room: roomName(target) }));
-    } catch (error) {
-      notice(error.message);
-    }
-  };
-  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.onclose = () => {
+      const chosen = dialog.returnValue === "share" && $("share-room").value;
+      resolve(chosen ? state.rooms.find((r) => r.room_id === chosen) : null);
+    };
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+}
+
+async function share(file) {
+  const target = await pickRoom(state.rooms.filter((r) => r.room_id !== file.room_id));
+  if (!target) return;
+  try {
+    await api(`${roomPath(file.room_id)}/${encodeURIComponent(file.event_id)}/share`, {
+      method: "POST", json: { room_id: target.room_id },
+    });
+    notice(t("shared", { room: roomName(target) }));
+  } catch (error) {
+    notice(error.message);
+  }
 }
 
 async function rename(file) {
@@ -353,6 +392,105 @@ async function remove(file) {
     await loadFiles();
   } catch (error) {
     notice(error.message);
+  }
+}
+
+// --- the verified library (staff only; the service checks that too) -------------------------
+
+function showTab(tab) {
+  state.tab = state.library ? tab : "files";
+  $("files-panel").hidden = state.tab !== "files";
+  $("library-panel").hidden = state.tab !== "library";
+  $("tab-files").setAttribute("aria-selected", String(state.tab === "files"));
+  $("tab-library").setAttribute("aria-selected", String(state.tab === "library"));
+  if (state.tab === "library") {
+    for (const button of $("rooms").querySelectorAll("button")) button.setAttribute("aria-current", "false");
+    loadLibrary();
+  } else {
+    renderRooms();
+  }
+}
+
+function libraryError(text) {
+  $("library-error").textContent = text || "";
+  $("library-error").hidden = !text;
+}
+
+async function loadLibrary() {
+  const query = new URLSearchParams({ subject: $("library-subject").value, q: $("library-q").value.trim() });
+  if ($("library-grade").value) query.set("grade", $("library-grade").value);
+  libraryError("");
+  try {
+    const body = await api(`/library?${query}`);
+    state.items = body.items;
+    renderSubjects(body.subjects);
+  } catch (error) {
+    state.items = [];
+    libraryError(error.message);
+  }
+  renderLibrary();
+}
+
+function renderSubjects(subjects) {
+  const select = $("library-subject");
+  const chosen = select.value;
+  const names = [...new Set([...subjects, ...(chosen ? [chosen] : [])])].sort((a, b) => a.localeCompare(b));
+  select.replaceChildren(element("option", { value: "" }, t("subject_all")),
+    ...names.map((name) => element("option", { value: name }, name)));
+  select.value = chosen;
+}
+
+const grades = (item) => (item.grade_from === item.grade_to
+  ? t("grade_one", { n: item.grade_from })
+  : t("grade_range", { from: item.grade_from, to: item.grade_to }));
+
+function renderLibrary() {
+  $("library-list").replaceChildren(...state.items.map((item) => {
+    const actions = element("div", { class: "actions" },
+      element("button", { class: "send", onclick: () => sendItem(item) }, t("send_to_chat")));
+    if (item.kind === "file") {
+      actions.append(element("button", { class: "secondary save", onclick: () => saveItem(item) }, t("save_mine")));
+    } else {
+      actions.append(element("a", { class: "button secondary", href: item.url, target: "_blank", rel: "noopener noreferrer" }, t("open_link")));
+    }
+    const what = item.kind === "file" ? `${item.file_name}${item.size ? ` · ${size(item.size)}` : ""}` : item.url;
+    return element("li", { "data-item": String(item.id) },
+      element("h3", {}, item.title),
+      element("p", { class: "meta" }, `${item.subject} · ${grades(item)} · ${what}`),
+      ...(item.description ? [element("p", {}, item.description)] : []),
+      element("p", { class: "muted provenance" },
+        `${t("licence")}: ${item.licence} · ${t("source")}: ${item.source} · ${t("verified_by")}: ${item.verified_by}`),
+      actions);
+  }));
+  $("library-empty").hidden = state.items.length > 0 || !$("library-error").hidden;
+}
+
+async function shareItem(item, target) {
+  await api(`/library/${encodeURIComponent(item.id)}/share`, { method: "POST", json: { room_id: target.room_id } });
+}
+
+async function sendItem(item) {
+  const targets = state.rooms.filter((r) => !r.mine);
+  if (!targets.length) return libraryError(t("no_rooms"));
+  const target = await pickRoom(targets);
+  if (!target) return;
+  libraryError("");
+  try {
+    await shareItem(item, target);
+    notice(t("library_shared", { title: item.title, room: roomName(target) }));
+  } catch (error) {
+    libraryError(error.message);
+  }
+}
+
+async function saveItem(item) {
+  const mine = state.rooms.find((r) => r.room_id === state.mine) || { room_id: state.mine, mine: true };
+  libraryError("");
+  try {
+    await shareItem(item, mine);
+    notice(t("library_saved", { title: item.title }));
+  } catch (error) {
+    libraryError(error.message);
   }
 }
 
@@ -377,6 +515,13 @@ function wire() {
   let typing = null;
   $("search").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(loadFiles, 250); });
   $("kind").addEventListener("change", loadFiles);
+  $("tab-files").addEventListener("click", () => showTab("files"));
+  $("tab-library").addEventListener("click", () => showTab("library"));
+  $("library-grade").append(...Array.from({ length: 11 }, (_, i) =>
+    element("option", { value: String(i + 1) }, t("grade_one", { n: i + 1 }))));
+  $("library-form").addEventListener("submit", (event) => { event.preventDefault(); loadLibrary(); });
+  $("library-subject").addEventListener("change", loadLibrary);
+  $("library-grade").addEventListener("change", loadLibrary);
   $("sort").addEventListener("change", loadFiles);
   const drop = $("drop");
   for (const kind of ["dragenter", "dragover"]) {
@@ -386,7 +531,7 @@ function wire() {
   document.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
-    if (event.dataTransfer?.files?.length && state.session) upload(event.dataTransfer.files);
+    if (event.dataTransfer?.files?.length && state.session && state.tab === "files") upload(event.dataTransfer.files);
   });
   $("prev").addEventListener("click", () => showPage(state.viewer.page - 1));
   $("next").addEventListener("click", () => showPage(state.viewer.page + 1));
