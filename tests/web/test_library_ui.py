@@ -11,15 +11,19 @@ from playwright.sync_api import BrowserContext, FilePayload, Page, expect
 from sqlalchemy import func, select
 
 from parta.deployment import LocalDeployment
-from provisioning.db.models import AuditEvent, LibraryItem
+from provisioning.db.models import AuditEvent, EnrolmentRole, LibraryItem, SchoolClass
 from provisioning.services import library
+from provisioning.services import schools as svc
+from provisioning.services.accounts import LocalpartAllocator
 from provisioning.web.pages.library import clean_file_name
 from tests.web.conftest import screenshot
 from tests.web.test_admin_ui import (  # noqa: F401 (teacher is a fixture)
     PASSWORD,
     TeacherSetup,
+    _set_password,
     db_session,
     region_admin_page,
+    run_async,
     sign_in,
     teacher,
 )
@@ -229,9 +233,8 @@ def test_a_teacher_reads_the_library_and_cannot_change_it(
     page = context.new_page()
     sign_in(page, base, teacher.user_id, PASSWORD)
     expect(page.locator("h2", has_text="Ваши классы")).to_be_visible()
-    assert page.locator("nav.main-nav >> text=Библиотека").count() == 0
-    response = page.goto(f"{base}/library")
-    assert response is not None and response.status == 200
+    page.click("nav.main-nav >> text=Библиотека")
+    assert page.url == f"{base}/library"
     expect(page.locator("h1")).to_have_text("Проверенная библиотека")
     assert page.locator("#add, #import, form[action$='/withdraw']").count() == 0
 
@@ -265,6 +268,36 @@ def test_a_teacher_reads_the_library_and_cannot_change_it(
     assert edit is not None and edit.status == 403
     with db_session(region) as session:
         assert session.scalar(select(LibraryItem).where(LibraryItem.title == title)) is None
+
+
+def test_pupils_and_parents_have_no_library(
+    region: LocalDeployment,
+    context: BrowserContext,
+    teacher: TeacherSetup,  # noqa: F811
+) -> None:
+    tag = secrets.token_hex(3)
+    with db_session(region) as session:
+        school_class = session.get(SchoolClass, teacher.own_class)
+        assert school_class is not None
+        people = {}
+        for key, name in (("pupil", f"Ученик {tag}"), ("parent", f"Родитель {tag}")):
+            user_id = LocalpartAllocator(session, region.settings.server_name).user_id(name)
+            people[key] = (svc.add_person(session, name, matrix_user_id=user_id), name)
+        svc.enrol(session, people["pupil"][0], school_class, EnrolmentRole.PUPIL)
+        svc.link_parent(session, people["parent"][0], people["pupil"][0])
+        session.commit()
+        accounts = [(str(p.matrix_user_id), name) for p, name in people.values()]
+    base = region.settings.provisioning_url
+    for user_id, name in accounts:
+        run_async(_set_password(region, user_id, name))
+        context.clear_cookies()
+        page = context.new_page()
+        sign_in(page, base, user_id, PASSWORD)
+        expect(page.locator("nav.main-nav")).to_be_visible()
+        assert page.locator("nav.main-nav >> text=Библиотека").count() == 0
+        response = page.goto(f"{base}/library")
+        assert response is not None and response.status == 403, user_id
+        page.close()
 
 
 @pytest.mark.parametrize(
