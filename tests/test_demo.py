@@ -10,6 +10,8 @@ import sys
 from nio import AsyncClient, JoinedRoomsResponse, LoginResponse
 
 from parta.deployment import LocalDeployment
+from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.services import library
 
 
 async def parta_demo(region: LocalDeployment) -> str:
@@ -47,6 +49,11 @@ async def test_demo_school_logins_work_and_a_second_load_changes_nothing(
     # Parent: school space, announcements, materials, class space, channel, parents chat.
     assert len(rooms[pupil.group(2)]) == len(rooms[parent.group(1)]) == 6
     assert len(rooms[pupil.group(2)] & rooms[parent.group(1)]) == 5
+
+    # A demo teacher finds the state's open lessons in the verified library.
+    with make_session_factory(make_engine(region.settings.sqlalchemy_url))() as session:
+        demo_items = {row.title for row in library.search(session, subject="математика", grade=5)}
+    assert "Обыкновенные дроби: уроки 5 класса" in demo_items
 
     second = await parta_demo(region)
     assert "The demo school exists already." in second

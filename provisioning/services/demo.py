@@ -13,6 +13,7 @@ from parta.settings import Settings
 from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,
+    LibraryItem,
     ParentLink,
     Person,
     Region,
@@ -22,11 +23,22 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.reconciler.run import reconcile_region
+from provisioning.services import library
 from provisioning.services.generate import generate_school
 from provisioning.services.region import ensure_region
 
 DEMO_SLUG = "demo"
 DEMO_NAME = "Школа № 1 (демо)"
+# Links to the state's open lessons, so a demo teacher finds something in the library.
+_SOURCE = "Российская электронная школа (РЭШ)"
+DEMO_LIBRARY = (
+    ("Обыкновенные дроби: уроки 5 класса", "Математика", 5, 6,
+     "Видеоуроки, конспекты и тренировочные задания.", "https://resh.edu.ru/subject/12/5/"),
+    ("Русский язык: орфография и пунктуация", "Русский язык", 5, 7,
+     "Уроки с упражнениями и проверочными заданиями.", "https://resh.edu.ru/subject/13/5/"),
+    ("Окружающий мир: природные зоны России", "Окружающий мир", 1, 4,
+     "Уроки начальной школы с иллюстрациями.", "https://resh.edu.ru/subject/43/4/"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,21 @@ class DemoSchool:
     created: bool
     logins: list[DemoLogin]
     sync_actions: int
+
+
+def _add_demo_library(session: Session) -> None:
+    """The demo's library items, each unless the region has it already (by its link)."""
+    known = set(session.scalars(select(LibraryItem.url)))
+    for title, subject, grade_from, grade_to, description, url in DEMO_LIBRARY:
+        if url in known:
+            continue
+        item = library.validate({
+            "title": title, "subject": subject, "grade_from": grade_from,
+            "grade_to": grade_to, "description": description, "kind": "link", "url": url,
+            "licence": "Свободный доступ", "source": _SOURCE,
+            "verified_by": "Методический центр (демо)",
+        })  # fmt: skip
+        library.create(session, item, actor="demo", person_id=None)
 
 
 def _academic_year(today: date) -> int:
@@ -115,6 +142,8 @@ async def ensure_demo_school(
             seed=2026,
             slug=DEMO_SLUG,
         ).school
+        _add_demo_library(session)
+        session.commit()
     # The service's own first run may be in progress: wait for it rather than fail.
     report = await reconcile_region(session, client, settings, wait_s=600.0)
     logins = _logins(session, school)
