@@ -76,7 +76,7 @@ def call_school(region: LocalDeployment) -> CallSchool:
             ids = session.scalars(
                 select(ManagedRoom.room_id).where(ManagedRoom.school_id == setup.school_id)
             ).all()
-            if len(ids) == 7 and all(ids):
+            if len(ids) == 8 and all(ids):  # 4 of the school, 4 of its class
                 return setup
             time.sleep(1)
     pytest.fail(f"the school's rooms were not created: {ids}")
