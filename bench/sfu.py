@@ -3,11 +3,14 @@
 Prints one JSON object. One publisher (640×480 VP8 camera and Opus) and N subscribers,
 for each N of --subscribers (default 1, 10, 30, 100), each part in its own processes on
 loopback: the SFU, the publisher, and the subscribers (up to --per-process in one). For
-each N, over --seconds of steady state:
+each N, over --seconds of steady state (from the moment every connection is up: the SFU
+and each subscriber process wait for it, so no handshake falls in the window):
   - sfu_cpu_pct: the SFU process's CPU (% of one core, from /proc);
   - forwarded_pps: RTP packets the SFU sent on, per second;
   - latency_p50_ms / latency_p99_ms: inside the SFU, from a packet's arrival at its
     receiver to the last subscriber's send;
+  - gc_ms_per_s / gc_max_pause_ms: time the SFU spent in Python's cyclic garbage
+    collector, and its longest pause (the whole event loop stops for it);
   - fps_per_subscriber: video frames each subscriber received per second (mean);
   - relay_cpu_pct: the same N through aiortc's MediaRelay (decode once, encode per
     subscriber), measured in the same run up to --relay-max subscribers (above it the
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -107,6 +111,18 @@ async def serve_sfu(port: int, mode: str) -> None:
     state = CallState("!bench:localhost", last_n=6)
     room = CallRoom(state, audio_slots=2)
     latencies: list[float] = []
+    gc_pauses: list[float] = []  # the collector's pauses (ms): a stop of the whole loop
+    gc_started = 0.0
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        nonlocal gc_started
+        if phase == "start":
+            gc_started = time.perf_counter()
+        else:
+            gc_pauses.append((time.perf_counter() - gc_started) * 1000)
+
+    gc.callbacks.append(on_gc)
+
     relay = MediaRelay()
     published: dict[str, MediaStreamTrack] = {}
     got_tracks = asyncio.Event()
@@ -124,9 +140,15 @@ async def serve_sfu(port: int, mode: str) -> None:
     async def session(socket: ServerConnection) -> None:
         hello = json.loads(await socket.recv())
         if hello.get("stats"):
-            samples = list(latencies)
+            samples, pauses = list(latencies), list(gc_pauses)
             latencies.clear()
-            await socket.send(json.dumps({"forwarded": room.forwarded_packets, "latency": samples}))
+            gc_pauses.clear()
+            pcs = [peer.pc for peer in room.peers.values()] if mode == "forward" else relay_peers
+            connected = sum(1 for pc in pcs if pc.connectionState == "connected")
+            await socket.send(json.dumps({
+                "forwarded": room.forwarded_packets, "latency": samples, "gc": pauses,
+                "connected": connected,
+            }))  # fmt: skip
             return
         user = hello["user"]
         if mode == "forward":
@@ -200,6 +222,15 @@ async def run_publisher(url: str) -> None:
     await negotiate(url, "@teacher:localhost", "publisher", pc, publish=True)
 
 
+async def until_connected(peers: list[RTCPeerConnection]) -> None:
+    """Steady state starts when every connection is up (bounded: TIMEOUT_S)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while any(pc.connectionState != "connected" for pc in peers):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the subscribers did not all connect")
+        await asyncio.sleep(0.1)
+
+
 async def run_subscribers(url: str, first: int, count: int, seconds: float) -> None:
     """Count the video frames each subscriber receives (marker bits: no decoding here)."""
     frames = [0] * count
@@ -225,6 +256,7 @@ async def run_subscribers(url: str, first: int, count: int, seconds: float) -> N
         user = f"@pupil{first + index}:localhost"
         tasks.append(asyncio.ensure_future(negotiate(url, user, "subscriber", pc, publish=False)))
     await asyncio.sleep(WARM_UP_S)
+    await until_connected(peers)
     start = list(frames)
     await asyncio.sleep(seconds)
     fps = [(frames[i] - start[i]) / seconds for i in range(count)]
@@ -272,6 +304,12 @@ def measure(
         children.extend(subscribers)
         time.sleep(WARM_UP_S)
         before = asyncio.run(stats(url))
+        deadline = time.monotonic() + TIMEOUT_S
+        while before["connected"] < n + 1:  # the publisher and every subscriber
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{before['connected']} of {n + 1} connected to the SFU")
+            time.sleep(0.2)
+            before = asyncio.run(stats(url))
         cpu_before, wall_before = cpu_seconds(sfu.pid), time.monotonic()
         time.sleep(seconds)
         cpu_after, wall_after = cpu_seconds(sfu.pid), time.monotonic()
@@ -291,6 +329,8 @@ def measure(
             if latency:
                 result["latency_p50_ms"] = round(latency[len(latency) // 2], 3)
                 result["latency_p99_ms"] = round(latency[int(len(latency) * 0.99)], 3)
+            result["gc_ms_per_s"] = round(sum(after["gc"]) / wall, 3)
+            result["gc_max_pause_ms"] = round(max(after["gc"], default=0.0), 3)
         return result
     finally:
         for child in children:

@@ -6,6 +6,7 @@ import asyncio
 import fractions
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import av
 import pytest
@@ -209,7 +210,7 @@ async def subscriber_of(
     wanted = ("video/VP8", "video/rtx") if rtx else ("video/VP8",)
     vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in wanted]
     transceiver.setCodecPreferences(vp8)
-    forwarding = ForwardingSender(transceiver.sender, router.keyframe)
+    forwarding = ForwardingSender(transceiver.sender, router.keyframe, transceiver)
     router.senders.append(forwarding)
     subscriber = Subscriber(router.peer())
 
@@ -250,6 +251,27 @@ async def test_a_subscriber_decodes_what_the_sfu_forwards_undecoded(router: Rout
     # track, where aiortc puts each decoded frame (nobody reads it in the SFU).
     tap = router.taps[publisher]
     assert tap.receiver.track._queue.qsize() == 0  # type: ignore[attr-defined]
+
+
+async def test_only_a_receiver_with_packets_keeps_a_bitrate_estimator(router: Router) -> None:
+    """1,000 objects each: the SFU's send-only transceivers never get one; a publisher's
+    receiver gets it with the first packet, and its estimate (REMB) reaches the
+    publisher's encoder."""
+    publisher = router.source = await publisher_into(router)
+    subscriber, forwarding = await subscriber_of(router)
+    assert forwarding._transceiver is not None
+    estimator = "_RTCRtpReceiver__remote_bitrate_estimator"
+    assert getattr(forwarding._transceiver.receiver, estimator) is None
+
+    def encoder() -> Any:
+        return publisher.sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
+
+    await until(lambda: encoder() is not None, "the publisher's encoder")
+    started_at = encoder().target_bitrate
+    await until(lambda: subscriber.frames >= 30, "30 decoded frames")
+    assert getattr(router.taps[publisher].receiver, estimator) is not None
+    # The estimate differs from the encoder's start within seconds: REMB arrived.
+    await until(lambda: encoder().target_bitrate != started_at, "a REMB at the publisher")
 
 
 async def test_a_new_source_waits_for_its_keyframe_and_the_picture_goes_on(

@@ -27,13 +27,14 @@ import contextlib
 import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiortc
 from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import is_rtx
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import (
@@ -160,8 +161,16 @@ class PacketTap:
         self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
         receiver._RTCRtpReceiver__jitter_buffer = self._handoff  # type: ignore[attr-defined]
         receiver._handle_rtp_packet = self._handle  # type: ignore[method-assign]
+        # Most participants never publish (pupils without the floor): their video
+        # receivers get the bitrate estimator (REMB to the publisher) with their first
+        # packet, not before; see `drop_bitrate_estimator`.
+        self._estimates = receiver._RTCRtpReceiver__kind == "video"  # type: ignore[attr-defined]
+        drop_bitrate_estimator(receiver)
 
     async def _handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        if self._estimates:
+            self._estimates = False
+            self.receiver._RTCRtpReceiver__remote_bitrate_estimator = RemoteBitrateEstimator()  # type: ignore[attr-defined]
         # aiortc does statistics, REMB, NACKs and RTX, then hands the packet to _Handoff.
         await self._original(packet, arrival_time_ms=arrival_time_ms)
         packets = self._handoff.packets
@@ -221,6 +230,8 @@ class ForwardingSender:
         sender._run_rtp = self._run_rtp  # type: ignore[method-assign]
         sender._handle_rtcp_packet = self._handle_rtcp_packet  # type: ignore[method-assign]
         sender._retransmit = self._retransmit  # type: ignore[method-assign]
+        if transceiver is not None:  # it only sends: its receiver never sees a packet
+            drop_bitrate_estimator(transceiver.receiver)
 
     def _private(self, name: str) -> Any:
         return getattr(self.sender, f"_RTCRtpSender__{name}")
@@ -298,7 +309,18 @@ class ForwardingSender:
     async def forward(
         self, packet: RtpPacket, codec: RTCRtpCodecParameters, source: object
     ) -> bool:
-        """Send one packet of `source`; returns False when it was not sent.
+        """Send one packet of `source`; returns False when it was not sent."""
+        outcome = self.forward_now(packet, codec, source)
+        return outcome if isinstance(outcome, bool) else await outcome
+
+    def forward_now(
+        self, packet: RtpPacket, codec: RTCRtpCodecParameters, source: object
+    ) -> bool | Coroutine[Any, Any, bool]:
+        """Send one packet of `source` now if it can be: True sent, False not sent; or
+        the coroutine that finishes the job (a keyframe request, the slow send path).
+
+        Plain, not `async`: a fan-out to 100 subscribers then makes no coroutine per
+        subscriber, which costs time and, through the collector, pauses (bench/sfu.py).
 
         A packet is not sent before negotiation is done, when the subscriber did not
         accept its codec (there is no transcoding), or when it would switch sources in
@@ -311,8 +333,7 @@ class ForwardingSender:
             return False
         if source is not self._source:
             if not is_keyframe(codec.mimeType, packet.payload):
-                await self._on_keyframe_request(source)
-                return False
+                return self._ask_for_keyframe(source)
             gap = 1 if mine.clockRate != 90_000 else 3_000  # one frame apart, about
             self._seq_offset = (self._last_seq + 1 - packet.sequence_number) & 0xFFFF
             self._ts_offset = (self._last_ts + gap - packet.timestamp) & 0xFFFFFFFF
@@ -351,19 +372,31 @@ class ForwardingSender:
             data = out.serialize(self._extensions)
         self._last_seq, self._last_ts = sequence_number, timestamp
         self._history[sequence_number % RTP_HISTORY_SIZE] = data
-        if not self._send_now(data):
-            try:
-                await self.sender.transport._send_rtp(data)
-            except ConnectionError:
-                return False
-        # What aiortc's sender reports (RTCP sender reports) counts our packets too.
+        if self._send_now(data):
+            self._count(now, timestamp, len(packet.payload))
+            return True
+        return self._send_slowly(data, now, timestamp, len(packet.payload))
+
+    async def _ask_for_keyframe(self, source: object) -> bool:
+        await self._on_keyframe_request(source)
+        return False
+
+    async def _send_slowly(self, data: bytes, now: int, timestamp: int, size: int) -> bool:
+        try:
+            await self.sender.transport._send_rtp(data)
+        except ConnectionError:
+            return False
+        self._count(now, timestamp, size)
+        return True
+
+    def _count(self, now: int, timestamp: int, payload_size: int) -> None:
+        """What aiortc's sender reports (RTCP sender reports) counts our packets too."""
         sender = self.sender
         sender._RTCRtpSender__ntp_timestamp = now  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += payload_size  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
         self.forwarded += 1
-        return True
 
     def _send_now(self, data: bytes) -> bool:
         """Protect and send `data` at once, the way `RTCDtlsTransport._send_rtp` and aioice
@@ -410,6 +443,19 @@ class ForwardingSender:
 
 _RTP_HEADER = struct.Struct("!BBHLL")
 _NTP_EPOCH_OFFSET_S = 2_208_988_800  # from 1900 (NTP) to 1970 (Unix)
+
+
+def drop_bitrate_estimator(receiver: RTCRtpReceiver) -> None:
+    """Free a receiver of its bitrate estimator until it has packets to estimate from.
+
+    aiortc gives every video receiver a `RemoteBitrateEstimator` holding 1,000 objects
+    (one per millisecond of its window), even on a transceiver that only sends. With
+    100 subscribers of 11 video slots each, those were 1.1 million of the SFU's 1.4
+    million objects, and each full pass of Python's cyclic collector stopped the whole
+    event loop for 100–240 ms. The receiver skips the estimator when it has none, as
+    it does for audio.
+    """
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
 
 
 def ntp_now() -> int:

@@ -47,7 +47,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from widgets.call.moderation import CallState, Source
-from widgets.call.rtp_forwarding import ForwardingSender, PacketTap
+from widgets.call.rtp_forwarding import ForwardingSender, PacketTap, drop_bitrate_estimator
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ def _transceiver(
 ) -> RTCRtpTransceiver:
     transceiver = pc.addTransceiver(kind, direction=direction)
     transceiver.setCodecPreferences(_codecs(kind, AUDIO_CODECS if kind == "audio" else video))
+    drop_bitrate_estimator(transceiver.receiver)  # a tap makes it again if media comes
     return transceiver
 
 
@@ -301,7 +302,8 @@ class CallRoom:
             if source is Source.AUDIO:
                 self._note_voice(user_id, packet)
             for sender in self._routes.get(key, ()):
-                if await sender.forward(packet, codec, key):
+                sent = sender.forward_now(packet, codec, key)  # no coroutine per subscriber
+                if sent if isinstance(sent, bool) else await sent:
                     self.forwarded_packets += 1
 
         return forward
