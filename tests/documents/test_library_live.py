@@ -24,14 +24,18 @@ from tests.call.conftest import serving
 from tests.call.test_auth_live import verifier_for
 from tests.documents.conftest import School
 from tests.documents.library_items import add_items, item, make_staff, upload_as_bot
+from tests.documents.slides import make_presentation
 from tests.documents.test_documents_live import Api, listed
 from tests.harness.ports import free_ports
+from widgets.documents.convert import Converter
+from widgets.documents.files import PDF_FIELD
 from widgets.documents.homeserver import Homeserver
 from widgets.documents.library import LIBRARY_FIELD, ProvisioningLibrary
 from widgets.documents.service import DocumentsService, documents_router
 from widgets.documents.sessions import Sessions
 
 pytestmark = pytest.mark.timeout(300)
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 PDF = Path(__file__).parent / "lesson.pdf"
 
 
@@ -172,6 +176,41 @@ async def test_a_shared_file_reaches_the_class_as_the_same_matrix_file(
     assert saved.status_code == 201, saved.text
     (kept,) = await listed(api, teacher, mine)
     assert (kept["name"], kept["event_id"]) == ("Дроби.pdf", saved.json()["event_id"])
+
+
+async def test_a_shared_presentation_gets_its_preview_once(
+    api: Api, school: School, region: LocalDeployment, tmp_path: Path
+) -> None:
+    api.service.converter = Converter.from_system()
+    assert api.service.converter is not None, "LibreOffice is part of ./deploy.sh test"
+    deck = make_presentation(tmp_path / "Дроби.pptx", slides=3).read_bytes()
+    mxc = await upload_as_bot(region, "Дроби.pptx", deck, PPTX)
+    (item_id,) = add_items(
+        region,
+        item(
+            "Дроби: слайды", f"Math {secrets.token_hex(3)}", (5, 6), kind="file", url=mxc,
+            file_name="Дроби.pptx", mimetype=PPTX, size=len(deck),
+        ),
+    )  # fmt: skip
+    teacher = await api.sign_in(school.clients["teacher"])
+    first = await share(api, teacher, item_id, school.chat)
+    assert first.status_code == 201, first.text
+    pupil = school.clients["pupil"]
+    content = (await event(pupil, school.chat, first.json()["event_id"]))["content"]
+    assert content["url"] == mxc  # the library's own file, not a copy
+    pdf_url = content[PDF_FIELD]["url"]
+    assert pdf_url.startswith("mxc://") and pdf_url != mxc
+    # The pupil's page offers the preview, and it is the presentation as a PDF.
+    pupil_api = await api.sign_in(pupil)
+    (shown,) = [f for f in await listed(api, pupil_api, school.chat) if f["name"] == "Дроби.pptx"]
+    assert shown["preview"] == "pdf"
+    pdf = await api.http.get(shown["pdf_url"])
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    # A second share reuses the PDF: one conversion per library file.
+    second = await share(api, teacher, item_id, school.channel)
+    assert second.status_code == 201, second.text
+    again = (await event(pupil, school.channel, second.json()["event_id"]))["content"]
+    assert again[PDF_FIELD] == {"url": pdf_url}
 
 
 async def test_a_shared_link_is_a_text_message_with_its_provenance(

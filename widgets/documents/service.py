@@ -38,6 +38,7 @@ from parta.web import ApiError
 from widgets.call.room_access import NoAccess, RoomAccess, check_room_access
 from widgets.documents.convert import ConversionError, Converter, is_convertible
 from widgets.documents.files import (
+    PDF_FIELD,
     BadName,
     Document,
     Kind,
@@ -48,6 +49,7 @@ from widgets.documents.files import (
 from widgets.documents.homeserver import Homeserver
 from widgets.documents.library import (
     Library,
+    LibraryEntry,
     LibraryUnavailable,
     NoSuchItem,
     NotStaff,
@@ -78,6 +80,8 @@ class DocumentsService:
     local_media: LocalMedia | None = None  # downloads of our own files read from disk
     library: Library | None = None  # the verified library teachers share from; None: none
     _served: dict[tuple[str, str, str], tuple[float, Document]] = field(default_factory=dict)
+    # A library file's PDF preview by the file's mxc:// (see `_library_preview`).
+    _library_pdfs: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings, verifier: OpenIDVerifier) -> "DocumentsService":
@@ -377,14 +381,58 @@ class DocumentsService:
         if item.withdrawn:
             raise _no_such_item()
         await self._check_may_post(user_id, target_room)
+        content = item.message_content()
+        preview = await self._library_preview(user_id, item)
+        if preview is not None:
+            content[PDF_FIELD] = preview
         with _matrix_errors():
-            event_id = await self.homeserver.send(user_id, target_room, item.message_content())
+            event_id = await self.homeserver.send(user_id, target_room, content)
         if item.kind == "file":
             try:
                 await self.homeserver.send(user_id, target_room, item.notice_for(event_id))
             except MatrixError as exc:  # the file, with its provenance field, is shared
                 log.warning("no provenance line after %s in %s: %s", event_id, target_room, exc)
         return {"room_id": target_room, "event_id": event_id, "item": item.public()}
+
+    async def _library_preview(self, user_id: str, item: LibraryEntry) -> dict[str, str] | None:
+        """An office file's PDF for the page's preview, as an upload of theirs would have.
+
+        Made once per library file (the first share converts it and uploads the PDF as
+        the person sharing; later shares reuse that `mxc://`), so the library keeps the
+        file as the region put it there and the preview costs one conversion.
+        """
+        if item.kind != "file" or not is_convertible(item.file_name or ""):
+            return None
+        known = self._library_pdfs.get(item.url)
+        if known is not None:
+            return known
+        name = item.file_name or item.title
+        if self.converter is None:
+            return {"error": "no_converter"}
+        with tempfile.TemporaryDirectory(prefix="parta-library-") as work:
+            original, pdf = Path(work) / "original", Path(work) / "converted.pdf"
+            with _matrix_errors():
+                response = await self.homeserver.open_media(user_id, item.url, None)
+                try:
+                    async with await anyio.open_file(original, "wb") as file:
+                        async for chunk in response.aiter_bytes(DISK_CHUNK):
+                            await file.write(chunk)
+                finally:
+                    await response.aclose()
+            try:
+                await self.converter.to_pdf(original, name, pdf)
+            except ConversionError as exc:
+                log.info("no preview for library item %s: %s", item.id, exc)
+                preview = {"error": exc.reason}
+            else:
+                with _matrix_errors():
+                    url = await self.homeserver.upload(
+                        user_id, _pdf_name(name), "application/pdf", pdf.stat().st_size,
+                        _read(pdf),
+                    )  # fmt: skip
+                preview = {"url": url}
+        self._library_pdfs[item.url] = preview
+        return preview
 
     def _library(self) -> Library:
         if self.library is None:
