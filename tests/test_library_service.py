@@ -129,6 +129,17 @@ def test_a_withdrawn_item_is_hidden_from_search(migrated_session: Session) -> No
     assert s.scalar(select(func.count()).where(AuditEvent.action == "library.withdraw")) == 1
 
 
+def test_a_restored_item_is_found_again(migrated_session: Session) -> None:
+    s = migrated_session
+    row = add(s)
+    library.withdraw(s, row.id, actor=ADMIN)
+    library.restore(s, row.id, actor=ADMIN)
+    library.restore(s, row.id, actor=ADMIN)  # twice: one event
+    s.commit()
+    assert library.search(s, subject="Математика") == [row]
+    assert s.scalar(select(func.count()).where(AuditEvent.action == "library.restore")) == 1
+
+
 def test_an_update_replaces_the_fields_and_a_link_loses_file_facts(
     migrated_session: Session,
 ) -> None:

@@ -230,6 +230,15 @@ def withdraw(session: Session, item_id: int, *, actor: str) -> LibraryItem:
     return row
 
 
+def restore(session: Session, item_id: int, *, actor: str) -> LibraryItem:
+    """Publish a withdrawn item again (withdrawn by mistake, or checked again)."""
+    row = get(session, item_id)
+    if row.withdrawn_at is not None:
+        row.withdrawn_at = None
+        record_audit(session, actor, "library.restore", f"library:{row.id}", title=row.title)
+    return row
+
+
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"

@@ -175,6 +175,13 @@ def test_a_region_admin_curates_the_library(
     page.goto(f"{base}/library")
     expect(page.locator(f"#item-{link.id}")).to_have_count(0)
     assert _item(region, f"Дроби {tag}").withdrawn_at is not None
+    # Withdrawn by mistake: published again, and back in the plain list.
+    page.goto(f"{base}/library?withdrawn=yes")
+    page.locator(f"#item-{link.id} >> text=Опубликовать снова").click()
+    expect(page.locator(f"#item-{link.id}")).not_to_have_class("withdrawn")
+    assert _item(region, f"Дроби {tag}").withdrawn_at is None
+    page.locator(f"#item-{link.id} >> text=Снять с публикации").click()
+    expect(page.locator(f"#item-{link.id}")).to_have_class("withdrawn")
 
     # Import of two items.
     good = [
@@ -216,7 +223,10 @@ def test_a_region_admin_curates_the_library(
             .where(AuditEvent.subject.in_([f"library:{i}" for i in ids]))
             .order_by(AuditEvent.id)
         ).all()
-    assert actions == ["library.add", "library.add", "library.edit", "library.withdraw"]
+    assert actions == [
+        "library.add", "library.add", "library.edit", "library.withdraw", "library.restore",
+        "library.withdraw",
+    ]  # fmt: skip
 
     page.click("text=English")  # from the page the failed import rendered
     expect(page.locator("h1")).to_have_text("Verified library")
@@ -262,7 +272,7 @@ def test_a_teacher_reads_the_library_and_cannot_change_it(
         "file": FilePayload(name="x.json", mimeType="application/json", buffer=b"[]"),
     })  # fmt: skip
     assert imported.status == 403
-    for path in (f"/library/{some}", f"/library/{some}/withdraw"):
+    for path in (f"/library/{some}", f"/library/{some}/withdraw", f"/library/{some}/restore"):
         assert page.request.post(f"{base}{path}", form=fields).status == 403, path
     edit = page.goto(f"{base}/library/{some}/edit")
     assert edit is not None and edit.status == 403

@@ -330,6 +330,15 @@ def withdraw_item(item_id: int, viewer: Viewer, session: SessionDep) -> Response
     return RedirectResponse(f"/library?withdrawn=yes#item-{row.id}", status_code=303)
 
 
+@router.post("/library/{item_id:int}/restore")
+def restore_item(item_id: int, viewer: Viewer, session: SessionDep) -> Response:
+    _may_curate(viewer)
+    row = _item(session, item_id)
+    library.restore(session, row.id, actor=viewer.user_id)
+    session.commit()
+    return RedirectResponse(f"/library#item-{row.id}", status_code=303)
+
+
 @router.post("/library/import")
 async def import_items(
     request: Request,
