@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from provisioning.audit import record_audit
 from provisioning.db.base import utcnow
-from provisioning.db.models import LibraryItem
+from provisioning.db.models import AuditEvent, LibraryItem
 from provisioning.i18n import N_
 from provisioning.services.schools import DomainError
 
@@ -237,6 +237,18 @@ def restore(session: Session, item_id: int, *, actor: str) -> LibraryItem:
         row.withdrawn_at = None
         record_audit(session, actor, "library.restore", f"library:{row.id}", title=row.title)
     return row
+
+
+def recent_changes(session: Session, limit: int = 20) -> list[AuditEvent]:
+    """The library's last changes, newest first: who added, edited, withdrew what."""
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action.like("library.%"))
+            .order_by(AuditEvent.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def _like(text: str) -> str:

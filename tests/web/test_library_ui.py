@@ -227,6 +227,14 @@ def test_a_region_admin_curates_the_library(
         "library.add", "library.add", "library.edit", "library.withdraw", "library.restore",
         "library.withdraw",
     ]  # fmt: skip
+    # The page keeps the library's own log: newest first, in words.
+    page.goto(f"{base}/library")
+    expect(page.locator("#changes tbody tr").first).to_contain_text(
+        f"Добавлено в библиотеку: Карта мира {tag}"
+    )
+    changes = page.locator("#changes")
+    expect(changes).to_contain_text(f"Снято с публикации в библиотеке: Дроби {tag}")
+    expect(changes).to_contain_text(f"Снова опубликовано в библиотеке: Дроби {tag}")
 
     page.click("text=English")  # from the page the failed import rendered
     expect(page.locator("h1")).to_have_text("Verified library")

@@ -126,6 +126,7 @@ def _page(
         subjects=library.subjects(session), grades=GRADES, may_curate=viewer.region_admin,
         form=form or {"kind": "link", "grade_from": "1", "grade_to": "11"}, error=error,
         import_error=import_error, imported=imported, size_text=lambda n: size_text(request, n),
+        changes=library.recent_changes(session) if viewer.region_admin else [],
     )  # fmt: skip
 
 
