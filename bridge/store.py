@@ -21,6 +21,9 @@ class AppserviceTransaction(Base):
     txn_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     event_count: Mapped[int] = mapped_column(default=0)
+    # What the transaction held (`fingerprint_of`): Synapse on SQLite numbers its
+    # transactions from 1 again after a restart, so an ID alone does not mean "seen".
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
 
 
 class InboxEvent(Base):

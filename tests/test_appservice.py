@@ -110,6 +110,29 @@ def test_a_retried_transaction_is_processed_once(region: LocalDeployment, db: Se
     ]
 
 
+def test_a_reused_transaction_id_with_other_events_is_a_new_transaction(
+    region: LocalDeployment, db: Session
+) -> None:
+    """Synapse on SQLite numbers transactions from 1 again after a restart."""
+    txn_id = f"test-reused-{secrets.token_hex(4)}"
+
+    def knock(who: str) -> dict[str, object]:
+        return {
+            "event_id": f"$knock-{who}-{txn_id}", "room_id": "!someroom",
+            "type": "m.room.member", "state_key": f"@{who}:localhost",
+            "sender": f"@{who}:localhost", "origin_server_ts": 1_700_000_000_000,
+            "content": {"membership": "knock"},
+        }  # fmt: skip
+
+    with _as_homeserver(region) as http:
+        for events in ([knock("before")], [knock("before")], [knock("after")]):
+            response = http.put(f"/_matrix/app/v1/transactions/{txn_id}", json={"events": events})
+            assert (response.status_code, response.json()) == (200, {})
+    db.rollback()
+    kept = db.scalars(select(InboxEvent.event_id).where(InboxEvent.txn_id == txn_id)).all()
+    assert sorted(kept) == sorted([f"$knock-before-{txn_id}", f"$knock-after-{txn_id}"])
+
+
 async def test_synapse_delivers_events_of_managed_rooms(
     region: LocalDeployment, bot: MatrixClient, db: Session
 ) -> None:

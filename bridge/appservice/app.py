@@ -25,7 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.appservice import commands
-from bridge.appservice.inbox import Recorded, record_transaction, select_state_events
+from bridge.appservice.inbox import (
+    Recorded,
+    fingerprint_of,
+    record_transaction,
+    select_state_events,
+)
 from bridge.bot import ensure_bot_is_server_admin
 from bridge.matrix.client import MatrixClient
 from parta.settings import Settings
@@ -172,8 +177,9 @@ def create_app(settings: Settings) -> FastAPI:
         def store() -> Recorded:
             with factory() as session:
                 return record_transaction(
-                    session, txn_id, state_events, bot_user_id=settings.bot_user_id
-                )
+                    session, txn_id, state_events, bot_user_id=settings.bot_user_id,
+                    fingerprint=fingerprint_of(events),
+                )  # fmt: skip
 
         recorded = await run_in_threadpool(store)
         if recorded.placements_changed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -77,24 +78,47 @@ class Recorded:
     placements_changed: bool = False  # a join request was decided in a Matrix client
 
 
+def fingerprint_of(events: Iterable[Any]) -> str:
+    """What tells a retried transaction from a new one under a reused ID: its event IDs."""
+    ids = sorted(str(e.get("event_id", "")) for e in events if isinstance(e, dict))
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
 def record_transaction(
-    session: Session, txn_id: str, events: list[StateEvent], *, bot_user_id: str
+    session: Session,
+    txn_id: str,
+    events: list[StateEvent],
+    *,
+    bot_user_id: str,
+    fingerprint: str | None = None,
 ) -> Recorded:
     """Store a transaction and its state events once; not `processed` if it was already.
+
+    A transaction ID seen before with other events (`fingerprint`) is a new transaction:
+    Synapse on SQLite starts its transaction IDs from 1 again after a restart, once it has
+    delivered everything, and dropping those as retries would lose every knock and
+    command until the count passed the old one.
 
     The transaction row and its events commit together, so a crash between them cannot
     leave a transaction marked processed with its events lost, or the other way round.
     A managed room whose state someone other than the bot changed is marked dirty, so the
     reconciler's next run reads it from Synapse and repairs it.
     """
-    if session.get(AppserviceTransaction, txn_id) is not None:
+    seen = session.get(AppserviceTransaction, txn_id)
+    if seen is not None and (fingerprint is None or seen.fingerprint in (None, fingerprint)):
         return Recorded(processed=False)
+    if seen is not None:
+        log.info("transaction ID reused by the homeserver", extra={"txn_id": txn_id})
+        session.delete(seen)
+        session.flush()
     known = set(
         session.scalars(
             select(InboxEvent.event_id).where(InboxEvent.event_id.in_([e.event_id for e in events]))
         )
     )
-    session.add(AppserviceTransaction(txn_id=txn_id, event_count=len(events)))
+    session.add(
+        AppserviceTransaction(txn_id=txn_id, event_count=len(events), fingerprint=fingerprint)
+    )
     for event in events:
         if event.event_id in known:
             continue  # the same event may arrive again in another transaction
