@@ -127,3 +127,30 @@ async def test_a_pupils_page_has_no_library_tab(
         raise
     finally:
         await context.close()
+
+
+async def test_a_teacher_on_a_phone_uses_the_library_in_english(
+    browser: Browser, widgets_url: str, school: School, region: LocalDeployment
+) -> None:
+    make_staff(region, school)
+    subject = f"Geometry {secrets.token_hex(3)}"
+    add_items(region, item("Triangles and their angles", subject, (7, 8)))
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = await context.new_page()
+    try:
+        url = f"{widgets_url}/documents/?lang=en&room_id={school.chat}"
+        await sign_in(page, url, school.users["teacher"], school.passwords["teacher"])
+        await expect(page.locator("#tab-library")).to_have_text("Library", timeout=WAIT_MS)
+        await page.locator("#tab-library").click()
+        await page.locator("#library-subject").select_option(label=subject)
+        await page.locator("#library-grade").select_option("7")
+        found = page.locator("#library-list li", has_text="Triangles and their angles")
+        await expect(found).to_have_count(1, timeout=WAIT_MS)
+        await expect(found.get_by_role("button", name="Send to chat")).to_be_visible()
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 400, f"the library is {width} px wide on a 390 px phone"
+    except Exception:
+        await page.screenshot(path=str(ARTEFACTS / "documents-library-phone.png"))
+        raise
+    finally:
+        await context.close()
