@@ -90,7 +90,7 @@ def record_transaction(
     events: list[StateEvent],
     *,
     bot_user_id: str,
-    fingerprint: str | None = None,
+    fingerprint: str,
 ) -> Recorded:
     """Store a transaction and its state events once; not `processed` if it was already.
 
@@ -105,7 +105,8 @@ def record_transaction(
     reconciler's next run reads it from Synapse and repairs it.
     """
     seen = session.get(AppserviceTransaction, txn_id)
-    if seen is not None and (fingerprint is None or seen.fingerprint in (None, fingerprint)):
+    # A row from before fingerprints (None) is taken as the same transaction, as before.
+    if seen is not None and seen.fingerprint in (None, fingerprint):
         return Recorded(processed=False)
     if seen is not None:
         log.info("transaction ID reused by the homeserver", extra={"txn_id": txn_id})

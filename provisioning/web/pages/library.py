@@ -14,7 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Literal
 
 from babel.numbers import format_decimal
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -322,22 +322,20 @@ def back_to_the_form(request: Request, item_id: int | None = None) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
-@router.post("/library/{item_id:int}/withdraw")
-def withdraw_item(item_id: int, viewer: Viewer, session: SessionDep) -> Response:
+@router.post("/library/{item_id:int}/{change}")
+def publish_or_withdraw(
+    item_id: int, change: Literal["withdraw", "restore"], viewer: Viewer, session: SessionDep
+) -> Response:
+    """Withdraw an item from the library, or publish a withdrawn one again."""
     _may_curate(viewer)
     row = _item(session, item_id)
-    library.withdraw(session, row.id, actor=viewer.user_id)
+    if change == "withdraw":
+        library.withdraw(session, row.id, actor=viewer.user_id)
+    else:
+        library.restore(session, row.id, actor=viewer.user_id)
     session.commit()
-    return RedirectResponse(f"/library?withdrawn=yes#item-{row.id}", status_code=303)
-
-
-@router.post("/library/{item_id:int}/restore")
-def restore_item(item_id: int, viewer: Viewer, session: SessionDep) -> Response:
-    _may_curate(viewer)
-    row = _item(session, item_id)
-    library.restore(session, row.id, actor=viewer.user_id)
-    session.commit()
-    return RedirectResponse(f"/library#item-{row.id}", status_code=303)
+    shown = "?withdrawn=yes" if change == "withdraw" else ""
+    return RedirectResponse(f"/library{shown}#item-{row.id}", status_code=303)
 
 
 @router.post("/library/import")
