@@ -19,6 +19,9 @@ The publisher and subscribers are load generators: they run at a lower priority
 (--client-nice, default 10), so that on a small machine the process under test, SFU or
 relay alike, is not preempted by them in the middle of a packet's fan-out, as it would
 not be on a host of its own. The CPU figures do not depend on it; the latency does.
+Niceness only weighs the scheduler's shares: a woken subscriber can still take the core
+for a while. --realtime runs the process under test in the SCHED_FIFO class instead
+(root or CAP_SYS_NICE), which no load generator preempts; the JSON says which it was.
 Then cpu_ratio_at_10 (relay ÷ SFU at N = 10) and streams_per_core (forwarded streams a
 whole core would carry: N × 2 streams ÷ the SFU's share of a core, at the largest N whose
 subscribers still got 90% of the frames; a saturated machine drops frames instead).
@@ -269,11 +272,16 @@ async def run_subscribers(url: str, first: int, count: int, seconds: float) -> N
 # --- one measurement -------------------------------------------------------------------------
 
 
-def spawn(*args: str, nice: int = 0) -> subprocess.Popen[str]:
+def spawn(*args: str, nice: int = 0, realtime: bool = False) -> subprocess.Popen[str]:
+    def prepare() -> None:
+        if nice:
+            os.nice(nice)
+        if realtime:  # its threads (the relay's codecs) inherit the class
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+
     return subprocess.Popen(
         [sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        preexec_fn=(lambda: os.nice(nice)) if nice else None,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=prepare,
     )  # fmt: skip
 
 
@@ -285,11 +293,11 @@ async def stats(url: str) -> dict[str, Any]:
 
 
 def measure(
-    mode: str, n: int, seconds: float, per_process: int, client_nice: int
+    mode: str, n: int, seconds: float, per_process: int, client_nice: int, realtime: bool
 ) -> dict[str, Any]:
     (port,) = free_ports(1)
     url = f"ws://127.0.0.1:{port}"
-    sfu = spawn("--role", "sfu", "--port", str(port), "--mode", mode)
+    sfu = spawn("--role", "sfu", "--port", str(port), "--mode", mode, realtime=realtime)
     children = [sfu]
     try:
         assert sfu.stdout is not None and sfu.stdout.readline().strip() == "ready"
@@ -346,6 +354,7 @@ def main() -> None:
     parser.add_argument("--per-process", type=int, default=10)
     parser.add_argument("--relay-max", type=int, default=10)
     parser.add_argument("--client-nice", type=int, default=10, choices=range(20))
+    parser.add_argument("--realtime", action="store_true", help="SFU/relay in SCHED_FIFO")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -360,13 +369,20 @@ def main() -> None:
     if args.role == "subscribers":
         return asyncio.run(run_subscribers(args.url, args.first, args.count, args.seconds))
 
+    if args.realtime:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        except PermissionError:
+            sys.exit("--realtime needs root or CAP_SYS_NICE (the SCHED_FIFO class); run without it")
     runs: list[dict[str, Any]] = []
     relay_note = None
+    options = (args.seconds, args.per_process, args.client_nice, args.realtime)
     for n in [int(x) for x in args.subscribers.split(",")]:
-        forward = measure("forward", n, args.seconds, args.per_process, args.client_nice)
+        forward = measure("forward", n, *options)
         run: dict[str, Any] = {"n": n, "sfu_cpu_pct": forward.pop("cpu_pct"), **forward}
         if n <= args.relay_max:
-            relay = measure("relay", n, args.seconds, args.per_process, args.client_nice)
+            relay = measure("relay", n, *options)
             run["relay_cpu_pct"] = relay["cpu_pct"]
             run["relay_fps_per_subscriber"] = relay["fps_per_subscriber"]
         else:
@@ -377,7 +393,11 @@ def main() -> None:
             )
         runs.append(run)
         print(json.dumps(run), file=sys.stderr, flush=True)
-    result: dict[str, Any] = {"runs": runs, "client_nice": args.client_nice}
+    result: dict[str, Any] = {
+        "runs": runs,
+        "client_nice": args.client_nice,
+        "scheduling": "SCHED_FIFO" if args.realtime else "SCHED_OTHER",
+    }
     at_10 = next((r for r in runs if r["n"] == 10 and r["relay_cpu_pct"]), None)
     if at_10 and at_10["sfu_cpu_pct"]:
         result["cpu_ratio_at_10"] = round(at_10["relay_cpu_pct"] / at_10["sfu_cpu_pct"], 1)

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from tests.call.conftest import until
 from widgets.call.rtp_forwarding import (
     ForwardingSender,
+    Outgoing,
     PacketTap,
     _ExtensionWriter,
     check_aiortc_version,
@@ -108,6 +109,30 @@ def test_the_extension_writer_writes_what_aiortc_reads(
     assert parsed.extensions.mid == (mid if present[0] else None)
     assert parsed.extensions.abs_send_time == (send_time if present[1] else None)
     assert parsed.extensions.audio_level == (level if present[2] else None)
+
+
+def test_copies_of_a_packet_share_a_tail_only_where_their_extensions_match() -> None:
+    """`fan_out` joins extensions and payload once per layout: a subscriber whose slot
+    has another MID must still read its own MID, not the first subscriber's."""
+    negotiated = [
+        RTCRtpHeaderExtensionParameters(id=1, uri=MID),
+        RTCRtpHeaderExtensionParameters(id=2, uri=SEND_TIME),
+        RTCRtpHeaderExtensionParameters(id=3, uri=LEVEL),
+    ]
+    extensions = HeaderExtensionsMap()
+    extensions.configure(RTCRtpParameters(headerExtensions=negotiated))
+    writers = [_ExtensionWriter.for_map(extensions, mid) for mid in ("3", "7", "3")]
+    packet = RtpPacket(payload_type=111, sequence_number=1, timestamp=2, payload=b"opus")
+    packet.extensions.audio_level = (True, 30)
+    outgoing = Outgoing(packet)
+    tails = [outgoing.tail(writer) for writer in writers if writer is not None]
+    assert tails[0] is tails[2] and tails[0] != tails[1]
+    for (first, tail), mid in zip(tails, ("3", "7", "3"), strict=True):
+        header = bytes([first, 111, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3])
+        parsed = RtpPacket.parse(header + tail, extensions)
+        assert (parsed.extensions.mid, parsed.payload) == (mid, b"opus")
+        assert parsed.extensions.abs_send_time == outgoing.send_time
+        assert parsed.extensions.audio_level == (True, 30)
 
 
 class Pattern(VideoStreamTrack):

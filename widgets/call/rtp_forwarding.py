@@ -27,7 +27,7 @@ import contextlib
 import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 import aiortc
@@ -214,6 +214,9 @@ class ForwardingSender:
         self._codec_cache: dict[
             int, tuple[RTCRtpCodecParameters, RTCRtpCodecParameters | None]
         ] = {}
+        # The codec of the last packet and the subscriber's for it: one check per packet.
+        self._last_codec: tuple[RTCRtpCodecParameters, RTCRtpCodecParameters | None] | None = None
+        self._route: _Route | None = None  # where protected packets go, while it holds
         self._mid: str | None = None
         self._history: dict[int, bytes] = {}  # sent packets (before SRTP), for NACKs
         self._extensions: Any = None
@@ -314,13 +317,18 @@ class ForwardingSender:
         return outcome if isinstance(outcome, bool) else await outcome
 
     def forward_now(
-        self, packet: RtpPacket, codec: RTCRtpCodecParameters, source: object
+        self,
+        packet: RtpPacket,
+        codec: RTCRtpCodecParameters,
+        source: object,
+        outgoing: Outgoing | None = None,
     ) -> bool | Coroutine[Any, Any, bool]:
         """Send one packet of `source` now if it can be: True sent, False not sent; or
         the coroutine that finishes the job (a keyframe request, the slow send path).
 
         Plain, not `async`: a fan-out to 100 subscribers then makes no coroutine per
         subscriber, which costs time and, through the collector, pauses (bench/sfu.py).
+        `outgoing` holds what every subscriber's copy shares (see `fan_out`).
 
         A packet is not sent before negotiation is done, when the subscriber did not
         accept its codec (there is no transcoding), or when it would switch sources in
@@ -328,7 +336,13 @@ class ForwardingSender:
         """
         if self._codec is None:
             return False
-        mine = self._codec_for(codec)
+        last = self._last_codec
+        if last is not None and last[0] is codec:
+            mine = last[1]
+        else:
+            mine = self._codec_for(codec)
+            if self._negotiated:
+                self._last_codec = (codec, mine)
         if mine is None or mine.payloadType is None:
             return False
         if source is not self._source:
@@ -338,25 +352,20 @@ class ForwardingSender:
             self._seq_offset = (self._last_seq + 1 - packet.sequence_number) & 0xFFFF
             self._ts_offset = (self._last_ts + gap - packet.timestamp) & 0xFFFFFFFF
             self._source = source
+        if outgoing is None:
+            outgoing = Outgoing(packet)
         sequence_number = (packet.sequence_number + self._seq_offset) & 0xFFFF
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
-        now = ntp_now()
-        audio_level = packet.extensions.audio_level
         if self._writer is not None:
-            extensions = self._writer.block((now >> 14) & 0x00FFFFFF, audio_level)
-            data = b"".join(
-                (
-                    _RTP_HEADER.pack(
-                        0x90 if extensions else 0x80,
-                        (packet.marker << 7) | mine.payloadType,
-                        sequence_number,
-                        timestamp,
-                        self.sender._ssrc,
-                    ),
-                    extensions,
-                    packet.payload,
-                )
+            first, tail = outgoing.tail(self._writer)
+            header = _RTP_HEADER.pack(
+                first,
+                (packet.marker << 7) | mine.payloadType,
+                sequence_number,
+                timestamp,
+                self.sender._ssrc,
             )
+            data = header + tail
         else:  # extensions a one-byte header cannot carry: aiortc writes them
             out = RtpPacket(
                 payload_type=mine.payloadType,
@@ -366,16 +375,16 @@ class ForwardingSender:
                 ssrc=self.sender._ssrc,
                 payload=packet.payload,
             )
-            out.extensions.abs_send_time = (now >> 14) & 0x00FFFFFF
+            out.extensions.abs_send_time = outgoing.send_time
             out.extensions.mid = self._mid
-            out.extensions.audio_level = audio_level
+            out.extensions.audio_level = packet.extensions.audio_level
             data = out.serialize(self._extensions)
         self._last_seq, self._last_ts = sequence_number, timestamp
         self._history[sequence_number % RTP_HISTORY_SIZE] = data
         if self._send_now(data):
-            self._count(now, timestamp, len(packet.payload))
+            self._count(outgoing.now, timestamp, len(packet.payload))
             return True
-        return self._send_slowly(data, now, timestamp, len(packet.payload))
+        return self._send_slowly(data, outgoing.now, timestamp, len(packet.payload))
 
     async def _ask_for_keyframe(self, source: object) -> bool:
         await self._on_keyframe_request(source)
@@ -406,14 +415,13 @@ class ForwardingSender:
         dtls = self.sender.transport
         if dtls._state is not DtlsState.CONNECTED:
             return False
-        pair = dtls.transport._connection._nominated.get(1)  # RTP's ICE component
-        if pair is None or type(pair.protocol) is not StunProtocol:
-            return False
-        transport = pair.protocol.transport
-        if transport is None or transport.is_closing():
-            return False
-        protected = dtls._tx_srtp.protect(data)
-        transport.sendto(protected, pair.remote_addr)
+        route = self._route
+        if route is None or not route.holds(dtls):
+            route = self._route = _Route.of(dtls)
+            if route is None:
+                return False
+        protected = route.protect(data)
+        route.sendto(protected, route.address)
         dtls._RTCDtlsTransport__tx_bytes += len(protected)  # type: ignore[attr-defined]
         dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
         return True
@@ -458,6 +466,84 @@ def drop_bitrate_estimator(receiver: RTCRtpReceiver) -> None:
     receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
 
 
+def fan_out(
+    senders: Iterable[ForwardingSender],
+    packet: RtpPacket,
+    codec: RTCRtpCodecParameters,
+    source: object,
+) -> tuple[int, list[Coroutine[Any, Any, bool]]]:
+    """Send one packet of `source` to each of `senders` at once: how many copies went,
+    and the coroutines that finish the others (await them, in order).
+
+    What the copies share (the send time, the header extensions and the payload) is made
+    once for the packet, so that each subscriber costs only its header, its SRTP and a
+    `sendto`: in a lesson of 100, that loop is where the SFU spends its time.
+    """
+    outgoing = Outgoing(packet)
+    sent = 0
+    pending: list[Coroutine[Any, Any, bool]] = []
+    for sender in senders:
+        outcome = sender.forward_now(packet, codec, source, outgoing)
+        if outcome is True:
+            sent += 1
+        elif outcome is not False:
+            pending.append(outcome)
+    return sent, pending
+
+
+class Outgoing:
+    """One incoming packet as all its forwarded copies share it."""
+
+    __slots__ = ("_tails", "now", "packet", "send_time")
+
+    def __init__(self, packet: RtpPacket) -> None:
+        self.packet = packet
+        self.now = ntp_now()
+        self.send_time = (self.now >> 14) & 0x00FFFFFF  # abs-send-time: 6.18 fixed point
+        self._tails: dict[tuple[bytes, int, int, int], tuple[int, bytes]] = {}
+
+    def tail(self, writer: _ExtensionWriter) -> tuple[int, bytes]:
+        """The RTP header's first byte and what follows the fixed header (extensions and
+        payload) for subscribers whose extensions are laid out as `writer`'s."""
+        found = self._tails.get(writer.layout)
+        if found is None:
+            extensions = writer.block(self.send_time, self.packet.extensions.audio_level)
+            found = (0x90 if extensions else 0x80, extensions + self.packet.payload)
+            self._tails[writer.layout] = found
+        return found
+
+
+class _Route:
+    """Where a subscriber's packets go: the SRTP session and the socket of the nominated
+    ICE pair, found once and checked per packet (it holds for the connection's life)."""
+
+    __slots__ = ("_pair", "_transport", "address", "protect", "sendto")
+
+    def __init__(self, pair: Any, transport: asyncio.DatagramTransport, protect: Any) -> None:
+        self._pair = pair
+        self._transport = transport
+        self.address = pair.remote_addr
+        self.protect: Callable[[bytes], bytes] = protect
+        self.sendto = transport.sendto
+
+    @classmethod
+    def of(cls, dtls: Any) -> _Route | None:
+        """None when there is no direct path: no nominated pair yet, or a TURN relay."""
+        pair = dtls.transport._connection._nominated.get(1)  # RTP's ICE component
+        if pair is None or type(pair.protocol) is not StunProtocol:
+            return None
+        transport = pair.protocol.transport
+        if transport is None or transport.is_closing():
+            return None
+        return cls(pair, transport, dtls._tx_srtp.protect)
+
+    def holds(self, dtls: Any) -> bool:
+        return (
+            dtls.transport._connection._nominated.get(1) is self._pair
+            and not self._transport.is_closing()
+        )
+
+
 def ntp_now() -> int:
     """The 64-bit NTP time now (aiortc's `clock.current_ntp_time`, without datetime)."""
     return int((time.time() + _NTP_EPOCH_OFFSET_S) * (1 << 32))
@@ -472,6 +558,7 @@ class _ExtensionWriter:
     """
 
     def __init__(self, mid: bytes, mid_id: int, send_time_id: int, level_id: int) -> None:
+        self.layout = (mid, mid_id, send_time_id, level_id)  # equal layouts, equal blocks
         self._mid = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid if mid_id and mid else b""
         self._send_time_id = send_time_id
         self._send_time = bytes([(send_time_id << 4) | 2]) if send_time_id else b""

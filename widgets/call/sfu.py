@@ -47,7 +47,12 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from widgets.call.moderation import CallState, Source
-from widgets.call.rtp_forwarding import ForwardingSender, PacketTap, drop_bitrate_estimator
+from widgets.call.rtp_forwarding import (
+    ForwardingSender,
+    PacketTap,
+    drop_bitrate_estimator,
+    fan_out,
+)
 
 log = logging.getLogger(__name__)
 
@@ -301,10 +306,10 @@ class CallRoom:
                 return  # not allowed to send this: it reaches nobody
             if source is Source.AUDIO:
                 self._note_voice(user_id, packet)
-            for sender in self._routes.get(key, ()):
-                sent = sender.forward_now(packet, codec, key)  # no coroutine per subscriber
-                if sent if isinstance(sent, bool) else await sent:
-                    self.forwarded_packets += 1
+            sent, pending = fan_out(self._routes.get(key, ()), packet, codec, key)
+            for rest in pending:  # the few that wait for a keyframe or the slow path
+                sent += await rest
+            self.forwarded_packets += sent
 
         return forward
 
