@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from provisioning.db.engine import make_engine, make_session_factory
-from provisioning.db.models import EnrolmentRole, ManagedRoom, Region, Role, SchoolClass
+from provisioning.db.models import (
+    EnrolmentRole,
+    ManagedRoom,
+    Region,
+    Role,
+    School,
+    SchoolClass,
+)
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
 from tests.web.conftest import screenshot
@@ -193,6 +200,38 @@ def test_a_region_admin_creates_a_school_and_a_class_in_both_languages(
     expect(page).to_have_url(re.compile(r"/login\?next=/schools$"))
 
 
+def test_a_region_admin_reads_the_regions_audit_log_by_school(
+    region: LocalDeployment, context: BrowserContext, teacher: TeacherSetup
+) -> None:
+    """One log for the region: what belongs to no school, and every school's, by school."""
+    with db_session(region) as session:
+        own = session.get(School, teacher.own_school)
+        assert own is not None
+        own_name = own.name
+    page = region_admin_page(region, context)
+    page.click("nav.main-nav >> text=Школы")
+    page.click("text=Журнал изменений региона")
+    expect(page.locator("h1")).to_have_text("Журнал изменений региона")
+
+    page.select_option("select[name=school]", str(teacher.own_school))
+    page.click("form.row button[type=submit]")
+    table = page.locator("table")
+    expect(table).to_contain_text("Создан класс 6Б")
+    expect(table).to_contain_text(own_name)  # the "where" column names the school
+    assert "Создан класс 5А" in table.inner_text()
+    screenshot(page, "ru-region-audit")
+
+    page.select_option("select[name=school]", "region")
+    page.click("form.row button[type=submit]")
+    expect(table).to_contain_text("Регион создан")
+    assert "Создан класс" not in table.inner_text()  # schools' events stay in their filter
+    assert page.locator("select[name=school]").input_value() == "region"
+
+    response = page.goto(f"{region.settings.provisioning_url}/audit?school=999999")
+    assert response is not None and response.status == 404
+    expect(page.locator(".error")).to_have_text("Такой школы нет.")
+
+
 def test_a_teacher_sees_their_school_and_nothing_of_another(
     region: LocalDeployment, context: BrowserContext, teacher: TeacherSetup
 ) -> None:
@@ -208,6 +247,7 @@ def test_a_teacher_sees_their_school_and_nothing_of_another(
         f"/schools/{teacher.other_school}/classes/{teacher.other_school_class}",
         f"/schools/{teacher.other_school}/people",
         f"/schools/{teacher.own_school}/audit",  # the audit log is the administration's
+        "/audit",  # and the region's, the region administrators'
         f"/schools/{teacher.own_school}/rooms",  # so is opening rooms to other regions
         "/schools",
     ]

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 
 from provisioning.web.deps import verify_csrf
 from provisioning.web.pages import (
+    audit,
     auth,
     home,
     invites,
@@ -18,5 +19,5 @@ from provisioning.web.pages import (
 )
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
-for module in (auth, home, schools, rooms, people, invites, requests, roster, library):
+for module in (auth, home, schools, audit, rooms, people, invites, requests, roster, library):
     router.include_router(module.router)

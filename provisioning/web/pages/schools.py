@@ -1,4 +1,4 @@
-"""Schools, classes, the people of a school and its audit log."""
+"""Schools, classes and the people of a school."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
-from provisioning.db.models import AuditEvent, InviteLink, Region, School, SchoolClass
+from provisioning.db.models import InviteLink, Region, School, SchoolClass
 from provisioning.i18n import N_
 from provisioning.services import directory, requests
 from provisioning.services import schools as svc
@@ -22,8 +22,6 @@ from provisioning.web.deps import Viewer, WebError
 from provisioning.web.render import render, translate
 
 router = APIRouter()
-
-AUDIT_PAGE_SIZE = 50
 
 
 def current_academic_year(today: date) -> int:
@@ -219,37 +217,3 @@ def people_page(
     result = directory.school_people(session, school, role=role, query=q, page=page)
     template = "_people_rows.html" if request.headers.get("hx-request") else "people.html"
     return render(request, template, school=school, result=result, role=role, q=q)
-
-
-@router.get("/schools/{school_id}/audit")
-def audit_page(
-    request: Request,
-    school_id: int,
-    viewer: Viewer,
-    session: SessionDep,
-    action: Annotated[str, Query(max_length=64)] = "",
-    actor: Annotated[str, Query(max_length=255)] = "",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-) -> Response:
-    school = school_for(session, viewer, school_id, manage=True)
-    condition = AuditEvent.school_id == school.id
-    if action:
-        condition = condition & AuditEvent.action.startswith(action, autoescape=True)
-    if actor.strip():
-        condition = condition & AuditEvent.actor.contains(actor.strip(), autoescape=True)
-    total = session.scalar(select(func.count()).select_from(AuditEvent).where(condition)) or 0
-    events = session.scalars(
-        select(AuditEvent)
-        .where(condition)
-        .order_by(AuditEvent.id.desc())
-        .offset((page - 1) * AUDIT_PAGE_SIZE)
-        .limit(AUDIT_PAGE_SIZE)
-    ).all()
-    actions = session.scalars(
-        select(AuditEvent.action).where(AuditEvent.school_id == school.id).distinct()
-    ).all()
-    return render(
-        request, "audit.html", school=school, events=events, total=total, page=page,
-        pages=max(1, -(-total // AUDIT_PAGE_SIZE)), action=action, actor=actor,
-        actions=sorted(actions),
-    )  # fmt: skip
