@@ -7,6 +7,8 @@ Prints one JSON object. In the same run, on one local deployment:
   from Synapse's media store, or stream it from Synapse) against Synapse's authenticated
   media download; and the last MiB through the service, as a video player seeking asks;
 - conversion: a 30-slide presentation to PDF with LibreOffice, as the service does it.
+For uploads it also gives the CPU seconds the service spent on one (`upload_service_cpu_s`,
+with the kernel's share: socket copies) and Synapse's, each way (`upload_synapse_cpu_s`).
 Each transfer is repeated (`--repeat`, default 5), the two ways taking turns. The ratios
 compare the best of each way (`*_ratio`), and the medians are given too (`*_median_ratio`):
 on a small virtual machine, Synapse's own upload of the same 100 MB takes from 0.2 to
@@ -35,7 +37,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import start_region
+from bench.harness import cpu_seconds, cpu_times, start_region
 from bridge.accounts import ensure_local_user
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
@@ -158,11 +160,29 @@ async def transfers(region: LocalDeployment, size: int, repeat: int) -> dict[str
                 if answer.status_code != 206 or len(await answer.aread()) != MIB:
                     raise RuntimeError(f"the last MiB was not served: {answer.status_code}")
 
+        # What each upload cost the service and Synapse in CPU: steadier than wall time
+        # on a small machine, and it tells whose work the difference is.
+        pids = region.status()
+        widgets_pid, synapse_pid = pids["widgets"], pids["synapse"]
+        assert widgets_pid and synapse_pid, "the deployment's services are not running"
+        cpu: dict[str, list[tuple[float, float]]] = {"direct": [], "service": []}
+        kernel_share: list[float] = []
+
+        async def costed(way: str, run: Callable[[], Awaitable[None]]) -> float:
+            (user_0, kernel_0), synapse = cpu_times(widgets_pid), cpu_seconds(synapse_pid)
+            wall = await median_s(1, run)
+            user_1, kernel_1 = cpu_times(widgets_pid)
+            user, kernel = user_1 - user_0, kernel_1 - kernel_0
+            cpu[way].append((user + kernel, cpu_seconds(synapse_pid) - synapse))
+            if way == "service" and user + kernel:
+                kernel_share.append(kernel / (user + kernel))
+            return wall
+
         # Interleaved, so that a slower moment of the machine hits both alike.
         up_direct, up_service, down_direct, down_service = [], [], [], []
         for _ in range(repeat):
-            up_direct.append(await median_s(1, direct_upload))
-            up_service.append(await median_s(1, service_upload))
+            up_direct.append(await costed("direct", direct_upload))
+            up_service.append(await costed("service", service_upload))
             down_direct.append(await median_s(1, direct_download))
             down_service.append(await median_s(1, service_download))
         seek = await median_s(repeat, service_seek)
@@ -180,8 +200,14 @@ async def transfers(region: LocalDeployment, size: int, repeat: int) -> dict[str
             f"{way}_ratio": round(min(through) / min(direct), 3),
             f"{way}_median_ratio": round(statistics.median(through) / statistics.median(direct), 3),
         }
+    median = statistics.median
     return {
         **figures,
+        "upload_service_cpu_s": round(median(w for w, _ in cpu["service"]), 3),
+        "upload_service_kernel_share": round(median(kernel_share or [0.0]), 2),
+        "upload_synapse_cpu_s": {
+            way: round(median(s for _, s in cpu[way]), 3) for way in ("direct", "service")
+        },
         # Synapse answers a range with the whole file; the service reads only the range.
         "seek_last_mib_service_s": round(seek, 4),
     }

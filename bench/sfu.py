@@ -57,13 +57,12 @@ from aiortc.contrib.media import MediaRelay  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
-from bench.harness import free_ports  # noqa: E402
+from bench.harness import cpu_seconds, free_ports  # noqa: E402
 from widgets.call import rtp_forwarding  # noqa: E402
 from widgets.call.moderation import CallState  # noqa: E402
 from widgets.call.sfu import CallRoom, new_peer_connection  # noqa: E402
 
 TARGETS = {"cpu_ratio_at_10": 10.0, "streams_per_core": 300.0, "latency_p99_ms": 5.0}
-TICKS = os.sysconf("SC_CLK_TCK")
 WARM_UP_S = 6.0
 FULL_FPS = 27.0  # 90% of the camera's 30 fps
 PATCH = 96  # the moving patch's side, in pixels: sets the camera's bitrate
@@ -99,11 +98,6 @@ class Camera(VideoStreamTrack):
         self.index += 1
         picture.pts, picture.time_base = pts, time_base
         return picture
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 # --- the SFU process -------------------------------------------------------------------------
