@@ -229,6 +229,7 @@ async def test_bad_uploads_get_a_reason_and_store_nothing(
         (teacher, school.chat, "a\\b.txt", b"x", 400, "PARTA_BAD_NAME"),
         (teacher, school.chat, "   ", b"x", 400, "PARTA_BAD_NAME"),
         (pupil, school.channel, "мой.txt", b"x", 403, "PARTA_READ_ONLY"),
+        (pupil, school.channel, "большой.bin", b"x" * (LIMIT - 1), 403, "PARTA_READ_ONLY"),
         (pupil, school.other, "чужой.txt", b"x", 403, "M_FORBIDDEN"),
     ]
     for who, room, name, data, status, errcode in cases:
@@ -238,6 +239,21 @@ async def test_bad_uploads_get_a_reason_and_store_nothing(
     assert await listed(api, teacher, school.chat) == before
     assert await api.service.homeserver.media_used(school.users["teacher"]) == used
     assert await api.service.homeserver.media_used(school.users["pupil"]) == 0
+
+
+async def test_a_file_over_the_persons_quota_is_refused_before_it_is_stored(
+    api: Api, school: School
+) -> None:
+    teacher = await api.sign_in(school.clients["teacher"])
+    used = await api.service.homeserver.media_used(school.users["teacher"])
+    api.service.quota_bytes = used + 10
+    over = await upload(api, teacher, school.chat, "лишний.txt", b"x" * 11, "text/plain")
+    assert over.status_code == 413 and over.json()["errcode"] == "PARTA_QUOTA"
+    assert "Delete files you no longer need" in over.json()["error"]
+    assert await api.service.homeserver.media_used(school.users["teacher"]) == used
+    fits = await upload(api, teacher, school.chat, "ровно.txt", b"x" * 10, "text/plain")
+    assert fits.status_code == 201, fits.text
+    assert await api.service.homeserver.media_used(school.users["teacher"]) == used + 10
 
 
 async def test_share_rename_and_delete(api: Api, school: School) -> None:
