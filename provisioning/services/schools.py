@@ -228,10 +228,21 @@ def link_parent(session: Session, parent: Person, child: Person, *, actor: str =
             actor,
             "parent.linked",
             str(parent.id),
+            school_id=_pupils_school(session, child),  # the school's log shows its families
             name=parent.display_name,
             child=child.id,
             child_name=child.display_name,
         )
+
+
+def _pupils_school(session: Session, pupil: Person) -> int | None:
+    """The school of the pupil's class; None before they are in one."""
+    return session.scalar(
+        select(SchoolClass.school_id)
+        .join(Enrolment, Enrolment.class_id == SchoolClass.id)
+        .where(Enrolment.person_id == pupil.id, Enrolment.role == EnrolmentRole.PUPIL)
+        .limit(1)
+    )
 
 
 def move_pupil(
