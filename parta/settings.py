@@ -335,6 +335,11 @@ class Settings(BaseSettings):
         return self.var_dir / "calls"
 
     @property
+    def documents_state_dir(self) -> Path:
+        """The documents service's own state (the library's PDF previews)."""
+        return self.var_dir / "documents"
+
+    @property
     def log_dir(self) -> Path:
         return self.var_dir / "log"
 

@@ -31,6 +31,7 @@ from widgets.documents.convert import Converter
 from widgets.documents.files import PDF_FIELD
 from widgets.documents.homeserver import Homeserver
 from widgets.documents.library import LIBRARY_FIELD, ProvisioningLibrary
+from widgets.documents.previews import PreviewStore
 from widgets.documents.service import DocumentsService, documents_router
 from widgets.documents.sessions import Sessions
 
@@ -183,6 +184,8 @@ async def test_a_shared_presentation_gets_its_preview_once(
 ) -> None:
     api.service.converter = Converter.from_system()
     assert api.service.converter is not None, "LibreOffice is part of ./deploy.sh test"
+    kept = tmp_path / "library-previews.json"
+    api.service.library_previews = PreviewStore(kept)
     deck = make_presentation(tmp_path / "Дроби.pptx", slides=3).read_bytes()
     mxc = await upload_as_bot(region, "Дроби.pptx", deck, PPTX)
     (item_id,) = add_items(
@@ -211,6 +214,14 @@ async def test_a_shared_presentation_gets_its_preview_once(
     assert second.status_code == 201, second.text
     again = (await event(pupil, school.channel, second.json()["event_id"]))["content"]
     assert again[PDF_FIELD] == {"url": pdf_url}
+    # After a restart (a new store on the same file) the preview is still known: a share
+    # made with no converter at all still carries it.
+    api.service.library_previews = PreviewStore(kept)
+    api.service.converter = None
+    third = await share(api, teacher, item_id, school.chat)
+    assert third.status_code == 201, third.text
+    later = (await event(pupil, school.chat, third.json()["event_id"]))["content"]
+    assert later[PDF_FIELD] == {"url": pdf_url}
 
 
 async def test_a_shared_link_is_a_text_message_with_its_provenance(

@@ -13,6 +13,7 @@ No `from __future__ import annotations` here: FastAPI must see the router's depe
 types, which live in `documents_router`'s scope, when the routes are declared.
 """
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -56,6 +57,7 @@ from widgets.documents.library import (
     ProvisioningLibrary,
 )
 from widgets.documents.local_media import LocalFile, LocalMedia
+from widgets.documents.previews import PreviewStore
 from widgets.documents.ranges import Unsatisfiable, cut, parse_range
 from widgets.documents.sessions import NotSignedIn, Sessions
 from widgets.openid import OpenIDError, OpenIDVerifier
@@ -81,7 +83,8 @@ class DocumentsService:
     library: Library | None = None  # the verified library teachers share from; None: none
     _served: dict[tuple[str, str, str], tuple[float, Document]] = field(default_factory=dict)
     # A library file's PDF preview by the file's mxc:// (see `_library_preview`).
-    _library_pdfs: dict[str, dict[str, str]] = field(default_factory=dict)
+    library_previews: PreviewStore = field(default_factory=PreviewStore)
+    _preview_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings, verifier: OpenIDVerifier) -> "DocumentsService":
@@ -102,6 +105,7 @@ class DocumentsService:
             ),
             quota_bytes=settings.documents_quota_mb * MIB,
             library=ProvisioningLibrary.from_settings(settings),
+            library_previews=PreviewStore(settings.documents_state_dir / "library-previews.json"),
         )
 
     async def close(self) -> None:
@@ -398,14 +402,21 @@ class DocumentsService:
         """An office file's PDF for the page's preview, as an upload of theirs would have.
 
         Made once per library file (the first share converts it and uploads the PDF as
-        the person sharing; later shares reuse that `mxc://`), so the library keeps the
-        file as the region put it there and the preview costs one conversion.
+        the person sharing; later shares, also after a restart, reuse that `mxc://`), so
+        the library keeps the file as the region put it there and the preview costs one
+        conversion, even when two teachers share it at the same moment.
         """
         if item.kind != "file" or not is_convertible(item.file_name or ""):
             return None
-        known = self._library_pdfs.get(item.url)
-        if known is not None:
-            return known
+        async with self._preview_locks.setdefault(item.url, asyncio.Lock()):
+            known = self.library_previews.get(item.url)
+            if known is not None:
+                return known
+            preview = await self._make_library_preview(user_id, item)
+            self.library_previews.put(item.url, preview)
+            return preview
+
+    async def _make_library_preview(self, user_id: str, item: LibraryEntry) -> dict[str, str]:
         name = item.file_name or item.title
         if self.converter is None:
             return {"error": "no_converter"}
@@ -431,7 +442,6 @@ class DocumentsService:
                         _read(pdf),
                     )  # fmt: skip
                 preview = {"url": url}
-        self._library_pdfs[item.url] = preview
         return preview
 
     def _library(self) -> Library:
