@@ -10,7 +10,8 @@ and each subscriber process wait for it, so no handshake falls in the window):
   - latency_p50_ms / latency_p99_ms: inside the SFU, from a packet's arrival at its
     receiver to the last subscriber's send;
   - gc_ms_per_s / gc_max_pause_ms: time the SFU spent in Python's cyclic garbage
-    collector, and its longest pause (the whole event loop stops for it);
+    collector, and its longest pause (the whole event loop stops for it); the SFU process
+    freezes its start-up objects first, as the widget service does;
   - fps_per_subscriber: video frames each subscriber received per second (mean);
   - relay_cpu_pct: the same N through aiortc's MediaRelay (decode once, encode per
     subscriber), measured in the same run up to --relay-max subscribers (above it the
@@ -58,6 +59,7 @@ from websockets.asyncio.client import connect  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
 from bench.harness import cpu_seconds, free_ports  # noqa: E402
+from parta.memory import freeze_startup_objects  # noqa: E402
 from widgets.call import rtp_forwarding  # noqa: E402
 from widgets.call.moderation import CallState  # noqa: E402
 from widgets.call.sfu import CallRoom, new_peer_connection  # noqa: E402
@@ -357,6 +359,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "sfu":
+        freeze_startup_objects()  # as `parta serve widgets` does
         return asyncio.run(serve_sfu(args.port, args.mode))
     if args.role == "publisher":
         return asyncio.run(run_publisher(args.url))

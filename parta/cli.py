@@ -396,13 +396,15 @@ def serve_widgets(var_dir: VarDir = Path("var")) -> None:
     import uvicorn
 
     from parta.logs import configure_logging
+    from parta.memory import freeze_startup_objects
     from widgets.app import create_app
 
     settings = _load(var_dir)
     configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    freeze_startup_objects()  # full collections would stop every call to walk them
     uvicorn.run(
-        create_app(settings), host=settings.bind_address, port=settings.widgets_port,
-        log_config=None,
+        app, host=settings.bind_address, port=settings.widgets_port, log_config=None
     )  # fmt: skip
 
 
