@@ -6,6 +6,8 @@ Each test signs in through the login form, whose password the real homeserver ch
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
 import secrets
 import time
@@ -221,6 +223,24 @@ def test_a_region_admin_reads_the_regions_audit_log_by_school(
     assert "Создан класс 5А" in table.inner_text()
     screenshot(page, "ru-region-audit")
 
+    # The same rows as a table to download: every row, the codes and details as recorded.
+    link = page.locator("a[download]")
+    expect(link).to_have_text("Скачать таблицей (CSV)")
+    href = link.get_attribute("href") or ""
+    assert href.startswith(f"/audit.csv?school={teacher.own_school}&")
+    base = region.settings.provisioning_url
+    answer = page.request.get(f"{base}{href}")
+    assert answer.status == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert 'filename="audit-region-' in answer.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(answer.body().decode("utf-8-sig"))))
+    assert rows[0] == ["Когда", "Где", "Что", "Объект", "Подробности", "Кто", "Откуда"]
+    assert {row[1] for row in rows[1:]} == {own_name}
+    created = [row for row in rows[1:] if row[2] == "class.created"]
+    assert sorted(row[3].rsplit("/", 1)[1] for row in created) == ["5А", "6Б"]
+    school_csv = page.request.get(f"{base}/schools/{teacher.own_school}/audit.csv")
+    assert school_csv.status == 200
+    assert len(list(csv.reader(io.StringIO(school_csv.body().decode("utf-8-sig"))))) == len(rows)
+
     page.select_option("select[name=school]", "region")
     page.click("form.row button[type=submit]")
     expect(page.locator("select[name=school]")).to_have_value("region")
@@ -249,7 +269,9 @@ def test_a_teacher_sees_their_school_and_nothing_of_another(
         f"/schools/{teacher.other_school}/classes/{teacher.other_school_class}",
         f"/schools/{teacher.other_school}/people",
         f"/schools/{teacher.own_school}/audit",  # the audit log is the administration's
+        f"/schools/{teacher.own_school}/audit.csv",
         "/audit",  # and the region's, the region administrators'
+        "/audit.csv",
         f"/schools/{teacher.own_school}/rooms",  # so is opening rooms to other regions
         "/schools",
     ]
