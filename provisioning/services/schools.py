@@ -181,11 +181,7 @@ def enrol(
     parent or the administration to confirm them first; they are placed nowhere until then.
     """
     if role is EnrolmentRole.PUPIL:
-        current = session.scalar(
-            select(Enrolment).where(
-                Enrolment.person_id == person.id, Enrolment.role == EnrolmentRole.PUPIL
-            )
-        )
+        current = pupil_enrolment(session, person)
         if current is not None and current.class_id != school_class.id:
             raise DomainError(
                 N_("%(name)s is a pupil of another class already; move them instead"),
@@ -223,25 +219,25 @@ def link_parent(session: Session, parent: Person, child: Person, *, actor: str =
     )
     if exists is None:
         session.add(ParentLink(parent_id=parent.id, child_id=child.id))
+        child_class = pupil_enrolment(session, child)  # the school's log shows its families
         _audit(
             session,
             actor,
             "parent.linked",
             str(parent.id),
-            school_id=_pupils_school(session, child),  # the school's log shows its families
+            school_id=child_class.school_class.school_id if child_class else None,
             name=parent.display_name,
             child=child.id,
             child_name=child.display_name,
         )
 
 
-def _pupils_school(session: Session, pupil: Person) -> int | None:
-    """The school of the pupil's class; None before they are in one."""
+def pupil_enrolment(session: Session, pupil: Person) -> Enrolment | None:
+    """The pupil's place in their class (a pupil is in one class at a time), if any."""
     return session.scalar(
-        select(SchoolClass.school_id)
-        .join(Enrolment, Enrolment.class_id == SchoolClass.id)
-        .where(Enrolment.person_id == pupil.id, Enrolment.role == EnrolmentRole.PUPIL)
-        .limit(1)
+        select(Enrolment).where(
+            Enrolment.person_id == pupil.id, Enrolment.role == EnrolmentRole.PUPIL
+        )
     )
 
 
@@ -249,11 +245,7 @@ def move_pupil(
     session: Session, pupil: Person, to_class: SchoolClass, *, actor: str = "system"
 ) -> None:
     """Move a pupil to another class (their parents follow through the parent links)."""
-    enrolment = session.scalar(
-        select(Enrolment).where(
-            Enrolment.person_id == pupil.id, Enrolment.role == EnrolmentRole.PUPIL
-        )
-    )
+    enrolment = pupil_enrolment(session, pupil)
     if enrolment is None:
         raise DomainError(N_("%(name)s is not a pupil of any class"), name=pupil.display_name)
     if enrolment.class_id != to_class.id:
@@ -339,11 +331,7 @@ def confirm_pupil(
     Raises:
         DomainError: the person is not a pupil of any class.
     """
-    enrolment = session.scalar(
-        select(Enrolment).where(
-            Enrolment.person_id == pupil.id, Enrolment.role == EnrolmentRole.PUPIL
-        )
-    )
+    enrolment = pupil_enrolment(session, pupil)
     if enrolment is None:
         raise DomainError(N_("%(name)s is not a pupil of any class"), name=pupil.display_name)
     changed = False
@@ -380,11 +368,7 @@ def decline_pupil(session: Session, pupil: Person, *, actor: str = "system") -> 
         DomainError: the pupil is confirmed already (moving or removing placed pupils is
             done on the school's pages) or not waiting at all.
     """
-    enrolment = session.scalar(
-        select(Enrolment).where(
-            Enrolment.person_id == pupil.id, Enrolment.role == EnrolmentRole.PUPIL
-        )
-    )
+    enrolment = pupil_enrolment(session, pupil)
     if enrolment is None or enrolment.confirmed_at is not None:
         raise DomainError(N_("This request has been decided already."))
     school_class = session.get(SchoolClass, enrolment.class_id)

@@ -40,16 +40,25 @@ def translate(request: Request, message: str, **params: object) -> str:
     return text % params if params else text
 
 
+def region_zone(request: Request) -> ZoneInfo:
+    return ZoneInfo(request.app.state.settings.timezone)
+
+
+def local_time(moment: datetime, zone: ZoneInfo) -> datetime:
+    """A stored moment in the region's zone (SQLite gives them back without a zone: UTC)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo("UTC"))
+    return aware.astimezone(zone)
+
+
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
     """Render a page with what every page needs: the viewer, CSRF token, locale, clock."""
     locale: str = request.state.locale
-    zone = ZoneInfo(request.app.state.settings.timezone)
+    zone = region_zone(request)
 
     def when(moment: datetime | None, fmt: str = "short") -> str:
         if moment is None:
             return ""
-        aware = moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo("UTC"))
-        return format_datetime(aware, format=fmt, tzinfo=zone, locale=locale)
+        return format_datetime(local_time(moment, zone), format=fmt, tzinfo=zone, locale=locale)
 
     html = (
         environment(locale)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from parta.files import write_atomically
 from tests.call.conftest import until
 from widgets.call.moderation import CallError, CallState, Source
-from widgets.call.persistence import CallStore, dump_state, load_state, write_atomically
+from widgets.call.persistence import CallStore, dump_state, load_state
 
 TEACHER, IVAN, MASHA, KOLYA = "@olga:hs", "@ivan:hs", "@masha:hs", "@kolya:hs"
 

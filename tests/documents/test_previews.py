@@ -10,11 +10,11 @@ import pytest
 from widgets.documents.previews import PreviewStore
 
 
-def test_made_previews_outlive_the_store_and_failures_do_not(tmp_path: Path) -> None:
+async def test_made_previews_outlive_the_store_and_failures_do_not(tmp_path: Path) -> None:
     path = tmp_path / "documents" / "library-previews.json"
     store = PreviewStore(path)
-    store.put("mxc://hs/deck", {"url": "mxc://hs/deck-pdf"})
-    store.put("mxc://hs/broken", {"error": "damaged"})
+    await store.put("mxc://hs/deck", {"url": "mxc://hs/deck-pdf"})
+    await store.put("mxc://hs/broken", {"error": "damaged"})
     assert store.get("mxc://hs/broken") == {"error": "damaged"}  # until the next start
     again = PreviewStore(path)
     assert again.get("mxc://hs/deck") == {"url": "mxc://hs/deck-pdf"}
@@ -22,7 +22,7 @@ def test_made_previews_outlive_the_store_and_failures_do_not(tmp_path: Path) -> 
     assert [p.name for p in path.parent.iterdir()] == ["library-previews.json"]  # no leftovers
 
 
-def test_a_damaged_file_is_ignored_with_a_warning(
+async def test_a_damaged_file_is_ignored_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "library-previews.json"
@@ -31,11 +31,11 @@ def test_a_damaged_file_is_ignored_with_a_warning(
     with caplog.at_level(logging.WARNING):
         assert store.get("mxc://hs/deck") is None
     assert "ignoring the saved library previews" in caplog.text
-    store.put("mxc://hs/deck", {"url": "mxc://hs/deck-pdf"})  # and the file is written anew
+    await store.put("mxc://hs/deck", {"url": "mxc://hs/deck-pdf"})  # and the file is written anew
     assert PreviewStore(path).get("mxc://hs/deck") == {"url": "mxc://hs/deck-pdf"}
 
 
-def test_without_a_path_previews_stay_in_memory() -> None:
+async def test_without_a_path_previews_stay_in_memory() -> None:
     store = PreviewStore()
-    store.put("mxc://hs/deck", {"url": "mxc://hs/deck-pdf"})
+    await store.put("mxc://hs/deck", {"url": "mxc://hs/deck-pdf"})
     assert store.get("mxc://hs/deck") == {"url": "mxc://hs/deck-pdf"}

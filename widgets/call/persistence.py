@@ -22,13 +22,12 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from parta.files import write_atomically
 from widgets.call.moderation import CallState, Participant, Presentation, Visit
 
 log = logging.getLogger(__name__)
@@ -119,22 +118,6 @@ def load_state(data: dict[str, Any], *, last_n: int) -> CallState:
             )
         )
     return state
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so a reader (or a crash) sees the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 class CallStore:

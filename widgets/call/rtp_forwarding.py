@@ -214,8 +214,6 @@ class ForwardingSender:
         self._codec_cache: dict[
             int, tuple[RTCRtpCodecParameters, RTCRtpCodecParameters | None]
         ] = {}
-        # The codec of the last packet and the subscriber's for it: one check per packet.
-        self._last_codec: tuple[RTCRtpCodecParameters, RTCRtpCodecParameters | None] | None = None
         self._route: _Route | None = None  # where protected packets go, while it holds
         self._mid: str | None = None
         self._history: dict[int, bytes] = {}  # sent packets (before SRTP), for NACKs
@@ -336,13 +334,7 @@ class ForwardingSender:
         """
         if self._codec is None:
             return False
-        last = self._last_codec
-        if last is not None and last[0] is codec:
-            mine = last[1]
-        else:
-            mine = self._codec_for(codec)
-            if self._negotiated:
-                self._last_codec = (codec, mine)
+        mine = self._codec_for(codec)
         if mine is None or mine.payloadType is None:
             return False
         if source is not self._source:

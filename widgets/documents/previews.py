@@ -10,11 +10,12 @@ remembered until the next start (LibreOffice may have been missing, or busy).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
+
+from parta.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +29,22 @@ class PreviewStore:
         """`path`: the JSON file; None keeps previews in memory only (tests, no state dir)."""
         self.path = path
         self._previews: dict[str, dict[str, str]] | None = None
+        self._writing = asyncio.Lock()
 
     def get(self, file_url: str) -> dict[str, str] | None:
         return self._loaded().get(file_url)
 
-    def put(self, file_url: str, preview: dict[str, str]) -> None:
-        """Remember a preview; one that was made (`"url"`) is written to disk at once."""
+    async def put(self, file_url: str, preview: dict[str, str]) -> None:
+        """Remember a preview; one that was made (`"url"`) is written to disk at once, off
+        the event loop (the calls' packets go through the same loop) and in order."""
         previews = self._loaded()
         previews[file_url] = preview
         if "url" in preview and self.path is not None:
-            self._write({url: p for url, p in previews.items() if "url" in p})
+            made = {url: p for url, p in previews.items() if "url" in p}
+            async with self._writing:
+                await asyncio.to_thread(
+                    write_atomically, self.path, json.dumps(made, ensure_ascii=False)
+                )
 
     def _loaded(self) -> dict[str, dict[str, str]]:
         if self._previews is None:
@@ -60,17 +67,3 @@ class PreviewStore:
             # The previews are made again as files are shared; nothing else is lost.
             log.warning("ignoring the saved library previews in %s: %s", self.path, exc)
             return {}
-
-    def _write(self, previews: dict[str, dict[str, str]]) -> None:
-        assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".previews-")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                json.dump(previews, file, ensure_ascii=False)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise

@@ -413,7 +413,7 @@ class DocumentsService:
             if known is not None:
                 return known
             preview = await self._make_library_preview(user_id, item)
-            self.library_previews.put(item.url, preview)
+            await self.library_previews.put(item.url, preview)
             return preview
 
     async def _make_library_preview(self, user_id: str, item: LibraryEntry) -> dict[str, str]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from provisioning.i18n import N_
 from provisioning.services.access import Access
 from provisioning.web.deps import Viewer, WebError
 from provisioning.web.pages.schools import school_for
-from provisioning.web.render import render, translate
+from provisioning.web.render import local_time, region_zone, render, translate
 
 router = APIRouter()
 
@@ -34,67 +34,74 @@ REGION_ONLY = "region"  # the school filter's value for events of no school
 MAX_CSV_ROWS = 200_000  # years of a large region; a few tens of MB at most
 
 
-@router.get("/schools/{school_id}/audit")
-def school_audit_page(
-    request: Request,
-    school_id: int,
-    viewer: Viewer,
-    session: SessionDep,
+@dataclass(frozen=True)
+class LogFilter:
+    """The page's filters, which its CSV keeps too: a kind of change, and who made it."""
+
+    action: str
+    actor: str
+
+    def within(self, scope: ColumnElement[bool]) -> ColumnElement[bool]:
+        condition = scope
+        if self.action:
+            condition = condition & AuditEvent.action.startswith(self.action, autoescape=True)
+        if self.actor.strip():
+            condition = condition & AuditEvent.actor.contains(self.actor.strip(), autoescape=True)
+        return condition
+
+
+def log_filter(
     action: Annotated[str, Query(max_length=64)] = "",
     actor: Annotated[str, Query(max_length=255)] = "",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-) -> Response:
+) -> LogFilter:
+    return LogFilter(action, actor)
+
+
+Filter = Annotated[LogFilter, Depends(log_filter)]
+SchoolFilter = Annotated[str, Query(max_length=20)]  # "", REGION_ONLY or a school's ID
+Page = Annotated[int, Query(ge=1, le=100_000)]
+
+
+@router.get("/schools/{school_id}/audit")
+def school_audit_page(
+    request: Request, school_id: int, viewer: Viewer, session: SessionDep, shown: Filter,
+    page: Page = 1,
+) -> Response:  # fmt: skip
     school = school_for(session, viewer, school_id, manage=True)
-    log = _page(session, AuditEvent.school_id == school.id, action, actor, page)
+    log = _page(session, AuditEvent.school_id == school.id, shown, page)
     return render(request, "audit.html", school=school, **log)
 
 
 @router.get("/audit")
 def region_audit_page(
-    request: Request,
-    viewer: Viewer,
-    session: SessionDep,
-    action: Annotated[str, Query(max_length=64)] = "",
-    actor: Annotated[str, Query(max_length=255)] = "",
-    school: Annotated[str, Query(max_length=20)] = "",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-) -> Response:
-    log = _page(session, _region_scope(viewer, session, school), action, actor, page)
-    schools = session.scalars(select(School).order_by(School.name)).all()
-    names = {s.id: s.name for s in schools}
+    request: Request, viewer: Viewer, session: SessionDep, shown: Filter,
+    school: SchoolFilter = "", page: Page = 1,
+) -> Response:  # fmt: skip
+    log = _page(session, _region_scope(viewer, session, school), shown, page)
     return render(
-        request, "audit.html", school=None, schools=schools, school_names=names,
+        request, "audit.html", school=None, school_names=_school_names(session),
         school_filter=school, **log,
     )  # fmt: skip
 
 
 @router.get("/schools/{school_id}/audit.csv")
 def school_audit_csv(
-    request: Request,
-    school_id: int,
-    viewer: Viewer,
-    session: SessionDep,
-    action: Annotated[str, Query(max_length=64)] = "",
-    actor: Annotated[str, Query(max_length=255)] = "",
+    request: Request, school_id: int, viewer: Viewer, session: SessionDep, shown: Filter
 ) -> Response:
     """The school's log as the page filters it, every row, for a spreadsheet."""
     school = school_for(session, viewer, school_id, manage=True)
-    condition = _filtered(AuditEvent.school_id == school.id, action, actor)
-    return _csv(request, session, condition, f"audit-{school.slug}")
+    return _csv(request, session, shown.within(AuditEvent.school_id == school.id),
+                f"audit-{school.slug}")  # fmt: skip
 
 
 @router.get("/audit.csv")
 def region_audit_csv(
-    request: Request,
-    viewer: Viewer,
-    session: SessionDep,
-    action: Annotated[str, Query(max_length=64)] = "",
-    actor: Annotated[str, Query(max_length=255)] = "",
-    school: Annotated[str, Query(max_length=20)] = "",
-) -> Response:
+    request: Request, viewer: Viewer, session: SessionDep, shown: Filter,
+    school: SchoolFilter = "",
+) -> Response:  # fmt: skip
     """The region's log as the page filters it, every row, for a spreadsheet."""
     scope = _region_scope(viewer, session, school)
-    return _csv(request, session, _filtered(scope, action, actor), "audit-region")
+    return _csv(request, session, shown.within(scope), "audit-region")
 
 
 def _region_scope(viewer: Access, session: Session, school: str) -> ColumnElement[bool]:
@@ -110,20 +117,17 @@ def _region_scope(viewer: Access, session: Session, school: str) -> ColumnElemen
     return true()
 
 
-def _filtered(scope: ColumnElement[bool], action: str, actor: str) -> ColumnElement[bool]:
-    condition = scope
-    if action:
-        condition = condition & AuditEvent.action.startswith(action, autoescape=True)
-    if actor.strip():
-        condition = condition & AuditEvent.actor.contains(actor.strip(), autoescape=True)
-    return condition
+def _school_names(session: Session) -> dict[int, str]:
+    """Every school's name by its ID, in the order of the names."""
+    rows = session.execute(select(School.id, School.name).order_by(School.name)).tuples()
+    return dict(rows.all())
 
 
 def _csv(request: Request, session: Session, condition: ColumnElement[bool], name: str) -> Response:
     """Newest first, up to `MAX_CSV_ROWS`; times in the region's zone, ISO 8601; the
     action's code and its details as recorded (the page shows them in words)."""
-    zone = ZoneInfo(request.app.state.settings.timezone)
-    schools = dict(session.execute(select(School.id, School.name)).tuples().all())
+    zone = region_zone(request)
+    schools = _school_names(session)
     region = translate(request, N_("Region"))
     out = io.StringIO()
     writer = csv.writer(out)
@@ -134,10 +138,9 @@ def _csv(request: Request, session: Session, condition: ColumnElement[bool], nam
         select(AuditEvent).where(condition).order_by(AuditEvent.id.desc()).limit(MAX_CSV_ROWS)
     )
     for event in events:
-        at = event.at if event.at.tzinfo else event.at.replace(tzinfo=UTC)
         writer.writerow([
-            at.astimezone(zone).isoformat(timespec="seconds"),
-            schools.get(event.school_id, region) if event.school_id else region,
+            local_time(event.at, zone).isoformat(timespec="seconds"),
+            region if event.school_id is None else schools.get(event.school_id, region),
             event.action, event.subject,
             json.dumps(event.details or {}, ensure_ascii=False, sort_keys=True),
             event.actor, event.origin or "",
@@ -151,10 +154,10 @@ def _csv(request: Request, session: Session, condition: ColumnElement[bool], nam
 
 
 def _page(
-    session: Session, scope: ColumnElement[bool], action: str, actor: str, page: int
+    session: Session, scope: ColumnElement[bool], shown: LogFilter, page: int
 ) -> dict[str, Any]:
     """One page of the log within `scope`, newest first, and what the filters offer."""
-    condition = _filtered(scope, action, actor)
+    condition = shown.within(scope)
     total = session.scalar(select(func.count()).select_from(AuditEvent).where(condition)) or 0
     events = session.scalars(
         select(AuditEvent)
@@ -166,6 +169,6 @@ def _page(
     actions = session.scalars(select(AuditEvent.action).where(scope).distinct()).all()
     return {
         "events": events, "total": total, "page": page,
-        "pages": max(1, -(-total // AUDIT_PAGE_SIZE)), "action": action, "actor": actor,
-        "actions": sorted(actions),
+        "pages": max(1, -(-total // AUDIT_PAGE_SIZE)), "action": shown.action,
+        "actor": shown.actor, "actions": sorted(actions),
     }  # fmt: skip
