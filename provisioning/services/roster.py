@@ -39,6 +39,7 @@ from provisioning.db.models import (
 from provisioning.i18n import N_
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
+from provisioning.spreadsheet import unprotect_cell
 
 MAX_ROWS = 20_000
 
@@ -164,7 +165,9 @@ def parse_roster(data: bytes) -> list[RosterRow]:
 
         def cell(key: str, cells: list[str] = cells) -> str:
             position = index.get(key)
-            return cells[position].strip() if position is not None and position < len(cells) else ""
+            if position is None or position >= len(cells):
+                return ""
+            return unprotect_cell(cells[position].strip())  # a cell our template marked
 
         reasons: list[Reason] = []
         role = _ROLES.get(cell("role").lower())

@@ -7,11 +7,10 @@ region administrator answers "who changed this?" on one page.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -23,6 +22,7 @@ from provisioning.api.deps import SessionDep
 from provisioning.db.models import AuditEvent, School
 from provisioning.i18n import N_
 from provisioning.services.access import Access
+from provisioning.spreadsheet import csv_attachment, csv_document
 from provisioning.web.deps import Viewer, WebError
 from provisioning.web.pages.schools import school_for
 from provisioning.web.render import local_time, region_zone, render, translate
@@ -129,28 +129,23 @@ def _csv(request: Request, session: Session, condition: ColumnElement[bool], nam
     zone = region_zone(request)
     schools = _school_names(session)
     region = translate(request, N_("Region"))
-    out = io.StringIO()
-    writer = csv.writer(out)
     header = (N_("When"), N_("Where"), N_("What"), N_("Object"), N_("Details"), N_("Who"),
               N_("From where"))  # fmt: skip
-    writer.writerow([translate(request, column) for column in header])
     events = session.scalars(
         select(AuditEvent).where(condition).order_by(AuditEvent.id.desc()).limit(MAX_CSV_ROWS)
     )
-    for event in events:
-        writer.writerow([
+    rows = (
+        [
             local_time(event.at, zone).isoformat(timespec="seconds"),
             region if event.school_id is None else schools.get(event.school_id, region),
             event.action, event.subject,
             json.dumps(event.details or {}, ensure_ascii=False, sort_keys=True),
             event.actor, event.origin or "",
-        ])  # fmt: skip
-    filename = f"{name}-{datetime.now(zone).date().isoformat()}.csv"
-    return Response(
-        "\ufeff" + out.getvalue(),  # the byte-order mark: spreadsheets then read UTF-8
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+        ]
+        for event in events
+    )  # fmt: skip
+    document = csv_document(chain([[translate(request, column) for column in header]], rows))
+    return csv_attachment(document, f"{name}-{datetime.now(zone).date().isoformat()}.csv")
 
 
 def _page(

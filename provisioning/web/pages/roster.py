@@ -31,6 +31,7 @@ from provisioning.services.roster import (
     import_roster,
     parse_roster,
 )
+from provisioning.spreadsheet import csv_attachment, csv_document
 from provisioning.web.deps import Viewer, WebError
 from provisioning.web.pages.schools import school_for
 from provisioning.web.render import render, translate
@@ -40,12 +41,12 @@ router = APIRouter()
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 UPLOAD_LIFETIME_S = 86_400
 PREVIEW_ROWS = 300
-TEMPLATE_CSV = (
-    "класс;роль;ФИО;телефон;почта;родитель ученика;предмет\r\n"
-    "5А;классный руководитель;Ольга Сергеевна Иванова;+7 900 000-00-01;;;\r\n"
-    "5А;учитель;Павел Ильич Смирнов;;pavel@example.org;;Математика\r\n"
-    "5А;ученик;Иван Петров;;;;\r\n"
-    "5А;родитель;Анна Петрова;+7 900 000-00-02;;Иван Петров;\r\n"
+TEMPLATE_ROWS = (
+    ("класс", "роль", "ФИО", "телефон", "почта", "родитель ученика", "предмет"),
+    ("5А", "классный руководитель", "Ольга Сергеевна Иванова", "+7 900 000-00-01", "", "", ""),
+    ("5А", "учитель", "Павел Ильич Смирнов", "", "pavel@example.org", "", "Математика"),
+    ("5А", "ученик", "Иван Петров", "", "", "", ""),
+    ("5А", "родитель", "Анна Петрова", "+7 900 000-00-02", "", "Иван Петров", ""),
 )
 
 
@@ -73,11 +74,7 @@ def import_page(request: Request, school_id: int, viewer: Viewer, session: Sessi
 @router.get("/schools/{school_id}/import/template.csv")
 def template(school_id: int, viewer: Viewer, session: SessionDep) -> Response:
     school_for(session, viewer, school_id, manage=True)
-    return Response(
-        "\ufeff" + TEMPLATE_CSV,  # the BOM makes Excel read the file as UTF-8
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="parta-roster.csv"'},
-    )
+    return csv_attachment(csv_document(TEMPLATE_ROWS, delimiter=";"), "parta-roster.csv")
 
 
 def _dry_run(
