@@ -10,10 +10,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
 from provisioning.db.models import AuditEvent
+
+
+class AutomaticActor(StrEnum):
+    """Who made a change when no person did: stored as the event's actor instead of a
+    Matrix user ID, and named in words by `provisioning.web.audit_labels`."""
+
+    SYSTEM = "system"  # Parta itself: the region's set-up, a service acting on its own
+    RECONCILER = "reconciler"  # placing people in Matrix rooms
+    BRIDGE = "bridge"  # the appservice in Matrix, acting for nobody in particular
+    REGISTRATION_FORM = "registration-form"  # a visitor without an account yet
+    COMMAND_LINE = "cli"  # `parta import` and the other commands on the server
+    DEMO = "demo"  # the demo school's data
+
 
 _origin: ContextVar[str | None] = ContextVar("audit_origin", default=None)
 

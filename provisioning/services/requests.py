@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisioning.audit import record_audit
+from provisioning.audit import AutomaticActor, record_audit
 from provisioning.db.base import utcnow
 from provisioning.db.models import (
     EnrolmentRole,
@@ -74,8 +74,8 @@ def apply_as_teacher(
     session.add(application)
     session.flush()
     record_audit(
-        session, person.matrix_user_id or "system", "teacher.applied", str(person.id),
-        school_id=school.id, name=person.display_name, subjects=list(subjects),
+        session, person.matrix_user_id or AutomaticActor.REGISTRATION_FORM, "teacher.applied",
+        str(person.id), school_id=school.id, name=person.display_name, subjects=list(subjects),
     )  # fmt: skip
     return application
 

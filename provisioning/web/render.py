@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from provisioning.i18n import LANGUAGE_NAMES, LOCALES, translations
+from provisioning.web.audit_labels import action_label, actor_label
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -31,6 +32,9 @@ def environment(locale: str) -> Environment:
     env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.globals.update(locale=locale, locales=LOCALES, language_names=LANGUAGE_NAMES)
     env.filters["number"] = lambda value: format_decimal(value, locale=locale)
+    gettext = translations(locale).gettext
+    env.globals["audit_action_label"] = lambda code: action_label(code, gettext)
+    env.globals["audit_actor_label"] = lambda actor: actor_label(actor, gettext)
     return env
 
 

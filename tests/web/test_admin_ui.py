@@ -233,9 +233,10 @@ def test_a_region_admin_reads_the_regions_audit_log_by_school(
     assert answer.status == 200 and answer.headers["content-type"].startswith("text/csv")
     assert 'filename="audit-region-' in answer.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(answer.body().decode("utf-8-sig"))))
-    assert rows[0] == ["Когда", "Где", "Что", "Объект", "Подробности", "Кто", "Откуда"]
+    assert rows[0] == ["Когда", "Где", "Что", "Объект", "Подробности", "Кто", "Откуда", "Код"]
     assert {row[1] for row in rows[1:]} == {own_name}
-    created = [row for row in rows[1:] if row[2] == "class.created"]
+    created = [row for row in rows[1:] if row[7] == "class.created"]
+    assert {row[2] for row in created} == {"Создан класс"}
     assert sorted(row[3].rsplit("/", 1)[1] for row in created) == ["5А", "6Б"]
     school_csv = page.request.get(f"{base}/schools/{teacher.own_school}/audit.csv")
     assert school_csv.status == 200
@@ -245,9 +246,14 @@ def test_a_region_admin_reads_the_regions_audit_log_by_school(
     page.click("form.row button[type=submit]")
     expect(page.locator("select[name=school]")).to_have_value("region")
     assert "Создан класс" not in table.inner_text()  # schools' events stay in their filter
+    options = page.locator("select[name=action] option").all_inner_texts()
+    assert "Регион создан" in options and "Создан класс" not in options  # only what is there
+    assert not [text for text in options if re.fullmatch(r"[a-z_]+\.[a-z_]+", text)], options
     page.select_option("select[name=action]", "region.created")  # the oldest: not on page 1
     page.click("form.row button[type=submit]")
     expect(table).to_contain_text("Регион создан")
+    expect(table).to_contain_text("Парта, автоматически")  # who: words, not «system»
+    assert "system" not in table.inner_text()
 
     response = page.goto(f"{region.settings.provisioning_url}/audit?school=999999")
     assert response is not None and response.status == 404

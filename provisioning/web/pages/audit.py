@@ -23,6 +23,7 @@ from provisioning.db.models import AuditEvent, School
 from provisioning.i18n import N_
 from provisioning.services.access import Access
 from provisioning.spreadsheet import csv_attachment, csv_document
+from provisioning.web.audit_labels import action_label, actor_label
 from provisioning.web.deps import Viewer, WebError
 from provisioning.web.pages.schools import school_for
 from provisioning.web.render import local_time, region_zone, render, translate
@@ -125,12 +126,17 @@ def _school_names(session: Session) -> dict[int, str]:
 
 def _csv(request: Request, session: Session, condition: ColumnElement[bool], name: str) -> Response:
     """Newest first, up to `MAX_CSV_ROWS`; times in the region's zone, ISO 8601; the
-    action's code and its details as recorded (the page shows them in words)."""
+    action and automatic actors in the reader's words, the details as recorded, and the
+    action's code last, for those who sort by it."""
     zone = region_zone(request)
     schools = _school_names(session)
     region = translate(request, N_("Region"))
     header = (N_("When"), N_("Where"), N_("What"), N_("Object"), N_("Details"), N_("Who"),
-              N_("From where"))  # fmt: skip
+              N_("From where"), N_("Action code"))  # fmt: skip
+
+    def gettext(message: str) -> str:
+        return translate(request, message)
+
     events = session.scalars(
         select(AuditEvent).where(condition).order_by(AuditEvent.id.desc()).limit(MAX_CSV_ROWS)
     )
@@ -138,9 +144,9 @@ def _csv(request: Request, session: Session, condition: ColumnElement[bool], nam
         [
             local_time(event.at, zone).isoformat(timespec="seconds"),
             region if event.school_id is None else schools.get(event.school_id, region),
-            event.action, event.subject,
+            action_label(event.action, gettext), event.subject,
             json.dumps(event.details or {}, ensure_ascii=False, sort_keys=True),
-            event.actor, event.origin or "",
+            actor_label(event.actor, gettext) or event.actor, event.origin or "", event.action,
         ]
         for event in events
     )  # fmt: skip
