@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -13,11 +14,20 @@ from babel.numbers import format_decimal
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from provisioning.i18n import LANGUAGE_NAMES, LOCALES, translations
 from provisioning.web.audit_labels import action_label, actor_label
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+_ID_BREAKS = re.compile(r"(?<=[./_-])|(?=:)")  # after a dot, slash, _ or -; before the server
+
+
+def breakable_id(value: object) -> Markup:
+    """A Matrix ID or room alias that wraps between its parts, never inside a word:
+    `@ivan.petrov:school.example` may break as `@ivan.` `petrov` `:school.` `example`."""
+    parts = _ID_BREAKS.split("" if value is None else str(value))
+    return Markup("<wbr>").join(escape(part) for part in parts)
 
 
 @cache
@@ -32,6 +42,7 @@ def environment(locale: str) -> Environment:
     env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.globals.update(locale=locale, locales=LOCALES, language_names=LANGUAGE_NAMES)
     env.filters["number"] = lambda value: format_decimal(value, locale=locale)
+    env.filters["mxid"] = breakable_id
     gettext = translations(locale).gettext
     env.globals["audit_action_label"] = lambda code: action_label(code, gettext)
     env.globals["audit_actor_label"] = lambda actor: actor_label(actor, gettext)

@@ -101,6 +101,15 @@ async def test_a_pupil_on_a_phone_finds_files_and_sees_clear_errors(
         await page.locator("#upload").set_input_files([str(notes), str(empty)])
         await expect(page.locator("#uploads")).to_contain_text("The file is empty", timeout=WAIT_MS)
         await expect(page.locator("#list tbody tr")).to_have_count(1, timeout=WAIT_MS)
+        # A file is a card on a phone: its name, size, date and buttons within the screen.
+        width = await page.evaluate("document.scrollingElement.scrollWidth")
+        assert width <= 390, f"the list is {width} px wide on a 390 px phone"
+        card = page.locator("#list tbody tr").first
+        box = await card.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        for button in ("Open", "Download", "Send", "Rename", "Delete"):
+            await expect(card.get_by_text(button, exact=True)).to_be_in_viewport()
+        await page.screenshot(path=str(ARTEFACTS / "documents-phone-card.png"))
 
         await page.locator("#search").fill("нет такого")
         await expect(page.locator("#empty")).to_be_visible()
