@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 from nio import AsyncClient, RoomCreateResponse, RoomGetStateEventResponse, RoomSendResponse
 from sqlalchemy import select
 
@@ -26,20 +25,10 @@ from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, RoomWid
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
 from tests.harness.region import region_session
+from tests.harness.waiting import eventually
 from tests.matrix_users import logged_in, new_person
 
 T = TypeVar("T")
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, within: float = 60) -> T:
-    """Poll until `probe` gives a value: Synapse pushes transactions in the background."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = await probe()
-        if value is not None:
-            return value
-        await asyncio.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 async def bot_notices(bot: MatrixClient, room_id: str, bot_id: str) -> list[dict[str, Any]]:

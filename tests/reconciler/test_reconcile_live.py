@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -28,6 +26,7 @@ from provisioning.reconciler.run import RunReport, reconcile
 from provisioning.reconciler.state import UserID
 from provisioning.services import schools as svc
 from tests.harness.region import region_session
+from tests.harness.waiting import eventually
 
 PASSWORD = "lesson-password-1"
 
@@ -179,10 +178,14 @@ async def test_pupils_talk_in_the_chat_and_only_teachers_post_in_the_channel(
 async def test_a_run_with_nothing_changed_plans_nothing_and_calls_almost_nothing(
     region: LocalDeployment, db: Session, live: LiveSchool, device: Devices
 ) -> None:
-    await asyncio.sleep(1)  # let Synapse deliver the first run's events to the bridge
-    again = await run(region, db)
-    assert again.plan == []
-    assert again.calls <= 3, again.calls
+
+    async def idle() -> RunReport | None:
+        # Synapse delivers the first run's events to the bridge in the background; until it
+        # has, a run may still see them arrive. Once settled, a run changes nothing.
+        report = await run(region, db)
+        return report if report.plan == [] and report.calls <= 3 else None
+
+    await eventually(idle, "a run with nothing to do", within=60, every=1)
     full = await run(region, db, full=True)
     assert full.plan == []  # Synapse really holds what the records say
 
@@ -212,12 +215,13 @@ async def test_drift_made_by_hand_is_repaired(
     chat = f"{alias_of(live, '-2033a')}-chat"
     pupil = await device("ivan")
     await pupil.room_leave(room_id(db, chat))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    async def marked_dirty() -> bool:
+        # The bridge marks the room when Synapse delivers the leave, in the background.
         db.expire_all()
-        if db.get(ManagedRoom, chat).dirty:  # type: ignore[union-attr]
-            break
-        await asyncio.sleep(0.2)
+        return bool(db.get(ManagedRoom, chat).dirty)  # type: ignore[union-attr]
+
+    await eventually(marked_dirty, f"the bridge to mark {chat} as changed", every=0.2)
     repaired = await run(region, db)
     assert [type(a).__name__ for a in repaired.plan] == ["Join"]
     client = await device("ivan")
