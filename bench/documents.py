@@ -37,12 +37,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import cpu_seconds, cpu_times, start_region
-from bridge.accounts import ensure_local_user
-from bridge.matrix.client import MatrixClient
-from parta.deployment import LocalDeployment
-from tests.documents.slides import make_presentation
-from widgets.documents.convert import Converter
+from bench.harness import cpu_seconds, cpu_times, require_test_extras, start_region
+
+require_test_extras("bench/documents.py", pptx="python-pptx")
+
+from bridge.accounts import ensure_local_user  # noqa: E402
+from bridge.matrix.client import MatrixClient  # noqa: E402
+from parta.deployment import LocalDeployment  # noqa: E402
+from tests.documents.slides import make_presentation  # noqa: E402
+from widgets.documents.convert import Converter  # noqa: E402
 
 CHUNK = MIB = 1024 * 1024
 

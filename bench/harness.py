@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -11,6 +13,23 @@ from parta.deployment import LocalDeployment
 from parta.settings import CONFIG_FILE_NAME
 
 TICKS = os.sysconf("SC_CLK_TCK")
+INSTALL_TEST_EXTRAS = ".venv/bin/pip install -e '.[test]'"
+
+
+def require_test_extras(script: str, **packages: str) -> None:
+    """Stop with the command that installs what `script` needs beyond `./deploy.sh`.
+
+    `packages` maps an import name to its package (`pptx="python-pptx"`): the benchmarks
+    borrow the tests' helpers, which `./deploy.sh` does not install.
+    """
+    missing = [package for module, package in packages.items()
+               if importlib.util.find_spec(module) is None]  # fmt: skip
+    if missing:
+        sys.exit(
+            f"{script} needs {', '.join(missing)} from Parta's test extras, which ./deploy.sh "
+            f"does not install. Install them with:\n    {INSTALL_TEST_EXTRAS}\n"
+            "(or run ./deploy.sh test once, which installs them and runs the tests)"
+        )
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
