@@ -99,5 +99,5 @@ def test_the_library_api_is_for_parta_services_and_tells_staff_apart(
     access = httpx.get(f"{base}/access", params=stranger, headers=service, timeout=10)
     assert access.json() == {"may_use": False}
     refused = httpx.get(base, params=stranger, headers=service, timeout=10)
-    assert refused.status_code == 403 and refused.json()["errcode"] == "PARTA_NOT_STAFF"
+    assert refused.status_code == 403 and refused.json()["errcode"] == "PARTA_LIBRARY_REFUSED"
     assert httpx.get(base, params=admin, headers=service, timeout=10).status_code == 200

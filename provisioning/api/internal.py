@@ -31,16 +31,16 @@ def _check_service(request: Request, settings: SettingsDep) -> None:
         raise ApiError(403, "M_FORBIDDEN", "Only Parta's own services call this")
 
 
-def _is_staff(session: SessionDep, user_id: str) -> bool:
+def _may_browse(session: SessionDep, user_id: str) -> bool:
     person = session.scalar(select(Person).where(Person.matrix_user_id == user_id))
-    return person is not None and load_access(session, person).is_staff
+    return person is not None and load_access(session, person).may_browse_library
 
 
-def _check_staff(session: SessionDep, user_id: str) -> None:
+def _check_may_browse(session: SessionDep, user_id: str) -> None:
     # Its own errcode: a refused service token (M_FORBIDDEN) is a misconfiguration the
-    # caller must report as such, not as "this teacher is not staff".
-    if not _is_staff(session, user_id):
-        raise ApiError(403, "PARTA_NOT_STAFF", "The library is for teachers and administrators.")
+    # caller must report as such, not as "this person may not use the library".
+    if not _may_browse(session, user_id):
+        raise ApiError(403, "PARTA_LIBRARY_REFUSED", "The library is for teachers and pupils.")
 
 
 @router.get("/library/access")
@@ -49,7 +49,7 @@ def library_access(
 ) -> dict[str, bool]:
     """Whether the person may use the library (the widget shows its tab only then)."""
     _check_service(request, settings)
-    return {"may_use": _is_staff(session, user_id)}
+    return {"may_use": _may_browse(session, user_id)}
 
 
 @router.get("/library")
@@ -57,9 +57,9 @@ def library_search(
     request: Request, settings: SettingsDep, session: SessionDep, user_id: str,
     subject: str = "", grade: int | None = None, q: str = "",
 ) -> dict[str, object]:  # fmt: skip
-    """The widget service's library connector: items for a staff member of this region."""
+    """The widget service's library connector: items for a teacher or pupil of this region."""
     _check_service(request, settings)
-    _check_staff(session, user_id)
+    _check_may_browse(session, user_id)
     rows = library.search(session, subject=subject, grade=grade, text=q)
     return {"items": [library.public(row) for row in rows], "subjects": library.subjects(session)}
 
@@ -69,7 +69,7 @@ def library_item(
     item_id: int, request: Request, settings: SettingsDep, session: SessionDep, user_id: str
 ) -> dict[str, object]:
     _check_service(request, settings)
-    _check_staff(session, user_id)
+    _check_may_browse(session, user_id)
     row = session.get(LibraryItem, item_id)
     if row is None or row.withdrawn_at is not None:
         raise ApiError(404, "M_NOT_FOUND", "There is no such library item.")

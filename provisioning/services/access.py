@@ -41,6 +41,12 @@ class Access:
     def is_staff(self) -> bool:
         return self.region_admin or bool(self.school_admin_of or self.teacher_of_schools)
 
+    @property
+    def may_browse_library(self) -> bool:
+        """The verified library: its content is for teachers and pupils, as the reference
+        texts it comes from say; parents see what teachers send to the chats."""
+        return self.is_staff or bool(self.pupil_of_classes)
+
     def may_manage_school(self, school_id: int) -> bool:
         """Edit the school, its classes and members; invite anyone; see its audit log."""
         return self.region_admin or school_id in self.school_admin_of

@@ -2,7 +2,7 @@
 
 The school fixture's people are Matrix accounts only; here the teacher becomes a teacher
 of a fresh school and the pupil a pupil of its 5А, as provisioning knows them, so the
-provisioning service's staff check answers for them as it would in a real region.
+provisioning service's check of who may use the library answers as in a real region.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy import select
 
 from parta.deployment import LocalDeployment
-from provisioning.db.models import EnrolmentRole, Region, Role
+from provisioning.db.models import EnrolmentRole, Person, Region, Role
 from provisioning.services import library
 from provisioning.services import schools as svc
 from provisioning.services.library import LibraryItemIn
@@ -36,6 +36,16 @@ def make_staff(region: LocalDeployment, school: School) -> None:
         svc.grant_school_role(session, teacher, row, Role.TEACHER)
         pupil = svc.add_person(session, "Ученик", matrix_user_id=school.users["pupil"])
         svc.enrol(session, pupil, grade_5a, EnrolmentRole.PUPIL)
+        session.commit()
+
+
+def make_parent(region: LocalDeployment, user_id: str, *, of: str) -> None:
+    """The account `user_id` becomes, in provisioning, a parent of the pupil `of`."""
+    with region_session(region) as session:
+        child = session.scalar(select(Person).where(Person.matrix_user_id == of))
+        assert child is not None
+        parent = svc.add_person(session, "Родитель", matrix_user_id=user_id)
+        svc.link_parent(session, parent, child)
         session.commit()
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from widgets.documents.library import (
     LIBRARY_FIELD,
+    LibraryRefused,
     LibraryUnavailable,
     NoSuchItem,
-    NotStaff,
     ProvisioningLibrary,
     entry_from_json,
 )
@@ -79,9 +79,9 @@ async def test_the_catalogues_answers_become_typed_errors() -> None:
 
         return handler
 
-    forbidden = {"errcode": "PARTA_NOT_STAFF", "error": "staff only"}
+    forbidden = {"errcode": "PARTA_LIBRARY_REFUSED", "error": "teachers and pupils"}
     cases: list[tuple[Callable[[httpx.Request], httpx.Response], type[Exception]]] = [
-        (answer(403, forbidden), NotStaff),
+        (answer(403, forbidden), LibraryRefused),
         (answer(403, {"errcode": "M_FORBIDDEN", "error": "bad token"}), LibraryUnavailable),
         (answer(404, {"errcode": "M_NOT_FOUND", "error": "gone"}), NoSuchItem),
         (answer(500, {"errcode": "M_UNKNOWN", "error": "boom"}), LibraryUnavailable),

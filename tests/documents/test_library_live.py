@@ -23,7 +23,7 @@ from parta.web import install_error_handlers
 from tests.call.conftest import serving
 from tests.call.test_auth_live import verifier_for
 from tests.documents.conftest import School
-from tests.documents.library_items import add_items, item, make_staff, upload_as_bot
+from tests.documents.library_items import add_items, item, make_parent, make_staff, upload_as_bot
 from tests.documents.slides import make_presentation
 from tests.documents.test_documents_live import Api, listed
 from tests.harness.ports import free_ports
@@ -249,25 +249,42 @@ async def test_a_shared_link_is_a_text_message_with_its_provenance(
     assert content[LIBRARY_FIELD]["id"] == item_id
 
 
-async def test_pupils_and_other_rooms_are_refused(
+async def test_pupils_browse_and_parents_are_refused(
     api: Api, school: School, region: LocalDeployment
 ) -> None:
+    """The library is for teachers and pupils: a pupil finds what is published (and posts
+    only where the room lets them); a parent, or someone provisioning does not know, not."""
     tag = secrets.token_hex(3)
-    (item_id,) = add_items(region, item("Дроби", f"Math {tag}", (5, 6)))
+    (item_id, _) = add_items(
+        region, item("Дроби", f"Math {tag}", (5, 6)),
+        item("Старые дроби", f"Math {tag}", (5, 6), withdrawn=True),
+    )  # fmt: skip
     pupil = await api.sign_in(school.clients["pupil"])
-    refused = await search(api, pupil, subject=f"Math {tag}")
+    found = await search(api, pupil, subject=f"Math {tag}")
+    assert found.status_code == 200, found.text
+    assert [entry["id"] for entry in found.json()["items"]] == [item_id]
+    rooms = await api.http.get("/documents/api/rooms", headers=pupil)
+    assert rooms.status_code == 200 and rooms.json()["library"] is True
+    channel = await share(api, pupil, item_id, school.channel)  # teachers post there
+    assert channel.status_code == 403 and channel.json()["errcode"] != "PARTA_LIBRARY_REFUSED"
+
+    make_parent(region, school.users["outsider"], of=school.users["pupil"])
+    parent = await api.sign_in(school.clients["outsider"])
+    refused = await search(api, parent, subject=f"Math {tag}")
     assert refused.status_code == 403, refused.text
     assert refused.json() == {
-        "errcode": "PARTA_LIBRARY_STAFF_ONLY",
-        "error": "The verified library is for teachers and school administrators.",
+        "errcode": "PARTA_LIBRARY_REFUSED",
+        "error": "The verified library is for teachers and pupils; parents see what teachers "
+        "send to the class chats.",
     }
-    assert (await share(api, pupil, item_id, school.chat)).status_code == 403
-    rooms = await api.http.get("/documents/api/rooms", headers=pupil)
+    assert (await share(api, parent, item_id, school.chat)).status_code == 403
+    rooms = await api.http.get("/documents/api/rooms", headers=parent)
     assert rooms.status_code == 200 and rooms.json()["library"] is False
-    # Someone provisioning does not know at all is no staff either.
-    outsider = await api.sign_in(school.clients["outsider"])
-    assert (await search(api, outsider)).status_code == 403
 
+
+async def test_other_rooms_are_refused(api: Api, school: School, region: LocalDeployment) -> None:
+    tag = secrets.token_hex(3)
+    (item_id,) = add_items(region, item("Дроби", f"Math {tag}", (5, 6)))
     theirs = await school.clients["outsider"].room_create(name="Кружок")  # no teacher there
     assert isinstance(theirs, RoomCreateResponse), theirs
     teacher = await api.sign_in(school.clients["teacher"])

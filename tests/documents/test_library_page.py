@@ -17,7 +17,7 @@ from playwright.async_api import Browser, expect
 
 from parta.deployment import LocalDeployment
 from tests.documents.conftest import WAIT_MS, School, messages_in, sign_in
-from tests.documents.library_items import add_items, item, make_staff, upload_as_bot
+from tests.documents.library_items import add_items, item, make_parent, make_staff, upload_as_bot
 from tests.web.conftest import ARTEFACTS
 from widgets.documents.library import LIBRARY_FIELD
 
@@ -105,19 +105,33 @@ async def test_a_teacher_sends_a_library_item_to_the_class_chat(
     assert getattr(download, "body", None) == data
 
 
-async def test_a_pupils_page_has_no_library_tab(
+async def test_a_pupil_finds_the_library_and_a_parents_page_has_none(
     browser: Browser, widgets_url: str, school: School, region: LocalDeployment
 ) -> None:
     make_staff(region, school)  # the pupil is a pupil of 5А in provisioning
+    make_parent(region, school.users["outsider"], of=school.users["pupil"])
+    subject = f"Biology {secrets.token_hex(3)}"
+    add_items(region, item("Cells", subject, (5, 6)))
     context = await browser.new_context()
     page = await context.new_page()
     try:
         url = f"{widgets_url}/documents/?lang=en&room_id={school.chat}"
         await sign_in(page, url, school.users["pupil"], school.passwords["pupil"])
+        await page.locator("#tab-library").click(timeout=WAIT_MS)
+        await expect(page.locator("#library-panel")).to_contain_text(
+            "Materials for teachers and pupils, checked by the region"
+        )
+        await page.locator("#library-subject").select_option(label=subject)
+        await expect(page.locator("#library-list li", has_text="Cells")).to_have_count(
+            1, timeout=WAIT_MS
+        )
+        await context.clear_cookies()
+        await page.evaluate("localStorage.clear(); sessionStorage.clear()")
+
+        await sign_in(page, url, school.users["outsider"], school.passwords["outsider"])
         # The rooms answer (which says whether to show the library) has arrived…
         await expect(page.locator("#rooms")).to_contain_text("My documents", timeout=WAIT_MS)
-        await expect(page.locator("#room-name")).to_have_text("Чат 5А")
-        # …and there is no library to open.
+        # …and a parent has no library to open.
         await expect(page.locator("#tabs")).to_be_hidden()
         await expect(page.locator("#tab-library")).to_be_hidden()
         await expect(page.locator("#library-panel")).to_be_hidden()

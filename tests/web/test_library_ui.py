@@ -15,6 +15,7 @@ from provisioning.db.models import AuditEvent, EnrolmentRole, LibraryItem, Schoo
 from provisioning.services import library
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
+from provisioning.services.library import LibraryItemIn
 from provisioning.web.pages.library import clean_file_name
 from tests.web.conftest import screenshot
 from tests.web.test_admin_ui import (  # noqa: F401 (teacher is a fixture)
@@ -288,12 +289,15 @@ def test_a_teacher_reads_the_library_and_cannot_change_it(
         assert session.scalar(select(LibraryItem).where(LibraryItem.title == title)) is None
 
 
-def test_pupils_and_parents_have_no_library(
+def test_pupils_browse_the_library_and_parents_are_told_it_is_not_for_them(
     region: LocalDeployment,
     context: BrowserContext,
     teacher: TeacherSetup,  # noqa: F811
 ) -> None:
+    """The library's content is for teachers and pupils (the reference texts say so): a
+    pupil finds what is published, never what was withdrawn; a parent is refused in words."""
     tag = secrets.token_hex(3)
+    published, withdrawn = f"Опубликовано {tag}", f"Снято {tag}"
     with db_session(region) as session:
         school_class = session.get(SchoolClass, teacher.own_class)
         assert school_class is not None
@@ -303,18 +307,39 @@ def test_pupils_and_parents_have_no_library(
             people[key] = (svc.add_person(session, name, matrix_user_id=user_id), name)
         svc.enrol(session, people["pupil"][0], school_class, EnrolmentRole.PUPIL)
         svc.link_parent(session, people["parent"][0], people["pupil"][0])
+        for title in (published, withdrawn):
+            row = library.create(session, LibraryItemIn(
+                title=title, subject=f"Физика {tag}", grade_from=7, grade_to=9, kind="link",
+                url="https://example.org/physics", licence="CC BY 4.0", source="РЭШ",
+                verified_by="Методист",
+            ), actor="system", person_id=None)  # fmt: skip
+            if title == withdrawn:
+                library.withdraw(session, row.id, actor="system")
         session.commit()
-        accounts = [(str(p.matrix_user_id), name) for p, name in people.values()]
+        accounts = {key: (str(p.matrix_user_id), name) for key, (p, name) in people.items()}
     base = region.settings.provisioning_url
-    for user_id, name in accounts:
+    for key, (user_id, name) in accounts.items():
         run_async(_set_password(region, user_id, name))
         context.clear_cookies()
         page = context.new_page()
         sign_in(page, base, user_id, PASSWORD)
-        expect(page.locator("nav.main-nav")).to_be_visible()
-        assert page.locator("nav.main-nav >> text=Библиотека").count() == 0
-        response = page.goto(f"{base}/library")
-        assert response is not None and response.status == 403, user_id
+        expect(page.locator("nav.main-nav")).to_be_attached()
+        if key == "pupil":
+            page.click("nav.main-nav >> text=Библиотека")
+            expect(page.locator("h1")).to_have_text("Проверенная библиотека")
+            page.goto(f"{base}/library?q={tag}&withdrawn=yes")
+            expect(page.locator("table.library")).to_contain_text(published)
+            assert withdrawn not in page.locator("table.library").inner_text()
+            assert page.locator("input[name=withdrawn]").count() == 0
+            assert page.locator("form[action='/library'][method=post]").count() == 0
+        else:
+            assert page.locator("nav.main-nav >> text=Библиотека").count() == 0
+            response = page.goto(f"{base}/library")
+            assert response is not None and response.status == 403, user_id
+            expect(page.locator(".error")).to_have_text(
+                "Библиотека — для учителей и учеников. Родители видят то, что учителя "
+                "присылают в чаты класса."
+            )
         page.close()
 
 

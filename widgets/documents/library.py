@@ -5,8 +5,8 @@ text, each item either a file already in Synapse's media repository (`mxc://`) o
 `https://` link, with its licence, source and who verified it. The documents service
 talks to it through `Library` only, so a state catalogue can be plugged in later beside
 or instead of `ProvisioningLibrary`, the region's own catalogue kept by the provisioning
-service. Only staff (teachers, school and region administrators) may use a library; the
-catalogue decides who that is, not this service.
+service. Its content is for teachers and pupils (administrators included; parents see what
+teachers send to the chats); the catalogue decides who may use it, not this service.
 
 Sharing an item is plain Matrix (`message_content`): a file item becomes a file message
 with the same `mxc://` (nothing is uploaded again), a link item a text message; both
@@ -40,8 +40,8 @@ class LibraryError(Exception):
     """A library refused or failed; the message is for the log, not for the person."""
 
 
-class NotStaff(LibraryError):
-    """The person is not a teacher or an administrator: the library is not for them."""
+class LibraryRefused(LibraryError):
+    """The person is not a teacher, a pupil or an administrator: the library is not for them."""
 
 
 class NoSuchItem(LibraryError):
@@ -165,7 +165,7 @@ class Library(Protocol):
             text: words in the title or description; "" for all.
 
         Raises:
-            NotStaff: the person may not use the library.
+            LibraryRefused: the person may not use the library.
             LibraryUnavailable: the catalogue did not answer properly.
         """
         ...
@@ -174,14 +174,14 @@ class Library(Protocol):
         """One item, to share it.
 
         Raises:
-            NotStaff: the person may not use the library.
+            LibraryRefused: the person may not use the library.
             NoSuchItem: no such item, or it was withdrawn.
             LibraryUnavailable: the catalogue did not answer properly.
         """
         ...
 
     async def may_use(self, user_id: str) -> bool:
-        """Whether the person is staff, so the page shows them the library.
+        """Whether the person may use the library, so the page shows it to them.
 
         Raises:
             LibraryUnavailable: the catalogue did not answer properly.
@@ -257,8 +257,8 @@ class ProvisioningLibrary:
         if not isinstance(body, dict):
             body = {}
         message = str(body.get("error") or f"HTTP {response.status_code}")
-        if response.status_code == 403 and body.get("errcode") == "PARTA_NOT_STAFF":
-            raise NotStaff(message)
+        if response.status_code == 403 and body.get("errcode") == "PARTA_LIBRARY_REFUSED":
+            raise LibraryRefused(message)
         if response.status_code == 403:
             # Our token refused: the services' settings disagree (as_token); say so.
             raise LibraryUnavailable(f"the provisioning service refused our token: {message}")

@@ -51,9 +51,9 @@ from widgets.documents.homeserver import Homeserver
 from widgets.documents.library import (
     Library,
     LibraryEntry,
+    LibraryRefused,
     LibraryUnavailable,
     NoSuchItem,
-    NotStaff,
     ProvisioningLibrary,
 )
 from widgets.documents.local_media import LocalFile, LocalMedia
@@ -641,11 +641,12 @@ def _library_errors() -> Any:
     """The library's refusals in words a teacher (or a pupil who found the page) reads."""
     try:
         yield
-    except NotStaff as exc:
+    except LibraryRefused as exc:
         raise ApiError(
             403,
-            "PARTA_LIBRARY_STAFF_ONLY",
-            "The verified library is for teachers and school administrators.",
+            "PARTA_LIBRARY_REFUSED",
+            "The verified library is for teachers and pupils; parents see what teachers send "
+            "to the class chats.",
         ) from exc
     except NoSuchItem as exc:
         raise _no_such_item() from exc

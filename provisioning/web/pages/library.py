@@ -60,8 +60,12 @@ class FormProblem(Exception):
 
 
 def _may_view(viewer: Access) -> None:
-    if not viewer.is_staff:
-        raise WebError(403, N_("The library is for teachers and administrators."))
+    if not viewer.may_browse_library:
+        raise WebError(
+            403,
+            N_("The library is for teachers and pupils. Parents see what teachers send to the "
+               "class chats."),
+        )  # fmt: skip
 
 
 def _may_curate(viewer: Access) -> None:
@@ -120,7 +124,8 @@ def _page(
     status: int = 200,
 ) -> Response:
     items = library.search(session, subject=filters.subject, grade=filters.grade,
-                           text=filters.text, include_withdrawn=filters.withdrawn)  # fmt: skip
+                           text=filters.text,
+                           include_withdrawn=filters.withdrawn and viewer.is_staff)  # fmt: skip
     return render(
         request, "library.html", status=status, items=items, filters=filters,
         subjects=library.subjects(session), grades=GRADES, may_curate=viewer.region_admin,

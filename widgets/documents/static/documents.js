@@ -35,7 +35,7 @@ const TEXT = {
     preview_no_converter: "На этом сервере нельзя смотреть офисные файлы. Его можно скачать.",
     error_unknown: "Что-то пошло не так. Попробуйте ещё раз.",
     tab_files: "Файлы", tab_library: "Библиотека", library_title: "Проверенная библиотека",
-    library_hint: "Материалы, проверенные в регионе: отправьте их в чат класса или сохраните себе.",
+    library_hint: "Материалы для учителей и учеников, проверенные в регионе: откройте, сохраните себе или отправьте в чат.",
     subject_all: "Все предметы", grade_all: "Все классы", grade_one: "{n} класс",
     grade_range: "{from}–{to} класс", library_search: "Поиск по тексту", find: "Найти",
     library_empty: "Ничего не нашлось. Выберите другой предмет или класс или измените запрос.",
@@ -43,7 +43,7 @@ const TEXT = {
     licence: "Лицензия", source: "Источник", verified_by: "Проверил",
     library_shared: "«{title}» отправлено в чат «{room}».", library_saved: "«{title}» сохранено в «Мои документы».",
     no_rooms: "Нет чатов, куда можно отправить.",
-    PARTA_LIBRARY_STAFF_ONLY: "Библиотека доступна только учителям и администрации школы.",
+    PARTA_LIBRARY_REFUSED: "Библиотека — для учителей и учеников. Родители видят то, что учителя присылают в чаты класса.",
     PARTA_LIBRARY_UNAVAILABLE: "Библиотека сейчас не отвечает. Попробуйте через минуту.",
     PARTA_LIBRARY_NO_ITEM: "Этот материал убрали из библиотеки.",
     PARTA_NO_LIBRARY: "На этом сервере нет библиотеки.",
@@ -79,7 +79,7 @@ const TEXT = {
     preview_no_converter: "Office files cannot be shown on this server. It can be downloaded.",
     error_unknown: "Something went wrong. Try again.",
     tab_files: "Files", tab_library: "Library", library_title: "Verified library",
-    library_hint: "Materials checked by the region: send them to a class chat or keep them in your documents.",
+    library_hint: "Materials for teachers and pupils, checked by the region: open them, keep them in your documents or send them to a chat.",
     subject_all: "All subjects", grade_all: "All grades", grade_one: "Grade {n}",
     grade_range: "Grades {from}–{to}", library_search: "Search the text", find: "Find",
     library_empty: "Nothing found. Choose another subject or grade, or change the search.",
@@ -87,7 +87,7 @@ const TEXT = {
     licence: "Licence", source: "Source", verified_by: "Verified by",
     library_shared: "“{title}” was sent to “{room}”.", library_saved: "“{title}” was saved to “My documents”.",
     no_rooms: "There is no chat to send it to.",
-    PARTA_LIBRARY_STAFF_ONLY: "The library is for teachers and school administrators only.",
+    PARTA_LIBRARY_REFUSED: "The library is for teachers and pupils. Parents see what teachers send to the class chats.",
     PARTA_LIBRARY_UNAVAILABLE: "The library does not answer right now. Try again in a minute.",
     PARTA_LIBRARY_NO_ITEM: "This material was withdrawn from the library.",
     PARTA_NO_LIBRARY: "This server has no library.",
@@ -111,7 +111,7 @@ const state = {
   roomId: params.get("room_id") || null,
   files: [],
   viewer: null, // a PdfView while a PDF is open
-  library: false, // the person is staff: the page shows the library tab
+  library: false, // a teacher, pupil or administrator: the page shows the library tab
   tab: "files",
   items: [],
 };
@@ -395,7 +395,7 @@ async function remove(file) {
   }
 }
 
-// --- the verified library (staff only; the service checks that too) -------------------------
+// --- the verified library (teachers and pupils; the service checks that too) ----------------
 
 function showTab(tab) {
   state.tab = state.library ? tab : "files";
