@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.models import ManagedRoom, Person
+from tests.harness.waiting import eventually
 
 PASSWORD = "school-admin-password"
 
@@ -201,22 +201,18 @@ async def test_changes_through_the_api_are_reconciled_by_the_service(
     pupil = added.json()["matrix_user_id"]
     chat = f"school-{school['slug']}-{2026 + 1 + 11 - 3}v-chat"
     engine = make_engine(region.settings.sqlalchemy_url)
-    room_id = None
-    try:
-        for _ in range(600):  # the service reconciles a moment after the change (≤ 120 s)
-            with make_session_factory(engine)() as session:
-                record = session.get(ManagedRoom, chat)
-                if (
-                    record is not None
-                    and record.room_id
-                    and pupil in record.applied.get("members", [])
-                ):
-                    room_id = record.room_id
-                    break
-            await asyncio.sleep(0.2)
+
+    async def placed() -> str | None:
+        with make_session_factory(engine)() as session:
+            record = session.get(ManagedRoom, chat)
+            if record is not None and pupil in record.applied.get("members", []):
+                return record.room_id
+        return None
+
+    try:  # the service reconciles a moment after the change
+        room_id = await eventually(placed, "the service to place the new pupil", within=120)
     finally:
         engine.dispose()
-    assert room_id is not None, "the service did not place the new pupil"
     await bot.admin_put_user(pupil, {"password": PASSWORD})
     client = AsyncClient(region.settings.homeserver_url, pupil)
     try:
@@ -270,12 +266,13 @@ async def test_a_school_opens_one_room_to_other_regions_and_the_policy_learns_it
     school = await new_school(api)
     await api.region_admin.post(f"/api/v1/schools/{school['id']}/classes", json={"label": "8А"})
     chat = f"school-{school['slug']}-{2026 + 1 + 11 - 8}a-chat"
-    rooms: list[dict[str, object]] = []
-    for _ in range(600):  # the service creates the class's rooms a moment later (≤ 120 s)
+
+    async def created() -> list[dict[str, object]] | None:
         rooms = (await api.region_admin.get(f"/api/v1/schools/{school['id']}/rooms")).json()
-        if any(r["alias"] == chat and r["room_id"] for r in rooms):
-            break
-        await asyncio.sleep(0.2)
+        return rooms if any(r["alias"] == chat and r["room_id"] for r in rooms) else None
+
+    # The service creates the class's rooms a moment later.
+    rooms = await eventually(created, f"the service to create {chat}", within=120)
     by_alias = {r["alias"]: r for r in rooms}
     assert by_alias[chat]["room_id"] and not any(r["federated"] for r in rooms)
     url = f"/api/v1/schools/{school['id']}/rooms/{chat}/federation"
@@ -289,9 +286,9 @@ async def test_a_school_opens_one_room_to_other_regions_and_the_policy_learns_it
     assert bad.status_code == 400
     snapshot = region.settings.policy_snapshot_path
     room_id = str(by_alias[chat]["room_id"])
-    for _ in range(300):  # the service's run after the change rewrites the snapshot (≤ 60 s)
-        if json.loads(snapshot.read_bytes())["rooms"].get(room_id, {}).get("federated"):
-            break
-        await asyncio.sleep(0.2)
-    else:
-        raise AssertionError("the policy snapshot never showed the room as open")
+
+    async def open_in_snapshot() -> bool:
+        return bool(json.loads(snapshot.read_bytes())["rooms"].get(room_id, {}).get("federated"))
+
+    # The service's run after the change rewrites the snapshot.
+    await eventually(open_in_snapshot, "the policy snapshot to show the room as open")
