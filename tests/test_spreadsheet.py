@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -72,3 +74,25 @@ def test_the_download_is_an_attachment_in_utf8() -> None:
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     assert response.headers["content-disposition"] == 'attachment; filename="x.csv"'
     assert read_back(bytes(response.body).decode("utf-8"), ";") == [["'=1"]]
+
+
+def test_every_csv_download_is_written_here() -> None:
+    """A CSV writer or response anywhere else would skip the protection: find them all."""
+    root = Path(__file__).resolve().parents[1]
+    elsewhere = []
+    for folder in ("parta", "provisioning", "bridge", "widgets"):
+        for path in sorted((root / folder).rglob("*.py")):
+            if path == root / "provisioning" / "spreadsheet.py":
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+                func = call.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                writes_csv = name in ("writer", "DictWriter") and "csv" in ast.unparse(func)
+                csv_response = name.endswith("Response") and any(
+                    k.arg == "media_type" and "text/csv" in ast.unparse(k.value)
+                    for k in call.keywords
+                )
+                if writes_csv or csv_response:
+                    elsewhere.append(f"{path.relative_to(root)}:{call.lineno}")
+    assert not elsewhere, f"write CSV downloads with provisioning.spreadsheet: {elsewhere}"
