@@ -153,7 +153,9 @@ def concrete(path: str, values: dict[str, str]) -> str:
     return PARAMETER.sub(value, path)
 
 
-def walk(page: Page, base: str, paths: list[str], values: dict[str, str]) -> Iterator[str]:
+def walk(
+    page: Page, base: str, paths: list[str], values: dict[str, str], role: str
+) -> Iterator[str]:
     """Open each page; yield what is wrong with it on a phone."""
     for template in paths:
         url = base + concrete(template, values)
@@ -165,10 +167,7 @@ def walk(page: Page, base: str, paths: list[str], values: dict[str, str]) -> Ite
         page.goto(url)
         found = page.evaluate(MEASURE, PHONE["width"])
         if template.endswith(("/people", "/import", "/audit", "/library")):
-            screenshot(
-                page,
-                "phone-" + template.strip("/").replace("/", "-").replace("{", "").replace("}", ""),
-            )
+            screenshot(page, f"phone-{role}-" + re.sub(r"\W+", "-", template).strip("-"))
         if found["scroll"] > found["width"]:
             wide, width = found["scroll"], found["width"]
             yield f"{template}: {wide} px wide on a {width} px screen {found['wide']}"
@@ -197,10 +196,11 @@ def test_every_page_fits_a_phone(
                     s.region_admin_password.get_secret_value())  # fmt: skip
         elif role != "visitor":
             sign_in(page, s.provisioning_url, school.people[role].user_id, PASSWORD)
-        page.wait_for_load_state()
+        if role != "visitor":
+            expect(page.locator("h1")).to_contain_text("Здравствуйте")  # signed in
         paths = page_paths(region)
         assert "/schools/{school_id}/import" in paths and "/library" in paths
-        problems = list(walk(page, s.provisioning_url, paths, school.values))
+        problems = list(walk(page, s.provisioning_url, paths, school.values, role))
         if problems:
             screenshot(page, f"phone-{role}-last")
         assert not problems, "\n".join(problems)
