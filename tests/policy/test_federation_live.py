@@ -6,7 +6,6 @@ People of B meet A's adults, never A's pupils, and enter only the rooms A's scho
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -25,8 +24,9 @@ from provisioning.reconciler.run import reconcile_region
 from provisioning.services import schools as svc
 from tests.harness.federation import CERTIFICATE, federated_regions
 from tests.harness.region import region_session
+from tests.harness.waiting import policy_loaded_snapshot
 from tests.matrix_users import new_person
-from tests.policy.test_policy_live import RELOAD_S, Account, People, Person, ok, refused
+from tests.policy.test_policy_live import Account, People, Person, ok, refused
 
 PASSWORD = "federation-password-1"
 REMOTE = "Люди с других серверов не могут общаться с учениками"
@@ -71,7 +71,7 @@ async def reconcile_a(federation: Federation, db: Session) -> None:
     async with bot_of(federation.a) as client:
         report = await reconcile_region(db, client, federation.a.settings, wait_s=120)
     assert not report.applied.failed
-    await asyncio.sleep(RELOAD_S)  # the module rereads the snapshot the run wrote
+    await policy_loaded_snapshot(federation.a)  # the one the run wrote
 
 
 @pytest.fixture(scope="module")

@@ -26,10 +26,10 @@ from provisioning.db.models import EnrolmentRole, ManagedRoom, Region, Role, Roo
 from provisioning.reconciler.run import reconcile_region
 from provisioning.services import schools as svc
 from tests.harness.region import region_session
+from tests.harness.waiting import policy_loaded_snapshot, policy_reread
 from tests.matrix_users import new_person
 
 PASSWORD = "policy-password-1"
-RELOAD_S = 2.5  # the module rereads the snapshot every 2 s
 
 
 @dataclass
@@ -141,7 +141,7 @@ async def school(region: LocalDeployment, db: Session) -> Region2:
             label = f"{grade} {record.kind.value.removeprefix('class_')}"
         assert record.room_id is not None
         rooms[label], aliases[label] = record.room_id, f"#{record.alias}:{server}"
-    await asyncio.sleep(RELOAD_S)  # the module rereads the snapshot provisioning just wrote
+    await policy_loaded_snapshot(region)  # the one provisioning just wrote
     return Region2(
         {k: str(p.matrix_user_id) for k, p in people.items()}, rooms, aliases, stranger,
         stranger_password,
@@ -375,9 +375,10 @@ async def test_without_fresh_data_pupils_are_refused_and_staff_keep_working(
         assert time.monotonic() < deadline, "the service kept rewriting the policy snapshot"
         await asyncio.sleep(0.5)
     hour_ago = time.time() - 2 * 3600
+    changed = time.time()
     os.utime(snapshot, (hour_ago, hour_ago))  # as if provisioning had stopped two hours ago
     try:
-        await asyncio.sleep(RELOAD_S)
+        await policy_reread(region, changed)
         answer = await (await person("ivan")).create_room(
             invite=[uid(school, "masha")], is_direct=True
         )
@@ -386,7 +387,7 @@ async def test_without_fresh_data_pupils_are_refused_and_staff_keep_working(
         # A snapshot that cannot be read is ignored; the last good one stays in use.
         good = snapshot.read_bytes()
         snapshot.write_bytes(b"{not json")
-        await asyncio.sleep(RELOAD_S)
+        await policy_loaded_snapshot(region)  # read, found unreadable, the last good one kept
         answer = await (await person("ivan")).create_room(
             invite=[uid(school, "masha")], is_direct=True
         )
@@ -394,4 +395,4 @@ async def test_without_fresh_data_pupils_are_refused_and_staff_keep_working(
         snapshot.write_bytes(good)
     finally:
         os.utime(snapshot, (time.time(), time.time()))
-    await asyncio.sleep(RELOAD_S)
+    await policy_loaded_snapshot(region)
