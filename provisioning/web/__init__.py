@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parta.settings import Settings
-from parta.web import http_error_response, validation_error_response
+from parta.web import http_error_response, path_errors, validation_error_response
 from provisioning.audit import request_origin
 from provisioning.i18n import N_, pick_locale
 from provisioning.web.deps import LoginRequired, WebError
@@ -57,6 +57,9 @@ def is_page(request: Request) -> bool:
         return False
     accept = request.headers.get("accept", "")
     return "text/html" in accept or "application/json" not in accept
+
+
+_NO_SUCH_PAGE = N_("There is no such page. Check the address, or start from the main page.")
 
 
 def secure_cookies(settings: Settings) -> bool:
@@ -110,7 +113,7 @@ def install_web(app: FastAPI, settings: Settings) -> None:
         if not is_page(request):
             return http_error_response(exc)
         message = {
-            404: N_("There is no such page. Check the address, or start from the main page."),
+            404: _NO_SUCH_PAGE,
             405: N_("This page cannot be used that way. Start from the main page."),
         }.get(exc.status_code, N_("Something went wrong. Try again in a minute."))
         return render(
@@ -121,6 +124,9 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         if not is_page(request):
             return validation_error_response(exc)
+        if path_errors(exc):
+            message = translate(request, _NO_SUCH_PAGE)
+            return render(request, "error.html", status=404, message=message)
         fields = ", ".join(sorted({str(e["loc"][-1]) for e in exc.errors()}))
         message = translate(
             request, N_("The form is incomplete or wrong in: %(fields)s. Go back and check it."),

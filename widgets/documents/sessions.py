@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from dataclasses import dataclass, field
 SESSION_LIFETIME_S = 3600.0
 TICKET_LIFETIME_S = 600.0
 MAX_SESSIONS = 50_000
+# "<expiry, Unix seconds>.<HMAC, URL-safe base64>", ASCII only: `str.isdigit` also accepts
+# «²» or «٣», which `int` then refuses (issue 18: a 500 instead of a refusal).
+_TICKET = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{1,64})", re.ASCII)
 
 
 class NotSignedIn(Exception):
@@ -61,8 +65,16 @@ class Sessions:
         return f"{expires}.{self._mac(user_id, room_id, event_id, expires)}"
 
     def check_ticket(self, ticket: str, user_id: str, room_id: str, event_id: str) -> None:
-        expires_text, _, mac = ticket.partition(".")
-        if not expires_text.isdigit() or int(expires_text) < self.wall_clock():
+        """Accept a file link's ticket only for its file and person, until it expires.
+
+        Raises:
+            NotSignedIn: the ticket is malformed, expired, or made for another file or person.
+        """
+        parsed = _TICKET.fullmatch(ticket)
+        if parsed is None:
+            raise NotSignedIn("the file's link is not valid; open the file again")
+        expires_text, mac = parsed.groups()
+        if int(expires_text) < self.wall_clock():
             raise NotSignedIn("the file's link has expired; open it again")
         expected = self._mac(user_id, room_id, event_id, int(expires_text))
         if not hmac.compare_digest(mac.encode(), expected.encode()):

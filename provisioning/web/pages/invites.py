@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bridge.matrix.client import MatrixClient
 from bridge.matrix.errors import MatrixError
 from parta.settings import Settings
-from provisioning.api.deps import MatrixDep, SessionDep, SettingsDep, reconcile_soon
+from provisioning.api.deps import MatrixDep, PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.base import utcnow
 from provisioning.db.models import (
     Enrolment,
@@ -70,7 +70,7 @@ def _back_to(invite: InviteLink) -> str:
 @router.post("/schools/{school_id}/invites")
 def create_invite(
     request: Request,
-    school_id: int,
+    school_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     role: Annotated[Role, Form()],
@@ -110,7 +110,7 @@ def create_invite(
 
 @router.get("/invites/{invite_id}")
 def invite_page(
-    request: Request, invite_id: int, viewer: Viewer, session: SessionDep, settings: SettingsDep
+    request: Request, invite_id: PathId, viewer: Viewer, session: SessionDep, settings: SettingsDep
 ) -> Response:
     invite = _invite_for(session, viewer, invite_id)
     url = invite_url(settings, invite)
@@ -126,7 +126,7 @@ def invite_page(
 
 @router.get("/invites/{invite_id}/qr.{kind}")
 def invite_qr(
-    invite_id: int, kind: str, viewer: Viewer, session: SessionDep, settings: SettingsDep
+    invite_id: PathId, kind: str, viewer: Viewer, session: SessionDep, settings: SettingsDep
 ) -> Response:
     invite = _invite_for(session, viewer, invite_id)
     url = invite_url(settings, invite)
@@ -145,7 +145,7 @@ def _download(name: str, extension: str) -> dict[str, str]:
 
 
 @router.post("/invites/{invite_id}/revoke")
-def revoke(invite_id: int, viewer: Viewer, session: SessionDep) -> Response:
+def revoke(invite_id: PathId, viewer: Viewer, session: SessionDep) -> Response:
     invite = _invite_for(session, viewer, invite_id)
     svc.revoke_invite(session, invite, actor=viewer.user_id)
     session.commit()
@@ -167,7 +167,9 @@ def _class_for_sheet(
 
 
 @router.post("/schools/{school_id}/classes/{class_id}/sheet")
-def prepare_sheet(school_id: int, class_id: int, viewer: Viewer, session: SessionDep) -> Response:
+def prepare_sheet(
+    school_id: PathId, class_id: PathId, viewer: Viewer, session: SessionDep
+) -> Response:
     """Make a personal link for every pupil and parent of the class who has none active."""
     school_class = _class_for_sheet(session, viewer, school_id, class_id)
     school = session.get(School, school_id)
@@ -220,8 +222,8 @@ def _activated(session: Session, person_id: int) -> bool:
 @router.get("/schools/{school_id}/classes/{class_id}/sheet")
 def sheet(
     request: Request,
-    school_id: int,
-    class_id: int,
+    school_id: PathId,
+    class_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     settings: SettingsDep,
