@@ -16,7 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
+from parta.body_limits import BodyTooLarge, Refusal, describe_size, json_refusal
 from parta.settings import Settings
 from parta.web import http_error_response, path_errors, validation_error_response
 from provisioning.audit import request_origin
@@ -60,6 +62,25 @@ def is_page(request: Request) -> bool:
 
 
 _NO_SUCH_PAGE = N_("There is no such page. Check the address, or start from the main page.")
+
+
+def body_refusal(scope: Scope, refusal: Refusal) -> Response:
+    """A 413 as a page in the reader's language for a browser, as JSON for the API."""
+    request = Request(scope)
+    if not is_page(request):
+        return json_refusal(scope, refusal)
+    size = describe_size(refusal.max_bytes)
+    if refusal.sign_in_first:
+        message = translate(
+            request, N_("This is too much to send without signing in (over %(size)s). "
+                        "Sign in and try again."), size=size,
+        )  # fmt: skip
+    else:
+        message = translate(
+            request, N_("The file is too large: at most %(size)s may be sent here. "
+                        "Make it smaller or split it, then try again."), size=size,
+        )  # fmt: skip
+    return render(request, "error.html", status=413, message=message)
 
 
 def secure_cookies(settings: Settings) -> bool:
@@ -110,6 +131,8 @@ def install_web(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc, BodyTooLarge):
+            return body_refusal(request.scope, exc.refusal)
         if not is_page(request):
             return http_error_response(exc)
         message = {
