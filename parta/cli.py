@@ -398,14 +398,19 @@ def serve_widgets(var_dir: VarDir = Path("var")) -> None:
     from parta.logs import configure_logging
     from parta.memory import freeze_startup_objects
     from widgets.app import create_app
+    from widgets.call.service import MESSAGE_MAX_BYTES
 
     settings = _load(var_dir)
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     freeze_startup_objects()  # full collections would stop every call to walk them
     uvicorn.run(
-        app, host=settings.bind_address, port=settings.widgets_port, log_config=None
-    )  # fmt: skip
+        app,
+        host=settings.bind_address,
+        port=settings.widgets_port,
+        log_config=None,
+        ws_max_size=MESSAGE_MAX_BYTES,  # a bigger frame is refused (1009) before it is read
+    )
 
 
 def main() -> None:

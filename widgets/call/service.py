@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -48,6 +49,12 @@ from widgets.openid import OpenIDError, OpenIDVerifier
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 15.0  # a page that does not say who it is within this is closed
+# Before `join`, one message of this size (a join with its OpenID token is about 500 bytes).
+JOIN_MAX_BYTES = 4 * 1024
+# Any message, the server's frame limit (`ws_max_size`): an SDP answer is some 10 KiB.
+# Uvicorn's default of 16 MiB let forty unjoined sockets grow the service by 1.2 GB (#18).
+MESSAGE_MAX_BYTES = 128 * 1024
+MESSAGE_TOO_BIG = 1009  # WebSocket close code (RFC 6455)
 EMPTY_CALL_KEPT_S = 600.0  # an empty call's state waits this long for people to return
 POLICY_VIOLATION = 1008  # WebSocket close code (RFC 6455) for a refused join
 ACCESS_POLL_S = 15.0  # how often a live call's room is asked who is in it and who moderates
@@ -122,9 +129,20 @@ class CallService:
 
     async def _join(self, socket: WebSocket) -> tuple[CallRoom, str] | None:
         try:
-            raw = await asyncio.wait_for(socket.receive_json(), JOIN_TIMEOUT_S)
-            join = m.join_message.validate_python(raw)
-        except (TimeoutError, ValidationError, ValueError, KeyError):
+            message = await asyncio.wait_for(socket.receive(), JOIN_TIMEOUT_S)
+        except TimeoutError:
+            await _refuse(socket, "join_timeout")
+            return None
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text: str | bytes = message.get("text") or message.get("bytes") or ""
+        size = len(text.encode() if isinstance(text, str) else text)
+        if size > JOIN_MAX_BYTES:
+            await _refuse(socket, "join_too_large", code=MESSAGE_TOO_BIG)
+            return None
+        try:
+            join = m.join_message.validate_python(json.loads(text))
+        except (ValidationError, ValueError):
             await _refuse(socket, "bad_join")
             return None
         try:
@@ -340,9 +358,10 @@ def _require_moderator(state: CallState, actor: str) -> None:
         raise CallError("not_moderator")
 
 
-async def _refuse(socket: WebSocket, reason: str) -> None:
+async def _refuse(socket: WebSocket, reason: str, *, code: int = POLICY_VIOLATION) -> None:
+    """Say why in a message the page shows, then close with the same reason."""
     await socket.send_json(m.error(reason))
-    await socket.close(code=POLICY_VIOLATION, reason=reason)
+    await socket.close(code=code, reason=reason)
 
 
 async def _close(socket: WebSocket, kind: str, *, reason: str | None = None) -> None:
