@@ -40,6 +40,7 @@ CONFIG_TEMPLATE = """\
 # PARTA_SYNAPSE_METRICS_PORT=9008
 # PARTA_SYNAPSE_DATABASE=sqlite          # or postgresql (then PARTA_SYNAPSE_POSTGRES_*)
 # PARTA_FEDERATION_ALLOW_LIST=[]         # e.g. ["region2.example.org"]
+# PARTA_FEDERATION_PRIVATE_SERVERS=[]    # allow-listed servers on a private network
 # PARTA_MAX_UPLOAD_SIZE_MB=100
 """
 

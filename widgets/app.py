@@ -74,6 +74,15 @@ def _documents_page_policy(settings: Settings) -> str:
     )
 
 
+def _resolver(settings: Settings) -> ServerResolver:
+    """Who an OpenID check may ask: our homeserver (by its local address) and the allow-list."""
+    return ServerResolver(
+        local={settings.server_name: settings.homeserver_url},
+        federated=frozenset(settings.federation_allow_list),
+        private_ok=frozenset(settings.federation_private_servers),
+    )
+
+
 def _signed_in_to(documents: DocumentsService) -> SignedIn:
     """Whether a request carries a live documents session (the upload's own sign-in)."""
 
@@ -91,14 +100,11 @@ def _signed_in_to(documents: DocumentsService) -> SignedIn:
 def create_app(settings: Settings) -> FastAPI:
     check_aiortc_version()  # refuse to start on an aiortc the forwarding was not written for
     turn = TurnIssuer.from_settings(settings)  # None without TURN (loopback needs none)
-    documents = DocumentsService.from_settings(
-        settings,
-        OpenIDVerifier(ServerResolver(local={settings.server_name: settings.homeserver_url})),
-    )
+    documents = DocumentsService.from_settings(settings, OpenIDVerifier(_resolver(settings)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resolver = ServerResolver(local={settings.server_name: settings.homeserver_url})
+        resolver = _resolver(settings)
         async with MatrixClient(
             settings.homeserver_url, settings.as_token.get_secret_value()
         ) as matrix:

@@ -44,7 +44,7 @@ from widgets.call.room_access import (
 )
 from widgets.call.sfu import DEFAULT_AUDIO_SLOTS, CallRoom
 from widgets.call.turn import TurnIssuer
-from widgets.openid import OpenIDError, OpenIDVerifier
+from widgets.openid import OpenIDError, OpenIDVerifier, token_grant
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ JOIN_MAX_BYTES = 4 * 1024
 # Uvicorn's default of 16 MiB let forty unjoined sockets grow the service by 1.2 GB (#18).
 MESSAGE_MAX_BYTES = 128 * 1024
 MESSAGE_TOO_BIG = 1009  # WebSocket close code (RFC 6455)
+SOCKETS_PER_TOKEN = 3  # calls one OpenID token may be in at once (a page in three rooms)
 EMPTY_CALL_KEPT_S = 600.0  # an empty call's state waits this long for people to return
 POLICY_VIOLATION = 1008  # WebSocket close code (RFC 6455) for a refused join
 ACCESS_POLL_S = 15.0  # how often a live call's room is asked who is in it and who moderates
@@ -76,6 +77,7 @@ class CallService:
     rooms: dict[str, CallRoom] = field(default_factory=dict)
     _emptied_at: dict[str, float] = field(default_factory=dict)
     _sockets: dict[tuple[str, str], WebSocket] = field(default_factory=dict)
+    _grants: dict[WebSocket, str] = field(default_factory=dict)  # socket -> its OpenID token
     _watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -108,11 +110,15 @@ class CallService:
         await socket.accept()
         try:
             joined = await self._join(socket)
+            if joined is not None:
+                await self._in_call(socket, *joined)
         except WebSocketDisconnect:
-            return
-        if joined is None:
-            return
-        room, user_id = joined
+            pass
+        finally:
+            self._grants.pop(socket, None)  # no longer counted against its OpenID token
+
+    async def _in_call(self, socket: WebSocket, room: CallRoom, user_id: str) -> None:
+        """From a successful join to the socket's end; then the person leaves the call."""
         peer = room.peers[user_id]
         try:
             await self._serve(socket, room, user_id)
@@ -146,7 +152,16 @@ class CallService:
             await _refuse(socket, "bad_join")
             return None
         try:
-            user_id = await self.verifier.verify(join.openid.model_dump())
+            token = join.openid.model_dump()
+            user_id = await self.verifier.verify(token)
+            grant = token_grant(token)
+            if (join.room_id, user_id) not in self._sockets and (
+                sum(1 for held in self._grants.values() if held == grant) >= SOCKETS_PER_TOKEN
+            ):
+                # A page that rejoins its room replaces its old socket and is not counted.
+                await _refuse(socket, "too_many_sockets")
+                return None
+            self._grants[socket] = grant
             access = await check_room_access(self.matrix, join.room_id, user_id)
         except OpenIDError as exc:
             log.info("call join refused: %s", exc)
