@@ -125,27 +125,25 @@ class BodyLimits:
     async def limit_for(self, scope: Scope) -> tuple[int, Refusal]:
         """The bytes this request may send, and what to say if it sends more."""
         method, path = scope["method"], scope["path"]
-        for allowance in self.allowances:
-            if not allowance.matches(method, path):
-                continue
-            if allowance.signed_in_only and not (
-                self.signed_in is not None and await self.signed_in(scope)
-            ):
-                break
-            return (
-                allowance.max_bytes + allowance.overhead_bytes,
-                Refusal(allowance.max_bytes, sign_in_first=False),
-            )
-        else:
+        allowance = next((a for a in self.allowances if a.matches(method, path)), None)
+        if allowance is None:
             return self.default_bytes, Refusal(self.default_bytes, sign_in_first=False)
-        return self.default_bytes, Refusal(self.default_bytes, sign_in_first=True)
+        if allowance.signed_in_only and not (
+            self.signed_in is not None and await self.signed_in(scope)
+        ):
+            return self.default_bytes, Refusal(self.default_bytes, sign_in_first=True)
+        return (
+            allowance.max_bytes + allowance.overhead_bytes,
+            Refusal(allowance.max_bytes, sign_in_first=False),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared == 0:
+        if declared is not None and declared <= self.default_bytes:
+            # Within every route's limit; the server delivers no more than was declared.
             await self.app(scope, receive, send)
             return
         limit, refusal = await self.limit_for(scope)

@@ -109,7 +109,7 @@ async def test_one_token_opens_at_most_three_documents_sessions(
             assert opened.status_code == 200, opened.text
         refused = await http.post("/documents/api/session", json={"openid": token})
         assert refused.status_code == 429
-        assert refused.json()["errcode"] == "M_LIMIT_EXCEEDED"
+        assert refused.json()["errcode"] == "PARTA_TOO_MANY_SESSIONS"
         assert "opened 3 documents sessions already" in refused.json()["error"]
         again = await http.post("/documents/api/session", json={"openid": fresh})
         assert again.status_code == 200, again.text

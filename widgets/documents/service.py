@@ -536,7 +536,7 @@ def documents_router(service: DocumentsService) -> APIRouter:
         except TooManySessions as exc:
             raise ApiError(
                 429,
-                "M_LIMIT_EXCEEDED",
+                "PARTA_TOO_MANY_SESSIONS",
                 f"This sign-in has opened {SESSIONS_PER_TOKEN} documents sessions already. "
                 "Close a documents page you do not use, or sign in again.",
             ) from exc
