@@ -144,3 +144,31 @@ async def test_other_impossible_ids_are_not_found_either(
         )
     assert answer.status_code == 404, answer.text
     assert answer.json()["errcode"] == "M_NOT_FOUND"
+
+
+async def test_ids_in_bodies_and_forms_above_the_range_are_refused_in_words(
+    region: LocalDeployment,
+) -> None:
+    s = region.settings
+    bearer = await token_for(
+        region, s.region_admin_user_id, s.region_admin_password.get_secret_value()
+    )
+    async with httpx.AsyncClient(
+        base_url=s.provisioning_url, headers={"Authorization": f"Bearer {bearer}"}, timeout=30
+    ) as api:
+        school = await api.post("/api/v1/schools", json={"name": "Школа больших чисел"})
+        assert school.status_code == 201, school.text
+        base = f"/api/v1/schools/{school.json()['id']}"
+        for path, body in (
+            ("/parent-links", {"parent_id": TOO_BIG, "child_id": TOO_BIG}),
+            ("/people", {"display_name": "Мама", "role": "parent", "children": [TOO_BIG]}),
+        ):
+            answer = await api.post(base + path, json=body)
+            assert answer.status_code == 400, answer.text
+            assert "less than or equal to 9223372036854775807" in answer.json()["error"]
+    web, csrf = web_client(region)
+    with contextlib.closing(web):
+        form = {"csrf_token": csrf, "role": "pupil", "class_id": str(TOO_BIG)}
+        answer = web.post(f"/schools/{school.json()['id']}/invites", data=form)
+        assert answer.status_code == 400, answer.text
+        assert "class_id" in answer.text

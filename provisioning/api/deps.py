@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient
@@ -45,3 +46,5 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 # A row's id in a path. A bigger number would overflow the database driver (a 500); out of
 # range, it names nothing, so it is a 404 (parta.web.validation_error_response).
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# A row's id in a body or a form: the same range, refused as a bad field (400) outside it.
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]

@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 from bridge.matrix.client import MatrixClient
 from bridge.matrix.errors import MatrixError
 from parta.settings import Settings
-from provisioning.api.deps import MatrixDep, PathId, SessionDep, SettingsDep, reconcile_soon
+from provisioning.api.deps import (
+    MAX_ID,
+    MatrixDep,
+    PathId,
+    RowId,
+    SessionDep,
+    SettingsDep,
+    reconcile_soon,
+)
 from provisioning.db.base import utcnow
 from provisioning.db.models import (
     Enrolment,
@@ -74,8 +82,8 @@ def create_invite(
     viewer: Viewer,
     session: SessionDep,
     role: Annotated[Role, Form()],
-    class_id: Annotated[int | None, Form()] = None,
-    child_id: Annotated[int | None, Form()] = None,
+    class_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
+    child_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
     valid_days: Annotated[int, Form(ge=1, le=svc.MAX_VALID_DAYS)] = 14,
     max_uses: Annotated[str, Form(max_length=6)] = "",
 ) -> Response:
@@ -334,7 +342,7 @@ async def join(
     password_again: Annotated[str, Form(max_length=1024)] = "",
     confirm: Annotated[str, Form(max_length=8)] = "",
     subjects: Annotated[str, Form(max_length=500)] = "",
-    class_ids: Annotated[list[int] | None, Form()] = None,
+    class_ids: Annotated[list[RowId] | None, Form()] = None,
 ) -> Response:
     invite = await run_in_threadpool(_usable, session, token)
     context = await run_in_threadpool(_join_context, session, invite)
