@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
 
+from parta.private_files import PRIVATE_UMASK
 from parta.settings import CONFIG_FILE_NAME, Settings
 from parta.supervisor import DeployError, tail
 
@@ -38,6 +40,7 @@ CONFIG_TEMPLATE = """\
 # PARTA_SYNAPSE_METRICS_PORT=9008
 # PARTA_SYNAPSE_DATABASE=sqlite          # or postgresql (then PARTA_SYNAPSE_POSTGRES_*)
 # PARTA_FEDERATION_ALLOW_LIST=[]         # e.g. ["region2.example.org"]
+# PARTA_FEDERATION_PRIVATE_SERVERS=[]    # allow-listed servers on a private network
 # PARTA_MAX_UPLOAD_SIZE_MB=100
 """
 
@@ -264,13 +267,26 @@ def stop(var_dir: VarDir = Path("var")) -> None:
 
 @app.command()
 def status(var_dir: VarDir = Path("var")) -> None:
-    """Show which services run; exit 1 unless all do."""
-    from parta.deployment import LocalDeployment
+    """Show which services run and any file others may read; exit 1 unless all is well."""
+    import stat
 
-    states = LocalDeployment(_load(var_dir)).status()
+    from parta.deployment import LocalDeployment
+    from parta.private_files import exposed
+
+    settings = _load(var_dir)
+    states = LocalDeployment(settings).status()
     for name, pid in states.items():
         typer.echo(f"{name:13} {'running, pid ' + str(pid) if pid else 'stopped'}")
-    if not all(states.values()):
+    readable = exposed(settings.var_dir)
+    for path, mode in readable:
+        typer.echo(f"readable by other accounts: {path} (mode {stat.S_IMODE(mode):04o})")
+    if readable:
+        typer.echo(
+            f"{len(readable)} paths under {settings.var_dir} hold private data that other "
+            "accounts on this machine can read. Run ./deploy.sh to make them private again "
+            f"(or: chmod -R go-rwx {settings.var_dir})."
+        )
+    if not all(states.values()) or readable:
         raise typer.Exit(1)
 
 
@@ -398,15 +414,23 @@ def serve_widgets(var_dir: VarDir = Path("var")) -> None:
     from parta.logs import configure_logging
     from parta.memory import freeze_startup_objects
     from widgets.app import create_app
+    from widgets.call.service import MESSAGE_MAX_BYTES
 
     settings = _load(var_dir)
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     freeze_startup_objects()  # full collections would stop every call to walk them
     uvicorn.run(
-        app, host=settings.bind_address, port=settings.widgets_port, log_config=None
-    )  # fmt: skip
+        app,
+        host=settings.bind_address,
+        port=settings.widgets_port,
+        log_config=None,
+        ws_max_size=MESSAGE_MAX_BYTES,  # a bigger frame is refused (1009) before it is read
+    )
 
 
 def main() -> None:
+    # Files the CLI and the services it runs make are this account's only (var/ holds
+    # pupils' data, access tokens and secrets): parta.private_files.
+    os.umask(PRIVATE_UMASK)
     app()

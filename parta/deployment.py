@@ -16,6 +16,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bridge.matrix.client import MatrixClient
+from parta.private_files import make_private
 from parta.render import render_all
 from parta.secrets import ensure_secrets
 from parta.settings import SECRET_FIELDS, Settings
@@ -163,6 +164,7 @@ class LocalDeployment:
         began = time.monotonic()
         report = UpReport(secrets_created=list(secrets_created or []))
         report.config_changed = render_all(self.settings)
+        make_private(self.settings.var_dir)  # what an older version or a backup left readable
         for spec in self.specs():
             current = self.supervisor.running(spec.name)
             if current is not None and current.fingerprint == spec.fingerprint:
@@ -176,6 +178,7 @@ class LocalDeployment:
             self.supervisor.start(spec)
             report.ready_seconds[spec.name] = self.supervisor.wait_healthy(spec)
         report.region_admin_created, report.demo = asyncio.run(self._bootstrap())
+        make_private(self.settings.var_dir)  # what this process made while starting them
         report.total_seconds = time.monotonic() - began
         return report
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CONFIG_FILE_NAME = "parta.env"
@@ -74,6 +74,9 @@ class Settings(BaseSettings):
 
     # Federation: closed unless other regions' server names are listed here.
     federation_allow_list: list[str] = Field(default_factory=list)
+    # Servers of the allow-list that may resolve to a loopback or private address (a region
+    # on the same private network): the widget service asks no other such address.
+    federation_private_servers: list[str] = Field(default_factory=list)
 
     # Limits.
     max_upload_size_mb: int = Field(default=100, ge=1, le=4096)
@@ -188,13 +191,23 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} may use only a-z, 0-9 and . _ = / -")
         return value
 
-    @field_validator("federation_allow_list")
+    @field_validator("federation_allow_list", "federation_private_servers")
     @classmethod
-    def _check_allow_list(cls, value: list[str]) -> list[str]:
+    def _check_allow_list(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for name in value:
             if not _SERVER_NAME.match(name):
-                raise ValueError(f"federation_allow_list: {name!r} is not a server name")
+                raise ValueError(f"{info.field_name}: {name!r} is not a server name")
         return value
+
+    @model_validator(mode="after")
+    def _private_servers_are_federated(self) -> Settings:
+        strangers = set(self.federation_private_servers) - set(self.federation_allow_list)
+        if strangers:
+            raise ValueError(
+                "federation_private_servers must be on federation_allow_list too: "
+                + ", ".join(sorted(strangers))
+            )
+        return self
 
     @field_validator("turn_uris")
     @classmethod

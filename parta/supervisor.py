@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from parta.private_files import PRIVATE_UMASK
+
 
 class DeployError(Exception):
     """A problem the operator must fix; the message says what to do."""
@@ -108,9 +110,10 @@ class Supervisor:
                 f"{spec.title} cannot start. Stop that program, or choose another port in "
                 f"var/parta.env (PARTA_{spec.name.upper()}_PORT=...)."
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        spec.log_files[0].parent.mkdir(parents=True, exist_ok=True)
-        with open(spec.log_files[0], "ab") as log:
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        spec.log_files[0].parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log = os.open(spec.log_files[0], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
             process = subprocess.Popen(
                 spec.argv,
                 stdin=subprocess.DEVNULL,
@@ -119,7 +122,10 @@ class Supervisor:
                 start_new_session=True,  # survives the terminal; stop() signals its group
                 env={**os.environ, **spec.env},
                 close_fds=True,
+                umask=PRIVATE_UMASK,  # its databases, logs and media: this account's only
             )
+        finally:
+            os.close(log)
         self._state_file(spec.name).write_text(
             json.dumps(
                 {

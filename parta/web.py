@@ -19,6 +19,7 @@ _ERRCODE_BY_STATUS = {
     403: "M_FORBIDDEN",
     404: "M_NOT_FOUND",
     405: "M_UNRECOGNIZED",
+    413: "M_TOO_LARGE",
     429: "M_LIMIT_EXCEEDED",
 }
 
@@ -59,10 +60,31 @@ def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:
+    """400 naming each wrong field; 404 when a path's id cannot name anything."""
+    wrong_ids = path_errors(exc)
+    if wrong_ids:
+        return error_response(
+            404,
+            "M_NOT_FOUND",
+            f"There is nothing with {wrong_ids}: an id is a whole number from 1 to {2**63 - 1}.",
+        )
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
     )
     return error_response(400, "M_BAD_JSON", f"The request is not valid: {problems}")
+
+
+def path_errors(exc: RequestValidationError) -> str:
+    """The path parameters that are not valid ids, as `name 123`; empty if there are none.
+
+    A number out of the database's range names no row, so it is "not found" rather than a
+    malformed request (issue 18: 2⁶³ gave a 500 on every route with an id).
+    """
+    return ", ".join(
+        f"{e['loc'][1]} {str(e.get('input'))[:40]}"
+        for e in exc.errors()
+        if e["loc"][:1] == ("path",) and len(e["loc"]) > 1
+    )
 
 
 def install_request_log(app: FastAPI) -> None:

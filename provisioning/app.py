@@ -5,21 +5,60 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from bridge.matrix.client import MatrixClient, RetryPolicy
+from parta.body_limits import FORM_OVERHEAD_BYTES, MIB, Allowance, BodyLimits
 from parta.settings import Settings
-from parta.web import install_error_handlers, install_request_log
+from parta.web import ApiError, install_error_handlers, install_request_log
 from provisioning.api import health, internal, v1
-from provisioning.api.auth import TokenCache
+from provisioning.api.auth import TokenCache, bearer_token, verified_user
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
 from provisioning.policy.snapshot import refresh_snapshot
 from provisioning.reconciler.run import RunReport, reconcile_region
 from provisioning.reconciler.scheduler import ReconcileScheduler
 from provisioning.services.region import ensure_region
-from provisioning.web import install_web
+from provisioning.web import body_refusal, install_web
+from provisioning.web.security import SESSION_COOKIE, find_session
+
+ROSTER_MAX_BYTES = 5 * MIB  # a region's largest school's roster is well under 1 MB
+LIBRARY_IMPORT_MAX_BYTES = 5 * MIB
+
+
+def body_allowances(settings: Settings) -> list[Allowance]:
+    """The routes that take files; every other body is refused over 64 KiB."""
+    school = r"/schools/[0-9]+"
+    upload = settings.max_upload_size_mb * MIB
+    return [
+        Allowance("POST", rf"/api/v1{school}/import", ROSTER_MAX_BYTES),
+        Allowance("POST", rf"{school}/import", ROSTER_MAX_BYTES, FORM_OVERHEAD_BYTES),
+        Allowance("POST", r"/library(/[0-9]+)?", upload, FORM_OVERHEAD_BYTES),
+        Allowance("POST", r"/library/import", LIBRARY_IMPORT_MAX_BYTES, FORM_OVERHEAD_BYTES),
+    ]
+
+
+async def signed_in(scope: Scope) -> bool:
+    """Whether the caller is signed in (an API token or a page's session), from headers only."""
+    request = Request(scope)
+    token = bearer_token(request)
+    if token is not None:
+        try:
+            await verified_user(request, token)
+        except ApiError:
+            return False
+        return True
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return False
+
+    def known() -> bool:
+        with request.app.state.sessions() as session:
+            return find_session(session, cookie) is not None
+
+    return await run_in_threadpool(known)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -72,6 +111,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.token_cache = TokenCache()
     install_error_handlers(app)
+    # Inside the request log (a refusal is logged) and inside the pages' context (its
+    # language), outside everything that reads a body.
+    app.add_middleware(
+        BodyLimits,
+        allowances=body_allowances(settings),
+        signed_in=signed_in,
+        respond=body_refusal,
+    )
     install_request_log(app)
     app.include_router(health.router)
     app.include_router(v1.router)

@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from bridge.matrix.client import MatrixClient
+from parta.body_limits import FORM_OVERHEAD_BYTES, Allowance, BodyLimits, SignedIn
 from parta.settings import Settings
 from parta.web import install_error_handlers, install_request_log
 from widgets.call.persistence import CallStore
@@ -25,6 +27,7 @@ from widgets.call.service import EMPTY_CALL_KEPT_S, CallService
 from widgets.call.turn import TurnIssuer
 from widgets.documents.disk import DiskAlarm
 from widgets.documents.service import DocumentsService, documents_router
+from widgets.documents.sessions import NotSignedIn
 from widgets.openid import OpenIDVerifier, ServerResolver
 
 CALL_STATIC = Path(__file__).resolve().parent / "call" / "static"
@@ -71,17 +74,37 @@ def _documents_page_policy(settings: Settings) -> str:
     )
 
 
+def _resolver(settings: Settings) -> ServerResolver:
+    """Who an OpenID check may ask: our homeserver (by its local address) and the allow-list."""
+    return ServerResolver(
+        local={settings.server_name: settings.homeserver_url},
+        federated=frozenset(settings.federation_allow_list),
+        private_ok=frozenset(settings.federation_private_servers),
+    )
+
+
+def _signed_in_to(documents: DocumentsService) -> SignedIn:
+    """Whether a request carries a live documents session (the upload's own sign-in)."""
+
+    async def signed_in(scope: Scope) -> bool:
+        token = Request(scope).headers.get("authorization", "").removeprefix("Bearer ").strip()
+        try:
+            documents.sessions.user_for(token)
+        except NotSignedIn:
+            return False
+        return True
+
+    return signed_in
+
+
 def create_app(settings: Settings) -> FastAPI:
     check_aiortc_version()  # refuse to start on an aiortc the forwarding was not written for
     turn = TurnIssuer.from_settings(settings)  # None without TURN (loopback needs none)
-    documents = DocumentsService.from_settings(
-        settings,
-        OpenIDVerifier(ServerResolver(local={settings.server_name: settings.homeserver_url})),
-    )
+    documents = DocumentsService.from_settings(settings, OpenIDVerifier(_resolver(settings)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resolver = ServerResolver(local={settings.server_name: settings.homeserver_url})
+        resolver = _resolver(settings)
         async with MatrixClient(
             settings.homeserver_url, settings.as_token.get_secret_value()
         ) as matrix:
@@ -104,6 +127,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Parta widgets", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimits,
+        allowances=[
+            Allowance(
+                "POST",
+                r"/documents/api/rooms/[^/]+/files",
+                documents.max_upload_bytes,
+                FORM_OVERHEAD_BYTES,  # the service itself refuses a file over the limit
+            )
+        ],
+        signed_in=_signed_in_to(documents),
+    )
     install_request_log(app)
 
     disk = DiskAlarm(settings.media_store_dir, settings.documents_disk_alarm_percent)

@@ -12,14 +12,23 @@ as it is; otherwise `/.well-known/matrix/server` may delegate, then an SRV recor
 (`_matrix-fed._tcp`, then the deprecated `_matrix._tcp`), then port 8448. Our own
 homeserver is known by its local address, so checking our own people never leaves the
 machine.
+
+Who may be asked is bounded (issue 18: any name a caller wrote was resolved, loopback and
+private addresses included). Only our own server and the federation allow-list's servers
+are asked; a name whose addresses are loopback, private or link-local is refused unless
+the operator named it in `federation_private_servers` (a region on the same private
+network), and the request goes to the very address that was checked. A verified token is
+remembered for its lifetime, so asking again with it costs its homeserver nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import re
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -34,6 +43,8 @@ DEFAULT_PORT = 8448
 USERINFO = "/_matrix/federation/v1/openid/userinfo"
 _SERVER_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{1,512}$")
+TOKEN_LIFETIME_MAX_S = 3600.0  # Synapse's OpenID tokens live an hour; a claim of more is cut
+TOKEN_LIFETIME_UNSTATED_S = 300.0  # a token object without `expires_in`
 
 
 class OpenIDError(Exception):
@@ -88,14 +99,26 @@ class ServerResolver:
     """
 
     local: dict[str, str] = field(default_factory=dict)
+    federated: frozenset[str] = frozenset()  # the federation allow-list: may be asked
+    private_ok: frozenset[str] = frozenset()  # of those, the ones on a private network
     verify: ssl.SSLContext | bool = True
     timeout_s: float = 10.0
     cache_s: float = 3600.0
     _cache: dict[str, tuple[float, Endpoint]] = field(default_factory=dict)
 
     async def resolve(self, server_name: str) -> Endpoint:
+        """Where to ask `server_name`.
+
+        Raises:
+            OpenIDError("server_not_allowed"): neither ours nor on the allow-list.
+        """
         if server_name in self.local:
             return Endpoint(self.local[server_name].rstrip("/"))
+        if server_name not in self.federated:
+            raise OpenIDError(
+                "server_not_allowed",
+                f"{server_name} is not this region's server nor one it federates with",
+            )
         cached = self._cache.get(server_name)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -107,7 +130,7 @@ class ServerResolver:
         host, port = split_server_name(server_name)
         if _is_ip_literal(host) or port is not None:
             return Endpoint(_url(host, port or DEFAULT_PORT), host)
-        delegated = await self._well_known(host)
+        delegated = await self._well_known(host, server_name)
         if delegated is not None:
             d_host, d_port = split_server_name(delegated)
             if _is_ip_literal(d_host) or d_port is not None:
@@ -115,12 +138,49 @@ class ServerResolver:
             return await self._srv(d_host) or Endpoint(_url(d_host, DEFAULT_PORT), d_host)
         return await self._srv(host) or Endpoint(_url(host, DEFAULT_PORT), host)
 
-    async def _well_known(self, host: str) -> str | None:
+    async def address(self, host: str, port: int, server_name: str) -> str:
+        """The address to connect to for `host`: one that was checked, so a second lookup
+        (DNS rebinding) cannot swap in another.
+
+        Raises:
+            OpenIDError("private_address"): the host has a loopback, private, link-local or
+                otherwise non-public address, and `server_name` is not in `private_ok`.
+            OpenIDError("unreachable"): the host has no address.
+        """
         try:
-            async with httpx.AsyncClient(
-                verify=self.verify, timeout=self.timeout_s, follow_redirects=True
-            ) as http:
-                answer = await http.get(f"https://{host}/.well-known/matrix/server")
+            found = await asyncio.get_running_loop().getaddrinfo(
+                host.strip("[]"), port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise OpenIDError("unreachable", f"{host} has no address: {exc}") from exc
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+        if not addresses:
+            raise OpenIDError("unreachable", f"{host} has no address")
+        if server_name not in self.private_ok:
+            for address in addresses:
+                mapped = getattr(address, "ipv4_mapped", None) or address
+                if not mapped.is_global:
+                    raise OpenIDError(
+                        "private_address",
+                        f"{server_name} resolves to {address}, an address of this machine "
+                        "or a private network; it is not asked",
+                    )
+        first = addresses[0]
+        return f"[{first}]" if first.version == 6 else str(first)
+
+    async def _well_known(self, host: str, server_name: str) -> str | None:
+        try:
+            address = await self.address(host, 443, server_name)
+        except OpenIDError:
+            return None  # no delegation read from there; the next steps check their own host
+        try:
+            async with httpx.AsyncClient(verify=self.verify, timeout=self.timeout_s) as http:
+                # No redirects: each hop would be an address nobody checked.
+                answer = await http.get(
+                    f"https://{address}/.well-known/matrix/server",
+                    headers={"Host": host},
+                    extensions={"sni_hostname": host},
+                )
             if answer.status_code != 200:
                 return None
             delegated = answer.json().get("m.server")
@@ -149,7 +209,6 @@ class OpenIDVerifier:
 
     resolver: ServerResolver
     timeout_s: float = 10.0
-    max_cache_s: float = 300.0
     _cache: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -168,29 +227,35 @@ class OpenIDVerifier:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         endpoint = await self.resolver.resolve(server_name)
-        user_id = await self._userinfo(endpoint, access_token)
+        user_id = await self._userinfo(endpoint, access_token, server_name)
         if user_id.partition(":")[2] != server_name:
             # A homeserver speaks only for its own users (spec: OpenID userinfo).
             raise OpenIDError(
                 "wrong_server", f"{server_name} vouched for {user_id}, who is not its user"
             )
-        lifetime = min(self.max_cache_s, max(0.0, float(expires_in)))
-        if lifetime > 0:
-            self._cache[key] = (time.monotonic() + lifetime, user_id)
+        # Remembered for the token's life: a page that signs in again with it (a reload, a
+        # second documents session) costs its homeserver nothing.
+        lifetime = min(TOKEN_LIFETIME_MAX_S, expires_in) if expires_in > 0 else 0.0
+        self._cache[key] = (time.monotonic() + (lifetime or TOKEN_LIFETIME_UNSTATED_S), user_id)
         if len(self._cache) > 10_000:
             now = time.monotonic()
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
         return user_id
 
-    async def _userinfo(self, endpoint: Endpoint, access_token: str) -> str:
+    async def _userinfo(self, endpoint: Endpoint, access_token: str, server_name: str) -> str:
         url = httpx.URL(endpoint.base_url + USERINFO, params={"access_token": access_token})
         headers: dict[str, str] = {}
         extensions: dict[str, Any] = {}
-        if endpoint.tls_name and endpoint.tls_name != url.host:
-            # Found through SRV: connect to the target, but the certificate and the Host
-            # header are for the server's own name (spec: resolving server names, step 4).
-            headers["Host"] = endpoint.tls_name
-            extensions["sni_hostname"] = endpoint.tls_name
+        if endpoint.tls_name is not None:  # another server: only at an address we checked
+            host, port = url.host, url.port or DEFAULT_PORT
+            url = url.copy_with(
+                host=(await self.resolver.address(host, port, server_name)).strip("[]")
+            )
+            # The certificate is the server's own name, whichever address we connect to;
+            # found through SRV, so is the Host header (spec: resolving server names, 4).
+            srv = endpoint.tls_name != host
+            headers["Host"] = endpoint.tls_name if srv or port == 443 else f"{host}:{port}"
+            extensions["sni_hostname"] = endpoint.tls_name.strip("[]")
         try:
             async with httpx.AsyncClient(
                 verify=self.resolver.verify, timeout=self.timeout_s
@@ -230,3 +295,14 @@ def _parse_token(token: Any) -> tuple[str, str, float]:
     if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
         expires_in = 0
     return access_token, server_name, float(expires_in)
+
+
+def token_grant(token: Any) -> str:
+    """A stable name for one OpenID token (a digest, never the token): what a page was
+    granted with it is counted by this.
+
+    Raises:
+        OpenIDError: the token is malformed.
+    """
+    access_token, server_name, _ = _parse_token(token)
+    return hashlib.sha256(f"{server_name}\n{access_token}".encode()).hexdigest()

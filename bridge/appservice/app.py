@@ -23,6 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import Scope
 
 from bridge.appservice import commands
 from bridge.appservice.inbox import (
@@ -33,6 +34,7 @@ from bridge.appservice.inbox import (
 )
 from bridge.bot import ensure_bot_is_server_admin
 from bridge.matrix.client import MatrixClient
+from parta.body_limits import MIB, Allowance, BodyLimits
 from parta.settings import Settings
 from parta.web import ApiError, error_response, install_error_handlers, install_request_log
 from provisioning.db.engine import make_engine, make_session_factory
@@ -75,16 +77,36 @@ class BridgeState:
     transactions_processed: int = 0
 
 
-def _homeserver_only(request: Request) -> None:
-    """Refuse any caller but our homeserver: the hs_token, compared in constant time."""
+def _homeserver_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _is_homeserver(request: Request, token: str) -> bool:
+    """The hs_token, compared in constant time."""
     settings: Settings = request.app.state.settings
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    return hmac.compare_digest(token.encode(), settings.hs_token.get_secret_value().encode())
+
+
+def _homeserver_only(request: Request) -> None:
+    """Refuse any caller but our homeserver."""
+    token = _homeserver_token(request)
+    if token is None:
         raise ApiError(401, "M_UNAUTHORIZED", "Missing homeserver token")
-    expected = settings.hs_token.get_secret_value()
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not _is_homeserver(request, token):
         raise ApiError(403, "M_FORBIDDEN", "Wrong homeserver token")
+
+
+async def _from_homeserver(scope: Scope) -> bool:
+    """Whether a request carries the hs_token: only then may it send a big transaction."""
+    request = Request(scope)
+    token = _homeserver_token(request)
+    return token is not None and _is_homeserver(request, token)
+
+
+# Synapse batches up to 100 events (each up to 64 KiB) with receipts, typing and to-device
+# messages into one transaction; 32 MiB leaves it room, and only Synapse may send that much.
+TRANSACTION_MAX_BYTES = 32 * MIB
 
 
 async def _become_ready(settings: Settings, client: MatrixClient, state: BridgeState) -> None:
@@ -160,6 +182,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.bridge = BridgeState()
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimits,
+        allowances=[Allowance("PUT", r"/_matrix/app/v1/transactions/[^/]+", TRANSACTION_MAX_BYTES)],
+        signed_in=_from_homeserver,
+    )
     install_request_log(app)
 
     authorised = [Depends(_homeserver_only)]

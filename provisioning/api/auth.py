@@ -16,9 +16,10 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bridge.matrix.client import MatrixClient
 from bridge.matrix.errors import HomeserverUnavailable, MatrixError
 from parta.web import ApiError
-from provisioning.api.deps import MatrixDep, SessionDep
+from provisioning.api.deps import SessionDep
 from provisioning.db.models import Person
 from provisioning.services.access import load_access
 
@@ -79,16 +80,21 @@ def _actor_for(session: Session, user_id: str) -> Actor | None:
     )
 
 
-async def current_actor(request: Request, session: SessionDep, matrix: MatrixDep) -> Actor:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(
-            401, "M_MISSING_TOKEN", "Sign in: send your Matrix access token as a Bearer token"
-        )
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def verified_user(request: Request, token: str) -> str:
+    """The user whose Matrix access token this is (asked at most once a minute per token).
+
+    Raises:
+        ApiError: 401 for a token the homeserver does not know, 503 if it does not answer.
+    """
     cache: TokenCache = request.app.state.token_cache
     user_id = cache.get(token)
     if user_id is None:
+        matrix: MatrixClient = request.app.state.matrix
         try:
             user_id = await matrix.whoami_for(token)
         except HomeserverUnavailable as exc:
@@ -96,6 +102,16 @@ async def current_actor(request: Request, session: SessionDep, matrix: MatrixDep
         except MatrixError as exc:
             raise ApiError(401, "M_UNKNOWN_TOKEN", "Your session has ended; sign in again") from exc
         cache.put(token, user_id)
+    return user_id
+
+
+async def current_actor(request: Request, session: SessionDep) -> Actor:
+    token = bearer_token(request)
+    if token is None:
+        raise ApiError(
+            401, "M_MISSING_TOKEN", "Sign in: send your Matrix access token as a Bearer token"
+        )
+    user_id = await verified_user(request, token)
     actor = await run_in_threadpool(_actor_for, session, user_id)
     if actor is None or not (actor.region_admin or actor.school_admin_of):
         raise ApiError(403, "M_FORBIDDEN", "Only region and school administrators use this API")

@@ -1,16 +1,20 @@
-"""Dependencies routes declare: a database session, the Matrix client, the settings."""
+"""Dependencies routes declare: a database session, the Matrix client, the settings, ids."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient
 from parta.settings import Settings
 from provisioning.reconciler.scheduler import ReconcileScheduler
+
+# The largest id a row can have: SQLite's INTEGER and PostgreSQL's BIGINT are 64-bit signed.
+MAX_ID = 2**63 - 1
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -38,3 +42,9 @@ def reconcile_soon(request: Request) -> None:
 SessionDep = Annotated[Session, Depends(_session)]
 MatrixDep = Annotated[MatrixClient, Depends(_matrix)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+
+# A row's id in a path. A bigger number would overflow the database driver (a 500); out of
+# range, it names nothing, so it is a 404 (parta.web.validation_error_response).
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# A row's id in a body or a form: the same range, refused as a bad field (400) outside it.
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from parta.web import ApiError
-from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
+from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.models import LibraryItem, Person
 from provisioning.services import library
 from provisioning.services.access import load_access
@@ -66,7 +66,7 @@ def library_search(
 
 @router.get("/library/{item_id}")
 def library_item(
-    item_id: int, request: Request, settings: SettingsDep, session: SessionDep, user_id: str
+    item_id: PathId, request: Request, settings: SettingsDep, session: SessionDep, user_id: str
 ) -> dict[str, object]:
     _check_service(request, settings)
     _check_may_browse(session, user_id)

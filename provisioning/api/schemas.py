@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from provisioning.api.deps import RowId
 from provisioning.services.roster import parse_class
 
 
@@ -57,7 +58,7 @@ class PersonCreate(BaseModel):
     subject: str | None = Field(default=None, max_length=100)
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{5,20}$")
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    children: list[int] = Field(default_factory=list, description="person IDs, for parents")
+    children: list[RowId] = Field(default_factory=list, description="person IDs, for parents")
 
 
 class PersonPublic(BaseModel):
@@ -69,8 +70,8 @@ class PersonPublic(BaseModel):
 
 class ParentLinkCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    parent_id: int
-    child_id: int
+    parent_id: RowId
+    child_id: RowId
 
 
 class MovePupil(BaseModel):

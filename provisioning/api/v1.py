@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from parta.web import ApiError
 from provisioning.api.auth import Actor, CurrentAdmin
-from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
+from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.api.schemas import (
     ClassCreate,
     ClassPublic,
@@ -154,13 +154,13 @@ def create_school(
 
 
 @router.get("/schools/{school_id}")
-def get_school(school_id: int, session: SessionDep, actor: CurrentAdmin) -> SchoolPublic:
+def get_school(school_id: PathId, session: SessionDep, actor: CurrentAdmin) -> SchoolPublic:
     return _school_public(session, _school(session, actor, school_id))
 
 
 @router.post("/schools/{school_id}/classes", status_code=201)
 def create_class(
-    school_id: int, body: ClassCreate, request: Request, session: SessionDep, actor: CurrentAdmin
+    school_id: PathId, body: ClassCreate, request: Request, session: SessionDep, actor: CurrentAdmin
 ) -> ClassPublic:
     school = _school(session, actor, school_id)
     grade, letter = parse_class(body.label) or (0, "")
@@ -177,7 +177,7 @@ def create_class(
 
 @router.post("/schools/{school_id}/promote")
 def promote(
-    school_id: int, request: Request, session: SessionDep, actor: CurrentAdmin
+    school_id: PathId, request: Request, session: SessionDep, actor: CurrentAdmin
 ) -> SchoolPublic:
     school = _school(session, actor, school_id)
     svc.promote(session, school, actor=actor.user_id)
@@ -224,7 +224,7 @@ def _in_school(session: Session, person_id: int, school: School) -> Person:
 
 
 @router.get("/schools/{school_id}/people")
-def list_people(school_id: int, session: SessionDep, actor: CurrentAdmin) -> list[PersonPublic]:
+def list_people(school_id: PathId, session: SessionDep, actor: CurrentAdmin) -> list[PersonPublic]:
     school = _school(session, actor, school_id)
     class_ids = select(SchoolClass.id).where(SchoolClass.school_id == school.id)
     pupil_ids = select(Enrolment.person_id).where(Enrolment.class_id.in_(class_ids))
@@ -240,7 +240,7 @@ def list_people(school_id: int, session: SessionDep, actor: CurrentAdmin) -> lis
 
 @router.post("/schools/{school_id}/people", status_code=201)
 def add_person(
-    school_id: int,
+    school_id: PathId,
     body: PersonCreate,
     request: Request,
     session: SessionDep,
@@ -290,8 +290,8 @@ def add_person(
 
 @router.post("/schools/{school_id}/pupils/{person_id}/move")
 def move_pupil(
-    school_id: int,
-    person_id: int,
+    school_id: PathId,
+    person_id: PathId,
     body: MovePupil,
     request: Request,
     session: SessionDep,
@@ -312,7 +312,7 @@ def move_pupil(
 
 @router.post("/schools/{school_id}/parent-links", status_code=201)
 def link_parent(
-    school_id: int,
+    school_id: PathId,
     body: ParentLinkCreate,
     request: Request,
     session: SessionDep,
@@ -334,7 +334,7 @@ def link_parent(
 
 @router.delete("/schools/{school_id}/teachers/{person_id}", status_code=204)
 def teacher_leaves(
-    school_id: int, person_id: int, request: Request, session: SessionDep, actor: CurrentAdmin
+    school_id: PathId, person_id: PathId, request: Request, session: SessionDep, actor: CurrentAdmin
 ) -> None:
     school = _school(session, actor, school_id)
     svc.teacher_leaves(session, _in_school(session, person_id, school), school, actor=actor.user_id)
@@ -353,7 +353,7 @@ def _room_public(room: ManagedRoom) -> RoomPublic:
 
 
 @router.get("/schools/{school_id}/rooms")
-def list_rooms(school_id: int, session: SessionDep, actor: CurrentAdmin) -> list[RoomPublic]:
+def list_rooms(school_id: PathId, session: SessionDep, actor: CurrentAdmin) -> list[RoomPublic]:
     """The school's managed spaces and rooms."""
     school = _school(session, actor, school_id)
     rooms = session.scalars(
@@ -364,7 +364,7 @@ def list_rooms(school_id: int, session: SessionDep, actor: CurrentAdmin) -> list
 
 @router.put("/schools/{school_id}/rooms/{alias}/federation")
 def set_room_federation(
-    school_id: int,
+    school_id: PathId,
     alias: str,
     body: RoomFederation,
     request: Request,
@@ -387,7 +387,7 @@ def set_room_federation(
 
 @router.post("/schools/{school_id}/import")
 async def import_csv(
-    school_id: int,
+    school_id: PathId,
     request: Request,
     session: SessionDep,
     actor: CurrentAdmin,

@@ -16,9 +16,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
+from parta.body_limits import BodyTooLarge, Refusal, describe_size, json_refusal
 from parta.settings import Settings
-from parta.web import http_error_response, validation_error_response
+from parta.web import http_error_response, path_errors, validation_error_response
 from provisioning.audit import request_origin
 from provisioning.i18n import N_, pick_locale
 from provisioning.web.deps import LoginRequired, WebError
@@ -57,6 +59,28 @@ def is_page(request: Request) -> bool:
         return False
     accept = request.headers.get("accept", "")
     return "text/html" in accept or "application/json" not in accept
+
+
+_NO_SUCH_PAGE = N_("There is no such page. Check the address, or start from the main page.")
+
+
+def body_refusal(scope: Scope, refusal: Refusal) -> Response:
+    """A 413 as a page in the reader's language for a browser, as JSON for the API."""
+    request = Request(scope)
+    if not is_page(request):
+        return json_refusal(scope, refusal)
+    size = describe_size(refusal.max_bytes)
+    if refusal.sign_in_first:
+        message = translate(
+            request, N_("This is too much to send without signing in (over %(size)s). "
+                        "Sign in and try again."), size=size,
+        )  # fmt: skip
+    else:
+        message = translate(
+            request, N_("The file is too large: at most %(size)s may be sent here. "
+                        "Make it smaller or split it, then try again."), size=size,
+        )  # fmt: skip
+    return render(request, "error.html", status=413, message=message)
 
 
 def secure_cookies(settings: Settings) -> bool:
@@ -107,10 +131,12 @@ def install_web(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc, BodyTooLarge):
+            return body_refusal(request.scope, exc.refusal)
         if not is_page(request):
             return http_error_response(exc)
         message = {
-            404: N_("There is no such page. Check the address, or start from the main page."),
+            404: _NO_SUCH_PAGE,
             405: N_("This page cannot be used that way. Start from the main page."),
         }.get(exc.status_code, N_("Something went wrong. Try again in a minute."))
         return render(
@@ -121,6 +147,9 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         if not is_page(request):
             return validation_error_response(exc)
+        if path_errors(exc):
+            message = translate(request, _NO_SUCH_PAGE)
+            return render(request, "error.html", status=404, message=message)
         fields = ", ".join(sorted({str(e["loc"][-1]) for e in exc.errors()}))
         message = translate(
             request, N_("The form is incomplete or wrong in: %(fields)s. Go back and check it."),

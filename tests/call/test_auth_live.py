@@ -29,7 +29,10 @@ def test_server_names_are_split_as_the_spec_says() -> None:
 
 
 async def test_ip_literals_and_explicit_ports_are_used_as_they_are() -> None:
-    resolver = ServerResolver(local={"localhost": "http://127.0.0.1:8008/"})
+    resolver = ServerResolver(
+        local={"localhost": "http://127.0.0.1:8008/"},
+        federated=frozenset({"10.1.2.3", "region2.example.org:8449"}),
+    )
     assert (await resolver.resolve("localhost")).base_url == "http://127.0.0.1:8008"
     endpoint = await resolver.resolve("10.1.2.3")
     assert (endpoint.base_url, endpoint.tls_name) == ("https://10.1.2.3:8448", "10.1.2.3")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -332,3 +333,21 @@ async def test_my_documents_room_is_made_once_and_only_i_am_in_it(
     again = await api.http.get("/documents/api/rooms", headers=pupil)
     assert again.json()["mine"] == mine
     assert [f["name"] for f in await listed(api, pupil, mine)] == ["Сочинение.txt"]
+
+
+@pytest.mark.parametrize("ticket", ["²", "²³.x", "1" * 5000 + ".x", "٣.x", "", "9" * 20])
+async def test_a_malformed_file_link_is_refused_with_a_reason(
+    api: Api, school: School, ticket: str
+) -> None:
+    teacher = await api.sign_in(school.clients["teacher"])
+    answer = await upload(
+        api, teacher, school.chat, "Ссылка.pdf", PDF.read_bytes(), "application/pdf"
+    )
+    assert answer.status_code == 201, answer.text
+    good = answer.json()["content_url"]
+    for kind in ("content", "pdf"):
+        url = good.replace("/content?", f"/{kind}?").split("&t=")[0]
+        refused = await api.http.get(f"{url}&t={quote(ticket)}")
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["errcode"] == "M_UNKNOWN_TOKEN"
+        assert "link" in refused.json()["error"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -43,11 +44,18 @@ from widgets.call.room_access import (
 )
 from widgets.call.sfu import DEFAULT_AUDIO_SLOTS, CallRoom
 from widgets.call.turn import TurnIssuer
-from widgets.openid import OpenIDError, OpenIDVerifier
+from widgets.openid import OpenIDError, OpenIDVerifier, token_grant
 
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 15.0  # a page that does not say who it is within this is closed
+# Before `join`, one message of this size (a join with its OpenID token is about 500 bytes).
+JOIN_MAX_BYTES = 4 * 1024
+# Any message, the server's frame limit (`ws_max_size`): an SDP answer is some 10 KiB.
+# Uvicorn's default of 16 MiB let forty unjoined sockets grow the service by 1.2 GB (#18).
+MESSAGE_MAX_BYTES = 128 * 1024
+MESSAGE_TOO_BIG = 1009  # WebSocket close code (RFC 6455)
+SOCKETS_PER_TOKEN = 3  # calls one OpenID token may be in at once (a page in three rooms)
 EMPTY_CALL_KEPT_S = 600.0  # an empty call's state waits this long for people to return
 POLICY_VIOLATION = 1008  # WebSocket close code (RFC 6455) for a refused join
 ACCESS_POLL_S = 15.0  # how often a live call's room is asked who is in it and who moderates
@@ -69,6 +77,7 @@ class CallService:
     rooms: dict[str, CallRoom] = field(default_factory=dict)
     _emptied_at: dict[str, float] = field(default_factory=dict)
     _sockets: dict[tuple[str, str], WebSocket] = field(default_factory=dict)
+    _grants: dict[WebSocket, str] = field(default_factory=dict)  # socket -> its OpenID token
     _watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -101,11 +110,15 @@ class CallService:
         await socket.accept()
         try:
             joined = await self._join(socket)
+            if joined is not None:
+                await self._in_call(socket, *joined)
         except WebSocketDisconnect:
-            return
-        if joined is None:
-            return
-        room, user_id = joined
+            pass
+        finally:
+            self._grants.pop(socket, None)  # no longer counted against its OpenID token
+
+    async def _in_call(self, socket: WebSocket, room: CallRoom, user_id: str) -> None:
+        """From a successful join to the socket's end; then the person leaves the call."""
         peer = room.peers[user_id]
         try:
             await self._serve(socket, room, user_id)
@@ -122,13 +135,33 @@ class CallService:
 
     async def _join(self, socket: WebSocket) -> tuple[CallRoom, str] | None:
         try:
-            raw = await asyncio.wait_for(socket.receive_json(), JOIN_TIMEOUT_S)
-            join = m.join_message.validate_python(raw)
-        except (TimeoutError, ValidationError, ValueError, KeyError):
+            message = await asyncio.wait_for(socket.receive(), JOIN_TIMEOUT_S)
+        except TimeoutError:
+            await _refuse(socket, "join_timeout")
+            return None
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text: str | bytes = message.get("text") or message.get("bytes") or ""
+        size = len(text.encode() if isinstance(text, str) else text)
+        if size > JOIN_MAX_BYTES:
+            await _refuse(socket, "join_too_large", code=MESSAGE_TOO_BIG)
+            return None
+        try:
+            join = m.join_message.validate_python(json.loads(text))
+        except (ValidationError, ValueError):
             await _refuse(socket, "bad_join")
             return None
         try:
-            user_id = await self.verifier.verify(join.openid.model_dump())
+            token = join.openid.model_dump()
+            user_id = await self.verifier.verify(token)
+            grant = token_grant(token)
+            if (join.room_id, user_id) not in self._sockets and (
+                sum(1 for held in self._grants.values() if held == grant) >= SOCKETS_PER_TOKEN
+            ):
+                # A page that rejoins its room replaces its old socket and is not counted.
+                await _refuse(socket, "too_many_sockets")
+                return None
+            self._grants[socket] = grant
             access = await check_room_access(self.matrix, join.room_id, user_id)
         except OpenIDError as exc:
             log.info("call join refused: %s", exc)
@@ -340,9 +373,10 @@ def _require_moderator(state: CallState, actor: str) -> None:
         raise CallError("not_moderator")
 
 
-async def _refuse(socket: WebSocket, reason: str) -> None:
+async def _refuse(socket: WebSocket, reason: str, *, code: int = POLICY_VIOLATION) -> None:
+    """Say why in a message the page shows, then close with the same reason."""
     await socket.send_json(m.error(reason))
-    await socket.close(code=POLICY_VIOLATION, reason=reason)
+    await socket.close(code=code, reason=reason)
 
 
 async def _close(socket: WebSocket, kind: str, *, reason: str | None = None) -> None:

@@ -59,8 +59,8 @@ from widgets.documents.library import (
 from widgets.documents.local_media import LocalFile, LocalMedia
 from widgets.documents.previews import PreviewStore
 from widgets.documents.ranges import Unsatisfiable, cut, parse_range
-from widgets.documents.sessions import NotSignedIn, Sessions
-from widgets.openid import OpenIDError, OpenIDVerifier
+from widgets.documents.sessions import SESSIONS_PER_TOKEN, NotSignedIn, Sessions, TooManySessions
+from widgets.openid import OpenIDError, OpenIDVerifier, token_grant
 
 log = logging.getLogger(__name__)
 
@@ -531,8 +531,17 @@ def documents_router(service: DocumentsService) -> APIRouter:
     @router.post("/session")
     async def session(body: SignIn) -> dict[str, Any]:
         user_id = await service.sign_in(body.openid)
+        try:
+            token = service.sessions.open(user_id, token_grant(body.openid))
+        except TooManySessions as exc:
+            raise ApiError(
+                429,
+                "PARTA_TOO_MANY_SESSIONS",
+                f"This sign-in has opened {SESSIONS_PER_TOKEN} documents sessions already. "
+                "Close a documents page you do not use, or sign in again.",
+            ) from exc
         return {
-            "token": service.sessions.open(user_id),
+            "token": token,
             "user_id": user_id,
             "expires_in": int(service.sessions.lifetime_s),
         }

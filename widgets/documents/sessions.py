@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -23,10 +24,20 @@ from dataclasses import dataclass, field
 SESSION_LIFETIME_S = 3600.0
 TICKET_LIFETIME_S = 600.0
 MAX_SESSIONS = 50_000
+# Live sessions one OpenID token may open: a page, a reload, a second tab. One token opened
+# any number before (issue 18), each a cheap way to make the service keep state.
+SESSIONS_PER_TOKEN = 3
+# "<expiry, Unix seconds>.<HMAC, URL-safe base64>", ASCII only: `str.isdigit` also accepts
+# «²» or «٣», which `int` then refuses (issue 18: a 500 instead of a refusal).
+_TICKET = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{1,64})", re.ASCII)
 
 
 class NotSignedIn(Exception):
     """No session, an unknown or expired one, or a ticket that does not fit."""
+
+
+class TooManySessions(Exception):
+    """This OpenID token has opened `SESSIONS_PER_TOKEN` sessions that are still live."""
 
 
 @dataclass
@@ -36,15 +47,37 @@ class Sessions:
     wall_clock: Callable[[], float] = time.time
     _secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     _by_digest: dict[bytes, tuple[str, float]] = field(default_factory=dict)
+    _by_grant: dict[str, list[bytes]] = field(default_factory=dict)
 
-    def open(self, user_id: str) -> str:
-        """A new session token for a verified person."""
+    def open(self, user_id: str, grant: str | None = None) -> str:
+        """A new session token for a person verified with the OpenID token named `grant`
+        (`widgets.openid.token_grant`).
+
+        Raises:
+            TooManySessions: that OpenID token has `SESSIONS_PER_TOKEN` live sessions.
+        """
+        now = self.clock()
         if len(self._by_digest) >= MAX_SESSIONS:
-            now = self.clock()
             self._by_digest = {k: v for k, v in self._by_digest.items() if v[1] > now}
+            self._by_grant = {
+                g: live for g, digests in self._by_grant.items()
+                if (live := [d for d in digests if d in self._by_digest])
+            }  # fmt: skip
+        opened: list[bytes] = []
+        if grant is not None:
+            opened = [d for d in self._by_grant.get(grant, []) if self._live(d, now)]
+            if len(opened) >= SESSIONS_PER_TOKEN:
+                raise TooManySessions()
         token = secrets.token_urlsafe(32)
-        self._by_digest[_digest(token)] = (user_id, self.clock() + self.lifetime_s)
+        digest = _digest(token)
+        self._by_digest[digest] = (user_id, now + self.lifetime_s)
+        if grant is not None:
+            self._by_grant[grant] = [*opened, digest]
         return token
+
+    def _live(self, digest: bytes, now: float) -> bool:
+        found = self._by_digest.get(digest)
+        return found is not None and found[1] > now
 
     def user_for(self, token: str | None) -> str:
         if not token:
@@ -61,8 +94,16 @@ class Sessions:
         return f"{expires}.{self._mac(user_id, room_id, event_id, expires)}"
 
     def check_ticket(self, ticket: str, user_id: str, room_id: str, event_id: str) -> None:
-        expires_text, _, mac = ticket.partition(".")
-        if not expires_text.isdigit() or int(expires_text) < self.wall_clock():
+        """Accept a file link's ticket only for its file and person, until it expires.
+
+        Raises:
+            NotSignedIn: the ticket is malformed, expired, or made for another file or person.
+        """
+        parsed = _TICKET.fullmatch(ticket)
+        if parsed is None:
+            raise NotSignedIn("the file's link is not valid; open the file again")
+        expires_text, mac = parsed.groups()
+        if int(expires_text) < self.wall_clock():
             raise NotSignedIn("the file's link has expired; open it again")
         expected = self._mac(user_id, room_id, event_id, int(expires_text))
         if not hmac.compare_digest(mac.encode(), expected.encode()):

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
-from provisioning.api.deps import SessionDep
+from provisioning.api.deps import PathId, SessionDep
 from provisioning.db.models import AuditEvent, School
 from provisioning.i18n import N_
 from provisioning.services.access import Access
@@ -65,7 +65,7 @@ Page = Annotated[int, Query(ge=1, le=100_000)]
 
 @router.get("/schools/{school_id}/audit")
 def school_audit_page(
-    request: Request, school_id: int, viewer: Viewer, session: SessionDep, shown: Filter,
+    request: Request, school_id: PathId, viewer: Viewer, session: SessionDep, shown: Filter,
     page: Page = 1,
 ) -> Response:  # fmt: skip
     school = school_for(session, viewer, school_id, manage=True)
@@ -87,7 +87,7 @@ def region_audit_page(
 
 @router.get("/schools/{school_id}/audit.csv")
 def school_audit_csv(
-    request: Request, school_id: int, viewer: Viewer, session: SessionDep, shown: Filter
+    request: Request, school_id: PathId, viewer: Viewer, session: SessionDep, shown: Filter
 ) -> Response:
     """The school's log as the page filters it, every row, for a spreadsheet."""
     school = school_for(session, viewer, school_id, manage=True)

@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 from bridge.matrix.client import MatrixClient
 from bridge.matrix.errors import MatrixError
 from parta.settings import Settings
-from provisioning.api.deps import MatrixDep, SessionDep, SettingsDep, reconcile_soon
+from provisioning.api.deps import (
+    MAX_ID,
+    MatrixDep,
+    PathId,
+    RowId,
+    SessionDep,
+    SettingsDep,
+    reconcile_soon,
+)
 from provisioning.db.base import utcnow
 from provisioning.db.models import (
     Enrolment,
@@ -70,12 +78,12 @@ def _back_to(invite: InviteLink) -> str:
 @router.post("/schools/{school_id}/invites")
 def create_invite(
     request: Request,
-    school_id: int,
+    school_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     role: Annotated[Role, Form()],
-    class_id: Annotated[int | None, Form()] = None,
-    child_id: Annotated[int | None, Form()] = None,
+    class_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
+    child_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
     valid_days: Annotated[int, Form(ge=1, le=svc.MAX_VALID_DAYS)] = 14,
     max_uses: Annotated[str, Form(max_length=6)] = "",
 ) -> Response:
@@ -110,7 +118,7 @@ def create_invite(
 
 @router.get("/invites/{invite_id}")
 def invite_page(
-    request: Request, invite_id: int, viewer: Viewer, session: SessionDep, settings: SettingsDep
+    request: Request, invite_id: PathId, viewer: Viewer, session: SessionDep, settings: SettingsDep
 ) -> Response:
     invite = _invite_for(session, viewer, invite_id)
     url = invite_url(settings, invite)
@@ -126,7 +134,7 @@ def invite_page(
 
 @router.get("/invites/{invite_id}/qr.{kind}")
 def invite_qr(
-    invite_id: int, kind: str, viewer: Viewer, session: SessionDep, settings: SettingsDep
+    invite_id: PathId, kind: str, viewer: Viewer, session: SessionDep, settings: SettingsDep
 ) -> Response:
     invite = _invite_for(session, viewer, invite_id)
     url = invite_url(settings, invite)
@@ -145,7 +153,7 @@ def _download(name: str, extension: str) -> dict[str, str]:
 
 
 @router.post("/invites/{invite_id}/revoke")
-def revoke(invite_id: int, viewer: Viewer, session: SessionDep) -> Response:
+def revoke(invite_id: PathId, viewer: Viewer, session: SessionDep) -> Response:
     invite = _invite_for(session, viewer, invite_id)
     svc.revoke_invite(session, invite, actor=viewer.user_id)
     session.commit()
@@ -167,7 +175,9 @@ def _class_for_sheet(
 
 
 @router.post("/schools/{school_id}/classes/{class_id}/sheet")
-def prepare_sheet(school_id: int, class_id: int, viewer: Viewer, session: SessionDep) -> Response:
+def prepare_sheet(
+    school_id: PathId, class_id: PathId, viewer: Viewer, session: SessionDep
+) -> Response:
     """Make a personal link for every pupil and parent of the class who has none active."""
     school_class = _class_for_sheet(session, viewer, school_id, class_id)
     school = session.get(School, school_id)
@@ -220,8 +230,8 @@ def _activated(session: Session, person_id: int) -> bool:
 @router.get("/schools/{school_id}/classes/{class_id}/sheet")
 def sheet(
     request: Request,
-    school_id: int,
-    class_id: int,
+    school_id: PathId,
+    class_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     settings: SettingsDep,
@@ -332,7 +342,7 @@ async def join(
     password_again: Annotated[str, Form(max_length=1024)] = "",
     confirm: Annotated[str, Form(max_length=8)] = "",
     subjects: Annotated[str, Form(max_length=500)] = "",
-    class_ids: Annotated[list[int] | None, Form()] = None,
+    class_ids: Annotated[list[RowId] | None, Form()] = None,
 ) -> Response:
     invite = await run_in_threadpool(_usable, session, token)
     context = await run_in_threadpool(_join_context, session, invite)

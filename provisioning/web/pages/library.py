@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from bridge.matrix.errors import HomeserverUnavailable, MatrixError
 from parta.settings import Settings
-from provisioning.api.deps import MatrixDep, SessionDep, SettingsDep
+from provisioning.api.deps import MatrixDep, PathId, SessionDep, SettingsDep
 from provisioning.db.models import LibraryItem
 from provisioning.i18n import N_
 from provisioning.services import library
@@ -289,7 +289,7 @@ def _item(session: Session, item_id: int) -> LibraryItem:
 
 
 @router.get("/library/{item_id:int}/edit")
-def edit_page(request: Request, item_id: int, viewer: Viewer, session: SessionDep) -> Response:
+def edit_page(request: Request, item_id: PathId, viewer: Viewer, session: SessionDep) -> Response:
     _may_curate(viewer)
     return _edit_page(request, session, _item(session, item_id))
 
@@ -297,7 +297,7 @@ def edit_page(request: Request, item_id: int, viewer: Viewer, session: SessionDe
 @router.post("/library/{item_id:int}")
 async def edit_item(
     request: Request,
-    item_id: int,
+    item_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     settings: SettingsDep,
@@ -329,7 +329,7 @@ def back_to_the_form(request: Request, item_id: int | None = None) -> Response:
 
 @router.post("/library/{item_id:int}/{change}")
 def publish_or_withdraw(
-    item_id: int, change: Literal["withdraw", "restore"], viewer: Viewer, session: SessionDep
+    item_id: PathId, change: Literal["withdraw", "restore"], viewer: Viewer, session: SessionDep
 ) -> Response:
     """Withdraw an item from the library, or publish a withdrawn one again."""
     _may_curate(viewer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from provisioning.api.deps import SessionDep, SettingsDep
+from provisioning.api.deps import PathId, SessionDep, SettingsDep
 from provisioning.db.models import EnrolmentRole, Person, Role, School, SchoolClass
 from provisioning.i18n import N_
 from provisioning.services.access import Access
@@ -49,7 +49,7 @@ def may_reset(viewer: Access, card: PersonCard) -> bool:
 
 
 @router.post("/people/{person_id}/reset-password")
-def reset_password(person_id: int, viewer: Viewer, session: SessionDep) -> Response:
+def reset_password(person_id: PathId, viewer: Viewer, session: SessionDep) -> Response:
     """A one-time link (valid 3 days) with which the person chooses a new password."""
     person = session.get(Person, person_id)
     card = person_card(session, person) if person is not None else None
@@ -70,7 +70,7 @@ def reset_password(person_id: int, viewer: Viewer, session: SessionDep) -> Respo
 
 @router.get("/people/{person_id}")
 def person_page(
-    request: Request, person_id: int, viewer: Viewer, session: SessionDep, settings: SettingsDep
+    request: Request, person_id: PathId, viewer: Viewer, session: SessionDep, settings: SettingsDep
 ) -> Response:
     person = session.get(Person, person_id)
     card = person_card(session, person) if person is not None else None

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient, path
 from bridge.matrix.errors import MatrixError
-from provisioning.api.deps import MatrixDep, SessionDep, reconcile_soon
+from provisioning.api.deps import MatrixDep, PathId, SessionDep, reconcile_soon
 from provisioning.audit import record_audit
 from provisioning.db.models import (
     JoinRequest,
@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 @router.post("/schools/{school_id}/applications/{application_id}/{decision}")
 def decide_application(
     request: Request,
-    school_id: int,
-    application_id: int,
+    school_id: PathId,
+    application_id: PathId,
     decision: str,
     viewer: Viewer,
     session: SessionDep,
@@ -101,9 +101,9 @@ async def _reject_knock(matrix: MatrixClient, room_id: str, user_id: str, bot: s
 @router.post("/schools/{school_id}/classes/{class_id}/requests/{request_id}/{decision}")
 async def decide_join_request(
     request: Request,
-    school_id: int,
-    class_id: int,
-    request_id: int,
+    school_id: PathId,
+    class_id: PathId,
+    request_id: PathId,
     decision: str,
     viewer: Viewer,
     session: SessionDep,
@@ -145,7 +145,7 @@ async def decide_join_request(
 
 @router.post("/children/{child_id}/confirm")
 def parent_confirms(
-    request: Request, child_id: int, viewer: Viewer, session: SessionDep
+    request: Request, child_id: PathId, viewer: Viewer, session: SessionDep
 ) -> Response:
     """A parent confirms their child: the child is placed, and they get a family room."""
     if child_id not in viewer.parent_of:
@@ -167,9 +167,9 @@ def parent_confirms(
 @router.post("/schools/{school_id}/classes/{class_id}/pupils/{pupil_id}/{decision}")
 def staff_decides(
     request: Request,
-    school_id: int,
-    class_id: int,
-    pupil_id: int,
+    school_id: PathId,
+    class_id: PathId,
+    pupil_id: PathId,
     decision: str,
     viewer: Viewer,
     session: SessionDep,
@@ -199,7 +199,7 @@ def staff_decides(
 
 @router.post("/schools/{school_id}/settings")
 def school_settings(
-    school_id: int,
+    school_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     pupils_need_confirmation: Annotated[str, Form(max_length=8)] = "",

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
+from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.services import calls, directory
 from provisioning.services import schools as svc
 from provisioning.web.deps import Viewer, WebError
@@ -19,7 +19,7 @@ router = APIRouter()
 
 @router.get("/schools/{school_id}/rooms")
 def rooms_page(
-    request: Request, school_id: int, viewer: Viewer, session: SessionDep, settings: SettingsDep
+    request: Request, school_id: PathId, viewer: Viewer, session: SessionDep, settings: SettingsDep
 ) -> Response:
     school = school_for(session, viewer, school_id, manage=True)
     rows = directory.school_rooms(session, school)
@@ -33,7 +33,7 @@ def rooms_page(
 @router.post("/schools/{school_id}/rooms/{alias}/federation")
 def set_federation(
     request: Request,
-    school_id: int,
+    school_id: PathId,
     alias: str,
     viewer: Viewer,
     session: SessionDep,
@@ -54,7 +54,7 @@ def set_federation(
 @router.post("/schools/{school_id}/rooms/{alias}/call")
 def set_call(
     request: Request,
-    school_id: int,
+    school_id: PathId,
     alias: str,
     viewer: Viewer,
     session: SessionDep,

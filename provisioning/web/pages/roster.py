@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from parta.settings import Settings
-from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
+from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.models import ManagedRoom, Person, RoomKind, RosterImport, School
 from provisioning.i18n import N_
 from provisioning.services.access import Access
@@ -66,13 +66,15 @@ def _upload_path(settings: Settings, school_id: int, token: str) -> Path:
 
 
 @router.get("/schools/{school_id}/import")
-def import_page(request: Request, school_id: int, viewer: Viewer, session: SessionDep) -> Response:
+def import_page(
+    request: Request, school_id: PathId, viewer: Viewer, session: SessionDep
+) -> Response:
     school = school_for(session, viewer, school_id, manage=True)
     return render(request, "import.html", school=school, problems=[], preview=None)
 
 
 @router.get("/schools/{school_id}/import/template.csv")
-def template(school_id: int, viewer: Viewer, session: SessionDep) -> Response:
+def template(school_id: PathId, viewer: Viewer, session: SessionDep) -> Response:
     school_for(session, viewer, school_id, manage=True)
     return csv_attachment(csv_document(TEMPLATE_ROWS, delimiter=";"), "parta-roster.csv")
 
@@ -94,7 +96,7 @@ def _dry_run(
 @router.post("/schools/{school_id}/import")
 async def preview(
     request: Request,
-    school_id: int,
+    school_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     settings: SettingsDep,
@@ -124,7 +126,7 @@ async def preview(
 @router.post("/schools/{school_id}/import/apply")
 def apply(
     request: Request,
-    school_id: int,
+    school_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     settings: SettingsDep,
@@ -186,14 +188,14 @@ def _import_for(session: Session, school_id: int, import_id: int) -> RosterImpor
 
 @router.get("/schools/{school_id}/import/{import_id}")
 def result(
-    request: Request, school_id: int, import_id: int, viewer: Viewer, session: SessionDep
+    request: Request, school_id: PathId, import_id: PathId, viewer: Viewer, session: SessionDep
 ) -> Response:
     return _import_page(request, school_id, import_id, viewer, session, "import_result.html")
 
 
 @router.get("/schools/{school_id}/import/{import_id}/progress")
 def progress(
-    request: Request, school_id: int, import_id: int, viewer: Viewer, session: SessionDep
+    request: Request, school_id: PathId, import_id: PathId, viewer: Viewer, session: SessionDep
 ) -> Response:
     """The progress bar alone: htmx polls it until everyone is placed."""
     return _import_page(request, school_id, import_id, viewer, session, "_import_progress.html")

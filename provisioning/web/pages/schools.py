@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from provisioning.api.deps import SessionDep, SettingsDep, reconcile_soon
+from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.models import InviteLink, Region, School, SchoolClass
 from provisioning.i18n import N_
 from provisioning.services import directory, requests
@@ -119,7 +119,9 @@ def create_school(
 
 
 @router.get("/schools/{school_id}")
-def school_page(request: Request, school_id: int, viewer: Viewer, session: SessionDep) -> Response:
+def school_page(
+    request: Request, school_id: PathId, viewer: Viewer, session: SessionDep
+) -> Response:
     school = school_for(session, viewer, school_id, manage=False)
     overview = directory.school_overview(session, school)
     manage = viewer.may_manage_school(school.id)
@@ -136,7 +138,7 @@ def school_page(request: Request, school_id: int, viewer: Viewer, session: Sessi
 @router.post("/schools/{school_id}/classes")
 def add_class(
     request: Request,
-    school_id: int,
+    school_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     label: Annotated[str, Form(max_length=16)] = "",
@@ -171,7 +173,7 @@ def add_class(
 
 @router.get("/schools/{school_id}/classes/{class_id}")
 def class_page(
-    request: Request, school_id: int, class_id: int, viewer: Viewer, session: SessionDep
+    request: Request, school_id: PathId, class_id: PathId, viewer: Viewer, session: SessionDep
 ) -> Response:
     school = school_for(session, viewer, school_id, manage=False)
     school_class = class_for(session, school, class_id)
@@ -206,7 +208,7 @@ def invite_links(
 @router.get("/schools/{school_id}/people")
 def people_page(
     request: Request,
-    school_id: int,
+    school_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     role: Annotated[str, Query(pattern="^(|pupil|parent|staff)$")] = "",

@@ -24,6 +24,12 @@ const TEXT = {
     error_title: "Не удалось войти в звонок",
     name: "Имя", minutes: "Минут", first_joined: "Пришёл(ла)", wait_floor: "Микрофон включит учитель",
     error_bad_join: "Звонок не удалось открыть. Обновите страницу.",
+    error_too_many_sockets: "С этим входом уже открыты три звонка. Закройте лишний или войдите снова.",
+    error_server_not_allowed: "Ваш сервер не из этого региона и не из тех, с кем он связан, поэтому войти нельзя.",
+    error_private_address: "Ваш сервер не удалось проверить: его адрес во внутренней сети. Сообщите администратору.",
+    error_join_timeout: "Страница слишком долго входила в звонок, и сервер закрыл соединение. Обновите страницу.",
+    error_join_too_large: "Сервер не принял запрос на вход: он слишком большой. Обновите страницу.",
+    error_message_too_large: "Сервер закрыл звонок: страница отправила слишком большое сообщение. Обновите страницу.",
     error_invalid_token: "Сервер не подтвердил, кто вы. Войдите снова.",
     error_bad_token: "Сервер не подтвердил, кто вы. Войдите снова.",
     error_wrong_server: "Сервер не подтвердил, кто вы.",
@@ -72,6 +78,12 @@ const TEXT = {
     error_title: "Could not join the call",
     name: "Name", minutes: "Minutes", first_joined: "Joined", wait_floor: "The teacher turns your microphone on",
     error_bad_join: "The call could not be opened. Reload the page.",
+    error_too_many_sockets: "This sign-in already has three calls open. Close one or sign in again.",
+    error_server_not_allowed: "Your server is not of this region nor of one it federates with, so you cannot join.",
+    error_private_address: "Your server could not be checked: its address is on a private network. Tell the administrator.",
+    error_join_timeout: "The page took too long to join the call, and the server closed the connection. Reload the page.",
+    error_join_too_large: "The server refused the request to join: it is too large. Reload the page.",
+    error_message_too_large: "The server closed the call: the page sent a message that is too large. Reload the page.",
     error_invalid_token: "The server could not confirm who you are. Sign in again.",
     error_bad_token: "The server could not confirm who you are. Sign in again.",
     error_wrong_server: "The server could not confirm who you are.",
@@ -221,9 +233,16 @@ async function join() {
   call.socket = socket;
   socket.onopen = () => socket.send(JSON.stringify({ type: "join", room_id: call.roomId, openid }));
   socket.onmessage = (event) => onMessage(JSON.parse(event.data));
-  socket.onclose = () => {
+  socket.onclose = (event) => {
     if (call.socket !== socket || call.ended) return;
     closePeer();
+    // Closed on purpose (RFC 6455: 1008 policy, 1009 too large): say why, do not retry.
+    // The service's own reasons have words; a transport's reason (English) does not.
+    if (event.code === 1008 || event.code === 1009) {
+      const ours = `error_${event.reason}` in TEXT.ru;
+      const fallback = event.code === 1009 ? "error_message_too_large" : "error_bad_join";
+      return end("error", t(ours ? `error_${event.reason}` : fallback));
+    }
     setStatus("reconnecting");
     const wait = Math.min(15000, 1000 * 2 ** call.retries++);
     setTimeout(() => { if (!call.ended) join(); }, wait);
