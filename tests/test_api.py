@@ -106,6 +106,26 @@ async def test_a_school_admin_manages_only_their_school(
         ).status_code == 201
 
 
+async def test_only_a_region_administrator_starts_a_region_wide_sync(
+    region: LocalDeployment, api: Api, bot: MatrixClient
+) -> None:
+    school = await new_school(api)
+    created = await api.region_admin.post(
+        f"/api/v1/schools/{school['id']}/people",
+        json={"display_name": "Директор Синхронизации", "role": "school_admin"},
+    )
+    assert created.status_code == 201, created.text
+    director = created.json()["matrix_user_id"]
+    await bot.admin_put_user(director, {"password": PASSWORD})
+    async with api.as_token(await token_for(region, director, PASSWORD)) as http:
+        refused = await http.post("/api/v1/sync")
+    assert (refused.status_code, refused.json()["errcode"]) == (403, "M_FORBIDDEN")
+    assert "region administrator" in refused.json()["error"]
+    assert "within seconds" in refused.json()["error"]  # and what happens to their changes
+    ran = await api.region_admin.post("/api/v1/sync")
+    assert ran.status_code in (200, 409), ran.text  # 409: a run of the service was under way
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [

@@ -427,7 +427,18 @@ async def import_csv(
 
 @router.post("/sync")
 async def sync(request: Request, actor: CurrentAdmin) -> SyncResult:
-    """Run the reconciler now and report what it did."""
+    """Run the reconciler now and report what it did.
+
+    The run covers the whole region (every school's rooms), so it is the region
+    administrators' tool; a school's own changes are placed by the service on its own.
+    """
+    if not actor.region_admin:
+        raise ApiError(
+            403,
+            "M_FORBIDDEN",
+            "Only a region administrator starts a sync of the whole region; your school's "
+            "changes are placed on Matrix by the service within seconds of being made",
+        )
     scheduler: ReconcileScheduler = request.app.state.reconciler
     try:
         report = await scheduler.run_now()
