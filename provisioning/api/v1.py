@@ -326,7 +326,10 @@ def link_parent(
     parent = session.get(Person, body.parent_id)
     if parent is None or parent.id == child.id:
         raise ApiError(404, "M_NOT_FOUND", f"There is no person {body.parent_id} to link")
-    svc.link_parent(session, parent, child, actor=actor.user_id)
+    try:
+        svc.link_parent(session, parent, child, actor=actor.user_id)
+    except svc.DomainError as exc:
+        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
     _commit(session)
     reconcile_soon(request)
     return _person_public(session, parent, school)
