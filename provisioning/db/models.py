@@ -214,7 +214,7 @@ class Enrolment(Base):
     school_class: Mapped[SchoolClass] = relationship(back_populates="enrolments")
 
 
-def pupil_ids() -> Select[tuple[int]]:
+def pupil_ids() -> Select[int]:
     """Everyone enrolled as a pupil, confirmed or not. A pupil is nobody's parent: the
     reconciler and the policy snapshot ignore links naming one as a parent (made before
     `link_parent` refused them)."""
