@@ -282,6 +282,12 @@ async def test_a_parent_link_is_confirmed_for_pupils_only(api: Api) -> None:
         json={"parent_id": pupil["id"], "child_id": teacher["id"]},
     )
     assert (not_a_pupil.status_code, not_a_pupil.json()["errcode"]) == (400, "M_INVALID_PARAM")
+    teachers_parent = await api.region_admin.post(
+        f"/api/v1/schools/{sid}/people",
+        json={"display_name": "Анна Морозова", "role": "parent", "children": [teacher["id"]]},
+    )
+    assert teachers_parent.status_code == 400, teachers_parent.text
+    assert "is not a pupil here" in teachers_parent.json()["error"]
 
 
 async def test_a_school_opens_one_room_to_other_regions_and_the_policy_learns_it(

@@ -223,6 +223,14 @@ def _in_school(session: Session, person_id: int, school: School) -> Person:
     return person
 
 
+def _pupil_here(session: Session, person_id: int, school: School) -> Person:
+    """The person, if they are a pupil of the school: the only ones who have parents here."""
+    child = _in_school(session, person_id, school)
+    if not any(role.startswith("pupil:") for role in _roles_of(session, child, school)):
+        raise ApiError(400, "M_INVALID_PARAM", f"{child.display_name} is not a pupil here")
+    return child
+
+
 @router.get("/schools/{school_id}/people")
 def list_people(school_id: int, session: SessionDep, actor: CurrentAdmin) -> list[PersonPublic]:
     school = _school(session, actor, school_id)
@@ -253,7 +261,7 @@ def add_person(
         raise ApiError(400, "M_INVALID_PARAM", "A pupil needs a class (class_label)")
     if body.role == "parent" and not body.children:
         raise ApiError(400, "M_INVALID_PARAM", "A parent needs their children (children)")
-    children = [_in_school(session, child, school) for child in body.children]
+    children = [_pupil_here(session, child, school) for child in body.children]
     user_id = LocalpartAllocator(session, settings.server_name).user_id(body.display_name)
     person = svc.add_person(session, body.display_name, user_id, phone=body.phone, email=body.email)
     try:
@@ -320,9 +328,7 @@ def link_parent(
 ) -> PersonPublic:
     """Confirm that a person is a parent of a pupil of this school."""
     school = _school(session, actor, school_id)
-    child = _in_school(session, body.child_id, school)
-    if not any(role.startswith("pupil:") for role in _roles_of(session, child, school)):
-        raise ApiError(400, "M_INVALID_PARAM", f"{child.display_name} is not a pupil here")
+    child = _pupil_here(session, body.child_id, school)
     parent = session.get(Person, body.parent_id)
     if parent is None or parent.id == child.id:
         raise ApiError(404, "M_NOT_FOUND", f"There is no person {body.parent_id} to link")

@@ -225,16 +225,17 @@ def link_parent(session: Session, parent: Person, child: Person, *, actor: str =
     in another class's parents chat and make them a parent the policy lets write to
     children.
 
+    The child is checked by the callers (the API: a pupil of this school); the region's
+    log keeps a link to a child placed in no class yet.
+
     Raises:
-        DomainError: the parent is a pupil, or the child is not a pupil of any class.
+        DomainError: the parent is a pupil.
     """
     if pupil_enrolment(session, parent) is not None:
         raise DomainError(
             N_("%(name)s is a pupil, and a pupil cannot be linked as anyone's parent"),
             name=parent.display_name,
         )
-    if pupil_enrolment(session, child) is None:
-        raise DomainError(N_("%(name)s is not a pupil of any class"), name=child.display_name)
     exists = session.scalar(
         select(ParentLink).where(ParentLink.parent_id == parent.id, ParentLink.child_id == child.id)
     )
