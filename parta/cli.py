@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -373,6 +373,17 @@ def sync(
         )
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn believes X-Forwarded-For only from the configured proxies.
+
+    Its own default trusts any client on 127.0.0.1 (or `$FORWARDED_ALLOW_IPS`): everything
+    on this machine, which let a local client rotate the header past the login throttle and
+    forge the audit log's addresses (issue 18).
+    """
+    proxies = settings.forwarded_allow_ips
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies}
+
+
 @serve_app.command("provisioning")
 def serve_provisioning(var_dir: VarDir = Path("var")) -> None:
     """Run the provisioning service on its configured address."""
@@ -388,6 +399,7 @@ def serve_provisioning(var_dir: VarDir = Path("var")) -> None:
         host=settings.bind_address,
         port=settings.provisioning_port,
         log_config=None,
+        **proxy_options(settings),
     )
 
 
@@ -402,7 +414,11 @@ def serve_bridge(var_dir: VarDir = Path("var")) -> None:
     settings = _load(var_dir)
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
-        create_app(settings), host=settings.bind_address, port=settings.bridge_port, log_config=None
+        create_app(settings),
+        host=settings.bind_address,
+        port=settings.bridge_port,
+        log_config=None,
+        **proxy_options(settings),
     )
 
 
@@ -426,6 +442,7 @@ def serve_widgets(var_dir: VarDir = Path("var")) -> None:
         port=settings.widgets_port,
         log_config=None,
         ws_max_size=MESSAGE_MAX_BYTES,  # a bigger frame is refused (1009) before it is read
+        **proxy_options(settings),
     )
 
 

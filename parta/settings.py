@@ -9,6 +9,7 @@ generated `var/secrets.env` (mode 0600, written once by `parta.secrets`).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -60,6 +61,11 @@ class Settings(BaseSettings):
     provisioning_port: int = Field(default=8080, ge=1, le=65535)
     bridge_port: int = Field(default=8009, ge=1, le=65535)
     widgets_port: int = Field(default=8010, ge=1, le=65535)  # the call (SFU) and documents
+    # The reverse proxies whose X-Forwarded-For and X-Forwarded-Proto the services believe:
+    # comma-separated addresses or networks. Unset: none in development, 127.0.0.1 (nginx on
+    # this machine) in production. Any other client's header is ignored, so it cannot forge
+    # the address the login throttle counts and the audit log records.
+    trusted_proxies: str | None = None
 
     # Synapse's own database: SQLite for one machine, PostgreSQL for a real region.
     synapse_database: Literal["sqlite", "postgresql"] = "sqlite"
@@ -209,6 +215,27 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for address in _split_addresses(value):
+            if address == "*":
+                raise ValueError(
+                    "trusted_proxies: '*' would believe X-Forwarded-For from any client, who "
+                    "could then pose as any address; list the reverse proxies' addresses, "
+                    "such as 127.0.0.1"
+                )
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {address!r} is not an IP address or network such as "
+                    "127.0.0.1 or 10.0.0.0/24"
+                ) from None
+        return value
+
     @field_validator("turn_uris")
     @classmethod
     def _check_turn_uris(cls, value: list[str]) -> list[str]:
@@ -244,6 +271,13 @@ class Settings(BaseSettings):
         return self
 
     # Derived values: computed, never stored twice.
+
+    @property
+    def forwarded_allow_ips(self) -> list[str]:
+        """The proxies uvicorn takes the client's address from (`trusted_proxies`)."""
+        if self.trusted_proxies is None:
+            return ["127.0.0.1"] if self.environment == "production" else []
+        return _split_addresses(self.trusted_proxies)
 
     @property
     def homeserver_url(self) -> str:
@@ -377,3 +411,7 @@ def _refuse_unknown_names(path: Path) -> None:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise ValueError(f"{path}:{number}: {name} is not a Parta setting{hint}")
+
+
+def _split_addresses(value: str) -> list[str]:
+    return [address.strip() for address in value.split(",") if address.strip()]

@@ -12,10 +12,10 @@ import pytest
 from nio import AsyncClient, JoinedRoomsResponse, LoginResponse
 from sqlalchemy import func, select
 
-from bridge.matrix.client import MatrixClient
+from bridge.matrix.client import MatrixClient, path
 from parta.deployment import LocalDeployment
 from provisioning.db.engine import make_engine, make_session_factory
-from provisioning.db.models import ManagedRoom, Person
+from provisioning.db.models import ManagedRoom, ParentLink, Person
 from tests.harness.waiting import eventually
 
 PASSWORD = "school-admin-password"
@@ -104,6 +104,26 @@ async def test_a_school_admin_manages_only_their_school(
         assert (
             await http.post(f"/api/v1/schools/{mine['id']}/classes", json={"label": "7Б"})
         ).status_code == 201
+
+
+async def test_only_a_region_administrator_starts_a_region_wide_sync(
+    region: LocalDeployment, api: Api, bot: MatrixClient
+) -> None:
+    school = await new_school(api)
+    created = await api.region_admin.post(
+        f"/api/v1/schools/{school['id']}/people",
+        json={"display_name": "Директор Синхронизации", "role": "school_admin"},
+    )
+    assert created.status_code == 201, created.text
+    director = created.json()["matrix_user_id"]
+    await bot.admin_put_user(director, {"password": PASSWORD})
+    async with api.as_token(await token_for(region, director, PASSWORD)) as http:
+        refused = await http.post("/api/v1/sync")
+    assert (refused.status_code, refused.json()["errcode"]) == (403, "M_FORBIDDEN")
+    assert "region administrator" in refused.json()["error"]
+    assert "within seconds" in refused.json()["error"]  # and what happens to their changes
+    ran = await api.region_admin.post("/api/v1/sync")
+    assert ran.status_code in (200, 409), ran.text  # 409: a run of the service was under way
 
 
 @pytest.mark.parametrize(
@@ -258,6 +278,12 @@ async def test_a_parent_link_is_confirmed_for_pupils_only(api: Api) -> None:
         json={"parent_id": pupil["id"], "child_id": teacher["id"]},
     )
     assert (not_a_pupil.status_code, not_a_pupil.json()["errcode"]) == (400, "M_INVALID_PARAM")
+    teachers_parent = await api.region_admin.post(
+        f"/api/v1/schools/{sid}/people",
+        json={"display_name": "Анна Морозова", "role": "parent", "children": [teacher["id"]]},
+    )
+    assert teachers_parent.status_code == 400, teachers_parent.text
+    assert "is not a pupil here" in teachers_parent.json()["error"]
 
 
 async def test_a_school_opens_one_room_to_other_regions_and_the_policy_learns_it(
@@ -292,3 +318,63 @@ async def test_a_school_opens_one_room_to_other_regions_and_the_policy_learns_it
 
     # The service's run after the change rewrites the snapshot.
     await eventually(open_in_snapshot, "the policy snapshot to show the room as open")
+
+
+async def _region_sync(api: Api) -> None:
+    """Run the reconciler now; a run the service started itself may hold it a moment."""
+    for _ in range(300):
+        synced = await api.region_admin.post("/api/v1/sync")
+        if synced.status_code == 200:
+            return
+        assert synced.status_code == 409, synced.text
+        await asyncio.sleep(0.2)
+    pytest.fail("the reconciler stayed busy for a minute")
+
+
+async def test_a_pupil_is_nobodys_parent_not_even_in_another_school(
+    region: LocalDeployment, api: Api, bot: MatrixClient
+) -> None:
+    """The issue's scenario: a director linked a pupil of another school as a «parent»,
+    and after a sync that pupil sat in the first school's parents chat."""
+    mine, other = await new_school(api), await new_school(api)
+    await api.region_admin.post(f"/api/v1/schools/{mine['id']}/classes", json={"label": "5А"})
+    await api.region_admin.post(f"/api/v1/schools/{other['id']}/classes", json={"label": "7Б"})
+
+    async def add(school: dict[str, object], body: dict[str, object]) -> dict[str, object]:
+        added = await api.region_admin.post(f"/api/v1/schools/{school['id']}/people", json=body)
+        assert added.status_code == 201, added.text
+        person: dict[str, object] = added.json()
+        return person
+
+    vanya = await add(mine, {"display_name": "Ваня Первый", "role": "pupil", "class_label": "5А"})
+    petya = await add(other, {"display_name": "Петя Чужой", "role": "pupil", "class_label": "7Б"})
+    director = await add(mine, {"display_name": "Директор Первой", "role": "school_admin"})
+    await bot.admin_put_user(str(director["matrix_user_id"]), {"password": PASSWORD})
+    token = await token_for(region, str(director["matrix_user_id"]), PASSWORD)
+    async with api.as_token(token) as http:
+        linked = await http.post(
+            f"/api/v1/schools/{mine['id']}/parent-links",
+            json={"parent_id": petya["id"], "child_id": vanya["id"]},
+        )
+    assert (linked.status_code, linked.json()["errcode"]) == (400, "M_INVALID_PARAM"), linked.text
+    assert "is a pupil" in linked.json()["error"]
+
+    # A link made before this rule, still in the database, places nobody.
+    engine = make_engine(region.settings.sqlalchemy_url)
+    try:
+        with make_session_factory(engine)() as session:
+            session.add(ParentLink(parent_id=int(str(petya["id"])), child_id=int(str(vanya["id"]))))
+            session.commit()
+        await _region_sync(api)
+        parents_chat = f"school-{mine['slug']}-{2026 + 1 + 11 - 5}a-parents"
+        with make_session_factory(engine)() as session:
+            record = session.get(ManagedRoom, parents_chat)
+            assert record is not None and record.room_id
+            assert petya["matrix_user_id"] not in record.applied.get("members", [])
+            room_id = record.room_id
+    finally:
+        engine.dispose()
+    members = await bot.request("GET", path("rooms", room_id, "members"))
+    assert petya["matrix_user_id"] not in {event["state_key"] for event in members["chunk"]}
+    snapshot = json.loads(region.settings.policy_snapshot_path.read_text())
+    assert petya["matrix_user_id"] not in snapshot["parents"]

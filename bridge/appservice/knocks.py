@@ -103,7 +103,8 @@ def record(session: Session, commands: list[KnockCommand]) -> bool:
             else:
                 requests.decline_join_request(session, request, actor=command.by, via="matrix")
         except DomainError as exc:
-            # A pupil of another class: the request stays for the administration to see.
+            # Someone with no place in this class (accept_join_request admits nobody as a
+            # pupil who is not one): the request stays, saying who they are, for the class.
             log.warning(
                 "could not accept a knock answered in Matrix",
                 extra={"user_id": command.user_id, "room_id": command.room_id, "reason": str(exc)},

@@ -223,6 +223,14 @@ def _in_school(session: Session, person_id: int, school: School) -> Person:
     return person
 
 
+def _pupil_here(session: Session, person_id: int, school: School) -> Person:
+    """The person, if they are a pupil of the school: the only ones who have parents here."""
+    child = _in_school(session, person_id, school)
+    if not any(role.startswith("pupil:") for role in _roles_of(session, child, school)):
+        raise ApiError(400, "M_INVALID_PARAM", f"{child.display_name} is not a pupil here")
+    return child
+
+
 @router.get("/schools/{school_id}/people")
 def list_people(school_id: PathId, session: SessionDep, actor: CurrentAdmin) -> list[PersonPublic]:
     school = _school(session, actor, school_id)
@@ -253,7 +261,7 @@ def add_person(
         raise ApiError(400, "M_INVALID_PARAM", "A pupil needs a class (class_label)")
     if body.role == "parent" and not body.children:
         raise ApiError(400, "M_INVALID_PARAM", "A parent needs their children (children)")
-    children = [_in_school(session, child, school) for child in body.children]
+    children = [_pupil_here(session, child, school) for child in body.children]
     user_id = LocalpartAllocator(session, settings.server_name).user_id(body.display_name)
     person = svc.add_person(session, body.display_name, user_id, phone=body.phone, email=body.email)
     try:
@@ -320,13 +328,14 @@ def link_parent(
 ) -> PersonPublic:
     """Confirm that a person is a parent of a pupil of this school."""
     school = _school(session, actor, school_id)
-    child = _in_school(session, body.child_id, school)
-    if not any(role.startswith("pupil:") for role in _roles_of(session, child, school)):
-        raise ApiError(400, "M_INVALID_PARAM", f"{child.display_name} is not a pupil here")
+    child = _pupil_here(session, body.child_id, school)
     parent = session.get(Person, body.parent_id)
     if parent is None or parent.id == child.id:
         raise ApiError(404, "M_NOT_FOUND", f"There is no person {body.parent_id} to link")
-    svc.link_parent(session, parent, child, actor=actor.user_id)
+    try:
+        svc.link_parent(session, parent, child, actor=actor.user_id)
+    except svc.DomainError as exc:
+        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
     _commit(session)
     reconcile_soon(request)
     return _person_public(session, parent, school)
@@ -427,7 +436,18 @@ async def import_csv(
 
 @router.post("/sync")
 async def sync(request: Request, actor: CurrentAdmin) -> SyncResult:
-    """Run the reconciler now and report what it did."""
+    """Run the reconciler now and report what it did.
+
+    The run covers the whole region (every school's rooms), so it is the region
+    administrators' tool; a school's own changes are placed by the service on its own.
+    """
+    if not actor.region_admin:
+        raise ApiError(
+            403,
+            "M_FORBIDDEN",
+            "Only a region administrator starts a sync of the whole region; your school's "
+            "changes are placed on Matrix by the service within seconds of being made",
+        )
     scheduler: ReconcileScheduler = request.app.state.reconciler
     try:
         report = await scheduler.run_now()

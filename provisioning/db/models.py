@@ -15,10 +15,12 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Select,
     String,
     Text,
     UniqueConstraint,
     false,
+    select,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -210,6 +212,13 @@ class Enrolment(Base):
 
     person: Mapped[Person] = relationship()
     school_class: Mapped[SchoolClass] = relationship(back_populates="enrolments")
+
+
+def pupil_ids() -> Select[int]:
+    """Everyone enrolled as a pupil, confirmed or not. A pupil is nobody's parent: the
+    reconciler and the policy snapshot ignore links naming one as a parent (made before
+    `link_parent` refused them)."""
+    return select(Enrolment.person_id).where(Enrolment.role == EnrolmentRole.PUPIL)
 
 
 class ParentLink(Base):

@@ -30,6 +30,7 @@ from provisioning.db.models import (
     Role,
     RoleAssignment,
     SchoolClass,
+    pupil_ids,
 )
 
 SNAPSHOT_FORMAT = 1  # school_policy.directory.SNAPSHOT_FORMAT
@@ -88,7 +89,11 @@ def build_snapshot(session: Session, bot: str) -> dict[str, Any]:
         unplaced -= school_class["pupils"]
 
     parents: dict[str, set[str]] = defaultdict(set)
-    for parent_id, child_id in session.execute(select(ParentLink.parent_id, ParentLink.child_id)):
+    for parent_id, child_id in session.execute(
+        select(ParentLink.parent_id, ParentLink.child_id).where(
+            ParentLink.parent_id.not_in(pupil_ids())  # a pupil is nobody's parent
+        )
+    ):
         if parent_id in mxid and child_id in mxid:
             parents[mxid[parent_id]].add(mxid[child_id])
 

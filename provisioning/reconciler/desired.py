@@ -35,6 +35,7 @@ from provisioning.db.models import (
     RoomKind,
     School,
     SchoolClass,
+    pupil_ids,
 )
 from provisioning.reconciler.state import (
     DOCUMENTS_WIDGET_ID,
@@ -186,7 +187,9 @@ def build_desired(
     children_of: dict[int, list[int]] = defaultdict(list)
     families: list[tuple[int, int]] = []  # (parent, child) who asked for a family room
     for parent_id, child_id, confirmed_at in session.execute(
-        select(ParentLink.parent_id, ParentLink.child_id, ParentLink.confirmed_at)
+        select(ParentLink.parent_id, ParentLink.child_id, ParentLink.confirmed_at).where(
+            ParentLink.parent_id.not_in(pupil_ids())  # a pupil is nobody's parent (issue 18)
+        )
     ):
         children_of[child_id].append(parent_id)
         if confirmed_at is not None:

@@ -181,6 +181,11 @@ def enrol(
     parent or the administration to confirm them first; they are placed nowhere until then.
     """
     if role is EnrolmentRole.PUPIL:
+        if session.scalar(select(ParentLink.id).where(ParentLink.parent_id == person.id).limit(1)):
+            raise DomainError(
+                N_("%(name)s is linked as a parent, and a parent cannot be enrolled as a pupil"),
+                name=person.display_name,
+            )
         current = pupil_enrolment(session, person)
         if current is not None and current.class_id != school_class.id:
             raise DomainError(
@@ -214,6 +219,23 @@ def enrol(
 
 
 def link_parent(session: Session, parent: Person, child: Person, *, actor: str = "system") -> None:
+    """Record that `parent` is a parent of the pupil `child`.
+
+    A pupil is never anyone's parent, in this school or another: a link would put a child
+    in another class's parents chat and make them a parent the policy lets write to
+    children.
+
+    The child is checked by the callers (the API: a pupil of this school); the region's
+    log keeps a link to a child placed in no class yet.
+
+    Raises:
+        DomainError: the parent is a pupil.
+    """
+    if pupil_enrolment(session, parent) is not None:
+        raise DomainError(
+            N_("%(name)s is a pupil, and a pupil cannot be linked as anyone's parent"),
+            name=parent.display_name,
+        )
     exists = session.scalar(
         select(ParentLink).where(ParentLink.parent_id == parent.id, ParentLink.child_id == child.id)
     )

@@ -61,8 +61,9 @@ class Person:
     async def join(self, room_or_alias: str) -> httpx.Response:
         return await self.call("POST", path("join", room_or_alias), {})
 
-    async def knock(self, room_id: str) -> httpx.Response:
-        return await self.call("POST", path("knock", room_id), {"reason": "Хочу в этот класс"})
+    async def knock(self, room_id: str, reason: str | None = None) -> httpx.Response:
+        body = {} if reason is None else {"reason": reason}
+        return await self.call("POST", path("knock", room_id), body)
 
     async def put_state(
         self, room_id: str, event_type: str, content: dict[str, Any]
@@ -259,22 +260,26 @@ async def test_nobody_outside_joins_the_schools_rooms_by_id_or_alias(
     assert ok(await masha.join(group))
 
 
-async def test_a_knock_is_for_the_schools_people_and_newcomers(
+async def test_a_knock_is_for_the_schools_own_people_and_carries_no_text(
     person: People, school: Region2
 ) -> None:
+    # Issue 18: an account of no school and a teacher of another school knocked (200) on a
+    # class space and the school space, with a text for the pupils there to read.
+    tanya, stranger = await person("tanya"), await person("stranger")
+    for room in (school.rooms["5А space"], school.rooms["school"]):
+        assert refused(await tanya.knock(room), "только человек этой школы")
+        assert refused(await stranger.knock(room), "только человек этой школы")
+        assert refused(await stranger.knock(room, "Напиши мне в telegram"), "этой школы")
+    petya = await person("petya")  # a pupil of the other school
+    assert refused(await petya.knock(school.rooms["5А space"]), "только человек этой школы")
+    kolya = await person("kolya")  # 5Б: a person of the school
     space = school.rooms["5А space"]
-    tanya, petya, kolya = await person("tanya"), await person("petya"), await person("kolya")
-    assert refused(await tanya.knock(space), "только человек этой школы")  # another school's
-    assert refused(await petya.knock(space), "только человек этой школы")
-    assert ok(await kolya.knock(space))  # a join request from 5Б
-    # A newcomer of no school asks; only the school's staff admit them, by an invite.
-    stranger = await person("stranger")
-    assert ok(await stranger.knock(school.rooms["5Б space"]))
+    assert refused(await kolya.knock(space, "Напиши мне в telegram"), "без текста")
+    assert ok(await kolya.knock(space, "   "))  # blank is no text
+    assert ok(await kolya.knock(space))
+    # Only the class's staff answer; a pupil of 5А admits nobody.
     ivan = await person("ivan")
-    answer = await ivan.invite(school.rooms["5Б space"], school.stranger)
-    assert answer.status_code == 403  # a pupil (of 5А, not even in 5Б's space) admits nobody
-    boris = await person("boris")  # 5Б's class teacher
-    assert ok(await boris.invite(school.rooms["5Б space"], school.stranger))
+    assert (await ivan.invite(space, uid(school, "kolya"))).status_code == 403
 
 
 async def test_only_the_bot_changes_the_settings_of_managed_rooms(

@@ -128,26 +128,42 @@ def test_joins(user: str, room: str, members: list[str], allowed: bool, reason: 
     assert (decision.allowed, decision.reason) == (allowed, reason)
 
 
-def test_knocks_are_join_requests_of_the_schools_people_and_newcomers() -> None:
-    assert rules.may_knock(D, RULES, u("p5b1"), "!cspace51")  # asking to move into 5А
-    assert rules.may_knock(D, RULES, u("newbie"), "!cspace51")  # not in a school yet
-    assert rules.may_knock(D, RULES, u("stranger"), "!space1")  # an account of no school
-    assert rules.may_knock(D, RULES, u("t2"), "!cspace51").reason == "knock_outsider"
-    assert rules.may_knock(D, RULES, u("p2"), "!cspace51").reason == "knock_outsider"
-    assert rules.may_knock(D, RULES, u("par2"), "!space1").reason == "knock_outsider"
+def test_a_knock_is_a_join_request_of_the_schools_own_people() -> None:
+    assert rules.may_knock(D, RULES, u("p5b1"), "!cspace51")  # a pupil of the school
+    assert rules.may_knock(D, RULES, u("par5a1"), "!cspace51")  # a parent of the class
+    assert rules.may_knock(D, RULES, u("t5b"), "!space1")  # a teacher of the school
+    assert rules.may_knock(D, RULES, u("admin"), "!cspace51")  # the region's administrator
+    # Issue 18: an account of no school and a teacher of another school were let in.
+    for outsider in ("stranger", "newbie", "t2", "p2", "par2"):
+        for room in ("!space1", "!cspace51"):
+            assert rules.may_knock(D, RULES, u(outsider), room).reason == "knock_outsider"
     assert rules.may_knock(D, RULES, REMOTE, "!space1").reason == "remote"
 
 
-def test_staff_answer_a_knock_by_inviting_the_newcomer() -> None:
+def test_a_knock_carries_no_text_for_pupils_to_read() -> None:
+    assert rules.may_knock(D, RULES, u("p5b1"), "!cspace51", "")
+    assert rules.may_knock(D, RULES, u("p5b1"), "!cspace51", "  \n")
+    for text in ("Напиши мне в telegram", "x", 7, {"text": "hi"}):
+        decision = rules.may_knock(D, RULES, u("p5b1"), "!cspace51", text)
+        assert decision.reason == "knock_reason"
+    # The same in a room the school does not manage: pupils may be among its members.
+    assert rules.may_knock(D, RULES, u("t5a"), "!group", "Пустите").reason == "knock_reason"
+    assert rules.may_knock(D, RULES, u("t5a"), "!group")
+    # Who may not knock at all hears that first.
+    assert rules.may_knock(D, RULES, u("stranger"), "!space1", "hi").reason == "knock_outsider"
+
+
+def test_staff_answer_a_knock_by_inviting_only_the_schools_people() -> None:
     def answer(inviter: str, invitee: str) -> rules.Decision:
         return rules.may_invite(
             D, RULES, u(inviter), invitee, "!cspace51", (), invitee_knocked=True
         )
 
-    assert answer("t5a", u("stranger"))
-    assert answer("director", u("stranger"))
-    assert answer("p5a1", u("stranger")).reason == "not_of_school"  # pupils do not admit
-    assert answer("t2", u("stranger")).reason == "not_of_school"  # another school's staff
+    assert answer("t5a", u("p5a1"))  # a pupil of the class, back into its space
+    assert answer("t5a", u("par5a1"))
+    for stranger in ("stranger", "newbie", "t2", "p2"):
+        assert answer("t5a", u(stranger)).reason == "knock_stranger_invited"
+        assert answer("director", u(stranger)).reason == "knock_stranger_invited"
     assert answer("t5a", REMOTE).reason == "room_closed"
     assert not rules.may_invite(D, RULES, u("t5a"), u("stranger"), "!cspace51", ())  # no knock
 
@@ -236,7 +252,8 @@ def test_publishing_to_the_directory_is_off() -> None:
 
 def test_every_refusal_has_a_message_in_both_languages() -> None:
     reasons = {"outsider", "other_class", "other_child", "pupil_unconfirmed", "remote",
-               "not_of_school", "not_for_pupils", "knock_outsider", "only_staff_create",
+               "not_of_school", "not_for_pupils", "knock_outsider", "knock_reason",
+               "knock_stranger_invited", "only_staff_create",
                "bot_only", "channel", "announcements", "materials", "no_directory",
                "adults_other_school",
                "policy_unavailable", "room_closed"}  # fmt: skip

@@ -15,7 +15,14 @@ from school_policy.snapshot_store import SnapshotStore
 from sqlalchemy.orm import Session
 
 from provisioning.db.base import utcnow
-from provisioning.db.models import EnrolmentRole, ManagedRoom, Region, Role, RoomKind
+from provisioning.db.models import (
+    EnrolmentRole,
+    ManagedRoom,
+    ParentLink,
+    Region,
+    Role,
+    RoomKind,
+)
 from provisioning.policy.snapshot import build_snapshot, write_snapshot
 from provisioning.services import schools as svc
 
@@ -50,6 +57,8 @@ def _region(session: Session) -> None:
     svc.enrol(session, p["senior"], c11, EnrolmentRole.PUPIL)
     svc.enrol(session, p["petya"], x7, EnrolmentRole.PUPIL)
     svc.link_parent(session, p["anna"], p["ivan"])
+    # Issue 18: a pupil of another school linked as a «parent» before link_parent refused it.
+    session.add(ParentLink(parent_id=p["petya"].id, child_id=p["ivan"].id))
     session.flush()
     newbie = svc.enrol(session, p["newbie"], a5, EnrolmentRole.PUPIL)
     newbie.confirmed_at = None  # registered through a class link; waits for confirmation
@@ -72,6 +81,7 @@ def test_the_snapshot_says_who_is_who(session: Session) -> None:
     assert d.pupils["@newbie:hs"].school is None  # protected, placed nowhere
     assert "@senior:hs" not in d.pupils  # graduated
     assert d.parents["@ivan:hs"] == {"@anna:hs"}
+    assert "@petya:hs" not in d.children  # a pupil, though once linked as a parent
     assert set(d.rooms) == {"!channel"} and d.rooms["!channel"].kind == "class_channel"
     # And the rules read it as the director would expect.
     assert rules.may_meet(d, RULES, "@ivan:hs", "@masha:hs")

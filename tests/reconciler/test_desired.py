@@ -8,9 +8,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from provisioning.db.base import utcnow
 from provisioning.db.models import (
     EnrolmentRole,
     ManagedRoom,
+    ParentLink,
     Person,
     Region,
     Role,
@@ -265,3 +267,21 @@ def test_rooms_with_files_get_the_documents_widget(session: Session) -> None:
     assert after.rooms[RoomAlias(f"{A11}-chat")].documents_widget is None
     assert after.rooms[RoomAlias(f"{A11}-channel")].documents_widget is None
     assert after.rooms[RoomAlias(f"{A5}-chat")].documents_widget == widget
+
+
+def test_a_link_naming_a_pupil_as_a_parent_places_nobody(session: Session) -> None:
+    """Links made before link_parent refused them (issue 18): a pupil of 5Б recorded as a
+    «parent» of Ivan (5А), confirmed even, is in neither 5А's parents chat nor a family room."""
+    school = _school(session)
+    session.add(
+        ParentLink(
+            parent_id=school.people["maria"].id,
+            child_id=school.people["ivan"].id,
+            confirmed_at=utcnow(),
+        )
+    )
+    session.commit()
+    desired = build_desired(session, BOT)
+    school_wide = {S, f"{S}-announcements", f"{S}-materials"}
+    assert rooms_of(desired, "maria") == school_wide | {B5, f"{B5}-chat", f"{B5}-channel"}
+    assert not any(alias.startswith("family-") for alias in desired.rooms)

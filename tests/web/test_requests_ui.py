@@ -8,8 +8,8 @@ import time
 
 import httpx
 import pytest
-from nio import RoomInviteResponse, RoomKnockResponse
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from nio import RoomInviteResponse, RoomKnockError, RoomKnockResponse, RoomLeaveResponse
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 from sqlalchemy import select
 
 from bridge.matrix.client import MatrixClient
@@ -103,16 +103,23 @@ def test_a_teacher_applies_through_a_link_and_is_placed_once_approved(
 
 def add_class_teacher(region: LocalDeployment, class_id: int) -> str:
     """A class teacher recorded in Parta, with a password; placed by the reconciler."""
+    return add_person_of_class(region, class_id, EnrolmentRole.CLASS_TEACHER)
+
+
+def add_person_of_class(region: LocalDeployment, class_id: int, role: EnrolmentRole) -> str:
+    """A teacher or pupil of the class recorded in Parta, with a password; then placed."""
     with db_session(region) as session:
         school_class = session.get(SchoolClass, class_id)
         assert school_class is not None
         school = session.get(School, school_class.school_id)
         assert school is not None
-        name = f"Классная Руководительница {secrets.token_hex(2)}"
+        kind = "Ученица" if role is EnrolmentRole.PUPIL else "Классная Руководительница"
+        name = f"{kind} {secrets.token_hex(2)}"
         user_id = LocalpartAllocator(session, region.settings.server_name).user_id(name)
         person = svc.add_person(session, name, matrix_user_id=user_id)
-        svc.grant_school_role(session, person, school, Role.TEACHER)
-        svc.enrol(session, person, school_class, EnrolmentRole.CLASS_TEACHER)
+        if role is not EnrolmentRole.PUPIL:
+            svc.grant_school_role(session, person, school, Role.TEACHER)
+        svc.enrol(session, person, school_class, role)
         session.commit()
     run_async(_set_password(region, user_id, name))
     with httpx.Client() as http:  # the service places people after changes made through it
@@ -121,6 +128,17 @@ def add_class_teacher(region: LocalDeployment, class_id: int) -> str:
             headers={"Authorization": f"Bearer {region.settings.as_token.get_secret_value()}"},
         ).raise_for_status()
     return user_id
+
+
+def add_class(region: LocalDeployment, beside_class_id: int, label: str) -> int:
+    with db_session(region) as session:
+        beside = session.get(SchoolClass, beside_class_id)
+        assert beside is not None
+        school = session.get(School, beside.school_id)
+        assert school is not None
+        school_class = svc.add_class(session, school, int(label[:-1]), label[-1])
+        session.commit()
+        return school_class.id
 
 
 async def _set_password(region: LocalDeployment, user_id: str, name: str) -> None:
@@ -137,10 +155,36 @@ async def _new_account(region: LocalDeployment, name: str) -> str:
     return user_id
 
 
-async def _knock(region: LocalDeployment, user_id: str, room_id: str, reason: str) -> None:
+async def _knock(
+    region: LocalDeployment, user_id: str, room_id: str, reason: str | None = None
+) -> RoomKnockResponse | RoomKnockError:
     async with logged_in(region, user_id, NEW_PASSWORD) as client:
-        response = await client.room_knock(room_id, reason=reason)
-        assert isinstance(response, RoomKnockResponse), response
+        return await client.room_knock(room_id, reason=reason)
+
+
+async def _leave_and_knock(region: LocalDeployment, user_id: str, room_id: str) -> None:
+    """Leave the room, then knock on it; again if the reconciler invited them back between."""
+    async with logged_in(region, user_id, NEW_PASSWORD) as client:
+        for _ in range(5):
+            left = await client.room_leave(room_id)
+            assert isinstance(left, RoomLeaveResponse), left
+            knocked = await client.room_knock(room_id)
+            if isinstance(knocked, RoomKnockResponse):
+                return
+        pytest.fail(f"{user_id} could not knock: {knocked}")
+
+
+def knock(region: LocalDeployment, user_id: str, room_id: str, reason: str | None = None) -> None:
+    response = run_async_value(_knock(region, user_id, room_id, reason))
+    assert isinstance(response, RoomKnockResponse), response
+
+
+def refused_knock(
+    region: LocalDeployment, user_id: str, room_id: str, reason: str | None, words: str
+) -> None:
+    response = run_async_value(_knock(region, user_id, room_id, reason))
+    assert isinstance(response, RoomKnockError), response
+    assert response.status_code == "M_FORBIDDEN" and words in response.message, response
 
 
 def _pending(region: LocalDeployment, user_id: str, timeout: float = 60) -> JoinRequest:
@@ -155,59 +199,124 @@ def _pending(region: LocalDeployment, user_id: str, timeout: float = 60) -> Join
     pytest.fail(f"the knock of {user_id} did not become a join request")
 
 
-def test_knocks_are_decided_in_the_ui_or_in_a_matrix_client(
+def test_a_join_request_says_who_knocked_and_makes_no_stranger_a_pupil(
     region: LocalDeployment, context: BrowserContext
 ) -> None:
     base = region.settings.provisioning_url
     page = admin_page(region, context)
     class_url = new_school_with_class(page, base)
     class_id = int(class_url.rsplit("/", 1)[1])
-    rooms = class_rooms(region, class_id)
-    space = rooms[RoomKind.CLASS_SPACE]
+    other_class_id = add_class(region, class_id, "5Б")
+    space = class_rooms(region, class_id)[RoomKind.CLASS_SPACE]
+    teacher = add_class_teacher(region, class_id)
+    pupil = add_person_of_class(region, class_id, EnrolmentRole.PUPIL)
+    other_pupil = add_person_of_class(region, other_class_id, EnrolmentRole.PUPIL)
+    wait_until_placed(region, teacher, {space})
+    wait_until_placed(region, pupil, {space})
 
-    # Knock 1, accepted in the admin UI: the knocker becomes a pupil and is placed.
-    first = run_async_value(_new_account(region, "knocker"))
-    run_async(_knock(region, first, space, "Я новенькая в 5А"))
-    _pending(region, first)
+    # Issue 18: a stranger knocked (200) with a text for the class's pupils to read.
+    stranger = run_async_value(_new_account(region, "stranger"))
+    refused_knock(region, stranger, space, "Напиши мне в telegram", "только человек этой школы")
+    refused_knock(region, stranger, space, None, "только человек этой школы")
+    # The school's own people knock, without text.
+    refused_knock(region, other_pupil, space, "Пустите в 5А", "без текста")
+    knock(region, other_pupil, space)
+    run_async(_leave_and_knock(region, pupil, space))
+    _pending(region, pupil)
+    _pending(region, other_pupil)
+    # A stranger's request recorded before the policy refused them.
+    with db_session(region) as session:
+        legacy = JoinRequest(class_id=class_id, user_id=stranger, display_name="Незнакомец",
+                             reason="Напиши мне в telegram")  # fmt: skip
+        session.add(legacy)
+        session.commit()
+        legacy_id = legacy.id
+
     page.goto(class_url)
     requests = page.locator("#requests")
-    expect(requests).to_contain_text("Я новенькая в 5А")
+
+    def row(user_id: str) -> Locator:
+        return requests.locator("li", has_text=user_id)
+
+    expect(row(pupil).locator(".knocker")).to_have_text("Ученик этого класса")
+    expect(row(other_pupil).locator(".knocker")).to_have_text("Ученик этой школы, класс 5Б")
+    expect(row(stranger).locator(".knocker")).to_have_text("Учётная запись, неизвестная Parta")
+    expect(row(stranger)).to_contain_text("отправьте ему ссылку-приглашение")
+    expect(row(other_pupil)).to_contain_text("Перевести ученика в другой класс")
+    for outsider in (stranger, other_pupil):
+        expect(row(outsider).locator("button", has_text="Принять")).to_have_count(0)
     screenshot(page, "ru-class-requests")
-    requests.locator("text=Принять").click()
-    expect(page.locator("#requests")).to_have_count(0)
-    expect(page.locator("main")).to_contain_text("knocker")
-    wait_until_placed(region, first, {space, rooms[RoomKind.CLASS_CHAT]})
+    # No click makes a stranger a pupil, not even a form posted by hand.
+    token = page.locator("#requests input[name=csrf_token]").first.input_value()
+    answer = page.request.post(
+        f"{class_url}/requests/{legacy_id}/accept", form={"csrf_token": token}
+    )
+    assert answer.status == 409, answer.status
+    assert "не из этой школы" in answer.text()
 
-    # Knock 2, accepted in Element by the class teacher: the UI records it the same way.
-    teacher_id = add_class_teacher(region, class_id)
-    wait_until_placed(region, teacher_id, {space})
-    second = run_async_value(_new_account(region, "knocker"))
-    run_async(_knock(region, second, space, "Пустите, пожалуйста"))
-    _pending(region, second)
+    row(pupil).locator("text=Принять как ученика").click()
+    expect(row(pupil)).to_have_count(0)
+    wait_until_placed(region, pupil, {space})
 
-    async def accept_in_element() -> None:
-        async with logged_in(region, teacher_id, NEW_PASSWORD) as client:
-            response = await client.room_invite(space, second)
+    # In Element the class teacher admits the pupil of 5Б: Parta does not move them.
+    async def invite_in_element() -> None:
+        async with logged_in(region, teacher, NEW_PASSWORD) as client:
+            response = await client.room_invite(space, other_pupil)
             assert isinstance(response, RoomInviteResponse), response
 
-    run_async(accept_in_element())
-    deadline = time.monotonic() + 60
-    while _pending(region, second).status is RequestStatus.PENDING:
-        assert time.monotonic() < deadline, "the answer given in Element was not recorded"
-        time.sleep(0.5)
-    assert _pending(region, second).decided_in == "matrix"
-    page.goto(f"{class_url.rsplit('/classes', 1)[0]}/audit")
-    expect(page.locator("table")).to_contain_text("(в Element)")
-    wait_until_placed(region, second, {space, rooms[RoomKind.CLASS_CHAT]})
+    run_async(invite_in_element())
+    # The teacher leaves and knocks too: once the bridge has their knock, it has read the
+    # invite sent before it (the homeserver delivers a room's events in order).
+    run_async(_leave_and_knock(region, teacher, space))
+    _pending(region, teacher)
+    assert _pending(region, other_pupil).status is RequestStatus.PENDING
+    with db_session(region) as session:
+        moved = session.scalar(
+            select(Enrolment.class_id)
+            .join(Person, Person.id == Enrolment.person_id)
+            .where(Person.matrix_user_id == other_pupil)
+        )
+    assert moved == other_class_id
 
-    # Knock 3, declined in the UI: the knock is turned away in Matrix too.
-    third = run_async_value(_new_account(region, "knocker"))
-    run_async(_knock(region, third, space, "Можно?"))
-    _pending(region, third)
     page.goto(class_url)
-    page.locator("#requests").locator("text=Отклонить").click()
-    expect(page.locator("#requests")).to_have_count(0)
-    assert _pending(region, third).status is RequestStatus.DECLINED
+    expect(row(teacher).locator(".knocker")).to_have_text("Учитель этого класса")
+    row(teacher).locator("text=Впустить как учителя").click()
+    expect(row(teacher)).to_have_count(0)
+    wait_until_placed(region, teacher, {space})
+    row(stranger).locator("text=Отклонить").click()
+    expect(row(stranger)).to_have_count(0)
+    assert _pending(region, stranger).status is RequestStatus.DECLINED
+    page.goto(f"{class_url.rsplit('/classes', 1)[0]}/audit")
+    expect(page.locator("table")).to_contain_text("не принят(а) в класс")
+
+    # The class teacher answers a pupil of the class in Element: recorded the same way.
+    first = _pending(region, pupil).id
+    run_async(_leave_and_knock(region, pupil, space))
+
+    def latest() -> JoinRequest | None:
+        with db_session(region) as session:
+            return session.scalar(
+                select(JoinRequest)
+                .where(JoinRequest.user_id == pupil, JoinRequest.id != first)
+                .order_by(JoinRequest.id.desc())
+            )
+
+    deadline = time.monotonic() + 60
+    while latest() is None:
+        assert time.monotonic() < deadline, "the second knock did not become a request"
+        time.sleep(0.5)
+
+    async def admit_in_element() -> None:
+        async with logged_in(region, teacher, NEW_PASSWORD) as client:
+            response = await client.room_invite(space, pupil)
+            assert isinstance(response, RoomInviteResponse), response
+
+    run_async(admit_in_element())
+    while (found := latest()) is None or found.status is RequestStatus.PENDING:
+        assert time.monotonic() < deadline + 60, "the answer given in Element was not recorded"
+        time.sleep(0.5)
+    assert (found.status, found.decided_in) == (RequestStatus.APPROVED, "matrix")
+    wait_until_placed(region, pupil, {space})
 
 
 def test_a_pupil_waits_for_a_parent_who_confirms_and_gets_a_family_room(

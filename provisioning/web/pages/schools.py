@@ -182,9 +182,14 @@ def class_page(
     links = invite_links(session, school.id, school_class.id) if manage else []
     children = {row.person.id: row.person.display_name for row in members.pupils}
     join_requests = requests.pending_join_requests(session, [school_class.id]) if manage else []
+    knockers = {
+        join_request.id: requests.who_knocked(session, school_class, join_request.user_id)
+        for join_request in join_requests
+    }
     return render(
         request, "class.html", school=school, members=members, manage=manage, links=links,
         children=children, school_class=school_class, join_requests=join_requests,
+        knockers=knockers,
     )  # fmt: skip
 
 

@@ -59,8 +59,20 @@ MESSAGES: dict[str, dict[Language, str]] = {
     "knock_outsider": {
         "ru": "Попросить вступить в класс или школу может только человек этой школы. "
         "Попросите у школы ссылку-приглашение.",
-        "en": "Only people of this school can ask to join its classes. Ask the school for "
-        "an invitation link.",
+        "en": "Only people of this school can ask to join its classes and rooms. Ask the "
+        "school for an invitation link.",
+    },
+    "knock_reason": {
+        "ru": "Попросите вступить без текста: текст просьбы видят все участники, "
+        "в том числе ученики. Отправьте запрос ещё раз с пустым полем причины.",
+        "en": "Ask to join without a message: everyone in the room, pupils too, would read "
+        "it. Send the request again with the reason left empty.",
+    },
+    "knock_stranger_invited": {
+        "ru": "Этот человек не из этой школы, поэтому его запрос нельзя принять. "
+        "Отклоните запрос; если он должен быть в школе, отправьте ему ссылку-приглашение.",
+        "en": "This person is not of this school, so their request cannot be accepted. "
+        "Decline it; if they belong to the school, send them an invitation link.",
     },
     "only_staff_create": {
         "ru": "Добавлять комнаты в пространство школы могут только её сотрудники.",

@@ -284,7 +284,9 @@ class SchoolPolicy:
             decision = (
                 d
                 if isinstance(d, Decision)
-                else rules.may_knock(d, self._rules, event.sender, event.room_id)
+                else rules.may_knock(
+                    d, self._rules, event.sender, event.room_id, event.content.get("reason")
+                )
             )
         elif membership in ("join", "knock") and not local:
             d = self._directory(room_id=event.room_id)

@@ -162,15 +162,17 @@ def may_invite(
     """May `inviter` invite `invitee` into the room whose current members are `members`?
 
     In a school's own room, anyone of that school may be invited by whoever the room's power
-    levels let invite (the reconciler removes who does not belong there), and the school's
-    staff may answer a join request (a knock) by inviting the one who knocked: that admits a
-    newcomer, as accepting the request in the admin UI does. Elsewhere the invitee must be
-    allowed to meet the inviter and everyone already in the room.
+    levels let invite (the reconciler removes who does not belong there); inviting someone
+    who knocked answers their join request, and a person who is not of the school is never
+    admitted that way. Elsewhere the invitee must be allowed to meet the inviter and
+    everyone already in the room.
     """
     room = d.rooms.get(room_id)
     if room is not None:
-        if invitee_knocked and is_local(rules, invitee) and d.is_staff_of(inviter, room.school):
-            return ALLOW
+        if invitee_knocked and is_local(rules, invitee) and not d.belongs_to(invitee, room.school):
+            # Admitting a stranger's join request would put them among the school's
+            # pupils; Parta refuses to accept it as well (services/requests.py).
+            return refuse("knock_stranger_invited")
         return _may_be_in_managed(d, rules, invitee, room)
     decision = may_meet(d, rules, inviter, invitee)
     if not decision:
@@ -188,22 +190,32 @@ def may_join(
     return may_meet_everyone(d, rules, user, members)
 
 
-def may_knock(d: Directory, rules: Rules, user: str, room_id: str) -> Decision:
-    """A knock on a school's space is a join request, which only the school's staff answer.
+def may_knock(
+    d: Directory, rules: Rules, user: str, room_id: str, reason: object = None
+) -> Decision:
+    """A knock on a school's space or room is a join request, which the school's staff answer.
 
-    Who asks: the school's own people (a pupil changing class), and newcomers of this region
-    who belong to no school yet (a child whose self-registration was turned away, say). An
-    adult or a pupil of another school is refused: their school moves them; and nobody of
-    another server asks to join a school's rooms.
+    Only the school's own people ask (a pupil who left their class's space, a parent or a
+    teacher missing from a room): anyone else (an account of no school, a person of
+    another school, anyone of another server) is refused, because accepting a stranger's
+    request is how an outsider would reach pupils. A newcomer joins through the school's
+    invitation link instead.
+
+    A knock's text is refused, on every room, rather than stripped: it is kept in the
+    room's state and timeline, where every member (pupils too) reads it, so it is a way to
+    write to children. Refusing tells the person to knock again without text, whereas
+    stripping it would leave them thinking they were heard; and a knock is a signed
+    membership event that also travels to other servers, so rewriting its content would
+    change what those servers see, not what was said.
     """
     if not is_local(rules, user):
         return refuse("remote")
     room = d.rooms.get(room_id)
-    if room is None or d.belongs_to(user, room.school):
+    if room is not None and not d.belongs_to(user, room.school):
+        return refuse("knock_outsider")
+    if isinstance(reason, str) and not reason.strip():
         return ALLOW
-    place = d.pupils.get(user)
-    newcomer = not d.schools_of(user) and (place is None or place.school is None)
-    return ALLOW if newcomer else refuse("knock_outsider")
+    return ALLOW if reason is None else refuse("knock_reason")
 
 
 def may_join_from_another_server(
