@@ -174,7 +174,7 @@ async def test_roster_import_is_all_or_nothing_repeatable_and_moves_pupils(
             assert rejected.status_code == 400
             error = rejected.json()
             assert error["errcode"] == "PARTA_BAD_ROSTER"
-            assert "row 7: the full name is empty" in error["error"]
+            assert "row 7: the name is empty or too short" in error["error"]
             assert "row 8: unknown role «завуч»" in error["error"]
             assert session.scalar(select(func.count()).select_from(Person)) == people_before
     finally:

@@ -37,6 +37,7 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.i18n import N_
+from provisioning.services import limits
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
 
@@ -59,8 +60,6 @@ _ROLES = {
     "администратор": "school_admin", "директор": "school_admin", "school_admin": "school_admin",
 }  # fmt: skip
 _CLASS = re.compile(r"^\s*(\d{1,2})\s*-?\s*([A-Za-zА-Яа-яЁё])\s*$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PHONE = re.compile(r"^\+?[0-9 ()-]{5,20}$")
 
 
 _ROW = N_("row %(row)s")
@@ -169,33 +168,31 @@ def parse_roster(data: bytes) -> list[RosterRow]:
         reasons: list[Reason] = []
         role = _ROLES.get(cell("role").lower())
         if role is None:
-            reasons.append((N_("unknown role «%(role)s»"), {"role": cell("role")}))
-        name = " ".join(cell("full_name").split())
-        if not name:
-            reasons.append((N_("the full name is empty"), {}))
+            reasons.append((N_("unknown role «%(role)s»"), {"role": limits.shown(cell("role"))}))
+        name = _checked(limits.person_name, cell("full_name"), reasons)
         class_text = cell("class")
         class_label = parse_class(class_text) if class_text else None
         if class_text and class_label is None:
-            reasons.append((N_("«%(text)s» is not a class such as 5А"), {"text": class_text}))
+            reasons.append(
+                (N_("«%(text)s» is not a class such as 5А"), {"text": limits.shown(class_text)})
+            )
         if role == "pupil" and class_label is None and not class_text:
             reasons.append((N_("a pupil needs a class"), {}))
-        phone, email = cell("phone") or None, cell("email") or None
-        if phone and not PHONE.match(phone):
-            reasons.append((N_("«%(text)s» is not a phone number"), {"text": phone}))
-        if email and not EMAIL.match(email):
-            reasons.append((N_("«%(text)s» is not an e-mail address"), {"text": email}))
-        parent_of = " ".join(cell("parent_of").split()) or None
-        if role == "parent" and not parent_of:
+        phone = _checked(limits.phone_number, cell("phone"), reasons) if cell("phone") else None
+        email = _checked(limits.email_address, cell("email"), reasons) if cell("email") else None
+        subject = (
+            _checked(limits.subject_name, cell("subject"), reasons) if cell("subject") else None
+        )
+        parent_of = (
+            _checked(limits.person_name, cell("parent_of"), reasons) if cell("parent_of") else None
+        )
+        if role == "parent" and not cell("parent_of"):
             reasons.append((N_("a parent needs the name of their child (родитель ученика)"), {}))
         if reasons:
             problems.append(Problem(number, tuple(reasons)))
             continue
         assert role is not None
-        rows.append(
-            RosterRow(
-                number, role, name, class_label, phone, email, parent_of, cell("subject") or None
-            )
-        )
+        rows.append(RosterRow(number, role, name, class_label, phone, email, parent_of, subject))
     pupils = [r.full_name for r in rows if r.role == "pupil"]
     for row in rows:
         if row.role == "pupil" and pupils.count(row.full_name) > 1:
@@ -215,6 +212,15 @@ def parse_roster(data: bytes) -> list[RosterRow]:
     if not rows:
         raise _file_problem(N_("the file has no people in it"))
     return rows
+
+
+def _checked(check: Callable[[str], str], text: str, reasons: list[Reason]) -> str:
+    """The cell as `check` cleans it, or "" with the refusal added to the row's reasons."""
+    try:
+        return check(text)
+    except limits.FieldRefused as refused:
+        reasons.append((refused.template, refused.params))
+        return ""
 
 
 class _SchoolIndex:
