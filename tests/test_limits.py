@@ -142,3 +142,31 @@ def test_limits_say_why_in_their_exception() -> None:
     with pytest.raises(limits.FieldRefused) as refused:
         limits.person_name("Я")
     assert refused.value.template.startswith("the name is empty or too short")
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "said"),
+    [
+        (
+            "класс;роль;ФИО\n5А;ученик;Иван\rПетров\n",
+            "row 3: the role is empty; the name is empty or too short",
+        ),
+        (
+            "класс;роль;ФИО\n5А;ученик;" + "Я" * 131_073 + "\n",
+            "row 2: a cell has more than 131072 characters; the rows after it were not read",
+        ),
+    ],
+    ids=["lone-carriage-return", "cell-over-131072"],
+)
+async def test_an_unreadable_csv_is_a_400_that_names_the_row(
+    api: Api, csv_text: str, said: str
+) -> None:
+    school = await new_school(api)
+    imported = await api.region_admin.post(
+        f"/api/v1/schools/{school['id']}/import",
+        content=csv_text.encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 400, imported.text
+    assert imported.json()["errcode"] == "PARTA_BAD_ROSTER"
+    assert said in imported.json()["error"]

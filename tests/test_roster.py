@@ -70,3 +70,36 @@ def test_every_bad_row_is_reported_with_its_number() -> None:
 def test_unusable_files_are_explained(data: bytes, message: str) -> None:
     with pytest.raises(RosterError, match=message):
         parse_roster(data)
+
+
+LONE_CR = "класс;роль;ФИО\n5А;ученик;Иван\rПетров\n5А;ученик;Мария Орлова\n"
+LONG_CELL = "класс;роль;ФИО\n5А;ученик;Мария Орлова\n5А;ученик;" + "Я" * 131_073 + "\n"
+
+
+def test_a_lone_carriage_return_ends_a_row_as_in_a_spreadsheet() -> None:
+    with pytest.raises(RosterError) as raised:
+        parse_roster(LONE_CR.encode())
+    assert raised.value.problems == [
+        "row 3: the role is empty; the name is empty or too short: write a first and a last "
+        "name; «Петров» is not a class such as 5А"
+    ]
+    old_mac = "класс;роль;ФИО\r5А;ученик;Иван Петров\r5А;ученик;Мария Орлова\r"
+    assert [r.full_name for r in parse_roster(old_mac.encode())] == ["Иван Петров", "Мария Орлова"]
+
+
+def test_a_cell_over_the_csv_readers_limit_is_a_problem_of_its_row() -> None:
+    with pytest.raises(RosterError) as raised:
+        parse_roster(LONG_CELL.encode())
+    assert raised.value.problems == [
+        "row 3: a cell has more than 131072 characters; the rows after it were not read"
+    ]
+    with pytest.raises(RosterError, match="row 1: a cell has more than 131072 characters"):
+        parse_roster(("роль;" + "Я" * 131_073 + "\n").encode())
+
+
+def test_a_quoted_line_break_in_a_name_is_refused_by_the_limits() -> None:
+    with pytest.raises(RosterError) as raised:
+        parse_roster('класс;роль;ФИО\n5А;ученик;"Иван\nПетров"\n'.encode())
+    assert raised.value.problems == [
+        "row 2: the name contains a control character (such as NUL or a line break)"
+    ]

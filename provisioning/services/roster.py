@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -138,8 +138,13 @@ def parse_roster(data: bytes) -> list[RosterRow]:
     if not lines or not lines[0].strip():
         raise _file_problem(N_("the file is empty: the first row must name the columns"))
     delimiter = ";" if lines[0].count(";") >= lines[0].count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header = [h.strip().lower() for h in next(reader)]
+    # newline="": a cell may hold a quoted line break, and a lone carriage return ends a
+    # row as it does in a spreadsheet (old Mac exports), instead of stopping the reader.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except csv.Error as exc:
+        raise RosterError([_unreadable(1, exc)]) from exc
     index: dict[str, int] = {}
     for key, names in _COLUMNS.items():
         for position, name in enumerate(header):
@@ -153,7 +158,7 @@ def parse_roster(data: bytes) -> list[RosterRow]:
 
     problems: list[Problem] = []
     rows: list[RosterRow] = []
-    for number, cells in enumerate(reader, start=2):
+    for number, cells in enumerate(_records(reader, problems), start=2):
         if number > MAX_ROWS + 1:
             raise _file_problem(
                 N_("the file has more than %(rows)s rows; split it by class"), rows=MAX_ROWS
@@ -167,7 +172,9 @@ def parse_roster(data: bytes) -> list[RosterRow]:
 
         reasons: list[Reason] = []
         role = _ROLES.get(cell("role").lower())
-        if role is None:
+        if role is None and not cell("role"):
+            reasons.append((N_("the role is empty"), {}))
+        elif role is None:
             reasons.append((N_("unknown role «%(role)s»"), {"role": limits.shown(cell("role"))}))
         name = _checked(limits.person_name, cell("full_name"), reasons)
         class_text = cell("class")
@@ -212,6 +219,36 @@ def parse_roster(data: bytes) -> list[RosterRow]:
     if not rows:
         raise _file_problem(N_("the file has no people in it"))
     return rows
+
+
+def _records(reader: Iterator[list[str]], problems: list[Problem]) -> Iterator[list[str]]:
+    """The file's rows after the header; a row the CSV reader cannot read becomes a problem
+    of that row, and the rows after it are not read (the reader cannot find their start)."""
+    number = 1
+    while True:
+        number += 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problems.append(_unreadable(number, exc))
+            return
+        yield cells
+
+
+def _unreadable(row: int, exc: csv.Error) -> Problem:
+    if "field larger than field limit" in str(exc):
+        return _row_problem(
+            row,
+            N_("a cell has more than %(limit)s characters; the rows after it were not read"),
+            limit=csv.field_size_limit(),
+        )
+    return _row_problem(
+        row,
+        N_("the row cannot be read as CSV (%(error)s); the rows after it were not read"),
+        error=str(exc),
+    )
 
 
 def _checked(check: Callable[[str], str], text: str, reasons: list[Reason]) -> str:

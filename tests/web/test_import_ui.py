@@ -76,3 +76,33 @@ def test_a_roster_is_checked_previewed_applied_and_placed(
     assert people_count(region) == before + 4
     page.goto(class_url)
     expect(page.locator("main")).to_contain_text(f"Ученица Вторая {tag}")
+
+
+def test_an_unreadable_csv_is_explained_on_the_import_page(
+    region: LocalDeployment, context: BrowserContext
+) -> None:
+    base = region.settings.provisioning_url
+    page = admin_page(region, context)
+    new_school_with_class(page, base)
+    school_url = base + str(page.locator(".crumbs a").get_attribute("href"))
+    for name, data, said in [
+        (
+            "mac.csv",
+            "класс;роль;ФИО\n5А;ученик;Иван\rПетров\n",
+            "строка 3: не указана роль",
+        ),
+        (
+            "long.csv",
+            "класс;роль;ФИО\n5А;ученик;Мария Орлова\n5А;ученик;" + "Я" * 131_073 + "\n",
+            "строка 3: в ячейке больше 131072 символов; следующие строки не прочитаны",
+        ),
+    ]:
+        page.goto(school_url + "/import")
+        page.set_input_files(
+            "input[name=file]",
+            files=[{"name": name, "mimeType": "text/csv", "buffer": data.encode()}],
+        )
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.click("text=Проверить файл")
+        assert answer.value.status == 400
+        expect(page.locator("#problems")).to_contain_text(said)
