@@ -346,12 +346,22 @@ def sync(
         f"with {report.calls} calls to Synapse in {report.seconds:.1f} s",
         err=dry_run,
     )
-    unapplied = report.applied.failed
-    if unapplied or report.applied.skipped:
-        for failure in unapplied:
-            typer.echo(f"failed: {json.dumps(failure.describe(), ensure_ascii=False)}", err=True)
+    for failure in report.applied.failed:
+        typer.echo(f"failed: {json.dumps(failure.describe(), ensure_ascii=False)}", err=True)
+    if report.refused or report.postponed:
+        # Refused for good: sending them again now would fail the same way (issue 18).
+        typer.echo(
+            f"The homeserver refuses {len(report.refused) + len(report.postponed)} changes "
+            f"for good ({len(report.refused)} tried in this run, {len(report.postponed)} "
+            "waiting for their next attempt). They are recorded, shown to the school's "
+            "administration on its page and retried with back-off (1 minute, doubling, at "
+            "most 6 hours); correcting the data (such as a person's name) retries at once.",
+            err=True,
+        )
+    if not report.only_refusals_failed:
+        unapplied = len(report.applied.failed) - len(report.refused)
         _fail(
-            f"{len(unapplied)} actions failed and {report.applied.skipped} were skipped "
+            f"{unapplied} actions failed and {report.applied.skipped} were skipped "
             "(their room could not be created). Everything else is in place; run "
             "./deploy.sh sync again, and see var/log/synapse.log if they fail again."
         )
