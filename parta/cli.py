@@ -161,6 +161,13 @@ def _demo_block(demo: DemoSchool | None, settings: Settings) -> str:
 def import_roster_file(
     roster: Annotated[Path, typer.Argument(help="A CSV file; see docs/operations.md.")],
     school: Annotated[str, typer.Option(help="The school's address (slug), e.g. shkola-57.")],
+    create_classes: Annotated[
+        str,
+        typer.Option(
+            help="Classes the file may create, e.g. «7Б,8В»; rows of any other class the "
+            "school does not have are refused."
+        ),
+    ] = "",
     var_dir: VarDir = Path("var"),
 ) -> None:
     """Import a school's roster from CSV (all or nothing), then reconcile."""
@@ -174,9 +181,17 @@ def import_roster_file(
     from provisioning.db.models import School
     from provisioning.reconciler.lease import ReconcilerBusy
     from provisioning.reconciler.run import reconcile_region
-    from provisioning.services.roster import RosterError, import_roster, parse_roster
+    from provisioning.services.roster import (
+        RosterError,
+        check_roster,
+        import_roster,
+        parse_class_list,
+    )
 
     settings = _load(var_dir)
+    wanted = parse_class_list(create_classes)
+    if wanted is None:
+        _fail(f"--create-classes lists classes such as 7Б,8В, not {create_classes!r}.")
     try:
         data = roster.read_bytes()
     except OSError as exc:
@@ -189,17 +204,25 @@ def import_roster_file(
             if found is None:
                 _fail(f"There is no school with the address {school!r}.")
             try:
+                checked = check_roster(session, found, data, create_classes=wanted)
                 summary = import_roster(
                     session,
                     found,
-                    parse_roster(data),
+                    checked.rows,
                     server_name=settings.server_name,
                     actor="cli",
+                    create_classes=wanted,
                 )
                 session.commit()
             except RosterError as exc:
                 session.rollback()
-                _fail("The file was not imported; nothing changed:\n  " + "\n  ".join(exc.problems))
+                could = [c.label for c in exc.missing_classes if not c.create]
+                hint = f"\nTo create {', '.join(could)}: --create-classes {','.join(could)}"
+                _fail(
+                    "The file was not imported; nothing changed:\n  "
+                    + "\n  ".join(exc.problems)
+                    + (hint if could else "")
+                )
             typer.echo(
                 f"created {summary.created}, moved {summary.moved}, unchanged {summary.unchanged}"
                 + (

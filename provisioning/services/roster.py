@@ -20,8 +20,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -84,10 +86,21 @@ class RosterError(ValueError):
     """The file was rejected; `problems` says "row N: reason" for every bad row (English),
     `items` the same, translatable."""
 
-    def __init__(self, items: list[Problem]) -> None:
+    def __init__(self, items: list[Problem], missing_classes: list[MissingClass] | None = None):
         self.items = items
         self.problems = [item.text() for item in items]
+        self.missing_classes = missing_classes or []  # what the file could create, if asked
         super().__init__("; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class MissingClass:
+    """A class the file names that the school does not have: created only when asked."""
+
+    label: str  # "7Я"
+    rows: tuple[int, ...]
+    similar: tuple[str, ...]  # the school's classes it may be a slip for
+    create: bool  # the import was asked to create it
 
 
 def _file_problem(template: str, **params: object) -> RosterError:
@@ -128,8 +141,41 @@ def parse_class(label: str) -> tuple[int, str] | None:
     return (int(match.group(1)), match.group(2).upper()) if match else None
 
 
-def parse_roster(data: bytes) -> list[RosterRow]:
-    """Read and check the whole file; raise RosterError listing every bad row."""
+def parse_roster(data: bytes, known_pupils: Collection[str] = ()) -> list[RosterRow]:
+    """Read and check the whole file; raise RosterError listing every bad row, in order.
+
+    Args:
+        known_pupils: pupils of the school already, whom a parent's row may name as their
+            child without the child's own row.
+    """
+    read = _read(data, known_pupils)
+    if read.reasons:
+        raise RosterError(read.problems())
+    if not read.rows:
+        raise _file_problem(N_("the file has no people in it"))
+    return read.rows
+
+
+@dataclass
+class _Read:
+    """A file read row by row: every row as far as it could be understood, and its reasons."""
+
+    candidates: list[RosterRow] = field(default_factory=list)  # fields that failed are empty
+    reasons: dict[int, list[Reason]] = field(default_factory=dict)
+
+    def refuse(self, row: int, reason: Reason) -> None:
+        self.reasons.setdefault(row, []).append(reason)
+
+    @property
+    def rows(self) -> list[RosterRow]:
+        return [c for c in self.candidates if c.number not in self.reasons]
+
+    def problems(self) -> list[Problem]:
+        return [Problem(row, tuple(self.reasons[row])) for row in sorted(self.reasons)]
+
+
+def _read(data: bytes, known_pupils: Collection[str]) -> _Read:
+    """Every problem of the file at once: a row's own, and those between rows."""
     try:
         text = data.decode("utf-8-sig")  # spreadsheets add a BOM; both are fine
     except UnicodeDecodeError as exc:
@@ -156,9 +202,9 @@ def parse_roster(data: bytes) -> list[RosterRow]:
             [_row_problem(1, N_("the columns %(columns)s are missing"), columns=", ".join(missing))]
         )
 
-    problems: list[Problem] = []
-    rows: list[RosterRow] = []
-    for number, cells in enumerate(_records(reader, problems), start=2):
+    read = _Read()
+    unreadable: list[Problem] = []
+    for number, cells in enumerate(_records(reader, unreadable), start=2):
         if number > MAX_ROWS + 1:
             raise _file_problem(
                 N_("the file has more than %(rows)s rows; split it by class"), rows=MAX_ROWS
@@ -195,30 +241,37 @@ def parse_roster(data: bytes) -> list[RosterRow]:
         )
         if role == "parent" and not cell("parent_of"):
             reasons.append((N_("a parent needs the name of their child (родитель ученика)"), {}))
-        if reasons:
-            problems.append(Problem(number, tuple(reasons)))
-            continue
-        assert role is not None
-        rows.append(RosterRow(number, role, name, class_label, phone, email, parent_of, subject))
-    pupils = [r.full_name for r in rows if r.role == "pupil"]
-    for row in rows:
-        if row.role == "pupil" and pupils.count(row.full_name) > 1:
-            problems.append(
-                _row_problem(
-                    row.number, N_("the pupil «%(name)s» appears twice"), name=row.full_name
-                )
+        for reason in reasons:
+            read.refuse(number, reason)
+        read.candidates.append(
+            RosterRow(
+                number, role or "", name, class_label, phone, email, parent_of or None, subject
             )
-        if row.role == "parent" and row.parent_of not in pupils:
-            problems.append(
-                _row_problem(
-                    row.number, N_("the child «%(name)s» is not in this file"), name=row.parent_of
-                )
+        )
+    pupils = Counter(c.full_name for c in read.candidates if c.role == "pupil" and c.full_name)
+    for row in read.candidates:
+        if row.role == "pupil" and pupils[row.full_name] > 1:
+            read.refuse(
+                row.number, (N_("the pupil «%(name)s» appears twice"), {"name": row.full_name})
             )
-    if problems:
-        raise RosterError(problems)
-    if not rows:
-        raise _file_problem(N_("the file has no people in it"))
-    return rows
+        if (
+            row.role == "parent"
+            and row.parent_of
+            and row.parent_of not in pupils
+            and row.parent_of not in known_pupils
+        ):
+            read.refuse(
+                row.number,
+                (
+                    N_("the child «%(name)s» is neither in this file nor a pupil of the school"),
+                    {"name": row.parent_of},
+                ),
+            )
+    for problem in unreadable:
+        assert problem.row is not None
+        for reason in problem.reasons:
+            read.refuse(problem.row, reason)
+    return read
 
 
 def _records(reader: Iterator[list[str]], problems: list[Problem]) -> Iterator[list[str]]:
@@ -258,6 +311,139 @@ def _checked(check: Callable[[str], str], text: str, reasons: list[Reason]) -> s
     except limits.FieldRefused as refused:
         reasons.append((refused.template, refused.params))
         return ""
+
+
+_NO_SUCH_CLASS: Final = N_(
+    "the school has no class %(label)s: correct the row, or create the class"
+)
+# Latin capitals a spreadsheet shows exactly like Cyrillic ones: «7A» beside «7А».
+_CYRILLIC_TWIN: Final = dict(zip("ABCEHKMOPTXY", "АВСЕНКМОРТХУ", strict=True))
+
+
+def class_label(label: tuple[int, str]) -> str:
+    return f"{label[0]}{label[1]}"
+
+
+def parse_class_list(text: str) -> set[tuple[int, str]] | None:
+    """ "7Б, 8В" → {(7, "Б"), (8, "В")}; None if an item is not a class."""
+    labels = {parse_class(item) for item in text.replace(";", ",").split(",") if item.strip()}
+    return None if None in labels else {label for label in labels if label is not None}
+
+
+@dataclass(frozen=True)
+class RosterCheck:
+    rows: list[RosterRow]
+    missing_classes: list[MissingClass]  # all to be created (the caller asked for each)
+
+
+def check_roster(
+    session: Session,
+    school: School,
+    data: bytes,
+    *,
+    create_classes: Collection[tuple[int, str]] = (),
+) -> RosterCheck:
+    """Read the file and check it against the school: every problem at once, in row order.
+
+    A class the school does not have is created only if `create_classes` names it;
+    otherwise its rows are problems, and a class that looks like a slip for one the
+    school has («7A» in Latin beside «7А», «7Я» beside «7А») is pointed out.
+
+    Raises:
+        RosterError: with every problem, and the classes the file could create.
+    """
+    found = _SchoolIndex(session, school)
+    read = _read(data, known_pupils=found.pupils.keys())
+    wanted = set(create_classes)
+    missing: dict[tuple[int, str], list[int]] = {}
+    similar: dict[tuple[int, str], tuple[str, ...]] = {}
+    file_pupils = {c.full_name: c for c in read.candidates if c.role == "pupil"}
+    for row in read.candidates:
+        label = row.class_label
+        if label is None or row.role in ("", "school_admin"):
+            continue
+        if row.role == "parent":
+            _check_childs_class(read, row, label, file_pupils, found)
+            continue
+        if label in found.classes:
+            continue
+        twin = (label[0], _CYRILLIC_TWIN.get(label[1], label[1]))
+        if twin != label and twin in found.classes:
+            read.refuse(
+                row.number,
+                (
+                    N_("«%(label)s» is written with a Latin letter; the school has %(twin)s"),
+                    {"label": class_label(label), "twin": class_label(twin)},
+                ),
+            )
+            continue
+        if not 1 <= label[0] <= school.last_grade:
+            read.refuse(
+                row.number,
+                (
+                    N_("Grade %(grade)s is outside 1–%(last)s for this school"),
+                    {"grade": label[0], "last": school.last_grade},
+                ),
+            )
+            continue
+        missing.setdefault(label, []).append(row.number)
+        same_grade = tuple(
+            class_label(c) for c in sorted(found.classes) if c[0] == label[0] and c != label
+        )
+        similar[label] = same_grade
+        if label in wanted:
+            continue
+        read.refuse(
+            row.number,
+            (
+                _NO_SUCH_CLASS,
+                {"label": class_label(label)},
+            ),
+        )
+        if same_grade:
+            read.refuse(
+                row.number,
+                (
+                    N_("is it a slip for %(classes)s, which the school has?"),
+                    {"classes": ", ".join(same_grade)},
+                ),
+            )
+    missing_classes = [
+        MissingClass(class_label(label), tuple(rows), similar[label], label in wanted)
+        for label, rows in sorted(missing.items())
+    ]
+    if read.reasons:
+        raise RosterError(read.problems(), missing_classes)
+    if not read.rows:
+        raise _file_problem(N_("the file has no people in it"))
+    return RosterCheck(read.rows, missing_classes)
+
+
+def _check_childs_class(
+    read: _Read,
+    row: RosterRow,
+    label: tuple[int, str],
+    file_pupils: dict[str, RosterRow],
+    found: _SchoolIndex,
+) -> None:
+    """A parent's row may name the child's class (to be sure of the child): it must match."""
+    child = file_pupils.get(row.parent_of or "")
+    if child is not None:
+        actual = child.class_label
+    elif row.parent_of in found.pupils:
+        enrolment = found.pupils[row.parent_of][1]
+        known = next((k for k, c in found.classes.items() if c.id == enrolment.class_id), None)
+        actual = known
+    else:
+        return  # reported already: the child is nowhere
+    if actual is not None and actual != label:
+        read.refuse(
+            row.number,
+            (
+                N_("the child «%(name)s» is in %(actual)s, not in %(label)s"),
+                {"name": row.parent_of, "actual": class_label(actual), "label": class_label(label)},
+            ),
+        )
 
 
 class _SchoolIndex:
@@ -301,9 +487,16 @@ class _SchoolIndex:
 
 
 def import_roster(
-    session: Session, school: School, rows: list[RosterRow], *, server_name: str, actor: str
+    session: Session,
+    school: School,
+    rows: list[RosterRow],
+    *,
+    server_name: str,
+    actor: str,
+    create_classes: Collection[tuple[int, str]] = (),
 ) -> ImportSummary:
-    """Apply checked rows to the school in the caller's transaction (commit or roll back).
+    """Apply rows `check_roster` accepted to the school in the caller's transaction (commit
+    or roll back); it creates only the missing classes `create_classes` names.
 
     Raises:
         RosterError: a row contradicts the school's data (the caller rolls back).
@@ -313,12 +506,15 @@ def import_roster(
     summary = ImportSummary()
 
     def school_class(label: tuple[int, str], row: RosterRow) -> SchoolClass:
+        if label not in found.classes and label not in create_classes:
+            # check_roster reported it already; this keeps a caller that skipped it honest
+            raise RosterError([_row_problem(row.number, _NO_SUCH_CLASS, label=class_label(label))])
         if label not in found.classes:
             try:
                 found.classes[label] = svc.add_class(session, school, *label, actor=actor)
             except svc.DomainError as exc:
                 raise RosterError([Problem(row.number, ((exc.template, exc.params),))]) from exc
-            summary.classes_created.append(f"{label[0]}{label[1]}")
+            summary.classes_created.append(class_label(label))
         return found.classes[label]
 
     def new_person(row: RosterRow) -> Person:
