@@ -177,7 +177,7 @@ def check_again(
     settings: SettingsDep,
     token: Annotated[str, Form(max_length=64)],
     filename: Annotated[str, Form(max_length=255)] = "roster.csv",
-    create: Annotated[list[str] | None, Form(max_length=16)] = None,
+    create: Annotated[list[str] | None, Form()] = None,  # each checked by parse_class_list
 ) -> Response:
     """The waiting file checked again, creating the classes ticked on the page."""
     school = school_for(session, viewer, school_id, manage=True)
