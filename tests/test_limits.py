@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from parta.deployment import LocalDeployment
 from provisioning.api.schemas import PersonCreate
 from provisioning.services import limits
-from provisioning.services.invites import check_registration
+from provisioning.services.invites import check_registration, check_subjects
 from provisioning.services.roster import RosterError, parse_roster
 from tests.test_api import Api, new_school, token_for
 
@@ -81,6 +81,22 @@ def test_real_phone_numbers_pass_everywhere(phone: str) -> None:
     assert roster_refusal(phone=phone) is None
     assert api_refusal(phone=phone) is None
     assert form_refusal(phone=phone) is None
+
+
+@pytest.mark.parametrize("subject", ["М" * 61, "Мате\x00матика"])
+def test_a_subject_is_refused_alike_in_the_roster_the_api_and_the_teachers_form(
+    subject: str,
+) -> None:
+    with pytest.raises(RosterError) as in_roster:
+        parse_roster(f"класс;роль;ФИО;предмет\n5А;учитель;Ольга Смирнова;{subject}\n".encode())
+    with pytest.raises(ValidationError) as in_api:
+        PersonCreate(display_name="Ольга Смирнова", role="teacher", subject=subject)
+    form = check_subjects(f"Физика, {subject}")
+    assert form is not None
+    said = form[0] % form[1] if form[1] else form[0]
+    assert in_roster.value.problems == [f"row 2: {said}"]
+    assert in_api.value.errors()[0]["msg"] == said
+    assert check_subjects("Физика; Математика") is None
 
 
 def test_a_refusal_repeats_only_the_start_of_a_long_value() -> None:

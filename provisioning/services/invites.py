@@ -208,6 +208,18 @@ def check_registration(
     return Registration(name, phone or None, email or None, password), {}
 
 
+def check_subjects(text: str) -> FormProblem | None:
+    """The refusal of the first subject `services.limits` refuses in "Математика, физика"
+    (as the roster and the API refuse it), or None."""
+    for part in text.replace(";", ",").split(","):
+        if part.strip():
+            try:
+                limits.subject_name(part)
+            except limits.FieldRefused as refused:
+                return refused.template, refused.params
+    return None
+
+
 def take_use(session: Session, invite: InviteLink) -> None:
     """Count one use, atomically: two people racing for the last use cannot both get it.
 

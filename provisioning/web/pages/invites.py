@@ -353,7 +353,10 @@ async def join(
         problems["confirm"] = (N_("Check the school, class and role, and tick the box."), {})
     if registration is not None and invite.role is Role.TEACHER:
         chosen = parse_subjects(subjects)
-        if not chosen:
+        refused = svc.check_subjects(subjects)
+        if refused is not None:
+            problems["subjects"] = refused
+        elif not chosen:
             problems["subjects"] = (N_("Name at least one subject you teach."), {})
         registration = replace(
             registration, subjects=tuple(chosen), class_ids=tuple(class_ids or ())
