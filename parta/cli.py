@@ -164,6 +164,13 @@ def _demo_block(demo: DemoSchool | None, settings: Settings) -> str:
 def import_roster_file(
     roster: Annotated[Path, typer.Argument(help="A CSV file; see docs/operations.md.")],
     school: Annotated[str, typer.Option(help="The school's address (slug), e.g. shkola-57.")],
+    create_classes: Annotated[
+        str,
+        typer.Option(
+            help="Classes the file may create, e.g. «7Б,8В»; rows of any other class the "
+            "school does not have are refused."
+        ),
+    ] = "",
     var_dir: VarDir = Path("var"),
 ) -> None:
     """Import a school's roster from CSV (all or nothing), then reconcile."""
@@ -177,9 +184,17 @@ def import_roster_file(
     from provisioning.db.models import School
     from provisioning.reconciler.lease import ReconcilerBusy
     from provisioning.reconciler.run import reconcile_region
-    from provisioning.services.roster import RosterError, import_roster, parse_roster
+    from provisioning.services.roster import (
+        RosterError,
+        check_roster,
+        import_roster,
+        parse_class_list,
+    )
 
     settings = _load(var_dir)
+    wanted = parse_class_list(create_classes)
+    if wanted is None:
+        _fail(f"--create-classes lists classes such as 7Б,8В, not {create_classes!r}.")
     try:
         data = roster.read_bytes()
     except OSError as exc:
@@ -192,17 +207,25 @@ def import_roster_file(
             if found is None:
                 _fail(f"There is no school with the address {school!r}.")
             try:
+                checked = check_roster(session, found, data, create_classes=wanted)
                 summary = import_roster(
                     session,
                     found,
-                    parse_roster(data),
+                    checked.rows,
                     server_name=settings.server_name,
                     actor="cli",
+                    create_classes=wanted,
                 )
                 session.commit()
             except RosterError as exc:
                 session.rollback()
-                _fail("The file was not imported; nothing changed:\n  " + "\n  ".join(exc.problems))
+                could = [c.label for c in exc.missing_classes if not c.create]
+                hint = f"\nTo create {', '.join(could)}: --create-classes {','.join(could)}"
+                _fail(
+                    "The file was not imported; nothing changed:\n  "
+                    + "\n  ".join(exc.problems)
+                    + (hint if could else "")
+                )
             typer.echo(
                 f"created {summary.created}, moved {summary.moved}, unchanged {summary.unchanged}"
                 + (
@@ -362,12 +385,22 @@ def sync(
         f"with {report.calls} calls to Synapse in {report.seconds:.1f} s",
         err=dry_run,
     )
-    unapplied = report.applied.failed
-    if unapplied or report.applied.skipped:
-        for failure in unapplied:
-            typer.echo(f"failed: {json.dumps(failure.describe(), ensure_ascii=False)}", err=True)
+    for failure in report.applied.failed:
+        typer.echo(f"failed: {json.dumps(failure.describe(), ensure_ascii=False)}", err=True)
+    if report.refused or report.postponed:
+        # Refused for good: sending them again now would fail the same way (issue 18).
+        typer.echo(
+            f"The homeserver refuses {len(report.refused) + len(report.postponed)} changes "
+            f"for good ({len(report.refused)} tried in this run, {len(report.postponed)} "
+            "waiting for their next attempt). They are recorded, shown to the school's "
+            "administration on its page and retried with back-off (1 minute, doubling, at "
+            "most 6 hours); correcting the data (such as a person's name) retries at once.",
+            err=True,
+        )
+    if not report.only_refusals_failed:
+        unapplied = len(report.applied.failed) - len(report.refused)
         _fail(
-            f"{len(unapplied)} actions failed and {report.applied.skipped} were skipped "
+            f"{unapplied} actions failed and {report.applied.skipped} were skipped "
             "(their room could not be created). Everything else is in place; run "
             "./deploy.sh sync again, and see var/log/synapse.log if they fail again."
         )

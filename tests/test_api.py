@@ -174,6 +174,10 @@ async def test_roster_import_is_all_or_nothing_repeatable_and_moves_pupils(
         "5А;классный руководитель;Ольга Смирнова;;;\n"
     )
     headers = {"Content-Type": "text/csv"}
+    unasked = await api.region_admin.post(url, content=roster.encode(), headers=headers)
+    assert unasked.status_code == 400  # a class is created only when the caller says so
+    assert "row 2: the school has no class 5А" in unasked.json()["error"]
+    url += "?create_classes=5А,5Б"
     first = await api.region_admin.post(url, content=roster.encode(), headers=headers)
     assert first.status_code == 200, first.text
     assert first.json() == {
@@ -194,7 +198,7 @@ async def test_roster_import_is_all_or_nothing_repeatable_and_moves_pupils(
             assert rejected.status_code == 400
             error = rejected.json()
             assert error["errcode"] == "PARTA_BAD_ROSTER"
-            assert "row 7: the full name is empty" in error["error"]
+            assert "row 7: the name is empty or too short" in error["error"]
             assert "row 8: unknown role «завуч»" in error["error"]
             assert session.scalar(select(func.count()).select_from(Person)) == people_before
     finally:

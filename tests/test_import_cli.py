@@ -40,6 +40,12 @@ async def test_import_from_the_command_line(region: LocalDeployment, tmp_path: P
     good = tmp_path / "roster.csv"
     good.write_text("класс,роль,ФИО\n4Б,ученик,Кирилл Волков\n4Б,учитель,Марина Волкова\n")
     code, output = await parta(region, "import", str(good), "--school", slug)
+    assert code == 1  # a class is created only when the operator says so
+    assert "row 2: the school has no class 4Б" in output and "row 3: the school" in output
+    assert "--create-classes 4Б" in output
+    code, output = await parta(
+        region, "import", str(good), "--school", slug, "--create-classes", "4Б"
+    )
     assert code == 0, output
     assert "created 2, moved 0, unchanged 0; new classes: 4Б" in output
     assert "reconciled:" in output
@@ -48,7 +54,7 @@ async def test_import_from_the_command_line(region: LocalDeployment, tmp_path: P
     bad.write_text("класс,роль,ФИО\n4Б,ученик,\n")
     code, output = await parta(region, "import", str(bad), "--school", slug)
     assert code == 1
-    assert "row 2: the full name is empty" in output and "nothing changed" in output
+    assert "row 2: the name is empty or too short" in output and "nothing changed" in output
 
     code, output = await parta(region, "import", str(good), "--school", "no-such-school")
     assert code == 1 and "There is no school with the address 'no-such-school'" in output

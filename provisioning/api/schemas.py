@@ -7,6 +7,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from provisioning.api.deps import RowId
+from provisioning.services.limits import (
+    OptionalEmailAddress,
+    OptionalPhoneNumber,
+    OptionalSubjectName,
+    PersonName,
+)
 from provisioning.services.roster import parse_class
 
 
@@ -37,7 +43,7 @@ class SchoolPublic(BaseModel):
 
 class ClassCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    label: str = Field(description="such as «5А»")
+    label: str = Field(description="such as «5А»", max_length=16)
 
     @field_validator("label")
     @classmethod
@@ -52,12 +58,13 @@ MemberRole = Literal["pupil", "teacher", "class_teacher", "parent", "school_admi
 
 class PersonCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    display_name: str = Field(min_length=2, max_length=200)
+    # The limits of `services.limits`, the same the roster import and the admin UI use.
+    display_name: PersonName
     role: MemberRole
-    class_label: str | None = None
-    subject: str | None = Field(default=None, max_length=100)
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{5,20}$")
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    class_label: str | None = Field(default=None, max_length=16)
+    subject: OptionalSubjectName = None
+    phone: OptionalPhoneNumber = None
+    email: OptionalEmailAddress = None
     children: list[RowId] = Field(default_factory=list, description="person IDs, for parents")
 
 
@@ -76,7 +83,7 @@ class ParentLinkCreate(BaseModel):
 
 class MovePupil(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    class_label: str
+    class_label: str = Field(max_length=16)
 
 
 class ImportResult(BaseModel):

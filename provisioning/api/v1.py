@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -48,7 +48,13 @@ from provisioning.reconciler.lease import ReconcilerBusy
 from provisioning.reconciler.scheduler import ReconcileScheduler
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
-from provisioning.services.roster import RosterError, import_roster, parse_class, parse_roster
+from provisioning.services.roster import (
+    RosterError,
+    check_roster,
+    import_roster,
+    parse_class,
+    parse_class_list,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["provisioning"])
 
@@ -402,16 +408,32 @@ async def import_csv(
     actor: CurrentAdmin,
     settings: SettingsDep,
     data: Annotated[bytes, Body(media_type="text/csv")],
+    create_classes: Annotated[
+        str,
+        Query(
+            max_length=2000,
+            description="Classes the file may create, such as «7Б,8В»; a class the school "
+            "does not have and this does not name makes its rows problems.",
+        ),
+    ] = "",
 ) -> ImportResult:
     if len(data) > MAX_IMPORT_BYTES:
         raise ApiError(413, "M_TOO_LARGE", "The file is over 5 MB; split it by class")
+    wanted = parse_class_list(create_classes)
+    if wanted is None:
+        raise ApiError(400, "M_INVALID_PARAM", "create_classes lists classes such as 7Б,8В")
 
     def apply() -> ImportResult:
         school = _school(session, actor, school_id)
         try:
-            rows = parse_roster(data)
+            checked = check_roster(session, school, data, create_classes=wanted)
             summary = import_roster(
-                session, school, rows, server_name=settings.server_name, actor=actor.user_id
+                session,
+                school,
+                checked.rows,
+                server_name=settings.server_name,
+                actor=actor.user_id,
+                create_classes=wanted,
             )
             session.commit()
         except RosterError as exc:

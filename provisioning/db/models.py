@@ -442,3 +442,28 @@ class LibraryItem(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RefusedAction(Base):
+    """A change the homeserver refused for good (`M_TOO_LARGE`, `M_BAD_JSON`, …): kept so
+    the reconciler retries it with back-off instead of every run, and the school's
+    administration sees it. `digest` is what the desired state asked for when refused: a
+    different one (the name corrected) is a new change, tried at once. Issue 18."""
+
+    __tablename__ = "refused_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_key: Mapped[str] = mapped_column(String(600), unique=True)  # kind, room, user
+    action: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # `describe(action)`
+    digest: Mapped[str] = mapped_column(String(64))
+    school_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schools.id", ondelete="CASCADE"), index=True
+    )
+    alias: Mapped[str | None] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    errcode: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(String(500))
+    attempts: Mapped[int] = mapped_column(default=1)
+    first_refused_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_refused_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

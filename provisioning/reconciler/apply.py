@@ -76,6 +76,7 @@ DEFAULT_MAX_FAILURES = 100  # beyond this many, something is wrong with the run,
 class FailedAction:
     action: Action
     error: str
+    errcode: str = "M_UNKNOWN"
 
     def describe(self) -> dict[str, object]:
         return {**describe(self.action), "error": self.error}
@@ -87,6 +88,7 @@ class ApplyReport:
     by_action: dict[str, int] = field(default_factory=dict)
     failed: list[FailedAction] = field(default_factory=list)
     skipped: int = 0  # actions whose room could not be created in this run
+    done_actions: list[Action] = field(default_factory=list)  # what succeeded, in order
 
 
 class TooManyFailures(Exception):
@@ -394,13 +396,13 @@ class Applier:
                 return lambda: self.kick(action)
 
     async def _run_one(self, action: Action) -> None:
-        missing = [alias for alias in _rooms_needed(action) if alias not in self.rooms]
+        missing = [alias for alias in rooms_needed(action) if alias not in self.rooms]
         if missing:
             self._skip(action, missing)
             return
         try:
             async with contextlib.AsyncExitStack() as held:
-                rooms = sorted(set(_rooms_needed(action)))  # in order: no deadlock
+                rooms = sorted(set(rooms_needed(action)))  # in order: no deadlock
                 for alias in rooms:
                     await held.enter_async_context(
                         self.room_slots.setdefault(alias, asyncio.Semaphore(ROOM_CONCURRENCY))
@@ -421,6 +423,7 @@ class Applier:
             return
         name = type(action).__name__
         self.report.done += 1
+        self.report.done_actions.append(action)
         self.report.by_action[name] = self.report.by_action.get(name, 0) + 1
 
     def _skip(self, action: Action, missing: list[RoomAlias]) -> None:
@@ -431,7 +434,7 @@ class Applier:
         )
 
     def _fail(self, action: Action, exc: MatrixError) -> None:
-        self.report.failed.append(FailedAction(action, f"{exc.errcode}: {exc}"))
+        self.report.failed.append(FailedAction(action, f"{exc.errcode}: {exc}", exc.errcode))
         log.warning(
             "action failed; the next run tries again",
             extra={"action": describe(action), "error": str(exc), "errcode": exc.errcode},
@@ -452,7 +455,7 @@ class Applier:
             phases[-1].append(action)
         try:
             for phase in phases:
-                self.work_left = Counter(a for action in phase for a in _rooms_needed(action))
+                self.work_left = Counter(a for action in phase for a in rooms_needed(action))
                 try:
                     async with asyncio.TaskGroup() as group:
                         for action in phase:
@@ -482,7 +485,7 @@ class _Skipped(Exception):
         self.missing = missing
 
 
-def _rooms_needed(action: Action) -> tuple[RoomAlias, ...]:
+def rooms_needed(action: Action) -> tuple[RoomAlias, ...]:
     """The managed rooms an action works in, which must exist before it runs."""
     match action:
         case CreateUser() | CreateRoom():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,13 +13,21 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient
+from provisioning.db.base import utcnow
 from provisioning.policy.snapshot import refresh_snapshot
 from provisioning.reconciler.actions import Action, describe
-from provisioning.reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, apply
+from provisioning.reconciler.apply import (
+    DEFAULT_CONCURRENCY,
+    ApplyReport,
+    FailedAction,
+    TooManyFailures,
+    apply,
+)
 from provisioning.reconciler.desired import build_desired
 from provisioning.reconciler.lease import reconciler_lease
 from provisioning.reconciler.observe import observe
 from provisioning.reconciler.plan import compute_plan
+from provisioning.reconciler.refusals import Postponed, next_attempt, record_refusals, sort_plan
 from provisioning.reconciler.state import UserID
 
 if TYPE_CHECKING:
@@ -29,11 +38,23 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunReport:
-    plan: list[Action]
+    plan: list[Action]  # what the run applied (or, in a dry run, would apply)
     applied: ApplyReport = field(default_factory=ApplyReport)
     calls: int = 0  # HTTP requests sent to Synapse during the run
     seconds: float = 0.0
     dry_run: bool = False
+    # Refused for good earlier and still in their back-off: left out of `plan` (refusals).
+    postponed: list[Postponed] = field(default_factory=list)
+    refused: list[FailedAction] = field(default_factory=list)  # refused for good in this run
+    next_retry_at: datetime | None = None  # when the earliest refusal may be tried again
+
+    @property
+    def only_refusals_failed(self) -> bool:
+        """Every failure of the run is a recorded permanent refusal (or none failed); the
+        skipped actions, if any, waited for a room whose creation was refused."""
+        if self.applied.skipped and not self.refused:
+            return False
+        return len(self.refused) == len(self.applied.failed)
 
 
 async def reconcile(
@@ -107,28 +128,42 @@ async def _reconcile(
     )
     plan = compute_plan(observed, desired)
     report = RunReport(plan=plan, dry_run=dry_run)
-    if not dry_run and plan:
-        report.applied = await apply(
-            plan,
-            client,
-            session,
-            observed,
-            server_name=server_name,
-            bot=bot,
-            owners=owners,
-            concurrency=concurrency,
+    if not dry_run:
+        # Changes the homeserver refused for good wait out their back-off (refusals).
+        waiting = sort_plan(session, plan, desired, utcnow())
+        report.plan, report.postponed = waiting.due, waiting.postponed
+    if not dry_run and report.plan:
+        try:
+            report.applied = await apply(
+                report.plan,
+                client,
+                session,
+                observed,
+                server_name=server_name,
+                bot=bot,
+                owners=owners,
+                concurrency=concurrency,
+            )
+        except TooManyFailures as exc:
+            record_refusals(session, exc.report.failed, exc.report.done_actions, desired, utcnow())
+            raise
+        report.refused = record_refusals(
+            session, report.applied.failed, report.applied.done_actions, desired, utcnow()
         )
+    if not dry_run:
+        report.next_retry_at = next_attempt(session)
     if policy_snapshot is not None and report.applied.by_action.get("CreateRoom"):
         refresh_snapshot(session, policy_snapshot, bot)  # the new rooms' IDs
     report.calls = client.requests_sent - calls_before
     report.seconds = time.monotonic() - started
-    repaired = [describe(a) for a in plan[:50]]
+    repaired = [describe(a) for a in report.plan[:50]]
     failed = [f.describe() for f in report.applied.failed[:50]]
     log.info(
         "reconciled" if not dry_run else "planned",
         extra={
-            "actions": len(plan), "calls": report.calls, "full": full, "plan": repaired,
+            "actions": len(report.plan), "calls": report.calls, "full": full, "plan": repaired,
             "failed": failed, "skipped": report.applied.skipped,
+            "refused": len(report.refused), "postponed": len(report.postponed),
         },
     )  # fmt: skip
     return report

@@ -3,6 +3,8 @@
 API routes call `request()` after each change; a burst of changes gives one run a moment
 later. Every `period` seconds a full run reads Synapse and repairs drift the bridge could
 not see. A failed run is logged and retried on the next trigger; the service stays up.
+An action that failed is tried again shortly, unless the homeserver refused it for good:
+then the run after its back-off is over tries it again (`refusals`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from provisioning.db.base import utcnow
 from provisioning.reconciler.lease import ReconcilerBusy
 from provisioning.reconciler.run import RunReport
 
@@ -32,6 +35,7 @@ class ReconcileScheduler:
         self._task: asyncio.Task[None] | None = None
         self.last_report: RunReport | None = None
         self.last_error: str | None = None
+        self._refusal_retry: asyncio.TimerHandle | None = None
 
     def request(self) -> None:
         """Ask for a run soon; several requests close together give one run."""
@@ -66,13 +70,16 @@ class ReconcileScheduler:
                     )
                 if report.applied.failed or report.applied.skipped:
                     log.warning(
-                        "some actions did not apply; trying again shortly",
+                        "some actions did not apply",
                         extra={
                             "failed": [f.describe() for f in report.applied.failed[:20]],
                             "skipped": report.applied.skipped,
+                            "refused_for_good": len(report.refused),
                         },
                     )
+                if not report.only_refusals_failed:
                     asyncio.get_running_loop().call_later(FAILED_RETRY_S, self._wanted.set)
+                self._wake_for_refusals(report)
             except ReconcilerBusy as exc:
                 # `parta sync` or an import holds the lease: try again shortly, so the
                 # change that asked for this run is not left waiting for the period.
@@ -82,10 +89,22 @@ class ReconcileScheduler:
             except Exception:
                 log.exception("reconciler run failed; it runs again on the next change or period")
 
+    def _wake_for_refusals(self, report: RunReport) -> None:
+        """Run again when the earliest refused action's back-off is over (one timer)."""
+        if self._refusal_retry is not None:
+            self._refusal_retry.cancel()
+            self._refusal_retry = None
+        if report.next_retry_at is not None:
+            delay = max(1.0, (report.next_retry_at - utcnow()).total_seconds())
+            loop = asyncio.get_running_loop()
+            self._refusal_retry = loop.call_later(delay, self._wanted.set)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        if self._refusal_retry is not None:
+            self._refusal_retry.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -28,14 +28,14 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.i18n import N_
-from provisioning.services import requests
+from provisioning.services import limits, requests
 from provisioning.services import schools as svc
-from provisioning.services.roster import EMAIL, PHONE
 from provisioning.services.schools import DomainError
 
 INVITE_ROLES = (Role.SCHOOL_ADMIN, Role.TEACHER, Role.PUPIL, Role.PARENT)
 MAX_VALID_DAYS = 90
 PASSWORD_MIN_LENGTH = 8
+FormProblem = tuple[str, dict[str, object]]  # a message template (marked with N_), its values
 
 
 class InviteUnusable(DomainError):
@@ -177,27 +177,47 @@ def find_usable(session: Session, token: str) -> InviteLink:
 
 
 def check_registration(
-    display_name: str, phone: str, email: str, password: str, password_again: str
-) -> tuple[Registration | None, dict[str, str]]:
-    """Validate the registration form: the checked data, or field → message (N_) pairs."""
-    problems: dict[str, str] = {}
-    name = " ".join(display_name.split())
-    if len(name) < 2 or len(name) > 120:
-        problems["display_name"] = N_("Write your first and last name.")
-    phone, email = phone.strip(), email.strip()
-    if not phone and not email:
-        problems["contact"] = N_("Give a phone number or an e-mail address.")
-    if phone and not PHONE.match(phone):
-        problems["phone"] = N_("This does not look like a phone number.")
-    if email and not EMAIL.match(email):
-        problems["email"] = N_("This does not look like an e-mail address.")
+    display_name: str, phone_text: str, email_text: str, password: str, password_again: str
+) -> tuple[Registration | None, dict[str, FormProblem]]:
+    """Validate the registration form: the checked data, or field → message (N_) and values.
+
+    Name, phone and e-mail go through `services.limits`, as in the roster and the API.
+    """
+    problems: dict[str, FormProblem] = {}
+    name = phone = email = ""
+    try:
+        name = limits.person_name(display_name)
+    except limits.FieldRefused as refused:
+        problems["display_name"] = (refused.template, refused.params)
+    if not phone_text.strip() and not email_text.strip():
+        problems["contact"] = (N_("Give a phone number or an e-mail address."), {})
+    try:
+        phone = limits.phone_number(phone_text) if phone_text.strip() else ""
+    except limits.FieldRefused as refused:
+        problems["phone"] = (refused.template, refused.params)
+    try:
+        email = limits.email_address(email_text) if email_text.strip() else ""
+    except limits.FieldRefused as refused:
+        problems["email"] = (refused.template, refused.params)
     if len(password) < PASSWORD_MIN_LENGTH:
-        problems["password"] = N_("The password needs at least 8 characters.")
+        problems["password"] = (N_("The password needs at least 8 characters."), {})
     elif password != password_again:
-        problems["password_again"] = N_("The two passwords differ.")
+        problems["password_again"] = (N_("The two passwords differ."), {})
     if problems:
         return None, problems
     return Registration(name, phone or None, email or None, password), {}
+
+
+def check_subjects(text: str) -> FormProblem | None:
+    """The refusal of the first subject `services.limits` refuses in "Математика, физика"
+    (as the roster and the API refuse it), or None."""
+    for part in text.replace(";", ",").split(","):
+        if part.strip():
+            try:
+                limits.subject_name(part)
+            except limits.FieldRefused as refused:
+                return refused.template, refused.params
+    return None
 
 
 def take_use(session: Session, invite: InviteLink) -> None:

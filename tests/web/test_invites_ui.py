@@ -131,8 +131,10 @@ def test_a_pupil_and_a_parent_join_through_links(
     expect(pupil_page.locator("dl.check")).to_contain_text("Ученик")
     expect(pupil_page.locator("dl.check")).to_contain_text("5А")
     expect(pupil_page.locator(".error").first).to_be_visible()
-    expect(pupil_page.locator("form")).to_contain_text("Напишите имя и фамилию.")
-    expect(pupil_page.locator("form")).to_contain_text("Это не похоже на номер телефона.")
+    expect(pupil_page.locator("form")).to_contain_text(
+        "Имя не указано или слишком короткое: напишите имя и фамилию"
+    )
+    expect(pupil_page.locator("form")).to_contain_text("«not a phone» — это не номер телефона")
     screenshot(pupil_page, "ru-join-errors")
     pupil_page.context.close()
 

@@ -328,6 +328,11 @@ async def _free_user_id(session: Session, matrix: MatrixClient, name: str, serve
     raise WebError(503, N_("Could not create the account right now. Try again in a minute."))
 
 
+def _sentence(text: str) -> str:
+    """A message shown alone under a field starts with a capital letter."""
+    return text[:1].upper() + text[1:]
+
+
 @router.post("/join/{token}")
 async def join(
     request: Request,
@@ -335,9 +340,11 @@ async def join(
     session: SessionDep,
     matrix: MatrixDep,
     settings: SettingsDep,
-    display_name: Annotated[str, Form(max_length=200)] = "",
-    phone: Annotated[str, Form(max_length=40)] = "",
-    email: Annotated[str, Form(max_length=255)] = "",
+    # No length here: `services.limits` refuses what is too long, in the same words as the
+    # roster import and the API; the request's size is bounded before it is read.
+    display_name: Annotated[str, Form()] = "",
+    phone: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     password_again: Annotated[str, Form(max_length=1024)] = "",
     confirm: Annotated[str, Form(max_length=8)] = "",
@@ -353,11 +360,14 @@ async def join(
         display_name, phone, email, password, password_again
     )
     if confirm != "yes":
-        problems["confirm"] = N_("Check the school, class and role, and tick the box.")
+        problems["confirm"] = (N_("Check the school, class and role, and tick the box."), {})
     if registration is not None and invite.role is Role.TEACHER:
         chosen = parse_subjects(subjects)
-        if not chosen:
-            problems["subjects"] = N_("Name at least one subject you teach.")
+        refused = svc.check_subjects(subjects)
+        if refused is not None:
+            problems["subjects"] = refused
+        elif not chosen:
+            problems["subjects"] = (N_("Name at least one subject you teach."), {})
         registration = replace(
             registration, subjects=tuple(chosen), class_ids=tuple(class_ids or ())
         )
@@ -366,16 +376,19 @@ async def join(
             _contact_taken, session, registration.phone, registration.email, invite
         )
         if taken:
-            problems["contact"] = N_(
-                "Someone with this phone or e-mail is registered already. "
-                "Sign in with your account, or ask the school to reset your password."
+            problems["contact"] = (
+                N_(
+                    "Someone with this phone or e-mail is registered already. "
+                    "Sign in with your account, or ask the school to reset your password."
+                ),
+                {},
             )
     if registration is None or problems:
         return render(
             request, "join.html", status=400, **context, token=token,
             form={"display_name": display_name, "phone": phone, "email": email,
                   "subjects": subjects, "class_ids": class_ids or [], "confirm": confirm},
-            problems={k: translate(request, v) for k, v in problems.items()},
+            problems={k: _sentence(translate(request, t, **p)) for k, (t, p) in problems.items()},
         )  # fmt: skip
     if isinstance(person, Person) and person.matrix_user_id:
         user_id = person.matrix_user_id

@@ -26,10 +26,11 @@ from provisioning.i18n import N_
 from provisioning.services.access import Access
 from provisioning.services.roster import (
     ImportSummary,
+    RosterCheck,
     RosterError,
-    RosterRow,
+    check_roster,
     import_roster,
-    parse_roster,
+    parse_class_list,
 )
 from provisioning.spreadsheet import csv_attachment, csv_document
 from provisioning.web.deps import Viewer, WebError
@@ -80,17 +81,53 @@ def template(school_id: PathId, viewer: Viewer, session: SessionDep) -> Response
 
 
 def _dry_run(
-    session: Session, school: School, data: bytes, settings: Settings, actor: str
-) -> tuple[list[RosterRow], ImportSummary]:
-    """Parse and apply in a transaction that is always rolled back."""
+    session: Session,
+    school: School,
+    data: bytes,
+    settings: Settings,
+    actor: str,
+    create_classes: set[tuple[int, str]],
+) -> tuple[RosterCheck, ImportSummary]:
+    """Check and apply in a transaction that is always rolled back."""
     try:
-        rows = parse_roster(data)
+        checked = check_roster(session, school, data, create_classes=create_classes)
         summary = import_roster(
-            session, school, rows, server_name=settings.server_name, actor=actor
-        )
-        return rows, summary
+            session, school, checked.rows, server_name=settings.server_name, actor=actor,
+            create_classes=create_classes,
+        )  # fmt: skip
+        return checked, summary
     finally:
         session.rollback()
+
+
+def _checked_page(
+    request: Request,
+    session: Session,
+    school: School,
+    settings: Settings,
+    actor: str,
+    *,
+    token: str,
+    filename: str,
+    create_classes: set[tuple[int, str]],
+) -> Response:
+    """The preview of the waiting file, or every problem of it with the classes it could
+    create (tick boxes: a class is created only when the person says so)."""
+    data = _upload_path(settings, school.id, token).read_bytes()
+    try:
+        checked, summary = _dry_run(session, school, data, settings, actor, create_classes)
+    except RosterError as exc:
+        problems = [item.text(lambda t: translate(request, t)) for item in exc.items]
+        return render(request, "import.html", status=400, school=school, problems=problems,
+                      preview=None, filename=filename, token=token,
+                      missing_classes=exc.missing_classes)  # fmt: skip
+    rows = checked.rows
+    return render(
+        request, "import.html", school=school, problems=[], token=token,
+        filename=filename, preview=summary, missing_classes=checked.missing_classes,
+        create_classes=",".join(c.label for c in checked.missing_classes),
+        rows=rows[:PREVIEW_ROWS], more_rows=max(0, len(rows) - PREVIEW_ROWS),
+    )  # fmt: skip
 
 
 @router.post("/schools/{school_id}/import")
@@ -108,18 +145,45 @@ async def preview(
         problems = [translate(request, N_("The file is over 5 MB; split it by class."))]
         return render(request, "import.html", status=413, school=school, problems=problems,
                       preview=None)  # fmt: skip
-    try:
-        rows, summary = _dry_run(session, school, data, settings, viewer.user_id)
-    except RosterError as exc:
-        problems = [item.text(lambda t: translate(request, t)) for item in exc.items]
-        return render(request, "import.html", status=400, school=school, problems=problems,
-                      preview=None, filename=file.filename)  # fmt: skip
+    # The file waits (a day at most) even with problems: the classes it names may be
+    # chosen for creation on the page, and it is checked again without a second upload.
     token = secrets.token_hex(16)
     _upload_path(settings, school.id, token).write_bytes(data)
-    return render(
-        request, "import.html", school=school, problems=[], token=token,
-        filename=(file.filename or "roster.csv")[:255], preview=summary,
-        rows=rows[:PREVIEW_ROWS], more_rows=max(0, len(rows) - PREVIEW_ROWS),
+    return _checked_page(
+        request, session, school, settings, viewer.user_id, token=token,
+        filename=(file.filename or "roster.csv")[:255], create_classes=set(),
+    )  # fmt: skip
+
+
+def _waiting_file(settings: Settings, school: School, token: str) -> None:
+    if not _upload_path(settings, school.id, token).exists():
+        raise WebError(404, N_("This file is no longer waiting; upload it again."))
+
+
+def _chosen_classes(labels: list[str]) -> set[tuple[int, str]]:
+    chosen = parse_class_list(",".join(labels))
+    if chosen is None:
+        raise WebError(400, N_("Choose classes from the list."))
+    return chosen
+
+
+@router.post("/schools/{school_id}/import/check")
+def check_again(
+    request: Request,
+    school_id: int,
+    viewer: Viewer,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str, Form(max_length=64)],
+    filename: Annotated[str, Form(max_length=255)] = "roster.csv",
+    create: Annotated[list[str] | None, Form()] = None,  # each checked by parse_class_list
+) -> Response:
+    """The waiting file checked again, creating the classes ticked on the page."""
+    school = school_for(session, viewer, school_id, manage=True)
+    _waiting_file(settings, school, token)
+    return _checked_page(
+        request, session, school, settings, viewer.user_id, token=token, filename=filename,
+        create_classes=_chosen_classes(create or []),
     )  # fmt: skip
 
 
@@ -132,21 +196,24 @@ def apply(
     settings: SettingsDep,
     token: Annotated[str, Form(max_length=64)],
     filename: Annotated[str, Form(max_length=255)] = "roster.csv",
+    create_classes: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     school = school_for(session, viewer, school_id, manage=True)
+    _waiting_file(settings, school, token)
     path = _upload_path(settings, school.id, token)
-    if not path.exists():
-        raise WebError(404, N_("This file is no longer waiting; upload it again."))
+    wanted = _chosen_classes([create_classes])
     try:
-        rows = parse_roster(path.read_bytes())
+        checked = check_roster(session, school, path.read_bytes(), create_classes=wanted)
         summary = import_roster(
-            session, school, rows, server_name=settings.server_name, actor=viewer.user_id
-        )
+            session, school, checked.rows, server_name=settings.server_name,
+            actor=viewer.user_id, create_classes=wanted,
+        )  # fmt: skip
     except RosterError as exc:  # the school changed since the preview
         session.rollback()
         problems = [item.text(lambda t: translate(request, t)) for item in exc.items]
         return render(request, "import.html", status=400, school=school, problems=problems,
-                      preview=None)  # fmt: skip
+                      preview=None, token=token, filename=filename,
+                      missing_classes=exc.missing_classes)  # fmt: skip
     record = RosterImport(
         school_id=school.id, actor=viewer.user_id, filename=filename,
         summary={"created": summary.created, "moved": summary.moved,

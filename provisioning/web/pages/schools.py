@@ -17,6 +17,7 @@ from provisioning.services import directory, requests
 from provisioning.services import schools as svc
 from provisioning.services.access import Access
 from provisioning.services.invites import invite_status
+from provisioning.services.matrix_refusals import refusals_of_school
 from provisioning.services.roster import parse_class
 from provisioning.web.deps import Viewer, WebError
 from provisioning.web.render import render, translate
@@ -128,10 +129,11 @@ def school_page(
     links = invite_links(session, school.id, None) if manage else []
     applications = requests.pending_applications(session, school.id) if manage else []
     class_labels = {row.school_class.id: row.school_class.label for row in overview.classes}
+    refusals = refusals_of_school(session, school.id) if manage else []
     return render(
         request, "school.html", overview=overview, school=school, manage=manage,
         class_error=None, class_label="", links=links, children={}, school_class=None,
-        applications=applications, class_labels=class_labels,
+        applications=applications, class_labels=class_labels, refusals=refusals,
     )  # fmt: skip
 
 
