@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from provisioning.services.roster import parse_class
+from provisioning.services.schools import parse_school_year
 
 
 class SchoolCreate(BaseModel):
@@ -44,6 +45,27 @@ class ClassCreate(BaseModel):
         if parse_class(value) is None:
             raise ValueError("give a class such as 5А")
         return value
+
+
+class Promotion(BaseModel):
+    """Start the next school year; naming it makes a repeated request harmless."""
+
+    model_config = ConfigDict(extra="forbid")
+    to_year: str = Field(description="the school year to start, such as «2027/2028»")
+
+    @field_validator("to_year")
+    @classmethod
+    def _is_a_school_year(cls, value: str) -> str:
+        if parse_school_year(value) is None:
+            raise ValueError("give the school year to start, such as 2027/2028")
+        return value
+
+    @property
+    def academic_year(self) -> int:
+        """The calendar year the new school year begins in."""
+        year = parse_school_year(self.to_year)
+        assert year is not None  # checked by the validator
+        return year
 
 
 MemberRole = Literal["pupil", "teacher", "class_teacher", "parent", "school_admin"]

@@ -178,6 +178,23 @@ class SchoolClass(Base):
         return f"{self.grade}{self.letter}"
 
 
+class SchoolPromotion(Base):
+    """A school's move into a new school year, recorded once per year.
+
+    The unique pair (school, year) is what makes a repeated or concurrent promotion request
+    fail instead of promoting the school twice (issue 18: a retried request archived a school).
+    """
+
+    __tablename__ = "school_promotions"
+    __table_args__ = (UniqueConstraint("school_id", "academic_year"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    academic_year: Mapped[int] = mapped_column()  # the year the new school year begins
+    promoted_by: Mapped[str] = mapped_column(String(255))  # a Matrix user ID or "system"
+    promoted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Subject(Base):
     __tablename__ = "subjects"
     __table_args__ = (UniqueConstraint("school_id", "name"),)
