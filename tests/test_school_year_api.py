@@ -61,3 +61,73 @@ async def test_two_promotions_at_once_promote_the_school_once(api: Api) -> None:
         r.text for r in responses
     ]
     assert await _classes(api, school["id"]) == [("11А", False), ("11А", True)]
+
+
+async def test_a_school_and_its_people_are_changed_through_the_api(api: Api) -> None:
+    school = await new_school(api)
+    base = f"/api/v1/schools/{school['id']}"
+    labels = {}
+    for label in ("5А", "5Б"):
+        created = await api.region_admin.post(f"{base}/classes", json={"label": label})
+        labels[label] = created.json()["id"]
+    pupil = (
+        await api.region_admin.post(
+            f"{base}/people",
+            json={"display_name": "Иван Учеников", "role": "pupil", "class_label": "5А"},
+        )
+    ).json()
+    teacher = (
+        await api.region_admin.post(
+            f"{base}/people", json={"display_name": "Мария Учителева", "role": "teacher"}
+        )
+    ).json()
+
+    renamed = await api.region_admin.put(base, json={"name": "Лицей имени Пушкина"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Лицей имени Пушкина"
+    again = await api.region_admin.put(base, json={"name": "Лицей имени Пушкина"})
+    assert again.status_code == 409, again.text
+
+    klass = await api.region_admin.patch(f"{base}/classes/{labels['5Б']}", json={"label": "5В"})
+    assert klass.json()["label"] == "5В", klass.text
+    other_grade = await api.region_admin.patch(
+        f"{base}/classes/{labels['5Б']}", json={"label": "6В"}
+    )
+    assert other_grade.status_code == 400
+    assert "only with the school year" in other_grade.json()["error"]
+
+    appointed = await api.region_admin.put(
+        f"{base}/classes/{labels['5А']}/class-teacher", json={"person_id": teacher["id"]}
+    )
+    assert "class_teacher:5А" in appointed.json()["roles"], appointed.text
+    not_a_teacher = await api.region_admin.put(
+        f"{base}/classes/{labels['5А']}/class-teacher", json={"person_id": pupil["id"]}
+    )
+    assert not_a_teacher.status_code == 400, not_a_teacher.text
+
+    for body in (
+        {"display_name": "И"},
+        {"display_name": "Иван", "phone": "abc"},
+        {"display_name": "Иван", "email": "nope"},
+        {"display_name": "Иван", "role": "teacher"},
+    ):
+        refused = await api.region_admin.put(f"{base}/people/{pupil['id']}", json=body)
+        assert refused.status_code in (400, 422), refused.text
+    edited = await api.region_admin.put(
+        f"{base}/people/{pupil['id']}",
+        json={"display_name": "Иван Петров", "phone": "+7 900 100-20-30", "email": None},
+    )
+    assert edited.json()["display_name"] == "Иван Петров", edited.text
+
+    full = await api.region_admin.post(f"{base}/classes/{labels['5А']}/archive")
+    assert full.status_code == 400 and "move them" in full.json()["error"]
+    removed = await api.region_admin.delete(f"{base}/people/{pupil['id']}")
+    assert removed.status_code == 204, removed.text
+    gone = await api.region_admin.delete(f"{base}/people/{pupil['id']}")
+    assert gone.status_code == 404
+    archived = await api.region_admin.post(f"{base}/classes/{labels['5А']}/archive")
+    assert archived.json()["archived"] is True, archived.text
+    for response in (
+        await api.region_admin.put("/api/v1/schools/99999999", json={"name": "Школа"}),
+        await api.region_admin.post(f"{base}/classes/99999999/archive"),
+    ):
+        assert response.status_code in (403, 404), response.text

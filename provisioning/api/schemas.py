@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -125,3 +125,39 @@ class RoomPublic(BaseModel):
 
 class RoomFederation(BaseModel):
     federated: bool
+
+
+_PERSON_FIELDS = PersonCreate.model_fields
+
+
+class PersonUpdate(BaseModel):
+    """A person's name and contacts corrected: checked exactly as when they were added."""
+
+    model_config = ConfigDict(extra="forbid")
+    display_name: Annotated[str, _PERSON_FIELDS["display_name"]]
+    phone: Annotated[str | None, _PERSON_FIELDS["phone"]] = None
+    email: Annotated[str | None, _PERSON_FIELDS["email"]] = None
+
+
+class SchoolUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, SchoolCreate.model_fields["name"]]
+
+
+class ClassUpdate(BaseModel):
+    """A class's new name: the same grade, another letter."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: Annotated[str, ClassCreate.model_fields["label"]]
+
+    @field_validator("label")
+    @classmethod
+    def _is_a_class(cls, value: str) -> str:
+        if parse_class(value) is None:
+            raise ValueError("give a class such as 5А")
+        return value
+
+
+class ClassTeacher(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    person_id: int = Field(ge=1, le=2**63 - 1)

@@ -108,6 +108,17 @@ def add_class(
     school_class = SchoolClass(
         school_id=school.id, grade=grade, letter=letter, graduation_year=graduation_year
     )
+    # A renamed class keeps its old rooms' key: a new class whose letter gives the same
+    # key gets rooms of its own.
+    taken = {
+        c.alias_key
+        for c in session.scalars(select(SchoolClass).where(SchoolClass.school_id == school.id))
+    }
+    key, suffix = school_class.natural_alias_key, 2
+    while key in taken:
+        key, suffix = f"{school_class.natural_alias_key}-{suffix}", suffix + 1
+    if key != school_class.natural_alias_key:
+        school_class.room_key = key
     session.add(school_class)
     session.flush()
     _audit(session, actor, "class.created", f"{school.slug}/{grade}{letter}", school_id=school.id)

@@ -1,4 +1,7 @@
-"""a school is promoted into each school year once: school_promotions (school, year) unique
+"""a school is promoted into each school year once; a renamed class keeps its rooms' key
+
+school_promotions holds one row per school and school year (unique), and
+school_classes.room_key the alias key a class keeps when it is renamed.
 
 Revision ID: 0014
 Revises: 0012
@@ -30,7 +33,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("school_id", "academic_year"),
     )
+    # Plain ALTER TABLE on both backends: a batch copy of school_classes would drop the
+    # table, and SQLite's foreign keys would take every enrolment with it.
+    op.add_column("school_classes", sa.Column("room_key", sa.String(length=40), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("school_classes", "room_key")  # SQLite 3.35 and later drop it in place
     op.drop_table("school_promotions")
