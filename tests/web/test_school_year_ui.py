@@ -5,13 +5,16 @@ parents by the server."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import select
 
+from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from provisioning.db.models import (
     AuditEvent,
@@ -20,14 +23,23 @@ from provisioning.db.models import (
     Person,
     Region,
     Role,
+    RoomKind,
     School,
     SchoolClass,
 )
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
 from tests.web.conftest import screenshot
-from tests.web.test_admin_ui import PASSWORD, _set_password, db_session, run_async, sign_in
-from tests.web.test_invites_ui import admin_page
+from tests.web.test_admin_ui import (
+    PASSWORD,
+    _set_password,
+    db_session,
+    run_async,
+    run_async_value,
+    sign_in,
+)
+from tests.web.test_invites_ui import admin_page, class_rooms, joined_rooms_of, wait_until_placed
+from tests.web.test_requests_ui import _set_password as set_pupil_password
 
 
 @dataclass(frozen=True)
@@ -354,3 +366,64 @@ def test_teachers_and_parents_are_refused_every_change(
         "teacher.left",
     }
     assert not changes & set(audit_actions(region, setup.school))
+
+
+def test_on_matrix_a_renamed_class_keeps_its_rooms_and_a_moved_pupil_follows(
+    region: LocalDeployment, context: BrowserContext
+) -> None:
+    """What the preview promised happens on the real homeserver."""
+    base = region.settings.provisioning_url
+    setup = new_school(region)
+    pupil = setup.user_ids["Иван"]
+    run_async(set_pupil_password(region, pupil, "Иван"))
+    reconcile_now(region)
+    rooms_5a, rooms_5b = (
+        class_rooms(region, setup.classes["5А"]),
+        class_rooms(region, setup.classes["5Б"]),
+    )
+    wait_until_placed(region, pupil, {rooms_5a[RoomKind.CLASS_CHAT]})
+
+    page = admin_page(region, context)
+    class_5b = f"{base}/schools/{setup.school}/classes/{setup.classes['5Б']}"
+    preview_and_confirm(
+        page,
+        f"{class_5b}/rename",
+        lambda p: p.fill("input[name=label]", "5В"),
+        ["Класс 5Б переименовывается в 5В"],
+        "live-rename",
+    )
+    preview_and_confirm(
+        page,
+        f"{base}/schools/{setup.school}/people/{setup.people['Иван']}/move",
+        lambda p: p.select_option("select[name=class_id]", label="5В"),
+        ["входит в: 5В класс, 5В — канал класса, 5В — чат класса"],
+        "live-move",
+    )
+
+    chat_5b = rooms_5b[RoomKind.CLASS_CHAT]
+    wait_until_placed(region, pupil, {chat_5b, rooms_5b[RoomKind.CLASS_SPACE]})
+    deadline = time.monotonic() + 120
+    while rooms_5a[RoomKind.CLASS_CHAT] in joined_rooms_of(region, pupil):
+        assert time.monotonic() < deadline, "the moved pupil was not taken out of 5А's chat"
+        time.sleep(2)
+    assert class_rooms(region, setup.classes["5Б"]) == rooms_5b  # the same rooms, renamed
+    deadline = time.monotonic() + 120
+    while run_async_value(room_name(region, chat_5b)) != "5В — чат класса":
+        assert time.monotonic() < deadline, "the renamed class's chat kept its old name"
+        time.sleep(2)
+
+
+def reconcile_now(region: LocalDeployment) -> None:
+    """Ask the service to place people now (the way Parta's own services ask)."""
+    with httpx.Client(timeout=30) as http:
+        http.post(
+            f"{region.settings.provisioning_url}/internal/reconcile",
+            headers={"Authorization": f"Bearer {region.settings.as_token.get_secret_value()}"},
+        ).raise_for_status()
+
+
+async def room_name(region: LocalDeployment, room_id: str) -> str:
+    s = region.settings
+    async with MatrixClient(s.homeserver_url, s.as_token.get_secret_value()) as bot:
+        state = await bot.request("GET", f"/_matrix/client/v3/rooms/{room_id}/state/m.room.name")
+    return str(state.get("name", ""))
