@@ -7,7 +7,9 @@ The same services, checks and audit entries as the admin UI's pages.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 from sqlalchemy.orm import Session
 
 from parta.web import ApiError
@@ -28,6 +30,9 @@ from provisioning.services import school_changes as changes
 from provisioning.services.roster import parse_class
 from provisioning.services.schools import AlreadyExists, DomainError
 
+# A row ID in a path: larger numbers than the database holds are refused before any query.
+RowID = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
 router = APIRouter(prefix="/api/v1", tags=["provisioning"])
 
 
@@ -47,7 +52,7 @@ def _refused(session: Session, exc: DomainError) -> ApiError:
 
 @router.put("/schools/{school_id}")
 def rename_school(
-    school_id: int, body: SchoolUpdate, request: Request, session: SessionDep, actor: CurrentAdmin
+    school_id: RowID, body: SchoolUpdate, request: Request, session: SessionDep, actor: CurrentAdmin
 ) -> SchoolPublic:
     """Rename the school; its address and rooms' aliases stay."""
     school = _school(session, actor, school_id)
@@ -62,8 +67,8 @@ def rename_school(
 
 @router.patch("/schools/{school_id}/classes/{class_id}")
 def rename_class(
-    school_id: int,
-    class_id: int,
+    school_id: RowID,
+    class_id: RowID,
     body: ClassUpdate,
     request: Request,
     session: SessionDep,
@@ -84,7 +89,7 @@ def rename_class(
 
 @router.post("/schools/{school_id}/classes/{class_id}/archive")
 def archive_class(
-    school_id: int, class_id: int, request: Request, session: SessionDep, actor: CurrentAdmin
+    school_id: RowID, class_id: RowID, request: Request, session: SessionDep, actor: CurrentAdmin
 ) -> ClassPublic:
     """Close a class without pupils: its rooms become a read-only archive."""
     school = _school(session, actor, school_id)
@@ -100,8 +105,8 @@ def archive_class(
 
 @router.put("/schools/{school_id}/classes/{class_id}/class-teacher")
 def appoint_class_teacher(
-    school_id: int,
-    class_id: int,
+    school_id: RowID,
+    class_id: RowID,
     body: ClassTeacher,
     request: Request,
     session: SessionDep,
@@ -122,8 +127,8 @@ def appoint_class_teacher(
 
 @router.put("/schools/{school_id}/people/{person_id}")
 def update_person(
-    school_id: int,
-    person_id: int,
+    school_id: RowID,
+    person_id: RowID,
     body: PersonUpdate,
     request: Request,
     session: SessionDep,
@@ -148,7 +153,7 @@ def update_person(
 
 @router.delete("/schools/{school_id}/people/{person_id}", status_code=204)
 def remove_person(
-    school_id: int, person_id: int, request: Request, session: SessionDep, actor: CurrentAdmin
+    school_id: RowID, person_id: RowID, request: Request, session: SessionDep, actor: CurrentAdmin
 ) -> None:
     """Take a person out of the school; their account stays, in none of its rooms."""
     school = _school(session, actor, school_id)

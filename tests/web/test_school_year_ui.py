@@ -321,6 +321,9 @@ def test_a_school_is_renamed(region: LocalDeployment, context: BrowserContext) -
     )
     expect(page.locator("h1")).to_have_text(new_name)
     assert audit_actions(region, setup.school)[-1] == "school.renamed"
+    for url in (f"/schools/{2**64}/edit", f"/schools/{setup.school}/people/{2**63}/edit"):
+        response = page.goto(f"{base}{url}")
+        assert response is not None and 400 <= response.status < 500, url
 
 
 @pytest.mark.parametrize("who", ["Мария", "Анна"])
