@@ -24,7 +24,7 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.i18n import N_
-from provisioning.services.schools import AlreadyExists, DomainError, pupil_enrolment
+from provisioning.services.schools import AlreadyExists, DomainError
 
 
 def school_staff(session: Session, school: School) -> list[Person]:
@@ -210,7 +210,6 @@ def rename_class(
     if grade != school_class.grade:
         raise DomainError(
             N_("A class changes its grade only with the school year; choose another letter"),
-            grade=school_class.grade,
         )
     if not letter or len(letter) > 8:
         raise DomainError(N_("A class needs a letter such as «А»"))
@@ -292,9 +291,3 @@ def rename_school(session: Session, school: School, name: str, *, actor: str) ->
         name=name,
         previous=before,
     )
-
-
-def move_target(session: Session, pupil: Person) -> SchoolClass | None:
-    """The pupil's current class, if any."""
-    enrolment = pupil_enrolment(session, pupil)
-    return enrolment.school_class if enrolment is not None else None

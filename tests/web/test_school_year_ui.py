@@ -103,8 +103,9 @@ def preview_and_confirm(
 ) -> None:
     """Open the change's page, fill its form, read the preview, confirm."""
     page.goto(url)
-    fill(page)
-    page.click("text=Показать, что изменится")
+    if fill is not nothing:  # a change without a form opens on its preview
+        fill(page)
+        page.click("text=Показать, что изменится")
     preview = page.locator("#preview")
     for text in expected:
         expect(preview).to_contain_text(text)
@@ -293,7 +294,6 @@ def test_a_class_is_renamed_and_an_empty_class_archived(
     assert audit_actions(region, setup.school)[-1] == "class.renamed"
 
     page.goto(f"{base}/schools/{setup.school}/classes/{setup.classes['5А']}/archive")
-    page.click("text=Показать, что изменится")
     expect(page.locator("#change-error")).to_contain_text("В классе 5А ещё есть ученики (1)")
     preview_and_confirm(
         page,

@@ -84,6 +84,11 @@ class Change:
     propose: Callable[[Mapping[str, str]], Proposal]  # raises Refused or DomainError
     danger: bool = False
 
+    @property
+    def has_form(self) -> bool:
+        """Whether the person fills anything in before the preview."""
+        return any(f.kind != "hidden" for f in self.fields)
+
 
 def _manage(session: Session, viewer: Access, school_id: int) -> School:
     return school_for(session, viewer, school_id, manage=True)
@@ -388,8 +393,9 @@ async def _page(
     make: Callable[[], Change],
     initial: Mapping[str, str],
 ) -> Response:
-    """GET shows the form; POST `step=preview` shows what will change; `step=confirm`
-    makes it and returns to the page it concerns."""
+    """GET shows the form (or, with nothing to fill in, what will change); POST
+    `step=preview` shows what will change; `step=confirm` makes it and returns to the page
+    it concerns."""
     form: dict[str, str] = {}
     if request.method == "POST":
         for key, value in (await request.form()).multi_items():
@@ -398,10 +404,13 @@ async def _page(
 
     def handle() -> Response:
         change = make()
-        values = _initial(change, initial)
         if request.method == "GET":
-            return _render(request, change, values)
-        values = {f.name: form.get(f.name, "") for f in change.fields}
+            values = _initial(change, initial)
+            if change.has_form:
+                return _render(request, change, values)
+            # Nothing to fill in: the page opens on what will change.
+        else:
+            values = {f.name: form.get(f.name, "") for f in change.fields}
         too_long = [f.name for f in change.fields if len(values[f.name]) > MAX_FIELD]
         if too_long or any("\x00" in v for v in values.values()):
             message = N_("A field is too long or holds characters a name cannot have.")
