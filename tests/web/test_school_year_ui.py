@@ -110,6 +110,9 @@ def preview_and_confirm(
     for text in expected:
         expect(preview).to_contain_text(text)
     screenshot(page, f"ru-school-year-{name}")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing scrolls sideways
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
     preview.locator("button", has_text="Подтвердить").click()
     expect(page.locator("#preview")).to_have_count(0)
 
