@@ -13,7 +13,7 @@ from bridge.matrix.client import MatrixClient, RetryPolicy
 from parta.body_limits import FORM_OVERHEAD_BYTES, MIB, Allowance, BodyLimits
 from parta.settings import Settings
 from parta.web import ApiError, install_error_handlers, install_request_log
-from provisioning.api import health, internal, v1
+from provisioning.api import health, internal, school_year, v1
 from provisioning.api.auth import TokenCache, bearer_token, verified_user
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
@@ -122,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_request_log(app)
     app.include_router(health.router)
     app.include_router(v1.router)
+    app.include_router(school_year.router)
     app.include_router(internal.router)
     install_web(app, settings)
     return app

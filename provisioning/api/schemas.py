@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,6 +14,7 @@ from provisioning.services.limits import (
     PersonName,
 )
 from provisioning.services.roster import parse_class
+from provisioning.services.schools import parse_school_year
 
 
 class SchoolCreate(BaseModel):
@@ -51,6 +52,27 @@ class ClassCreate(BaseModel):
         if parse_class(value) is None:
             raise ValueError("give a class such as 5А")
         return value
+
+
+class Promotion(BaseModel):
+    """Start the next school year; naming it makes a repeated request harmless."""
+
+    model_config = ConfigDict(extra="forbid")
+    to_year: str = Field(description="the school year to start, such as «2027/2028»")
+
+    @field_validator("to_year")
+    @classmethod
+    def _is_a_school_year(cls, value: str) -> str:
+        if parse_school_year(value) is None:
+            raise ValueError("give the school year to start, such as 2027/2028")
+        return value
+
+    @property
+    def academic_year(self) -> int:
+        """The calendar year the new school year begins in."""
+        year = parse_school_year(self.to_year)
+        assert year is not None  # checked by the validator
+        return year
 
 
 MemberRole = Literal["pupil", "teacher", "class_teacher", "parent", "school_admin"]
@@ -111,3 +133,39 @@ class RoomPublic(BaseModel):
 
 class RoomFederation(BaseModel):
     federated: bool
+
+
+_PERSON_FIELDS = PersonCreate.model_fields
+
+
+class PersonUpdate(BaseModel):
+    """A person's name and contacts corrected: checked exactly as when they were added."""
+
+    model_config = ConfigDict(extra="forbid")
+    display_name: Annotated[str, _PERSON_FIELDS["display_name"]]
+    phone: Annotated[str | None, _PERSON_FIELDS["phone"]] = None
+    email: Annotated[str | None, _PERSON_FIELDS["email"]] = None
+
+
+class SchoolUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, SchoolCreate.model_fields["name"]]
+
+
+class ClassUpdate(BaseModel):
+    """A class's new name: the same grade, another letter."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: Annotated[str, ClassCreate.model_fields["label"]]
+
+    @field_validator("label")
+    @classmethod
+    def _is_a_class(cls, value: str) -> str:
+        if parse_class(value) is None:
+            raise ValueError("give a class such as 5А")
+        return value
+
+
+class ClassTeacher(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    person_id: int = Field(ge=1, le=2**63 - 1)

@@ -26,6 +26,7 @@ from provisioning.api.schemas import (
     ParentLinkCreate,
     PersonCreate,
     PersonPublic,
+    Promotion,
     RoomFederation,
     RoomPublic,
     SchoolCreate,
@@ -183,11 +184,27 @@ def create_class(
 
 @router.post("/schools/{school_id}/promote")
 def promote(
-    school_id: PathId, request: Request, session: SessionDep, actor: CurrentAdmin
+    school_id: PathId, body: Promotion, request: Request, session: SessionDep, actor: CurrentAdmin
 ) -> SchoolPublic:
+    """Start the next school year, named in the body; refused (409) once it has started."""
     school = _school(session, actor, school_id)
-    svc.promote(session, school, actor=actor.user_id)
-    _commit(session)
+    try:
+        svc.promote(session, school, body.academic_year, actor=actor.user_id)
+        session.commit()
+    except svc.AlreadyExists as exc:
+        session.rollback()
+        raise ApiError(409, "M_CONFLICT", str(exc)) from exc
+    except svc.DomainError as exc:
+        session.rollback()
+        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+    except IntegrityError as exc:  # a concurrent request promoted it a moment ago
+        session.rollback()
+        raise ApiError(
+            409,
+            "M_CONFLICT",
+            f"The school has just been promoted to {body.to_year} by another request; "
+            "it was not promoted again",
+        ) from exc
     reconcile_soon(request)
     return _school_public(session, school)
 

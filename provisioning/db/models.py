@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from parta.naming import transliterate
 from provisioning.db.base import Base, utcnow
 
 
@@ -166,6 +167,9 @@ class SchoolClass(Base):
     grade: Mapped[int] = mapped_column()
     letter: Mapped[str] = mapped_column(String(8))
     graduation_year: Mapped[int] = mapped_column()
+    # The key in its rooms' aliases once the class is renamed (None: graduation year and
+    # letter, "2033a"): a renamed class keeps its rooms and their history.
+    room_key: Mapped[str | None] = mapped_column(String(40))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -178,6 +182,33 @@ class SchoolClass(Base):
     def label(self) -> str:
         """How people name the class: "5А"."""
         return f"{self.grade}{self.letter}"
+
+    @property
+    def natural_alias_key(self) -> str:
+        """Graduation year and transliterated letter ("2032a"): stable across promotions."""
+        return f"{self.graduation_year}{transliterate(self.letter)}"
+
+    @property
+    def alias_key(self) -> str:
+        """The key in its rooms' aliases; a renamed class keeps the one it had."""
+        return self.room_key or self.natural_alias_key
+
+
+class SchoolPromotion(Base):
+    """A school's move into a new school year, recorded once per year.
+
+    The unique pair (school, year) is what makes a repeated or concurrent promotion request
+    fail instead of promoting the school twice (issue 18: a retried request archived a school).
+    """
+
+    __tablename__ = "school_promotions"
+    __table_args__ = (UniqueConstraint("school_id", "academic_year"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    academic_year: Mapped[int] = mapped_column()  # the year the new school year begins
+    promoted_by: Mapped[str] = mapped_column(String(255))  # a Matrix user ID or "system"
+    promoted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Subject(Base):

@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from parta.naming import transliterate
 from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,
@@ -100,8 +99,8 @@ def school_alias(slug: str, suffix: str = "") -> RoomAlias:
 
 
 def class_key(school_class: SchoolClass) -> str:
-    """Stable across promotions: graduation year and transliterated letter ("2032a")."""
-    return f"{school_class.graduation_year}{transliterate(school_class.letter)}"
+    """Stable across promotions and renames: "2032a" (`SchoolClass.alias_key`)."""
+    return school_class.alias_key
 
 
 def _power(

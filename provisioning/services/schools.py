@@ -22,6 +22,7 @@ from provisioning.db.models import (
     RoleAssignment,
     School,
     SchoolClass,
+    SchoolPromotion,
     Subject,
 )
 from provisioning.i18n import N_
@@ -107,6 +108,17 @@ def add_class(
     school_class = SchoolClass(
         school_id=school.id, grade=grade, letter=letter, graduation_year=graduation_year
     )
+    # A renamed class keeps its old rooms' key: a new class whose letter gives the same
+    # key gets rooms of its own.
+    taken = {
+        c.alias_key
+        for c in session.scalars(select(SchoolClass).where(SchoolClass.school_id == school.id))
+    }
+    key, suffix = school_class.natural_alias_key, 2
+    while key in taken:
+        key, suffix = f"{school_class.natural_alias_key}-{suffix}", suffix + 1
+    if key != school_class.natural_alias_key:
+        school_class.room_key = key
     session.add(school_class)
     session.flush()
     _audit(session, actor, "class.created", f"{school.slug}/{grade}{letter}", school_id=school.id)
@@ -312,12 +324,50 @@ def teacher_leaves(
     )
 
 
-def promote(session: Session, school: School, *, actor: str = "system") -> list[SchoolClass]:
-    """Start the next academic year: every class goes up one grade, the last grade graduates.
+def school_year_label(academic_year: int) -> str:
+    """The school year that begins in `academic_year`, as schools write it: «2027/2028»."""
+    return f"{academic_year}/{academic_year + 1}"
 
+
+def parse_school_year(text: str) -> int | None:
+    """The year «2027/2028» begins in, or None if the text is not such a school year."""
+    first, slash, second = text.strip().partition("/")
+    if not (slash and first.isascii() and first.isdigit() and second.isascii()):
+        return None
+    if not (second.isdigit() and len(first) == 4 and int(second) == int(first) + 1):
+        return None
+    return int(first)
+
+
+def promote(
+    session: Session, school: School, to_year: int, *, actor: str = "system"
+) -> list[SchoolClass]:
+    """Start the next school year: every class goes up one grade, the last grade graduates.
+
+    The request names the year it promotes to, so a repeated request (a retry, a second
+    click) is refused instead of promoting the school a second time: that archived whole
+    schools (issue 18). A `school_promotions` row, unique per school and year, is written
+    and flushed first, so of two concurrent requests the second fails at the database.
     Graduated classes are archived (read-only rooms, members kept), never deleted.
     Returns the classes that graduated.
+
+    Raises:
+        AlreadyExists: the school is in that school year already (or was promoted to it).
+        DomainError: `to_year` is not the school's next school year.
+        sqlalchemy.exc.IntegrityError: a concurrent request promoted it a moment ago.
     """
+    if to_year <= school.academic_year:
+        raise AlreadyExists(
+            N_("The school is in the school year %(year)s already; it was not promoted again"),
+            year=school_year_label(school.academic_year),
+        )
+    if to_year != school.academic_year + 1:
+        raise DomainError(
+            N_("Only the next school year, %(year)s, can be started now"),
+            year=school_year_label(school.academic_year + 1),
+        )
+    session.add(SchoolPromotion(school_id=school.id, academic_year=to_year, promoted_by=actor))
+    session.flush()
     graduated: list[SchoolClass] = []
     classes = session.scalars(
         select(SchoolClass).where(
@@ -330,7 +380,7 @@ def promote(session: Session, school: School, *, actor: str = "system") -> list[
             graduated.append(school_class)
         else:
             school_class.grade += 1
-    school.academic_year += 1
+    school.academic_year = to_year
     _audit(
         session,
         actor,

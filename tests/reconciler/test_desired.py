@@ -171,7 +171,8 @@ def test_a_teacher_who_leaves_loses_every_room_but_keeps_the_account(session: Se
 def test_promotion_renames_keeps_aliases_and_archives_the_last_grade(session: Session) -> None:
     school = _school(session)
     before = build_desired(session, BOT)
-    graduated = svc.promote(session, school.classes["5А"].school)
+    promoted_school = school.classes["5А"].school
+    graduated = svc.promote(session, promoted_school, promoted_school.academic_year + 1)
     session.commit()
     after = build_desired(session, BOT)
     assert [c.label for c in graduated] == ["11А"]
@@ -262,7 +263,8 @@ def test_rooms_with_files_get_the_documents_widget(session: Session) -> None:
     assert widget == RoomWidget(url, "Материалы", DOCUMENTS_WIDGET_ID)
     assert widget.content(BOT)["id"] == "parta-documents"
     # A graduated class keeps its files, read-only: its rooms lose the widget.
-    svc.promote(session, school.classes["5А"].school)
+    promoted_school = school.classes["5А"].school
+    svc.promote(session, promoted_school, promoted_school.academic_year + 1)
     after = build_desired(session, BOT, documents_widget_url=url)
     assert after.rooms[RoomAlias(f"{A11}-chat")].documents_widget is None
     assert after.rooms[RoomAlias(f"{A11}-channel")].documents_widget is None

@@ -231,7 +231,7 @@ async def test_drift_made_by_hand_is_repaired(
 async def test_promotion_renames_and_archives_read_only(
     region: LocalDeployment, db: Session, live: LiveSchool, device: Devices
 ) -> None:
-    svc.promote(db, live.school)
+    svc.promote(db, live.school, live.school.academic_year + 1)
     db.commit()
     promoted = await run(region, db)
     assert {type(a).__name__ for a in promoted.plan} <= {

@@ -15,9 +15,11 @@ from provisioning.web.pages import (
     requests,
     rooms,
     roster,
+    school_year,
     schools,
 )
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 for module in (auth, home, schools, audit, rooms, people, invites, requests, roster, library):
     router.include_router(module.router)
+router.include_router(school_year.router)  # last: its routes never shadow another module's

@@ -17,6 +17,7 @@ from provisioning.db.models import (
     TeacherApplication,
 )
 from provisioning.services.directory import family_of
+from provisioning.services.waiting import classes_waiting_for_confirmation, waiting_in_classes
 from provisioning.web.deps import Viewer
 from provisioning.web.render import render
 
@@ -82,5 +83,7 @@ def dashboard(
         children=children,
         waiting=waiting,
         requests_by_class=requests_by_class,
+        waiting_for_teacher=waiting_in_classes(session, viewer.teaches_classes),
+        unconfirmed_classes=classes_waiting_for_confirmation(session, viewer.person_id),
         homeserver_url=settings.element_homeserver_url,
     )

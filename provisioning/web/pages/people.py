@@ -12,6 +12,7 @@ from provisioning.services.access import Access
 from provisioning.services.directory import PersonCard, person_card
 from provisioning.services.invites import create_invite
 from provisioning.web.deps import Viewer, WebError
+from provisioning.web.pages.school_year import person_actions
 from provisioning.web.render import render
 
 router = APIRouter()
@@ -81,4 +82,5 @@ def person_page(
     return render(
         request, "person.html", card=card, show_contacts=manages or viewer.person_id == person_id,
         homeserver_url=settings.element_homeserver_url, may_reset=may_reset(viewer, card),
+        year_actions=person_actions(session, viewer, card),
     )  # fmt: skip

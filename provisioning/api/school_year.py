@@ -1,0 +1,168 @@
+"""REST API `/api/v1` for the changes of the school year the admin UI also makes: renaming
+a school or a class, archiving a class, appointing a class teacher, correcting or removing a
+person. (Promotion, moving a pupil and a teacher leaving are in `v1`.)
+
+The same services, checks and audit entries as the admin UI's pages.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from sqlalchemy.orm import Session
+
+from parta.web import ApiError
+from provisioning.api.auth import CurrentAdmin
+from provisioning.api.deps import SessionDep, reconcile_soon
+from provisioning.api.schemas import (
+    ClassPublic,
+    ClassTeacher,
+    ClassUpdate,
+    PersonPublic,
+    PersonUpdate,
+    SchoolPublic,
+    SchoolUpdate,
+)
+from provisioning.api.v1 import _class_public, _in_school, _person_public, _school, _school_public
+from provisioning.db.models import Person, School, SchoolClass
+from provisioning.services import school_changes as changes
+from provisioning.services.roster import parse_class
+from provisioning.services.schools import AlreadyExists, DomainError
+
+# A row ID in a path: larger numbers than the database holds are refused before any query.
+RowID = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+router = APIRouter(prefix="/api/v1", tags=["provisioning"])
+
+
+def _class_of(session: Session, school: School, class_id: int) -> SchoolClass:
+    school_class = session.get(SchoolClass, class_id)
+    if school_class is None or school_class.school_id != school.id:
+        raise ApiError(404, "M_NOT_FOUND", f"The school has no class {class_id}")
+    return school_class
+
+
+def _refused(session: Session, exc: DomainError) -> ApiError:
+    session.rollback()
+    if isinstance(exc, AlreadyExists):
+        return ApiError(409, "M_CONFLICT", str(exc))
+    return ApiError(400, "M_INVALID_PARAM", str(exc))
+
+
+@router.put("/schools/{school_id}")
+def rename_school(
+    school_id: RowID, body: SchoolUpdate, request: Request, session: SessionDep, actor: CurrentAdmin
+) -> SchoolPublic:
+    """Rename the school; its address and rooms' aliases stay."""
+    school = _school(session, actor, school_id)
+    try:
+        changes.rename_school(session, school, body.name, actor=actor.user_id)
+    except DomainError as exc:
+        raise _refused(session, exc) from exc
+    session.commit()
+    reconcile_soon(request)
+    return _school_public(session, school)
+
+
+@router.patch("/schools/{school_id}/classes/{class_id}")
+def rename_class(
+    school_id: RowID,
+    class_id: RowID,
+    body: ClassUpdate,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentAdmin,
+) -> ClassPublic:
+    """Give a class another letter; its rooms keep their aliases and history."""
+    school = _school(session, actor, school_id)
+    school_class = _class_of(session, school, class_id)
+    grade, letter = parse_class(body.label) or (0, "")
+    try:
+        changes.rename_class(session, school_class, grade, letter, actor=actor.user_id)
+    except DomainError as exc:
+        raise _refused(session, exc) from exc
+    session.commit()
+    reconcile_soon(request)
+    return _class_public(school_class)
+
+
+@router.post("/schools/{school_id}/classes/{class_id}/archive")
+def archive_class(
+    school_id: RowID, class_id: RowID, request: Request, session: SessionDep, actor: CurrentAdmin
+) -> ClassPublic:
+    """Close a class without pupils: its rooms become a read-only archive."""
+    school = _school(session, actor, school_id)
+    school_class = _class_of(session, school, class_id)
+    try:
+        changes.archive_class(session, school_class, actor=actor.user_id)
+    except DomainError as exc:
+        raise _refused(session, exc) from exc
+    session.commit()
+    reconcile_soon(request)
+    return _class_public(school_class)
+
+
+@router.put("/schools/{school_id}/classes/{class_id}/class-teacher")
+def appoint_class_teacher(
+    school_id: RowID,
+    class_id: RowID,
+    body: ClassTeacher,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentAdmin,
+) -> PersonPublic:
+    """Make a teacher of the school the class teacher; the one before stays a teacher."""
+    school = _school(session, actor, school_id)
+    school_class = _class_of(session, school, class_id)
+    teacher = _in_school(session, body.person_id, school)
+    try:
+        changes.appoint_class_teacher(session, school_class, teacher, actor=actor.user_id)
+    except DomainError as exc:
+        raise _refused(session, exc) from exc
+    session.commit()
+    reconcile_soon(request)
+    return _person_public(session, teacher, school)
+
+
+@router.put("/schools/{school_id}/people/{person_id}")
+def update_person(
+    school_id: RowID,
+    person_id: RowID,
+    body: PersonUpdate,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentAdmin,
+) -> PersonPublic:
+    """Correct a person's name, phone and e-mail (all three given; null clears a contact)."""
+    school = _school(session, actor, school_id)
+    person = _in_school(session, person_id, school)
+    changes.update_person(
+        session,
+        person,
+        school,
+        display_name=body.display_name,
+        phone=body.phone,
+        email=body.email,
+        actor=actor.user_id,
+    )
+    session.commit()
+    reconcile_soon(request)
+    return _person_public(session, person, school)
+
+
+@router.delete("/schools/{school_id}/people/{person_id}", status_code=204)
+def remove_person(
+    school_id: RowID, person_id: RowID, request: Request, session: SessionDep, actor: CurrentAdmin
+) -> None:
+    """Take a person out of the school; their account stays, in none of its rooms."""
+    school = _school(session, actor, school_id)
+    person: Person = _in_school(session, person_id, school)
+    if person.matrix_user_id == actor.user_id:
+        raise ApiError(400, "M_INVALID_PARAM", "You cannot remove yourself from the school")
+    try:
+        changes.remove_from_school(session, person, school, actor=actor.user_id)
+    except DomainError as exc:
+        raise _refused(session, exc) from exc
+    session.commit()
+    reconcile_soon(request)
