@@ -35,7 +35,6 @@ const TEXT = {
     error_cannot_remove_moderator: "Учителя нельзя удалить из звонка.",
     error_homeserver_unavailable: "Сервер сейчас не отвечает. Попробуйте через минуту.",
     error_bad_message: "Запрос не понят. Обновите страницу.",
-    error_media: "Нет доступа к микрофону или камере. Разрешите его в браузере.",
     error_login: "Неверное имя пользователя или пароль.",
     post_attendance: "Отправить посещаемость в чат", attendance_posted: "Посещаемость отправлена в чат.",
     rejoined: "Переподключений",
@@ -51,6 +50,10 @@ const TEXT = {
     error_document: "Документ не открылся: у вас нет доступа или его удалили.",
     error_codec_unsupported: "Ваш браузер не может показать это видео: его формат не поддерживается. Попробуйте другой браузер.",
     left_room_text: "Вы больше не участник этого чата, поэтому звонок для вас закончился.",
+    media_both: "Работают микрофон и камера.",
+    media_audio_only: "Камеры нет или доступ к ней запрещён: вы в звонке только со звуком, вас слышно, но не видно.",
+    media_video_only: "Микрофона нет или доступ к нему запрещён: вас видно, но не слышно.",
+    media_none: "Нет доступа ни к микрофону, ни к камере: вы будете только смотреть и слушать. Чтобы говорить, разрешите микрофон в браузере и обновите страницу.",
   },
   en: {
     sign_in_title: "Join the call", sign_in_hint: "Sign in with your Parta user name and password.",
@@ -83,7 +86,6 @@ const TEXT = {
     error_cannot_remove_moderator: "A teacher cannot be removed from the call.",
     error_homeserver_unavailable: "The server does not answer right now. Try again in a minute.",
     error_bad_message: "The request was not understood. Reload the page.",
-    error_media: "No access to the microphone or camera. Allow it in the browser.",
     error_login: "Wrong user name or password.",
     post_attendance: "Post attendance to the chat", attendance_posted: "The attendance was posted to the chat.",
     rejoined: "Times rejoined",
@@ -99,6 +101,10 @@ const TEXT = {
     error_document: "The document did not open: you have no access to it, or it was deleted.",
     error_codec_unsupported: "Your browser cannot show this video: its format is not supported. Try another browser.",
     left_room_text: "You are no longer in this chat, so the call has ended for you.",
+    media_both: "Your microphone and camera work.",
+    media_audio_only: "No camera, or access to it is denied: you are in the call with sound only, heard but not seen.",
+    media_video_only: "No microphone, or access to it is denied: you are seen but not heard.",
+    media_none: "No access to a microphone or a camera: you will only watch and listen. To speak, allow the microphone in the browser and reload the page.",
   },
 };
 
@@ -169,29 +175,49 @@ async function token() {
 
 // --- the lobby: devices ----------------------------------------------------------------
 
+// Whatever the device has: microphone and camera, else the microphone alone (a school
+// desktop without a webcam, a camera refused), else the camera alone, else nothing (the
+// person still sees and hears the lesson). The page says in words which it is.
 async function openMedia() {
   const mic = $("mic-select").value;
   const cam = $("camera-select").value;
   for (const kind of ["audio", "video"]) if (call.local[kind]) call.local[kind].stop();
-  try {
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: mic ? { deviceId: { exact: mic } } : true,
-      video: cam ? { deviceId: { exact: cam }, width: 640, height: 480 } : { width: 640, height: 480 },
-    });
-    call.local.audio = stream.getAudioTracks()[0] || null;
-    call.local.video = stream.getVideoTracks()[0] || null;
-    $("preview").srcObject = new MediaStream(stream.getVideoTracks());
-    $("lobby-error").hidden = true;
-  } catch (error) {
-    $("lobby-error").textContent = t("error_media");
-    $("lobby-error").hidden = false;
+  const audio = mic ? { deviceId: { exact: mic } } : true;
+  const video = cam ? { deviceId: { exact: cam }, width: 640, height: 480 } : { width: 640, height: 480 };
+  let stream = null;
+  if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
+    for (const wanted of [{ audio, video }, { audio }, { video }]) {
+      try {
+        stream = await navigator.mediaDevices.getUserMedia(wanted);
+        break;
+      } catch (error) {
+        // Not there, or not allowed: try with less.
+      }
+    }
   }
+  call.local.audio = stream ? stream.getAudioTracks()[0] || null : null;
+  call.local.video = stream ? stream.getVideoTracks()[0] || null : null;
+  $("preview").srcObject = stream ? new MediaStream(stream.getVideoTracks()) : null;
+  $("preview").hidden = !call.local.video;
+  describeMedia();
+}
+
+// One line, in the lobby and in the call, on what this page sends.
+function describeMedia() {
+  const { audio, video } = call.local;
+  const key = audio && video ? "media_both" : audio ? "media_audio_only" : video ? "media_video_only" : "media_none";
+  for (const id of ["media-note", "call-media-note"]) {
+    $(id).textContent = t(key);
+    $(id).dataset.media = key;
+    $(id).classList.toggle("warn", key !== "media_both");
+  }
+  $("call-media-note").hidden = key === "media_both";
 }
 
 async function lobby() {
   show("lobby");
   await openMedia();
-  const devices = await navigator.mediaDevices.enumerateDevices();
+  const devices = navigator.mediaDevices ? await navigator.mediaDevices.enumerateDevices() : [];
   for (const [kind, select] of [["audioinput", $("mic-select")], ["videoinput", $("camera-select")]]) {
     select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, i) =>
       element("option", { value: d.deviceId }, d.label || `${t(kind === "audioinput" ? "microphone" : "camera")} ${i + 1}`)));
@@ -291,9 +317,9 @@ function applyPermissions() {
   if (!self) return;
   if (call.local.audio) call.local.audio.enabled = self.audio && call.wantMic;
   if (call.local.video) call.local.video.enabled = self.camera && call.wantCam;
-  $("mic").disabled = !self.audio;
+  $("mic").disabled = !self.audio || !call.local.audio;
   $("mic").title = self.audio ? "" : t("wait_floor");
-  $("cam").disabled = !self.camera;
+  $("cam").disabled = !self.camera || !call.local.video;
   $("screen").hidden = !self.may_share_screen;
   $("hand").hidden = self.moderator;
   $("hand").textContent = t(self.hand_raised ? "lower_hand" : "raise_hand");
