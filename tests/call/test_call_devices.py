@@ -16,7 +16,14 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Frame, Page, async_playwright, expect
 
 from tests.call.conftest import WAIT_S, until
-from tests.call.test_call_page import Lesson, audio_packets, open_widget, screenshot_frame, watch
+from tests.call.test_call_page import (
+    Lesson,
+    audio_packets,
+    open_widget,
+    screenshot_frame,
+    video_frames,
+    watch,
+)
 from tests.call.test_call_page import lesson as lesson  # the fixture, re-exported
 from tests.web.conftest import CHROMIUM
 
@@ -100,4 +107,46 @@ async def test_a_teacher_without_a_camera_speaks_and_a_pupil_without_devices_lis
     await until(lambda: audio_packets(masha, teacher_id), "the teacher's voice at Masha's")
     await screenshot_frame(masha_page, "call-pupil-receive-only")
     for page in (teacher_page, ivan_page, masha_page):
+        await page.context.close()
+
+
+async def slot_sources(frame: Frame, user_id: str) -> list[str]:
+    """Which of this person's streams the page's slots carry now, as the SFU told it."""
+    sources: list[str] = await frame.evaluate(
+        "(user) => call.state ? Object.values(call.state.slots)"
+        ".filter((s) => s.user_id === user).map((s) => s.source).sort() : []",
+        user_id,
+    )
+    return sources
+
+
+async def test_a_screen_tile_only_while_the_teacher_shares_and_no_picture_of_a_camera_off(
+    browsers: dict[str, Browser], widget_host: str, widgets_url: str, lesson: Lesson
+) -> None:
+    teacher_id = lesson.users["teacher"]
+    teacher_page, teacher = await open_widget(
+        browsers["granted"], widget_host, widgets_url, lesson, "teacher"
+    )
+    ivan_page, ivan = await open_widget(
+        browsers["granted"], widget_host, widgets_url, lesson, "ivan"
+    )
+    await until(lambda: video_frames(ivan, teacher_id), "the teacher's camera at Ivan's")
+    # Her camera arrives, and her screen, which she does not share, has no slot and no tile.
+    assert await slot_sources(ivan, teacher_id) == ["audio", "camera"]
+    assert await ivan.locator(".tile.screen").count() == 0
+
+    await teacher.locator("#screen").click()
+    shared = ivan.locator(f'.tile.screen[data-user="{teacher_id}"] video')
+    await expect(shared).to_have_count(1, timeout=WAIT_S * 1000)
+    await screenshot_frame(ivan_page, "call-pupil-sees-screen")
+
+    await teacher.locator("#screen").click()  # she stops sharing: the tile goes
+    await expect(ivan.locator(".tile.screen")).to_have_count(0, timeout=WAIT_S * 1000)
+
+    # She turns her camera off: a name instead of a black picture.
+    await teacher.locator("#cam").click()
+    camera = ivan.locator(f'.tile.camera[data-user="{teacher_id}"]')
+    await expect(camera.locator(".avatar")).to_have_count(1, timeout=WAIT_S * 1000)
+    assert await camera.locator("video").count() == 0
+    for page in (teacher_page, ivan_page):
         await page.context.close()

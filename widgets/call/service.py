@@ -33,7 +33,7 @@ from bridge.matrix.client import MatrixClient, path
 from bridge.matrix.errors import Forbidden, HomeserverUnavailable, MatrixError
 from widgets.call import messages as m
 from widgets.call.attendance import Language, attendance_notice
-from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallState
+from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallState, Source
 from widgets.call.persistence import CallStore
 from widgets.call.room_access import (
     NoAccess,
@@ -52,7 +52,7 @@ EMPTY_CALL_KEPT_S = 600.0  # an empty call's state waits this long for people to
 POLICY_VIOLATION = 1008  # WebSocket close code (RFC 6455) for a refused join
 ACCESS_POLL_S = 15.0  # how often a live call's room is asked who is in it and who moderates
 ACCESS_POLL_TIMEOUT_S = 10.0  # one room's answer; a slower homeserver waits for the next poll
-_UNCHANGED = (m.Answer, m.Attendance, m.PostAttendance)  # requests that change no state
+_UNCHANGED = (m.Answer, m.Sending, m.Attendance, m.PostAttendance)  # requests that change no state
 
 
 @dataclass
@@ -203,6 +203,9 @@ class CallService:
         match message:
             case m.Answer(sdp=sdp):
                 await room.accept_answer(actor, sdp)
+            case m.Sending(audio=audio, camera=camera, screen=screen):
+                sending = {Source.AUDIO: audio, Source.CAMERA: camera, Source.SCREEN: screen}
+                room.set_sending(actor, frozenset(s for s, on in sending.items() if on))
             case m.RaiseHand():
                 state.raise_hand(actor, now=now)
             case m.LowerHand(target=target):

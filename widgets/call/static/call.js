@@ -296,9 +296,21 @@ async function answerOffer(message) {
   });
   const answer = await pc.createAnswer();
   await pc.setLocalDescription(answer);
+  declareSending(); // before the answer: no slot is given to what this page does not send
   send({ type: "answer", sdp: answer.sdp });
   call.retries = 0;
   setStatus("connected");
+}
+
+// Tell the SFU which of the three streams carry something now: only those get a tile on
+// other pages (an empty screen slot would be a black tile named after its owner).
+function declareSending() {
+  send({
+    type: "sending",
+    audio: Boolean(call.local.audio) && call.wantMic,
+    camera: Boolean(call.local.video) && call.wantCam,
+    screen: Boolean(call.local.screen),
+  });
 }
 
 function closePeer() {
@@ -596,12 +608,18 @@ async function toggleScreen() {
     try {
       const stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
       call.local.screen = stream.getVideoTracks()[0];
-      call.local.screen.onended = () => { call.local.screen = null; if (transceiver) transceiver.sender.replaceTrack(null); render(call.state); };
+      call.local.screen.onended = () => {
+        call.local.screen = null;
+        if (transceiver) transceiver.sender.replaceTrack(null);
+        declareSending();
+        render(call.state);
+      };
     } catch (error) {
       return;
     }
   }
   if (transceiver) await transceiver.sender.replaceTrack(call.local.screen);
+  declareSending();
   $("screen").textContent = t(call.local.screen ? "stop_share" : "share_screen");
   render(call.state);
 }
@@ -631,8 +649,13 @@ async function start() {
   $("join").addEventListener("click", join);
   $("rejoin").addEventListener("click", () => { call.retries = 0; join(); });
   $("leave").addEventListener("click", () => end("left"));
-  $("mic").addEventListener("click", () => { call.wantMic = !call.wantMic; applyPermissions(); });
-  $("cam").addEventListener("click", () => { call.wantCam = !call.wantCam; applyPermissions(); render(call.state); });
+  $("mic").addEventListener("click", () => { call.wantMic = !call.wantMic; applyPermissions(); declareSending(); });
+  $("cam").addEventListener("click", () => {
+    call.wantCam = !call.wantCam;
+    applyPermissions();
+    declareSending();
+    render(call.state);
+  });
   $("screen").addEventListener("click", toggleScreen);
   $("hand").addEventListener("click", () => send({ type: me() && me().hand_raised ? "lower_hand" : "raise_hand" }));
   $("mute-all").addEventListener("click", () => send({ type: "mute_all" }));
