@@ -88,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
             calls = CallService(
                 OpenIDVerifier(resolver),
                 matrix,
+                settings.bot_user_id,
                 last_n=settings.call_last_n,
                 turn=turn,
                 store=CallStore(settings.call_state_dir, max_age_s=EMPTY_CALL_KEPT_S),

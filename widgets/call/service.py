@@ -10,8 +10,8 @@ Two things outlive a page's socket. Each call's state is saved (`persistence.Cal
 so after a restart of this service people reconnect into the lesson they left. And while
 a call has people in it, the room is asked every `access_poll_s` who is still a member
 and who moderates (`room_access.read_room_members`): a teacher promoted or demoted in
-Matrix gains or loses the teacher's controls without rejoining, and whoever left the room
-leaves its call.
+Matrix gains or loses the teacher's controls without rejoining, whoever left the room
+leaves its call, and a room where nobody but the bot moderates has its floor open to all.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ _UNCHANGED = (m.Answer, m.Sending, m.Attendance, m.PostAttendance)  # requests t
 class CallService:
     verifier: OpenIDVerifier
     matrix: MatrixClient
+    bot_user_id: str  # whose power in a room leaves its floor open (a family room's)
     last_n: int = DEFAULT_LAST_N
     audio_slots: int = DEFAULT_AUDIO_SLOTS
     turn: TurnIssuer | None = None  # TURN credentials go only to verified pages, in `offer`
@@ -129,7 +130,9 @@ class CallService:
             return None
         try:
             user_id = await self.verifier.verify(join.openid.model_dump())
-            access = await check_room_access(self.matrix, join.room_id, user_id)
+            access = await check_room_access(
+                self.matrix, join.room_id, user_id, bot_user_id=self.bot_user_id
+            )
         except OpenIDError as exc:
             log.info("call join refused: %s", exc)
             await _refuse(socket, exc.reason)
@@ -149,6 +152,7 @@ class CallService:
             room = CallRoom(state, self.audio_slots)
             self.rooms[join.room_id] = room
         self._emptied_at.pop(join.room_id, None)
+        room.state.open_floor = access.open_floor
         try:
             room.state.join(
                 user_id, access.display_name, moderator=access.moderator, now=self.clock()
@@ -285,7 +289,9 @@ class CallService:
         """
         try:
             async with asyncio.timeout(ACCESS_POLL_TIMEOUT_S):
-                members = await read_room_members(self.matrix, room_id)
+                members = await read_room_members(
+                    self.matrix, room_id, bot_user_id=self.bot_user_id
+                )
         except NoAccess as exc:
             log.warning("the room of call %s: %s", room_id, exc.reason)
             return
@@ -297,7 +303,9 @@ class CallService:
             await self._follow_room(room, members)
 
     async def _follow_room(self, room: CallRoom, members: RoomMembers) -> None:
-        state, now, changed = room.state, self.clock(), False
+        state, now = room.state, self.clock()
+        changed = state.open_floor != members.open_floor
+        state.open_floor = members.open_floor
         for user_id in list(state.participants):
             if user_id not in members.joined:
                 # Left, kicked or banned from the room: out of its call as well.

@@ -333,7 +333,7 @@ function applyPermissions() {
   $("mic").title = self.audio ? "" : t("wait_floor");
   $("cam").disabled = !self.camera || !call.local.video;
   $("screen").hidden = !self.may_share_screen;
-  $("hand").hidden = self.moderator;
+  $("hand").hidden = self.moderator || call.state.open_floor;
   $("hand").textContent = t(self.hand_raised ? "lower_hand" : "raise_hand");
   $("mic").classList.toggle("off", !(self.audio && call.wantMic));
   $("cam").classList.toggle("off", !(self.camera && call.wantCam));
