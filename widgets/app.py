@@ -94,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
                 store=CallStore(settings.call_state_dir, max_age_s=EMPTY_CALL_KEPT_S),
                 access_poll_s=settings.call_access_poll_s,
                 zone=ZoneInfo(settings.timezone),
+                language=settings.language,
             )
             app.state.calls = calls
             await calls.start()

@@ -100,10 +100,10 @@ class Attendance(_Message):
 
 
 class PostAttendance(_Message):
-    """The teacher asks the bot to post the attendance into the room, in the page's language."""
+    """The teacher asks the bot to post the attendance into the room. It is written in
+    the deployment's language (`PARTA_LANGUAGE`), not the page's: the class reads it."""
 
     type: Literal["post_attendance"]
-    lang: Literal["ru", "en"] = "ru"
 
 
 EVENT_ID = r"^\$[^\s/]{1,255}$"

@@ -67,6 +67,7 @@ class CallService:
     store: CallStore | None = None  # None: calls live in memory only
     access_poll_s: float = ACCESS_POLL_S
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # attendance times
+    language: Language = "ru"  # the attendance notice's, the school's (`PARTA_LANGUAGE`)
     rooms: dict[str, CallRoom] = field(default_factory=dict)
     _emptied_at: dict[str, float] = field(default_factory=dict)
     _sockets: dict[tuple[str, str], WebSocket] = field(default_factory=dict)
@@ -239,16 +240,17 @@ class CallService:
                 state.turn_page(actor, page)
             case m.StopPresenting():
                 state.stop_presenting(actor)
-            case m.PostAttendance(lang=lang):
+            case m.PostAttendance():
                 _require_moderator(state, actor)
-                event_id = await self.post_attendance(state, lang=lang)
+                event_id = await self.post_attendance(state)
                 return {"type": "attendance_posted", "event_id": event_id}
         room.reassign()
         await room.broadcast()
         return None
 
-    async def post_attendance(self, state: CallState, *, lang: Language) -> str:
-        """Post the call's attendance into its room as an `m.notice` from the bot.
+    async def post_attendance(self, state: CallState) -> str:
+        """Post the call's attendance into its room as an `m.notice` from the bot, in the
+        deployment's language (everyone in the room reads it, not only the teacher).
 
         Raises:
             CallError("bot_not_in_room"): the bot is not a member of the room (a room
@@ -256,7 +258,9 @@ class CallService:
             CallError("homeserver_unavailable"): the homeserver did not take the message.
         """
         now = self.clock()
-        content = attendance_notice(state.attendance(now=now), lang=lang, zone=self.zone, now=now)
+        content = attendance_notice(
+            state.attendance(now=now), lang=self.language, zone=self.zone, now=now
+        )
         transaction = f"parta-attendance-{secrets.token_hex(12)}"
         url = path("rooms", state.room_id, "send", "m.room.message", transaction)
         try:

@@ -50,6 +50,8 @@ const TEXT = {
     error_document: "Документ не открылся: у вас нет доступа или его удалили.",
     error_codec_unsupported: "Ваш браузер не может показать это видео: его формат не поддерживается. Попробуйте другой браузер.",
     left_room_text: "Вы больше не участник этого чата, поэтому звонок для вас закончился.",
+    mic_locked: "Ваш микрофон выключен: говорить можно, когда учитель даст вам слово. Чтобы попросить слово, поднимите руку.",
+    mic_locked_hand_up: "Ваш микрофон выключен. Вы подняли руку: микрофон включится, когда учитель даст вам слово.",
     media_both: "Работают микрофон и камера.",
     media_audio_only: "Камеры нет или доступ к ней запрещён: вы в звонке только со звуком, вас слышно, но не видно.",
     media_video_only: "Микрофона нет или доступ к нему запрещён: вас видно, но не слышно.",
@@ -101,6 +103,8 @@ const TEXT = {
     error_document: "The document did not open: you have no access to it, or it was deleted.",
     error_codec_unsupported: "Your browser cannot show this video: its format is not supported. Try another browser.",
     left_room_text: "You are no longer in this chat, so the call has ended for you.",
+    mic_locked: "Your microphone is off: you may speak once the teacher gives you the floor. To ask for it, raise your hand.",
+    mic_locked_hand_up: "Your microphone is off. Your hand is up: the microphone turns on when the teacher gives you the floor.",
     media_both: "Your microphone and camera work.",
     media_audio_only: "No camera, or access to it is denied: you are in the call with sound only, heard but not seen.",
     media_video_only: "No microphone, or access to it is denied: you are seen but not heard.",
@@ -331,6 +335,10 @@ function applyPermissions() {
   if (call.local.video) call.local.video.enabled = self.camera && call.wantCam;
   $("mic").disabled = !self.audio || !call.local.audio;
   $("mic").title = self.audio ? "" : t("wait_floor");
+  // On a phone there is no tooltip: why the microphone is locked, and what to do, in words.
+  const locked = !self.audio && Boolean(call.local.audio);
+  $("mic-note").hidden = !locked;
+  $("mic-note").textContent = locked ? t(self.hand_raised ? "mic_locked_hand_up" : "mic_locked") : "";
   $("cam").disabled = !self.camera || !call.local.video;
   $("screen").hidden = !self.may_share_screen;
   $("hand").hidden = self.moderator || call.state.open_floor;
@@ -661,7 +669,7 @@ async function start() {
   $("mute-all").addEventListener("click", () => send({ type: "mute_all" }));
   $("cameras-allowed").addEventListener("change", (event) => send({ type: "cameras", allowed: event.target.checked }));
   $("attendance").addEventListener("click", () => send({ type: "attendance" }));
-  $("post-attendance").addEventListener("click", () => send({ type: "post_attendance", lang }));
+  $("post-attendance").addEventListener("click", () => send({ type: "post_attendance" }));
   $("present").addEventListener("click", choosePresentation);
   $("present-prev").addEventListener("click", () => turnPage(-1));
   $("present-next").addEventListener("click", () => {
