@@ -129,9 +129,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/call/config.json", include_in_schema=False)
     async def call_config() -> dict[str, object]:
-        """What the page needs: where to sign in standalone, and the ICE servers."""
+        """What the page needs: where to sign in standalone, the ICE servers, and the admin
+        UI, where a page opened without a room sends people for their lessons' links."""
         return {
             "homeserver_url": settings.element_homeserver_url,
+            "web_url": settings.web_url,
             "server_name": settings.server_name,
             "ice_servers": [],
         }

@@ -18,6 +18,7 @@ from provisioning.services import schools as svc
 from provisioning.services.access import Access
 from provisioning.services.invites import invite_status
 from provisioning.services.roster import parse_class
+from provisioning.web import call_links
 from provisioning.web.deps import Viewer, WebError
 from provisioning.web.render import render, translate
 
@@ -180,9 +181,12 @@ def class_page(
     links = invite_links(session, school.id, school_class.id) if manage else []
     children = {row.person.id: row.person.display_name for row in members.pupils}
     join_requests = requests.pending_join_requests(session, [school_class.id]) if manage else []
+    settings = request.app.state.settings
+    calls = call_links.class_links(session, settings, [school_class])[school_class.id]
     return render(
         request, "class.html", school=school, members=members, manage=manage, links=links,
         children=children, school_class=school_class, join_requests=join_requests,
+        class_links=calls,
     )  # fmt: skip
 
 

@@ -52,6 +52,9 @@ const TEXT = {
     left_room_text: "Вы больше не участник этого чата, поэтому звонок для вас закончился.",
     mic_locked: "Ваш микрофон выключен: говорить можно, когда учитель даст вам слово. Чтобы попросить слово, поднимите руку.",
     mic_locked_hand_up: "Ваш микрофон выключен. Вы подняли руку: микрофон включится, когда учитель даст вам слово.",
+    no_room_title: "Какой звонок открыть?",
+    no_room_text: "В адресе этой страницы нет звонка: не хватает room_id — кода комнаты Matrix, который начинается с «!» (…/call/?room_id=!…). Откройте звонок из чата в Element (звонок «Урок» или «Родительское собрание») или по ссылке «Урок» на вашей странице в Парте.",
+    no_room_link: "Моя страница в Парте",
     media_both: "Работают микрофон и камера.",
     media_audio_only: "Камеры нет или доступ к ней запрещён: вы в звонке только со звуком, вас слышно, но не видно.",
     media_video_only: "Микрофона нет или доступ к нему запрещён: вас видно, но не слышно.",
@@ -105,6 +108,9 @@ const TEXT = {
     left_room_text: "You are no longer in this chat, so the call has ended for you.",
     mic_locked: "Your microphone is off: you may speak once the teacher gives you the floor. To ask for it, raise your hand.",
     mic_locked_hand_up: "Your microphone is off. Your hand is up: the microphone turns on when the teacher gives you the floor.",
+    no_room_title: "Which call?",
+    no_room_text: "This page's address names no call: it lacks room_id, the Matrix room's ID that starts with “!” (…/call/?room_id=!…). Open the call from the chat in Element (the «Урок» or «Родительское собрание» call) or through the «Lesson» link on your page in Parta.",
+    no_room_link: "My page in Parta",
     media_both: "Your microphone and camera work.",
     media_audio_only: "No camera, or access to it is denied: you are in the call with sound only, heard but not seen.",
     media_video_only: "No microphone, or access to it is denied: you are seen but not heard.",
@@ -137,7 +143,7 @@ const call = {
 };
 
 function show(section) {
-  for (const id of ["login", "lobby", "call", "ended"]) $(id).hidden = id !== section;
+  for (const id of ["login", "lobby", "call", "ended", "no-room"]) $(id).hidden = id !== section;
 }
 
 function translatePage() {
@@ -676,6 +682,11 @@ async function start() {
     if (!shown.view || shown.view.page < shown.view.pages) turnPage(1);
   });
   $("present-stop").addEventListener("click", () => send({ type: "stop_presenting" }));
+  if (!/^![^\s/]{1,255}$/.test(call.roomId)) {
+    // Opened by hand, or from a link cut short: say what is missing and where calls are.
+    $("no-room-link").href = call.config.web_url;
+    return show("no-room");
+  }
   pollLevels();
   if (call.widget) return await lobby();
   call.standalone = PartaSignIn.savedSession(SESSION_KEY);
