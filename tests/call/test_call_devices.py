@@ -150,3 +150,22 @@ async def test_a_screen_tile_only_while_the_teacher_shares_and_no_picture_of_a_c
     assert await camera.locator("video").count() == 0
     for page in (teacher_page, ivan_page):
         await page.context.close()
+
+
+async def test_a_refused_microphone_leaves_the_camera_and_says_so(
+    browsers: dict[str, Browser], widget_host: str, widgets_url: str, lesson: Lesson
+) -> None:
+    context = await browsers["devices"].new_context(locale="ru-RU")
+    await context.grant_permissions(["camera"])  # the microphone refused, the camera allowed
+    page = await context.new_page()
+    widget = f"{widgets_url}/call/?" + urlencode({"room_id": lesson.room_id, "lang": "ru"})
+    await page.goto(f"{widget_host}/host.html?" + urlencode({
+        "widget": widget, "token": json.dumps(lesson.tokens["masha"]),
+    }))  # fmt: skip
+    note = page.frame_locator("#widget").locator("#media-note")
+    await expect(note).to_have_text(
+        "Микрофона нет или доступ к нему запрещён: вас видно, но не слышно.",
+        timeout=WAIT_S * 1000,
+    )
+    await expect(page.frame_locator("#widget").locator("#preview")).to_be_visible()
+    await context.close()

@@ -185,29 +185,30 @@ async function token() {
 
 // --- the lobby: devices ----------------------------------------------------------------
 
-// Whatever the device has: microphone and camera, else the microphone alone (a school
-// desktop without a webcam, a camera refused), else the camera alone, else nothing (the
-// person still sees and hears the lesson). The page says in words which it is.
+// Whatever the device has, each asked for on its own: a camera missing (a school desktop
+// without a webcam) or refused must not cost the microphone, as one request for both
+// would. Without either, the person still sees and hears the lesson. The page says in
+// words which it is.
+async function capture(constraints) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return null;
+  try {
+    return await navigator.mediaDevices.getUserMedia(constraints);
+  } catch (error) {
+    return null; // not there, or not allowed
+  }
+}
+
 async function openMedia() {
   const mic = $("mic-select").value;
   const cam = $("camera-select").value;
   for (const kind of ["audio", "video"]) if (call.local[kind]) call.local[kind].stop();
-  const audio = mic ? { deviceId: { exact: mic } } : true;
-  const video = cam ? { deviceId: { exact: cam }, width: 640, height: 480 } : { width: 640, height: 480 };
-  let stream = null;
-  if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
-    for (const wanted of [{ audio, video }, { audio }, { video }]) {
-      try {
-        stream = await navigator.mediaDevices.getUserMedia(wanted);
-        break;
-      } catch (error) {
-        // Not there, or not allowed: try with less.
-      }
-    }
-  }
-  call.local.audio = stream ? stream.getAudioTracks()[0] || null : null;
-  call.local.video = stream ? stream.getVideoTracks()[0] || null : null;
-  $("preview").srcObject = stream ? new MediaStream(stream.getVideoTracks()) : null;
+  const sound = await capture({ audio: mic ? { deviceId: { exact: mic } } : true });
+  const picture = await capture({
+    video: cam ? { deviceId: { exact: cam }, width: 640, height: 480 } : { width: 640, height: 480 },
+  });
+  call.local.audio = sound ? sound.getAudioTracks()[0] || null : null;
+  call.local.video = picture ? picture.getVideoTracks()[0] || null : null;
+  $("preview").srcObject = picture;
   $("preview").hidden = !call.local.video;
   describeMedia();
 }
