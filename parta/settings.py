@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     region_name: str = "Демо-регион"
     public_homeserver_url: str = ""  # what Element users type; defaults to the local listener
     timezone: str = "Europe/Moscow"  # how the admin UI shows dates and times
+    # The language of what Parta writes into a school's rooms for everyone to read (a
+    # call's attendance notice), whatever the browser of the person who asked for it.
+    language: Literal["ru", "en"] = "ru"
     public_web_url: str = ""  # where people open the admin UI and invite links; defaults to local
     public_widgets_url: str = ""  # where Matrix clients load widgets from; defaults to local
 

@@ -111,11 +111,13 @@ def create_app(settings: Settings) -> FastAPI:
             calls = CallService(
                 OpenIDVerifier(resolver),
                 matrix,
+                settings.bot_user_id,
                 last_n=settings.call_last_n,
                 turn=turn,
                 store=CallStore(settings.call_state_dir, max_age_s=EMPTY_CALL_KEPT_S),
                 access_poll_s=settings.call_access_poll_s,
                 zone=ZoneInfo(settings.timezone),
+                language=settings.language,
             )
             app.state.calls = calls
             await calls.start()
@@ -162,9 +164,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/call/config.json", include_in_schema=False)
     async def call_config() -> dict[str, object]:
-        """What the page needs: where to sign in standalone, and the ICE servers."""
+        """What the page needs: where to sign in standalone, the ICE servers, and the admin
+        UI, where a page opened without a room sends people for their lessons' links."""
         return {
             "homeserver_url": settings.element_homeserver_url,
+            "web_url": settings.web_url,
             "server_name": settings.server_name,
             "ice_servers": [],
         }

@@ -43,14 +43,14 @@ async def test_the_attendance_is_posted_into_the_room_as_the_bot(
         )
 
     start = len(ivan.events)
-    await ivan.command("send", message={"type": "post_attendance", "lang": "ru"})
+    await ivan.command("send", message={"type": "post_attendance"})
     assert (await reply(ivan, start, "attendance_posted"))["message"] == {
         "type": "error", "reason": "not_moderator",
     }  # fmt: skip
 
     # The teacher's own room: the bot is not in it, and the page is told so.
     start = len(teacher.events)
-    await teacher.command("send", message={"type": "post_attendance", "lang": "en"})
+    await teacher.command("send", message={"type": "post_attendance"})
     answer = (await reply(teacher, start, "attendance_posted"))["message"]
     assert answer == {"type": "error", "reason": "bot_not_in_room"}
 
@@ -59,7 +59,7 @@ async def test_the_attendance_is_posted_into_the_room_as_the_bot(
         assert isinstance(invited, RoomInviteResponse), invited
         await bot.request("POST", path("join", room.room_id), body={})
         start = len(teacher.events)
-        await teacher.command("send", message={"type": "post_attendance", "lang": "ru"})
+        await teacher.command("send", message={"type": "post_attendance"})
         posted = (await reply(teacher, start, "attendance_posted"))["message"]
         assert posted["type"] == "attendance_posted", posted
         event = await client.room_get_event(room.room_id, posted["event_id"])

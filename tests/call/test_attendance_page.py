@@ -1,4 +1,7 @@
-"""The teacher's attendance buttons on the call page, in headless Chromium, in English."""
+"""The teacher's attendance buttons on the call page, in headless Chromium, in English.
+
+The notice she posts is read by the whole class: it is in the school's language
+(`PARTA_LANGUAGE`, Russian here), whatever her browser's."""
 
 from __future__ import annotations
 
@@ -48,6 +51,16 @@ async def test_the_teacher_posts_the_attendance_from_her_panel(
     await bot.request("POST", path("join", room_id), body={})
     await button.click()
     await expect(status).to_have_text("The attendance was posted to the chat.", timeout=WAIT_MS)
+    assert region.settings.language == "ru"
+    recent = await bot.request(
+        "GET", path("rooms", room_id, "messages"), query={"dir": "b", "limit": "10"}
+    )
+    notices = [
+        event["content"]["body"]
+        for event in recent["chunk"]
+        if event.get("sender") == region.settings.bot_user_id and event["type"] == "m.room.message"
+    ]
+    assert notices and notices[0].startswith("Посещаемость звонка, "), notices
 
     await page.locator("#attendance").click()
     table = page.locator("#attendance-table")

@@ -218,6 +218,14 @@ async def test_the_standalone_page_on_a_phone(
     await page.click("#join")
     await expect(page.locator("#status")).to_have_text("В звонке", timeout=WAIT_S * 1000)
     await expect(page.locator(".tile")).to_have_count(1, timeout=WAIT_S * 1000)  # only herself
+    # No tooltip on a phone: why her microphone is locked, and what to do, in words.
+    note = page.locator("#mic-note")
+    await expect(note).to_have_text(
+        "Ваш микрофон выключен: говорить можно, когда учитель даст вам слово. "
+        "Чтобы попросить слово, поднимите руку."
+    )
+    await page.click("#hand")
+    await expect(note).to_contain_text("Вы подняли руку", timeout=WAIT_S * 1000)
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing wider than the phone
     await screenshot_frame(page, "call-phone")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from widgets.call.moderation import CallError, CallState, Source, is_moderator
+from widgets.call.moderation import CallError, CallState, Source, floor_is_open, is_moderator
 
 TEACHER, IVAN, MASHA, KOLYA = "@olga:hs", "@ivan:hs", "@masha:hs", "@kolya:hs"
 
@@ -290,3 +290,36 @@ def test_a_removed_or_demoted_presenter_stops_presenting() -> None:
     call.present("@anna:hs", "$b")
     call.set_moderator("@anna:hs", False)
     assert call.presentation is None
+
+
+BOT, PARENT = "@parta:hs", "@mama:hs"
+
+
+def test_the_floor_is_open_where_nobody_but_the_bot_moderates() -> None:
+    # A family room as provisioning makes it: the bot created it (room version 12) and
+    # lists nobody with power; a parent and a child are plain members.
+    family = {"users": {}, "kick": 50, "users_default": 0}
+    assert floor_is_open(family, frozenset({BOT}), bot_user_id=BOT)
+    assert floor_is_open({"users": {BOT: 100, PARENT: 0}}, bot_user_id=BOT)  # older rooms
+    # A class: its teacher holds the kick level, present or not: the lesson stays moderated.
+    assert not floor_is_open({"users": {TEACHER: 50}}, frozenset({BOT}), bot_user_id=BOT)
+    assert not floor_is_open({"users": {}}, frozenset({TEACHER}), bot_user_id=BOT)  # her room
+    assert not floor_is_open({"users": {BOT: 100}}, bot_user_id="")  # the bot not known
+    assert not floor_is_open(None, frozenset({BOT}), bot_user_id=BOT)  # no levels: safe side
+    assert not floor_is_open({"users_default": 50}, bot_user_id=BOT)  # all moderate anyway
+
+
+def test_in_an_open_floor_everyone_speaks_and_shows_without_anyone_granting() -> None:
+    call = CallState("!family:hs", open_floor=True)
+    call.join(PARENT, "Мама", moderator=False, now=0.0)
+    call.join(IVAN, "Ivan", moderator=False, now=1.0)
+    for source in Source:
+        assert call.may_forward(PARENT, source) and call.may_forward(IVAN, source)
+    assert call.audio_for(PARENT) == {IVAN} and call.audio_for(IVAN) == {PARENT}
+    view = call.public()
+    assert view["open_floor"] and all(p["audio"] and p["camera"] for p in view["participants"])
+    call.present(IVAN, "$slides")  # anyone may show a document there
+    with pytest.raises(CallError, match="not_moderator"):
+        call.grant_floor(PARENT, IVAN)  # nobody moderates: nobody decides for others
+    call.open_floor = False  # a teacher given power in the room: the usual rules
+    assert not call.may_forward(IVAN, Source.AUDIO)

@@ -168,3 +168,24 @@ async def test_cameras_allowed_for_all_show_pupils_without_their_voices(
     assert camera is not None
     await until(lambda: clients[TEACHER].frames.get(camera, 0) >= 10, "Ivan's camera")
     assert slot_of(room, TEACHER, (IVAN, Source.AUDIO)) is None
+
+
+async def test_a_stream_its_page_does_not_fill_gets_no_slot_and_the_claim_widens_nothing(
+    lesson: tuple[CallRoom, dict[str, Client]],
+) -> None:
+    room, _ = lesson
+    assert slot_of(room, IVAN, (TEACHER, Source.CAMERA)) is not None
+    # The teacher turns her camera off (her page says so): no black picture at Ivan's.
+    room.set_sending(TEACHER, frozenset({Source.AUDIO}))
+    room.reassign()
+    assert slot_of(room, IVAN, (TEACHER, Source.CAMERA)) is None
+    assert slot_of(room, IVAN, (TEACHER, Source.AUDIO)) is not None
+    room.set_sending(TEACHER, frozenset({Source.AUDIO, Source.CAMERA, Source.SCREEN}))
+    room.reassign()
+    assert slot_of(room, IVAN, (TEACHER, Source.CAMERA)) is not None
+    # Said, but never negotiated (this client publishes no screen): still no slot.
+    assert slot_of(room, IVAN, (TEACHER, Source.SCREEN)) is None
+    # A pupil's page claiming to send is still not forwarded without the floor.
+    room.set_sending(IVAN, frozenset(Source))
+    room.reassign()
+    assert slot_of(room, MASHA, (IVAN, Source.AUDIO)) is None

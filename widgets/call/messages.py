@@ -7,7 +7,9 @@ TURN, `widgets.call.turn`), and from then on with `state` whenever the call chan
 `error` when a request was refused (or `codec_unsupported`, with `user_id` and
 `source`, when this page cannot decode a stream's codec), `attendance` and
 `attendance_posted` for the teacher, and `removed` when a teacher removed the page's
-person (with `reason: "not_a_member"` when they left the room).
+person (with `reason: "not_a_member"` when they left the room). Besides its requests,
+the page says which of its streams it fills (`sending`), before its `answer` and on
+every change.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ class Join(_Message):
 class Answer(_Message):
     type: Literal["answer"]
     sdp: str = Field(min_length=1, max_length=100_000)
+
+
+class Sending(_Message):
+    """Which of its three streams the page fills now (a camera turned off, a screen not
+    shared). Only those get a slot, and so a tile, on other pages. It cannot widen what is
+    forwarded: `CallState.may_forward` still decides that."""
+
+    type: Literal["sending"]
+    audio: bool
+    camera: bool
+    screen: bool
 
 
 class RaiseHand(_Message):
@@ -87,10 +100,10 @@ class Attendance(_Message):
 
 
 class PostAttendance(_Message):
-    """The teacher asks the bot to post the attendance into the room, in the page's language."""
+    """The teacher asks the bot to post the attendance into the room. It is written in
+    the deployment's language (`PARTA_LANGUAGE`), not the page's: the class reads it."""
 
     type: Literal["post_attendance"]
-    lang: Literal["ru", "en"] = "ru"
 
 
 EVENT_ID = r"^\$[^\s/]{1,255}$"
@@ -114,6 +127,7 @@ class StopPresenting(_Message):
 
 PageMessage = Annotated[
     Answer
+    | Sending
     | RaiseHand
     | LowerHand
     | Floor

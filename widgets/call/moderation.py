@@ -7,7 +7,8 @@ the page: a pupil whose page "enables" the microphone is still not forwarded.
 
 Who is a moderator comes from the Matrix room's power levels (`is_moderator`): power at
 least the room's `kick` level, which provisioning gives the class's teachers. So a call
-works in any room, managed by Parta or not.
+works in any room, managed by Parta or not. In a room where nobody but the bot has that
+power (a family room, a DM) the floor is open to all (`floor_is_open`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,30 @@ def is_moderator(
     users = power_levels.get("users") or {}
     level = _int(users.get(user_id), _int(power_levels.get("users_default"), 0))
     return level >= _int(power_levels.get("kick"), 50)
+
+
+def floor_is_open(
+    power_levels: Mapping[str, Any] | None,
+    creators: frozenset[str] = frozenset(),
+    *,
+    bot_user_id: str,
+) -> bool:
+    """Nobody but Parta's bot has moderator power in the room, so nobody could ever give
+    the floor there (a parent and child's family room, a DM the bot made): everyone speaks.
+
+    Read from the power levels, not from who is in the call: a class whose teacher has
+    not come yet stays moderated. Without a power levels event nobody moderates and
+    nobody speaks, as `is_moderator` says: the safe side.
+    """
+    if creators - {bot_user_id}:
+        return False
+    if not power_levels:
+        return False
+    kick = _int(power_levels.get("kick"), 50)
+    if _int(power_levels.get("users_default"), 0) >= kick:
+        return False  # everyone moderates: every voice is heard anyway
+    users = power_levels.get("users") or {}
+    return not any(_int(level, 0) >= kick for user, level in users.items() if user != bot_user_id)
 
 
 def _int(value: object, default: int) -> int:
@@ -115,6 +140,9 @@ class CallState:
     room_id: str
     last_n: int = DEFAULT_LAST_N
     cameras_allowed: bool = False  # pupils' cameras (moderators always may)
+    # Nobody but the bot moderates the room (`floor_is_open`): everyone speaks, shows
+    # their camera and shares their screen. Read from the room at each join and poll.
+    open_floor: bool = False
     participants: dict[str, Participant] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)  # by a teacher, for the rest of this call
     visits: list[Visit] = field(default_factory=list)
@@ -259,7 +287,7 @@ class CallState:
         """Show a document to everyone, from its first page: a teacher, or whoever the
         teacher lets share their screen. It replaces what anyone was presenting."""
         participant = self._present(actor)
-        if not (participant.moderator or participant.may_share_screen):
+        if not (participant.moderator or participant.may_share_screen or self.open_floor):
             raise CallError("not_allowed_to_present")
         self.presentation = Presentation(actor, event_id, 1)
 
@@ -289,7 +317,7 @@ class CallState:
         participant = self.participants.get(user_id)
         if participant is None or not participant.connected:
             return False
-        if participant.moderator:
+        if participant.moderator or self.open_floor:
             return True
         if source is Source.AUDIO:
             return participant.has_floor
@@ -341,6 +369,7 @@ class CallState:
         return {
             "room_id": self.room_id,
             "cameras_allowed": self.cameras_allowed,
+            "open_floor": self.open_floor,
             "participants": [
                 {
                     "user_id": p.user_id,
@@ -348,7 +377,7 @@ class CallState:
                     "moderator": p.moderator,
                     "has_floor": p.has_floor,
                     "hand_raised": p.hand_raised_at is not None,
-                    "may_share_screen": p.may_share_screen or p.moderator,
+                    "may_share_screen": p.may_share_screen or p.moderator or self.open_floor,
                     "audio": self.may_forward(p.user_id, Source.AUDIO),
                     "camera": self.may_forward(p.user_id, Source.CAMERA),
                 }

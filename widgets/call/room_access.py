@@ -5,7 +5,8 @@ whoever holds at least the room's `kick` level moderates it (`moderation.is_mode
 The SFU asks the region's homeserver through the bridge's client, as the provisioning
 bot: in the rooms Parta manages the bot is a member and reads three state events at once; in any
 other room of the homeserver (a parents' own group chat, say) it reads the room's state
-through Synapse's admin API, which the bot may use as a server admin.
+through Synapse's admin API, which the bot may use as a server admin. Where nobody but
+the bot has that power (a parent and child's family room), the floor is open to all.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from bridge.matrix.client import MatrixClient, path
 from bridge.matrix.errors import Forbidden, NotFound
-from widgets.call.moderation import is_moderator
+from widgets.call.moderation import floor_is_open, is_moderator
 
 _ADMIN = "/_synapse/admin/v1"
 
@@ -36,10 +37,16 @@ class RoomAccess:
     display_name: str
     moderator: bool
     power_levels: dict[str, Any]
+    open_floor: bool = False  # nobody but the bot moderates: everyone may speak
 
 
-async def check_room_access(client: MatrixClient, room_id: str, user_id: str) -> RoomAccess:
+async def check_room_access(
+    client: MatrixClient, room_id: str, user_id: str, *, bot_user_id: str = ""
+) -> RoomAccess:
     """Joined members only; their display name and moderation right come with the answer.
+
+    `bot_user_id` is Parta's bot, whose power alone leaves the floor open to all
+    (`moderation.floor_is_open`); empty: its power counts like anyone's.
 
     Raises:
         NoAccess("unknown_room"): the homeserver has no such room.
@@ -59,8 +66,10 @@ async def check_room_access(client: MatrixClient, room_id: str, user_id: str) ->
         raise NoAccess("not_a_member")
     name = (member or {}).get("displayname")
     display_name = name if isinstance(name, str) and name.strip() else user_id
-    moderator = is_moderator(levels, user_id, _creators(create))
-    return RoomAccess(user_id, room_id, display_name, moderator, dict(levels or {}))
+    creators = _creators(create)
+    moderator = is_moderator(levels, user_id, creators)
+    open_floor = floor_is_open(levels, creators, bot_user_id=bot_user_id)
+    return RoomAccess(user_id, room_id, display_name, moderator, dict(levels or {}), open_floor)
 
 
 @dataclass(frozen=True)
@@ -70,9 +79,12 @@ class RoomMembers:
     room_id: str
     joined: frozenset[str]
     moderators: frozenset[str]
+    open_floor: bool = False
 
 
-async def read_room_members(client: MatrixClient, room_id: str) -> RoomMembers:
+async def read_room_members(
+    client: MatrixClient, room_id: str, *, bot_user_id: str = ""
+) -> RoomMembers:
     """Who is joined to the room now, and who of them has at least its `kick` level.
 
     The call service asks this for every call with people in it, every few seconds, so
@@ -96,7 +108,8 @@ async def read_room_members(client: MatrixClient, room_id: str) -> RoomMembers:
         joined, levels, create = await _members_from_admin_api(client, room_id)
     creators = _creators(create)
     moderators = frozenset(user for user in joined if is_moderator(levels, user, creators))
-    return RoomMembers(room_id, joined, moderators)
+    open_floor = floor_is_open(levels, creators, bot_user_id=bot_user_id)
+    return RoomMembers(room_id, joined, moderators, open_floor)
 
 
 async def _members_from_admin_api(

@@ -10,8 +10,8 @@ Two things outlive a page's socket. Each call's state is saved (`persistence.Cal
 so after a restart of this service people reconnect into the lesson they left. And while
 a call has people in it, the room is asked every `access_poll_s` who is still a member
 and who moderates (`room_access.read_room_members`): a teacher promoted or demoted in
-Matrix gains or loses the teacher's controls without rejoining, and whoever left the room
-leaves its call.
+Matrix gains or loses the teacher's controls without rejoining, whoever left the room
+leaves its call, and a room where nobody but the bot moderates has its floor open to all.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from bridge.matrix.client import MatrixClient, path
 from bridge.matrix.errors import Forbidden, HomeserverUnavailable, MatrixError
 from widgets.call import messages as m
 from widgets.call.attendance import Language, attendance_notice
-from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallState
+from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallState, Source
 from widgets.call.persistence import CallStore
 from widgets.call.room_access import (
     NoAccess,
@@ -60,13 +60,14 @@ EMPTY_CALL_KEPT_S = 600.0  # an empty call's state waits this long for people to
 POLICY_VIOLATION = 1008  # WebSocket close code (RFC 6455) for a refused join
 ACCESS_POLL_S = 15.0  # how often a live call's room is asked who is in it and who moderates
 ACCESS_POLL_TIMEOUT_S = 10.0  # one room's answer; a slower homeserver waits for the next poll
-_UNCHANGED = (m.Answer, m.Attendance, m.PostAttendance)  # requests that change no state
+_UNCHANGED = (m.Answer, m.Sending, m.Attendance, m.PostAttendance)  # requests that change no state
 
 
 @dataclass
 class CallService:
     verifier: OpenIDVerifier
     matrix: MatrixClient
+    bot_user_id: str  # whose power in a room leaves its floor open (a family room's)
     last_n: int = DEFAULT_LAST_N
     audio_slots: int = DEFAULT_AUDIO_SLOTS
     turn: TurnIssuer | None = None  # TURN credentials go only to verified pages, in `offer`
@@ -74,6 +75,7 @@ class CallService:
     store: CallStore | None = None  # None: calls live in memory only
     access_poll_s: float = ACCESS_POLL_S
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # attendance times
+    language: Language = "ru"  # the attendance notice's, the school's (`PARTA_LANGUAGE`)
     rooms: dict[str, CallRoom] = field(default_factory=dict)
     _emptied_at: dict[str, float] = field(default_factory=dict)
     _sockets: dict[tuple[str, str], WebSocket] = field(default_factory=dict)
@@ -162,7 +164,9 @@ class CallService:
                 await _refuse(socket, "too_many_sockets")
                 return None
             self._grants[socket] = grant
-            access = await check_room_access(self.matrix, join.room_id, user_id)
+            access = await check_room_access(
+                self.matrix, join.room_id, user_id, bot_user_id=self.bot_user_id
+            )
         except OpenIDError as exc:
             log.info("call join refused: %s", exc)
             await _refuse(socket, exc.reason)
@@ -182,6 +186,7 @@ class CallService:
             room = CallRoom(state, self.audio_slots)
             self.rooms[join.room_id] = room
         self._emptied_at.pop(join.room_id, None)
+        room.state.open_floor = access.open_floor
         try:
             room.state.join(
                 user_id, access.display_name, moderator=access.moderator, now=self.clock()
@@ -236,6 +241,9 @@ class CallService:
         match message:
             case m.Answer(sdp=sdp):
                 await room.accept_answer(actor, sdp)
+            case m.Sending(audio=audio, camera=camera, screen=screen):
+                sending = {Source.AUDIO: audio, Source.CAMERA: camera, Source.SCREEN: screen}
+                room.set_sending(actor, frozenset(s for s, on in sending.items() if on))
             case m.RaiseHand():
                 state.raise_hand(actor, now=now)
             case m.LowerHand(target=target):
@@ -265,16 +273,17 @@ class CallService:
                 state.turn_page(actor, page)
             case m.StopPresenting():
                 state.stop_presenting(actor)
-            case m.PostAttendance(lang=lang):
+            case m.PostAttendance():
                 _require_moderator(state, actor)
-                event_id = await self.post_attendance(state, lang=lang)
+                event_id = await self.post_attendance(state)
                 return {"type": "attendance_posted", "event_id": event_id}
         room.reassign()
         await room.broadcast()
         return None
 
-    async def post_attendance(self, state: CallState, *, lang: Language) -> str:
-        """Post the call's attendance into its room as an `m.notice` from the bot.
+    async def post_attendance(self, state: CallState) -> str:
+        """Post the call's attendance into its room as an `m.notice` from the bot, in the
+        deployment's language (everyone in the room reads it, not only the teacher).
 
         Raises:
             CallError("bot_not_in_room"): the bot is not a member of the room (a room
@@ -282,7 +291,9 @@ class CallService:
             CallError("homeserver_unavailable"): the homeserver did not take the message.
         """
         now = self.clock()
-        content = attendance_notice(state.attendance(now=now), lang=lang, zone=self.zone, now=now)
+        content = attendance_notice(
+            state.attendance(now=now), lang=self.language, zone=self.zone, now=now
+        )
         transaction = f"parta-attendance-{secrets.token_hex(12)}"
         url = path("rooms", state.room_id, "send", "m.room.message", transaction)
         try:
@@ -315,7 +326,9 @@ class CallService:
         """
         try:
             async with asyncio.timeout(ACCESS_POLL_TIMEOUT_S):
-                members = await read_room_members(self.matrix, room_id)
+                members = await read_room_members(
+                    self.matrix, room_id, bot_user_id=self.bot_user_id
+                )
         except NoAccess as exc:
             log.warning("the room of call %s: %s", room_id, exc.reason)
             return
@@ -327,7 +340,9 @@ class CallService:
             await self._follow_room(room, members)
 
     async def _follow_room(self, room: CallRoom, members: RoomMembers) -> None:
-        state, now, changed = room.state, self.clock(), False
+        state, now = room.state, self.clock()
+        changed = state.open_floor != members.open_floor
+        state.open_floor = members.open_floor
         for user_id in list(state.participants):
             if user_id not in members.joined:
                 # Left, kicked or banned from the room: out of its call as well.

@@ -9,7 +9,9 @@ Each participant's connection has, in this order (the page relies on it):
 
 Every packet a participant publishes goes only to the slots assigned to its stream, and
 only while `CallState.may_forward` says so. That is the whole enforcement: whatever a
-pupil's page does, their microphone reaches nobody without the floor.
+pupil's page does, their microphone reaches nobody without the floor. A stream gets slots
+only while its page says it fills it (`sending`: a screen shared, a camera on), so no
+page shows a black tile for an empty stream; that message can only narrow what is sent.
 
 Codecs: the SFU forwards and never transcodes, so a picture reaches only those who can
 decode its codec. Every video transceiver offers VP8 and H.264 (packetization mode 1),
@@ -121,6 +123,8 @@ class CallPeer:
     assigned: dict[StreamKey, ForwardingSender] = field(default_factory=dict)
     receivers: list[RTCRtpTransceiver] = field(default_factory=list)
     published_codecs: dict[Source, str] = field(default_factory=dict)  # lower-case MIME
+    # What the page says it fills (`sending`); None: it never said, every stream counts.
+    sending: frozenset[Source] | None = None
 
     def decodes(self, mime_type: str) -> bool:
         """Can this page decode video of this codec? True until its answer says."""
@@ -250,9 +254,19 @@ class CallRoom:
                 routes.setdefault(key, []).append(sender)
         self._routes = routes
 
-    def _publishes(self, user_id: str, source: Source) -> bool:
+    def set_sending(self, user_id: str, sources: frozenset[Source]) -> None:
+        """The page fills these of its streams now: only they get slots on other pages."""
         peer = self.peers.get(user_id)
-        return peer is not None and source in peer.taps
+        if peer is not None:
+            peer.sending = sources
+
+    def _publishes(self, user_id: str, source: Source) -> bool:
+        """A stream negotiated and, as far as its page says, filled: a slot for it would
+        otherwise show others a black tile (a screen nobody shares, a camera turned off)."""
+        peer = self.peers.get(user_id)
+        if peer is None or source not in peer.taps:
+            return False
+        return peer.sending is None or source in peer.sending
 
     def _decodable(self, subscriber: CallPeer, key: StreamKey) -> bool:
         publisher = self.peers.get(key[0])

@@ -18,6 +18,7 @@ from provisioning.db.models import (
 )
 from provisioning.services.directory import family_of
 from provisioning.services.waiting import classes_waiting_for_confirmation, waiting_in_classes
+from provisioning.web import call_links
 from provisioning.web.deps import Viewer
 from provisioning.web.render import render
 
@@ -73,6 +74,23 @@ def dashboard(
             .group_by(JoinRequest.class_id)
         ).all()
     )
+    # Lessons, parents' meetings and documents: each class whose rooms this person is in
+    # (a pupil, or a parent's child, waiting for confirmation is placed in none yet).
+    placed_in = set(
+        session.scalars(
+            select(Enrolment.class_id).where(
+                Enrolment.person_id == viewer.person_id,
+                Enrolment.role == EnrolmentRole.PUPIL,
+                Enrolment.confirmed_at.is_not(None),
+            )
+        )
+    )
+    linked = [
+        *taught,
+        *(school_class for school_class in own_classes if school_class.id in placed_in),
+        *(row.school_class for row in children if row.school_class and row.pupil_confirmed),
+    ]
+    families = [row.child.id for row in children if row.family_room]
     return render(
         request,
         "dashboard.html",
@@ -86,4 +104,7 @@ def dashboard(
         waiting_for_teacher=waiting_in_classes(session, viewer.teaches_classes),
         unconfirmed_classes=classes_waiting_for_confirmation(session, viewer.person_id),
         homeserver_url=settings.element_homeserver_url,
+        class_links=call_links.class_links(session, settings, linked),
+        family_calls=call_links.family_calls(session, settings, viewer.person_id, families),
+        my_documents=call_links.documents_url(settings),
     )

@@ -19,6 +19,7 @@ from provisioning.services.access import Access
 from provisioning.services.invites import invite_status
 from provisioning.services.matrix_refusals import refusals_of_school
 from provisioning.services.roster import parse_class
+from provisioning.web import call_links
 from provisioning.web.deps import Viewer, WebError
 from provisioning.web.render import render, translate
 
@@ -184,6 +185,8 @@ def class_page(
     links = invite_links(session, school.id, school_class.id) if manage else []
     children = {row.person.id: row.person.display_name for row in members.pupils}
     join_requests = requests.pending_join_requests(session, [school_class.id]) if manage else []
+    settings = request.app.state.settings
+    calls = call_links.class_links(session, settings, [school_class])[school_class.id]
     knockers = {
         join_request.id: requests.who_knocked(session, school_class, join_request.user_id)
         for join_request in join_requests
@@ -192,6 +195,7 @@ def class_page(
         request, "class.html", school=school, members=members, manage=manage, links=links,
         children=children, school_class=school_class, join_requests=join_requests,
         knockers=knockers,
+        class_links=calls,
     )  # fmt: skip
 
 

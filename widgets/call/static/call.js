@@ -41,7 +41,6 @@ const TEXT = {
     error_cannot_remove_moderator: "Учителя нельзя удалить из звонка.",
     error_homeserver_unavailable: "Сервер сейчас не отвечает. Попробуйте через минуту.",
     error_bad_message: "Запрос не понят. Обновите страницу.",
-    error_media: "Нет доступа к микрофону или камере. Разрешите его в браузере.",
     error_login: "Неверное имя пользователя или пароль.",
     post_attendance: "Отправить посещаемость в чат", attendance_posted: "Посещаемость отправлена в чат.",
     rejoined: "Переподключений",
@@ -57,6 +56,15 @@ const TEXT = {
     error_document: "Документ не открылся: у вас нет доступа или его удалили.",
     error_codec_unsupported: "Ваш браузер не может показать это видео: его формат не поддерживается. Попробуйте другой браузер.",
     left_room_text: "Вы больше не участник этого чата, поэтому звонок для вас закончился.",
+    mic_locked: "Ваш микрофон выключен: говорить можно, когда учитель даст вам слово. Чтобы попросить слово, поднимите руку.",
+    mic_locked_hand_up: "Ваш микрофон выключен. Вы подняли руку: микрофон включится, когда учитель даст вам слово.",
+    no_room_title: "Какой звонок открыть?",
+    no_room_text: "В адресе этой страницы нет звонка: не хватает room_id — кода комнаты Matrix, который начинается с «!» (…/call/?room_id=!…). Откройте звонок из чата в Element (звонок «Урок» или «Родительское собрание») или по ссылке «Урок» на вашей странице в Парте.",
+    no_room_link: "Моя страница в Парте",
+    media_both: "Работают микрофон и камера.",
+    media_audio_only: "Камеры нет или доступ к ней запрещён: вы в звонке только со звуком, вас слышно, но не видно.",
+    media_video_only: "Микрофона нет или доступ к нему запрещён: вас видно, но не слышно.",
+    media_none: "Нет доступа ни к микрофону, ни к камере: вы будете только смотреть и слушать. Чтобы говорить, разрешите микрофон в браузере и обновите страницу.",
   },
   en: {
     sign_in_title: "Join the call", sign_in_hint: "Sign in with your Parta user name and password.",
@@ -95,7 +103,6 @@ const TEXT = {
     error_cannot_remove_moderator: "A teacher cannot be removed from the call.",
     error_homeserver_unavailable: "The server does not answer right now. Try again in a minute.",
     error_bad_message: "The request was not understood. Reload the page.",
-    error_media: "No access to the microphone or camera. Allow it in the browser.",
     error_login: "Wrong user name or password.",
     post_attendance: "Post attendance to the chat", attendance_posted: "The attendance was posted to the chat.",
     rejoined: "Times rejoined",
@@ -111,6 +118,15 @@ const TEXT = {
     error_document: "The document did not open: you have no access to it, or it was deleted.",
     error_codec_unsupported: "Your browser cannot show this video: its format is not supported. Try another browser.",
     left_room_text: "You are no longer in this chat, so the call has ended for you.",
+    mic_locked: "Your microphone is off: you may speak once the teacher gives you the floor. To ask for it, raise your hand.",
+    mic_locked_hand_up: "Your microphone is off. Your hand is up: the microphone turns on when the teacher gives you the floor.",
+    no_room_title: "Which call?",
+    no_room_text: "This page's address names no call: it lacks room_id, the Matrix room's ID that starts with “!” (…/call/?room_id=!…). Open the call from the chat in Element (the «Урок» or «Родительское собрание» call) or through the «Lesson» link on your page in Parta.",
+    no_room_link: "My page in Parta",
+    media_both: "Your microphone and camera work.",
+    media_audio_only: "No camera, or access to it is denied: you are in the call with sound only, heard but not seen.",
+    media_video_only: "No microphone, or access to it is denied: you are seen but not heard.",
+    media_none: "No access to a microphone or a camera: you will only watch and listen. To speak, allow the microphone in the browser and reload the page.",
   },
 };
 
@@ -139,7 +155,7 @@ const call = {
 };
 
 function show(section) {
-  for (const id of ["login", "lobby", "call", "ended"]) $(id).hidden = id !== section;
+  for (const id of ["login", "lobby", "call", "ended", "no-room"]) $(id).hidden = id !== section;
 }
 
 function translatePage() {
@@ -181,29 +197,50 @@ async function token() {
 
 // --- the lobby: devices ----------------------------------------------------------------
 
+// Whatever the device has, each asked for on its own: a camera missing (a school desktop
+// without a webcam) or refused must not cost the microphone, as one request for both
+// would. Without either, the person still sees and hears the lesson. The page says in
+// words which it is.
+async function capture(constraints) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return null;
+  try {
+    return await navigator.mediaDevices.getUserMedia(constraints);
+  } catch (error) {
+    return null; // not there, or not allowed
+  }
+}
+
 async function openMedia() {
   const mic = $("mic-select").value;
   const cam = $("camera-select").value;
   for (const kind of ["audio", "video"]) if (call.local[kind]) call.local[kind].stop();
-  try {
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: mic ? { deviceId: { exact: mic } } : true,
-      video: cam ? { deviceId: { exact: cam }, width: 640, height: 480 } : { width: 640, height: 480 },
-    });
-    call.local.audio = stream.getAudioTracks()[0] || null;
-    call.local.video = stream.getVideoTracks()[0] || null;
-    $("preview").srcObject = new MediaStream(stream.getVideoTracks());
-    $("lobby-error").hidden = true;
-  } catch (error) {
-    $("lobby-error").textContent = t("error_media");
-    $("lobby-error").hidden = false;
+  const sound = await capture({ audio: mic ? { deviceId: { exact: mic } } : true });
+  const picture = await capture({
+    video: cam ? { deviceId: { exact: cam }, width: 640, height: 480 } : { width: 640, height: 480 },
+  });
+  call.local.audio = sound ? sound.getAudioTracks()[0] || null : null;
+  call.local.video = picture ? picture.getVideoTracks()[0] || null : null;
+  $("preview").srcObject = picture;
+  $("preview").hidden = !call.local.video;
+  describeMedia();
+}
+
+// One line, in the lobby and in the call, on what this page sends.
+function describeMedia() {
+  const { audio, video } = call.local;
+  const key = audio && video ? "media_both" : audio ? "media_audio_only" : video ? "media_video_only" : "media_none";
+  for (const id of ["media-note", "call-media-note"]) {
+    $(id).textContent = t(key);
+    $(id).dataset.media = key;
+    $(id).classList.toggle("warn", key !== "media_both");
   }
+  $("call-media-note").hidden = key === "media_both";
 }
 
 async function lobby() {
   show("lobby");
   await openMedia();
-  const devices = await navigator.mediaDevices.enumerateDevices();
+  const devices = navigator.mediaDevices ? await navigator.mediaDevices.enumerateDevices() : [];
   for (const [kind, select] of [["audioinput", $("mic-select")], ["videoinput", $("camera-select")]]) {
     select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, i) =>
       element("option", { value: d.deviceId }, d.label || `${t(kind === "audioinput" ? "microphone" : "camera")} ${i + 1}`)));
@@ -289,9 +326,21 @@ async function answerOffer(message) {
   });
   const answer = await pc.createAnswer();
   await pc.setLocalDescription(answer);
+  declareSending(); // before the answer: no slot is given to what this page does not send
   send({ type: "answer", sdp: answer.sdp });
   call.retries = 0;
   setStatus("connected");
+}
+
+// Tell the SFU which of the three streams carry something now: only those get a tile on
+// other pages (an empty screen slot would be a black tile named after its owner).
+function declareSending() {
+  send({
+    type: "sending",
+    audio: Boolean(call.local.audio) && call.wantMic,
+    camera: Boolean(call.local.video) && call.wantCam,
+    screen: Boolean(call.local.screen),
+  });
 }
 
 function closePeer() {
@@ -310,11 +359,15 @@ function applyPermissions() {
   if (!self) return;
   if (call.local.audio) call.local.audio.enabled = self.audio && call.wantMic;
   if (call.local.video) call.local.video.enabled = self.camera && call.wantCam;
-  $("mic").disabled = !self.audio;
+  $("mic").disabled = !self.audio || !call.local.audio;
   $("mic").title = self.audio ? "" : t("wait_floor");
-  $("cam").disabled = !self.camera;
+  // On a phone there is no tooltip: why the microphone is locked, and what to do, in words.
+  const locked = !self.audio && Boolean(call.local.audio);
+  $("mic-note").hidden = !locked;
+  $("mic-note").textContent = locked ? t(self.hand_raised ? "mic_locked_hand_up" : "mic_locked") : "";
+  $("cam").disabled = !self.camera || !call.local.video;
   $("screen").hidden = !self.may_share_screen;
-  $("hand").hidden = self.moderator;
+  $("hand").hidden = self.moderator || call.state.open_floor;
   $("hand").textContent = t(self.hand_raised ? "lower_hand" : "raise_hand");
   $("mic").classList.toggle("off", !(self.audio && call.wantMic));
   $("cam").classList.toggle("off", !(self.camera && call.wantCam));
@@ -589,12 +642,18 @@ async function toggleScreen() {
     try {
       const stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
       call.local.screen = stream.getVideoTracks()[0];
-      call.local.screen.onended = () => { call.local.screen = null; if (transceiver) transceiver.sender.replaceTrack(null); render(call.state); };
+      call.local.screen.onended = () => {
+        call.local.screen = null;
+        if (transceiver) transceiver.sender.replaceTrack(null);
+        declareSending();
+        render(call.state);
+      };
     } catch (error) {
       return;
     }
   }
   if (transceiver) await transceiver.sender.replaceTrack(call.local.screen);
+  declareSending();
   $("screen").textContent = t(call.local.screen ? "stop_share" : "share_screen");
   render(call.state);
 }
@@ -624,20 +683,30 @@ async function start() {
   $("join").addEventListener("click", join);
   $("rejoin").addEventListener("click", () => { call.retries = 0; join(); });
   $("leave").addEventListener("click", () => end("left"));
-  $("mic").addEventListener("click", () => { call.wantMic = !call.wantMic; applyPermissions(); });
-  $("cam").addEventListener("click", () => { call.wantCam = !call.wantCam; applyPermissions(); render(call.state); });
+  $("mic").addEventListener("click", () => { call.wantMic = !call.wantMic; applyPermissions(); declareSending(); });
+  $("cam").addEventListener("click", () => {
+    call.wantCam = !call.wantCam;
+    applyPermissions();
+    declareSending();
+    render(call.state);
+  });
   $("screen").addEventListener("click", toggleScreen);
   $("hand").addEventListener("click", () => send({ type: me() && me().hand_raised ? "lower_hand" : "raise_hand" }));
   $("mute-all").addEventListener("click", () => send({ type: "mute_all" }));
   $("cameras-allowed").addEventListener("change", (event) => send({ type: "cameras", allowed: event.target.checked }));
   $("attendance").addEventListener("click", () => send({ type: "attendance" }));
-  $("post-attendance").addEventListener("click", () => send({ type: "post_attendance", lang }));
+  $("post-attendance").addEventListener("click", () => send({ type: "post_attendance" }));
   $("present").addEventListener("click", choosePresentation);
   $("present-prev").addEventListener("click", () => turnPage(-1));
   $("present-next").addEventListener("click", () => {
     if (!shown.view || shown.view.page < shown.view.pages) turnPage(1);
   });
   $("present-stop").addEventListener("click", () => send({ type: "stop_presenting" }));
+  if (!/^![^\s/]{1,255}$/.test(call.roomId)) {
+    // Opened by hand, or from a link cut short: say what is missing and where calls are.
+    $("no-room-link").href = call.config.web_url;
+    return show("no-room");
+  }
   pollLevels();
   if (call.widget) return await lobby();
   call.standalone = PartaSignIn.savedSession(SESSION_KEY);
