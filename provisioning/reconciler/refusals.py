@@ -230,7 +230,7 @@ def record_refusals(
             record_audit(
                 session,
                 AUDIT_ACTOR,
-                AUDIT_ACTION,
+                "matrix.refused",
                 key,
                 school_id=record.school_id,
                 errcode=record.errcode,
