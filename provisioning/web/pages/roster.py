@@ -170,7 +170,7 @@ def _chosen_classes(labels: list[str]) -> set[tuple[int, str]]:
 @router.post("/schools/{school_id}/import/check")
 def check_again(
     request: Request,
-    school_id: int,
+    school_id: PathId,
     viewer: Viewer,
     session: SessionDep,
     settings: SettingsDep,
