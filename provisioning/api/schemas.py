@@ -135,16 +135,14 @@ class RoomFederation(BaseModel):
     federated: bool
 
 
-_PERSON_FIELDS = PersonCreate.model_fields
-
-
 class PersonUpdate(BaseModel):
     """A person's name and contacts corrected: checked exactly as when they were added."""
 
     model_config = ConfigDict(extra="forbid")
-    display_name: Annotated[str, _PERSON_FIELDS["display_name"]]
-    phone: Annotated[str | None, _PERSON_FIELDS["phone"]] = None
-    email: Annotated[str | None, _PERSON_FIELDS["email"]] = None
+    # The types of `services.limits`, as in `PersonCreate` and the roster import.
+    display_name: PersonName
+    phone: OptionalPhoneNumber = None
+    email: OptionalEmailAddress = None
 
 
 class SchoolUpdate(BaseModel):
