@@ -7,14 +7,12 @@ The same services, checks and audit entries as the admin UI's pages.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
 from parta.web import ApiError
 from provisioning.api.auth import CurrentAdmin
-from provisioning.api.deps import SessionDep, reconcile_soon
+from provisioning.api.deps import PathId, SessionDep, reconcile_soon
 from provisioning.api.schemas import (
     ClassPublic,
     ClassTeacher,
@@ -24,14 +22,18 @@ from provisioning.api.schemas import (
     SchoolPublic,
     SchoolUpdate,
 )
-from provisioning.api.v1 import _class_public, _in_school, _person_public, _school, _school_public
+from provisioning.api.v1 import (
+    _class_public,
+    _in_school,
+    _person_public,
+    _refusal,
+    _school,
+    _school_public,
+)
 from provisioning.db.models import Person, School, SchoolClass
 from provisioning.services import school_changes as changes
 from provisioning.services.roster import parse_class
-from provisioning.services.schools import AlreadyExists, DomainError
-
-# A row ID in a path: larger numbers than the database holds are refused before any query.
-RowID = Annotated[int, Path(ge=1, le=2**63 - 1)]
+from provisioning.services.schools import DomainError
 
 router = APIRouter(prefix="/api/v1", tags=["provisioning"])
 
@@ -43,23 +45,20 @@ def _class_of(session: Session, school: School, class_id: int) -> SchoolClass:
     return school_class
 
 
-def _refused(session: Session, exc: DomainError) -> ApiError:
-    session.rollback()
-    if isinstance(exc, AlreadyExists):
-        return ApiError(409, "M_CONFLICT", str(exc))
-    return ApiError(400, "M_INVALID_PARAM", str(exc))
-
-
 @router.put("/schools/{school_id}")
 def rename_school(
-    school_id: RowID, body: SchoolUpdate, request: Request, session: SessionDep, actor: CurrentAdmin
+    school_id: PathId,
+    body: SchoolUpdate,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentAdmin,
 ) -> SchoolPublic:
     """Rename the school; its address and rooms' aliases stay."""
     school = _school(session, actor, school_id)
     try:
         changes.rename_school(session, school, body.name, actor=actor.user_id)
     except DomainError as exc:
-        raise _refused(session, exc) from exc
+        raise _refusal(session, exc) from exc
     session.commit()
     reconcile_soon(request)
     return _school_public(session, school)
@@ -67,8 +66,8 @@ def rename_school(
 
 @router.patch("/schools/{school_id}/classes/{class_id}")
 def rename_class(
-    school_id: RowID,
-    class_id: RowID,
+    school_id: PathId,
+    class_id: PathId,
     body: ClassUpdate,
     request: Request,
     session: SessionDep,
@@ -81,7 +80,7 @@ def rename_class(
     try:
         changes.rename_class(session, school_class, grade, letter, actor=actor.user_id)
     except DomainError as exc:
-        raise _refused(session, exc) from exc
+        raise _refusal(session, exc) from exc
     session.commit()
     reconcile_soon(request)
     return _class_public(school_class)
@@ -89,7 +88,7 @@ def rename_class(
 
 @router.post("/schools/{school_id}/classes/{class_id}/archive")
 def archive_class(
-    school_id: RowID, class_id: RowID, request: Request, session: SessionDep, actor: CurrentAdmin
+    school_id: PathId, class_id: PathId, request: Request, session: SessionDep, actor: CurrentAdmin
 ) -> ClassPublic:
     """Close a class without pupils: its rooms become a read-only archive."""
     school = _school(session, actor, school_id)
@@ -97,7 +96,7 @@ def archive_class(
     try:
         changes.archive_class(session, school_class, actor=actor.user_id)
     except DomainError as exc:
-        raise _refused(session, exc) from exc
+        raise _refusal(session, exc) from exc
     session.commit()
     reconcile_soon(request)
     return _class_public(school_class)
@@ -105,8 +104,8 @@ def archive_class(
 
 @router.put("/schools/{school_id}/classes/{class_id}/class-teacher")
 def appoint_class_teacher(
-    school_id: RowID,
-    class_id: RowID,
+    school_id: PathId,
+    class_id: PathId,
     body: ClassTeacher,
     request: Request,
     session: SessionDep,
@@ -119,7 +118,7 @@ def appoint_class_teacher(
     try:
         changes.appoint_class_teacher(session, school_class, teacher, actor=actor.user_id)
     except DomainError as exc:
-        raise _refused(session, exc) from exc
+        raise _refusal(session, exc) from exc
     session.commit()
     reconcile_soon(request)
     return _person_public(session, teacher, school)
@@ -127,8 +126,8 @@ def appoint_class_teacher(
 
 @router.put("/schools/{school_id}/people/{person_id}")
 def update_person(
-    school_id: RowID,
-    person_id: RowID,
+    school_id: PathId,
+    person_id: PathId,
     body: PersonUpdate,
     request: Request,
     session: SessionDep,
@@ -153,7 +152,7 @@ def update_person(
 
 @router.delete("/schools/{school_id}/people/{person_id}", status_code=204)
 def remove_person(
-    school_id: RowID, person_id: RowID, request: Request, session: SessionDep, actor: CurrentAdmin
+    school_id: PathId, person_id: PathId, request: Request, session: SessionDep, actor: CurrentAdmin
 ) -> None:
     """Take a person out of the school; their account stays, in none of its rooms."""
     school = _school(session, actor, school_id)
@@ -163,6 +162,6 @@ def remove_person(
     try:
         changes.remove_from_school(session, person, school, actor=actor.user_id)
     except DomainError as exc:
-        raise _refused(session, exc) from exc
+        raise _refusal(session, exc) from exc
     session.commit()
     reconcile_soon(request)

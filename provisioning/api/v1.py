@@ -70,6 +70,15 @@ def _commit(session: Session) -> None:
         raise ApiError(409, "M_CONFLICT", "This exists already") from exc
 
 
+def _refusal(session: Session, exc: svc.DomainError) -> ApiError:
+    """A rule of the school domain refused the change: none of it stays, and the error says
+    why (409 when the thing exists already, 400 otherwise)."""
+    session.rollback()
+    if isinstance(exc, svc.AlreadyExists):
+        return ApiError(409, "M_CONFLICT", str(exc))
+    return ApiError(400, "M_INVALID_PARAM", str(exc))
+
+
 def _school(session: Session, actor: Actor, school_id: int) -> School:
     actor.require_school(school_id)
     school = session.get(School, school_id)
@@ -151,10 +160,8 @@ def create_school(
             last_grade=body.last_grade,
             actor=actor.user_id,
         )
-    except svc.AlreadyExists as exc:
-        raise ApiError(409, "M_CONFLICT", str(exc)) from exc
     except svc.DomainError as exc:
-        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+        raise _refusal(session, exc) from exc
     _commit(session)
     reconcile_soon(request)
     return _school_public(session, school)
@@ -173,10 +180,8 @@ def create_class(
     grade, letter = parse_class(body.label) or (0, "")
     try:
         created = svc.add_class(session, school, grade, letter, actor=actor.user_id)
-    except svc.AlreadyExists as exc:
-        raise ApiError(409, "M_CONFLICT", str(exc)) from exc
     except svc.DomainError as exc:
-        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+        raise _refusal(session, exc) from exc
     _commit(session)
     reconcile_soon(request)
     return _class_public(created)
@@ -191,12 +196,8 @@ def promote(
     try:
         svc.promote(session, school, body.academic_year, actor=actor.user_id)
         session.commit()
-    except svc.AlreadyExists as exc:
-        session.rollback()
-        raise ApiError(409, "M_CONFLICT", str(exc)) from exc
     except svc.DomainError as exc:
-        session.rollback()
-        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+        raise _refusal(session, exc) from exc
     except IntegrityError as exc:  # a concurrent request promoted it a moment ago
         session.rollback()
         raise ApiError(
@@ -312,8 +313,7 @@ def add_person(
                     actor=actor.user_id,
                 )
     except svc.DomainError as exc:
-        session.rollback()
-        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+        raise _refusal(session, exc) from exc
     _commit(session)
     reconcile_soon(request)
     return _person_public(session, person, school)
@@ -335,7 +335,7 @@ def move_pupil(
             session, pupil, _class(session, school, body.class_label), actor=actor.user_id
         )
     except svc.DomainError as exc:
-        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+        raise _refusal(session, exc) from exc
     _commit(session)
     reconcile_soon(request)
     return _person_public(session, pupil, school)
@@ -358,7 +358,7 @@ def link_parent(
     try:
         svc.link_parent(session, parent, child, actor=actor.user_id)
     except svc.DomainError as exc:
-        raise ApiError(400, "M_INVALID_PARAM", str(exc)) from exc
+        raise _refusal(session, exc) from exc
     _commit(session)
     reconcile_soon(request)
     return _person_public(session, parent, school)

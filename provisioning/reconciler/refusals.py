@@ -24,7 +24,7 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisioning.audit import record_audit
+from provisioning.audit import AutomaticActor, record_audit
 from provisioning.db.base import as_utc
 from provisioning.db.models import RefusedAction
 from provisioning.reconciler.actions import (
@@ -56,8 +56,6 @@ PERMANENT_ERRCODES: Final = frozenset(
 )
 FIRST_RETRY: Final = timedelta(minutes=1)
 LONGEST_RETRY: Final = timedelta(hours=6)
-AUDIT_ACTION: Final = "matrix.refused"
-AUDIT_ACTOR: Final = "reconciler"
 
 
 def is_permanent(failure: FailedAction) -> bool:
@@ -229,7 +227,7 @@ def record_refusals(
         if new:
             record_audit(
                 session,
-                AUDIT_ACTOR,
+                AutomaticActor.RECONCILER,
                 "matrix.refused",
                 key,
                 school_id=record.school_id,

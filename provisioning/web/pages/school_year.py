@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from provisioning.api.deps import SessionDep, reconcile_soon
+from provisioning.api.deps import PathId, SessionDep, reconcile_soon
 from provisioning.api.schemas import PersonUpdate
 from provisioning.db.models import EnrolmentRole, Person, Role, School, SchoolClass
 from provisioning.i18n import N_
@@ -37,9 +37,6 @@ from provisioning.services.roster import parse_class
 from provisioning.web.deps import Viewer, WebError
 from provisioning.web.pages.schools import class_for, school_for
 from provisioning.web.render import render, translate
-
-# A row ID in a path: larger numbers than the database holds are refused before any query.
-RowID = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 router = APIRouter()
 
@@ -476,7 +473,7 @@ _FORM = ["GET", "POST"]
 
 @router.api_route("/schools/{school_id}/promote", methods=_FORM)
 async def promote_page(
-    request: Request, school_id: RowID, viewer: Viewer, session: SessionDep
+    request: Request, school_id: PathId, viewer: Viewer, session: SessionDep
 ) -> Response:
     school = _manage(session, viewer, school_id)
     initial = {"to_year": svc.school_year_label(school.academic_year + 1)}
@@ -487,7 +484,7 @@ async def promote_page(
 
 @router.api_route("/schools/{school_id}/edit", methods=_FORM)
 async def school_edit_page(
-    request: Request, school_id: RowID, viewer: Viewer, session: SessionDep
+    request: Request, school_id: PathId, viewer: Viewer, session: SessionDep
 ) -> Response:
     school = _manage(session, viewer, school_id)
     return await _page(
@@ -502,7 +499,7 @@ def _class_page(what: str) -> None:
     """Register the page of one change to a class (rename, archive, class teacher)."""
 
     async def class_change_page(
-        request: Request, school_id: RowID, class_id: RowID, viewer: Viewer, session: SessionDep
+        request: Request, school_id: PathId, class_id: PathId, viewer: Viewer, session: SessionDep
     ) -> Response:
         school = _manage(session, viewer, school_id)
         school_class = class_for(session, school, class_id)
@@ -525,7 +522,7 @@ def _person_page(what: str) -> None:
     """Register the page of one change to a person (edit, remove, move, leave)."""
 
     async def person_change_page(
-        request: Request, school_id: RowID, person_id: RowID, viewer: Viewer, session: SessionDep
+        request: Request, school_id: PathId, person_id: PathId, viewer: Viewer, session: SessionDep
     ) -> Response:
         school = _manage(session, viewer, school_id)
         person, card = _person_in(session, school, person_id)
