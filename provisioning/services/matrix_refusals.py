@@ -60,13 +60,19 @@ def refusals_of_school(session: Session, school_id: int) -> list[RefusalNotice]:
         .order_by(RefusedAction.first_refused_at, RefusedAction.id)
         .limit(50)
     ).all()
+    user_ids = {r.user_id for r in records if r.user_id}
+    people = {
+        p.matrix_user_id: p
+        for p in session.scalars(select(Person).where(Person.matrix_user_id.in_(user_ids)))
+    }
+    aliases = {r.alias for r in records if r.alias}
+    rooms = {
+        r.alias: r
+        for r in session.scalars(select(ManagedRoom).where(ManagedRoom.alias.in_(aliases)))
+    }
     for record in records:
-        person = (
-            session.scalar(select(Person).where(Person.matrix_user_id == record.user_id))
-            if record.user_id
-            else None
-        )
-        room = session.get(ManagedRoom, record.alias) if record.alias else None
+        person = people.get(record.user_id) if record.user_id else None
+        room = rooms.get(record.alias) if record.alias else None
         room_name = str((room.applied or {}).get("name") or "") if room else ""
         kind = str(record.action.get("action", ""))
         what = _what(
@@ -74,9 +80,8 @@ def refusals_of_school(session: Session, school_id: int) -> list[RefusalNotice]:
             shown(person.display_name) if person else (record.user_id or ""),
             shown(room_name or record.alias or ""),
         )
-        why: Sentence = (_WHY[record.errcode], {})
-        if record.errcode not in _WHY:
-            why = (_INVALID, {"errcode": record.errcode})
+        known = _WHY.get(record.errcode)
+        why: Sentence = (known, {}) if known else (_INVALID, {"errcode": record.errcode})
         notices.append(
             RefusalNotice(
                 what=what,

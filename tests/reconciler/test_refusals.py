@@ -28,6 +28,7 @@ from provisioning.reconciler.state import (
     UserID,
 )
 from provisioning.services import schools as svc
+from provisioning.services.matrix_refusals import refusals_of_school
 
 BOT = UserID("@parta:hs")
 PUPIL = UserID("@pupil:hs")
@@ -153,3 +154,19 @@ def test_a_refused_room_holds_back_what_needs_it_and_a_success_clears_it(
     ]
     record_refusals(session, [], [create], desired(), NOW + timedelta(minutes=2))
     assert session.scalars(select(RefusedAction)).all() == []
+
+
+@pytest.mark.parametrize("errcode", ["M_TOO_LARGE", "M_FORBIDDEN", "M_BAD_JSON", "M_EXCLUSIVE"])
+def test_the_school_page_says_why_for_every_permanent_refusal(
+    migrated_session: Session, school_id: int, errcode: str
+) -> None:
+    session = migrated_session
+    join = Join(CHAT, PUPIL)
+    failure = FailedAction(join, f"{errcode}: refused", errcode)
+    record_refusals(session, [failure], [], desired(school_id=school_id), NOW)
+    [notice] = refusals_of_school(session, school_id)
+    assert notice.what[1]["room"] == CHAT and notice.what[1]["person"] == PUPIL
+    template, params = notice.why
+    assert template and (
+        errcode in {"M_TOO_LARGE", "M_FORBIDDEN"} or params == {"errcode": errcode}
+    )
