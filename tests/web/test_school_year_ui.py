@@ -237,7 +237,12 @@ def test_a_person_is_edited_with_the_apis_checks(
     page.click("#person-actions >> text=Изменить имя и контакты")
     page.fill("input[name=phone]", "12")
     page.click("text=Показать, что изменится")
-    expect(page.locator("#change-error")).to_contain_text("Укажите телефон цифрами")
+    # The words of the roster, the API and the registration form (services.limits).
+    expect(page.locator("#change-error")).to_contain_text("«12» — это не номер телефона")
+    page.fill("input[name=phone]", "")
+    page.fill("input[name=display_name]", "Я" * 121)
+    page.click("text=Показать, что изменится")
+    expect(page.locator("#change-error")).to_contain_text("121")
 
     def fill(p: Page) -> None:
         p.fill("input[name=display_name]", "Иван Петров")

@@ -19,7 +19,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,6 +27,7 @@ from provisioning.api.deps import PathId, SessionDep, reconcile_soon
 from provisioning.api.schemas import PersonUpdate
 from provisioning.db.models import EnrolmentRole, Person, Role, School, SchoolClass
 from provisioning.i18n import N_
+from provisioning.services import limits
 from provisioning.services import school_changes as changes
 from provisioning.services import schools as svc
 from provisioning.services.access import Access
@@ -42,15 +42,6 @@ router = APIRouter()
 
 MAX_FIELD = 300  # no field of these forms is longer; longer input is refused, not cut
 MAX_PEOPLE_SHOWN = 200
-
-
-class Refused(Exception):
-    """The form's input cannot be made into this change; the message is an `N_` ID."""
-
-    def __init__(self, message: str, **params: object) -> None:
-        super().__init__(message)
-        self.message = message
-        self.params = params
 
 
 @dataclass(frozen=True)
@@ -120,7 +111,7 @@ def _promotion(session: Session, actor: str, school: School) -> Change:
     def propose(values: Mapping[str, str]) -> Proposal:
         year = svc.parse_school_year(values["to_year"])
         if year is None:
-            raise Refused(N_("Give the school year to start, such as 2027/2028."))
+            raise svc.DomainError(N_("Give the school year to start, such as 2027/2028."))
         return Proposal(
             N_(
                 "Every class goes up a grade. Classes of grade %(last)s graduate: their rooms "
@@ -145,7 +136,7 @@ def _school_rename(session: Session, actor: str, school: School) -> Change:
     def propose(values: Mapping[str, str]) -> Proposal:
         name = " ".join(values["name"].split())
         if not 2 <= len(name) <= 200:
-            raise Refused(N_("Give the school a name of 2 to 200 characters."))
+            raise svc.DomainError(N_("Give the school a name of 2 to 200 characters."))
         return Proposal(
             N_("The school «%(before)s» is renamed «%(after)s»; its address and rooms stay."),
             lambda s: changes.rename_school(s, s.get_one(School, school_id), name, actor=actor),
@@ -167,7 +158,9 @@ def _class_rename(session: Session, actor: str, school_class: SchoolClass) -> Ch
     def propose(values: Mapping[str, str]) -> Proposal:
         parsed = parse_class(values["label"])
         if parsed is None:
-            raise Refused(N_("«%(label)s» is not a class such as 5А."), label=values["label"])
+            raise svc.DomainError(
+                N_("«%(label)s» is not a class such as 5А."), label=values["label"]
+            )
         return Proposal(
             N_("Class %(before)s is renamed %(after)s; its rooms and their history stay."),
             lambda s: changes.rename_class(
@@ -216,7 +209,7 @@ def _class_teacher(
 
     def propose(values: Mapping[str, str]) -> Proposal:
         if values["person_id"] not in staff:
-            raise Refused(N_("Choose a teacher of the school."))
+            raise svc.DomainError(N_("Choose a teacher of the school."))
         person_id = int(values["person_id"])
         return Proposal(
             N_(
@@ -248,7 +241,7 @@ def _move_pupil(
 
     def propose(values: Mapping[str, str]) -> Proposal:
         if values["class_id"] not in targets:
-            raise Refused(N_("Choose a class of the school."))
+            raise svc.DomainError(N_("Choose a class of the school."))
         class_id = int(values["class_id"])
         return Proposal(
             N_(
@@ -295,27 +288,19 @@ def _teacher_leaves(session: Session, actor: str, school: School, person: Person
     )
 
 
-_PERSON_FIELD_ERRORS = {
-    "display_name": N_("Give a name of 2 to 200 characters."),
-    "phone": N_("Give the phone number in digits, such as +7 900 123-45-67, or leave it empty."),
-    "email": N_("Give an e-mail address such as name@example.ru, or leave it empty."),
-}
-
-
 def _person_edit(session: Session, actor: str, school: School, person: Person) -> Change:
     person_id, school_id, name = person.id, school.id, person.display_name
 
     def propose(values: Mapping[str, str]) -> Proposal:
-        try:
-            update = PersonUpdate(
-                display_name=" ".join(values["display_name"].split()),
-                phone=values["phone"].strip() or None,
-                email=values["email"].strip() or None,
-            )
-        except ValidationError as exc:
-            first = str(exc.errors()[0]["loc"][0])
-            message = _PERSON_FIELD_ERRORS.get(first, _PERSON_FIELD_ERRORS["display_name"])
-            raise Refused(message) from exc
+        # The checks of `services.limits`, as when the person was added; their refusal says why.
+        display_name = limits.person_name(" ".join(values["display_name"].split()))
+        phone = values["phone"].strip()
+        email = values["email"].strip()
+        update = PersonUpdate(
+            display_name=display_name,
+            phone=limits.phone_number(phone) if phone else None,
+            email=limits.email_address(email) if email else None,
+        )
         return Proposal(
             N_("%(before)s: name «%(name)s», phone %(phone)s, e-mail %(email)s."),
             lambda s: changes.update_person(
@@ -355,7 +340,7 @@ def _person_remove(
 
     def propose(values: Mapping[str, str]) -> Proposal:
         if person_id == viewer.person_id:
-            raise Refused(N_("You cannot remove yourself from the school."))
+            raise svc.DomainError(N_("You cannot remove yourself from the school."))
         return Proposal(
             N_(
                 "%(name)s is taken out of %(school)s: their roles, classes and family links "
@@ -420,11 +405,7 @@ async def _page(
                 reconcile_soon(request)
                 return RedirectResponse(change.back, status_code=303)
             rooms = preview(session, proposal.apply)
-        except Refused as exc:
-            session.rollback()
-            error = translate(request, exc.message, **exc.params)
-            return _render(request, change, values, error=error, status=400)
-        except svc.DomainError as exc:
+        except (svc.DomainError, limits.FieldRefused) as exc:
             session.rollback()
             status = 409 if isinstance(exc, svc.AlreadyExists) else 400
             error = translate(request, exc.template, **exc.params)
