@@ -34,6 +34,12 @@ class ApiError(Exception):
         self.error = error
 
 
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer …` header; None without one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def error_response(status: int, errcode: str, error: str) -> JSONResponse:
     return JSONResponse({"errcode": errcode, "error": error}, status_code=status)
 

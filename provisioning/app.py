@@ -12,9 +12,9 @@ from starlette.types import Scope
 from bridge.matrix.client import MatrixClient, RetryPolicy
 from parta.body_limits import FORM_OVERHEAD_BYTES, MIB, Allowance, BodyLimits
 from parta.settings import Settings
-from parta.web import ApiError, install_error_handlers, install_request_log
+from parta.web import ApiError, bearer_token, install_error_handlers, install_request_log
 from provisioning.api import health, internal, school_year, v1
-from provisioning.api.auth import TokenCache, bearer_token, verified_user
+from provisioning.api.auth import TokenCache, verified_user
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
 from provisioning.policy.snapshot import refresh_snapshot

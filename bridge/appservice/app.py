@@ -36,7 +36,13 @@ from bridge.bot import ensure_bot_is_server_admin
 from bridge.matrix.client import MatrixClient
 from parta.body_limits import MIB, Allowance, BodyLimits
 from parta.settings import Settings
-from parta.web import ApiError, error_response, install_error_handlers, install_request_log
+from parta.web import (
+    ApiError,
+    bearer_token,
+    error_response,
+    install_error_handlers,
+    install_request_log,
+)
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
 
@@ -77,11 +83,6 @@ class BridgeState:
     transactions_processed: int = 0
 
 
-def _homeserver_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token if scheme.lower() == "bearer" and token else None
-
-
 def _is_homeserver(request: Request, token: str) -> bool:
     """The hs_token, compared in constant time."""
     settings: Settings = request.app.state.settings
@@ -90,7 +91,7 @@ def _is_homeserver(request: Request, token: str) -> bool:
 
 def _homeserver_only(request: Request) -> None:
     """Refuse any caller but our homeserver."""
-    token = _homeserver_token(request)
+    token = bearer_token(request)
     if token is None:
         raise ApiError(401, "M_UNAUTHORIZED", "Missing homeserver token")
     if not _is_homeserver(request, token):
@@ -100,7 +101,7 @@ def _homeserver_only(request: Request) -> None:
 async def _from_homeserver(scope: Scope) -> bool:
     """Whether a request carries the hs_token: only then may it send a big transaction."""
     request = Request(scope)
-    token = _homeserver_token(request)
+    token = bearer_token(request)
     return token is not None and _is_homeserver(request, token)
 
 

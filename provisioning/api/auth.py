@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient
 from bridge.matrix.errors import HomeserverUnavailable, MatrixError
-from parta.web import ApiError
+from parta.web import ApiError, bearer_token
 from provisioning.api.deps import SessionDep
 from provisioning.db.models import Person
 from provisioning.services.access import load_access
@@ -78,11 +78,6 @@ def _actor_for(session: Session, user_id: str) -> Actor | None:
         region_admin=access.region_admin,
         school_admin_of=access.school_admin_of,
     )
-
-
-def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token if scheme.lower() == "bearer" and token else None
 
 
 async def verified_user(request: Request, token: str) -> str:

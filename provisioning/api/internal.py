@@ -7,7 +7,7 @@ import hmac
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
-from parta.web import ApiError
+from parta.web import ApiError, bearer_token
 from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.models import LibraryItem, Person
 from provisioning.services import library
@@ -25,9 +25,9 @@ def reconcile(request: Request, settings: SettingsDep) -> dict[str, bool]:
 
 
 def _check_service(request: Request, settings: SettingsDep) -> None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = bearer_token(request) or ""
     expected = settings.as_token.get_secret_value()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+    if not hmac.compare_digest(token.encode(), expected.encode()):
         raise ApiError(403, "M_FORBIDDEN", "Only Parta's own services call this")
 
 
