@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from bridge.matrix.client import MatrixClient, path
 from parta.deployment import LocalDeployment
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.models import ManagedRoom, ParentLink, Person
+from tests.harness.api import sync_now
 from tests.harness.waiting import eventually
 
 PASSWORD = "school-admin-password"
@@ -123,8 +123,7 @@ async def test_only_a_region_administrator_starts_a_region_wide_sync(
     assert (refused.status_code, refused.json()["errcode"]) == (403, "M_FORBIDDEN")
     assert "region administrator" in refused.json()["error"]
     assert "within seconds" in refused.json()["error"]  # and what happens to their changes
-    ran = await api.region_admin.post("/api/v1/sync")
-    assert ran.status_code in (200, 409), ran.text  # 409: a run of the service was under way
+    await sync_now(api.region_admin)  # runs (asked again while a run of the service holds it)
 
 
 @pytest.mark.parametrize(
@@ -325,17 +324,6 @@ async def test_a_school_opens_one_room_to_other_regions_and_the_policy_learns_it
     await eventually(open_in_snapshot, "the policy snapshot to show the room as open")
 
 
-async def _region_sync(api: Api) -> None:
-    """Run the reconciler now; a run the service started itself may hold it a moment."""
-    for _ in range(300):
-        synced = await api.region_admin.post("/api/v1/sync")
-        if synced.status_code == 200:
-            return
-        assert synced.status_code == 409, synced.text
-        await asyncio.sleep(0.2)
-    pytest.fail("the reconciler stayed busy for a minute")
-
-
 async def test_a_pupil_is_nobodys_parent_not_even_in_another_school(
     region: LocalDeployment, api: Api, bot: MatrixClient
 ) -> None:
@@ -370,7 +358,7 @@ async def test_a_pupil_is_nobodys_parent_not_even_in_another_school(
         with make_session_factory(engine)() as session:
             session.add(ParentLink(parent_id=int(str(petya["id"])), child_id=int(str(vanya["id"]))))
             session.commit()
-        await _region_sync(api)
+        await sync_now(api.region_admin)
         parents_chat = f"school-{mine['slug']}-{2026 + 1 + 11 - 5}a-parents"
         with make_session_factory(engine)() as session:
             record = session.get(ManagedRoom, parents_chat)

@@ -88,7 +88,7 @@ async def test_a_teacher_without_a_camera_speaks_and_a_pupil_without_devices_lis
     await expect(note).to_be_visible()
     await expect(note).to_contain_text("только со звуком")
     assert await teacher.evaluate("Boolean(call.local.audio) && !call.local.video")
-    assert await teacher.locator("#cam").is_disabled()
+    await expect(teacher.locator("#cam")).to_be_disabled()
     await screenshot_frame(teacher_page, "call-teacher-audio-only")
 
     # A pupil who allowed everything hears her.
@@ -103,7 +103,7 @@ async def test_a_teacher_without_a_camera_speaks_and_a_pupil_without_devices_lis
     )
     masha_page, masha = await open_in(masha_context, widget_host, widgets_url, lesson, "masha")
     await expect(masha.locator("#call-media-note")).to_contain_text("только смотреть и слушать")
-    assert await masha.locator("#mic").is_disabled()
+    await expect(masha.locator("#mic")).to_be_disabled()
     await until(lambda: audio_packets(masha, teacher_id), "the teacher's voice at Masha's")
     await screenshot_frame(masha_page, "call-pupil-receive-only")
     for page in (teacher_page, ivan_page, masha_page):
@@ -147,7 +147,7 @@ async def test_a_screen_tile_only_while_the_teacher_shares_and_no_picture_of_a_c
     await teacher.locator("#cam").click()
     camera = ivan.locator(f'.tile.camera[data-user="{teacher_id}"]')
     await expect(camera.locator(".avatar")).to_have_count(1, timeout=WAIT_S * 1000)
-    assert await camera.locator("video").count() == 0
+    await expect(camera.locator("video")).to_have_count(0)
     for page in (teacher_page, ivan_page):
         await page.context.close()
 

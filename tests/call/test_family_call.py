@@ -9,7 +9,6 @@ A class's lesson, where the teacher holds the kick level, stays moderated
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any
 
@@ -25,30 +24,12 @@ from provisioning.services import schools as svc
 from tests.call.conftest import until
 from tests.call.test_call_page import Lesson, audio_packets, open_widget, screenshot_frame
 from tests.call.test_call_page import browser as browser  # the fixture, re-exported
+from tests.harness.api import created, sync_now
 from tests.matrix_users import logged_in, openid_token
 from tests.test_api import token_for
 from widgets.call.room_access import read_room_members
 
 PASSWORD = "family-call-password"
-
-
-async def _post(api: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    answer = await api.post(url, json=body)
-    assert answer.status_code == 201, answer.text
-    result: dict[str, Any] = answer.json()
-    return result
-
-
-async def _sync(api: httpx.AsyncClient) -> None:
-    """Run the reconciler now (another run may hold it for a moment: ask again)."""
-    deadline = asyncio.get_running_loop().time() + 120
-    while True:
-        answer = await api.post("/api/v1/sync")
-        if answer.status_code == 200:
-            return
-        assert answer.status_code == 409, answer.text
-        assert asyncio.get_running_loop().time() < deadline, "the reconciler stayed busy"
-        await asyncio.sleep(0.5)
 
 
 async def family_room(region: LocalDeployment, bot: MatrixClient) -> tuple[Lesson, str]:
@@ -63,22 +44,24 @@ async def family_room(region: LocalDeployment, bot: MatrixClient) -> tuple[Lesso
         base_url=settings.provisioning_url, headers=headers, timeout=120
     ) as api:
         tag = secrets.token_hex(3)
-        school = await _post(
+        school = await created(
             api,
             "/api/v1/schools",
             {"name": f"Школа {tag}", "slug": f"family-{tag}", "academic_year": 2026},
         )
         people = f"/api/v1/schools/{school['id']}/people"
-        school_class = await _post(api, f"/api/v1/schools/{school['id']}/classes", {"label": "3Б"})
-        teacher = await _post(
+        school_class = await created(
+            api, f"/api/v1/schools/{school['id']}/classes", {"label": "3Б"}
+        )
+        teacher = await created(
             api,
             people,
             {"display_name": "Ирина Петровна", "role": "class_teacher", "class_label": "3Б"},
         )
-        child = await _post(
+        child = await created(
             api, people, {"display_name": "Петя Семейный", "role": "pupil", "class_label": "3Б"}
         )
-        parent = await _post(
+        parent = await created(
             api, people, {"display_name": "Мама Пети", "role": "parent", "children": [child["id"]]}
         )
         engine = make_engine(settings.sqlalchemy_url)
@@ -88,7 +71,7 @@ async def family_room(region: LocalDeployment, bot: MatrixClient) -> tuple[Lesso
                 assert pupil is not None and mother is not None
                 svc.confirm_pupil(session, pupil, parent=mother)
                 session.commit()
-            await _sync(api)
+            await sync_now(api)
             alias = f"family-{parent['id']}-{child['id']}"
             members = {child["matrix_user_id"], parent["matrix_user_id"]}
             in_class = {child["matrix_user_id"], teacher["matrix_user_id"]}

@@ -19,8 +19,8 @@ from websockets.exceptions import ConnectionClosed
 
 from bridge.matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
+from tests.harness.memory import peak_mb, reset_peak
 from tests.matrix_users import new_person
-from tests.test_limits import rss_mb
 from tests.web.conftest import CHROMIUM
 
 pytestmark = pytest.mark.timeout(300)
@@ -47,7 +47,7 @@ async def closed_after(url: str, payload: str | bytes | None) -> tuple[int | Non
 async def test_forty_15_mib_frames_before_join_cost_nothing(region: LocalDeployment) -> None:
     pid = region.status()["widgets"]
     assert pid is not None
-    before = rss_mb(pid)
+    before = reset_peak(pid)
     frame = b"{" + b" " * (15 * MIB)
 
     async def push() -> int | None:
@@ -58,9 +58,11 @@ async def test_forty_15_mib_frames_before_join_cost_nothing(region: LocalDeploym
         return code
 
     codes = await asyncio.gather(*(push() for _ in range(40)))
-    grown = rss_mb(pid) - before
-    print(f"widgets RSS {before:.0f} MB, grown by {grown:.0f} MB after forty 15 MiB frames")
+    grown = peak_mb(pid) - before
+    print(f"widgets RSS {before:.0f} MB, peak {grown:.0f} MB higher during forty 15 MiB frames")
     assert set(codes) <= {1009, None}, codes
+    # None is a socket closed while its frame was still going out; most see the close code.
+    assert codes.count(1009) >= 20, codes
     assert grown < 40
 
 

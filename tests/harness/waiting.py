@@ -37,9 +37,12 @@ def wait_until(
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None]], what: str, *, within: float = 60,
+    probe: Callable[[], Awaitable[T | None]],
+    what: str,
+    *,
+    within: float = 60,
     every: float = 0.3,
-) -> T:  # fmt: skip
+) -> T:
     """`wait_until` for a coroutine probe, sleeping without blocking the event loop."""
     deadline = time.monotonic() + within
     while True:

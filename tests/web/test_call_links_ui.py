@@ -24,7 +24,8 @@ from parta.deployment import LocalDeployment
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.models import ManagedRoom, Person
 from provisioning.services import schools as svc
-from tests.call.test_family_call import _post, _sync
+from tests.harness.api import created, sync_now
+from tests.harness.waiting import eventually
 from tests.test_api import token_for
 from tests.web.conftest import screenshot
 from tests.web.test_admin_ui import sign_in
@@ -42,24 +43,26 @@ class Family:
 
 
 async def _placed(
-    region: LocalDeployment, aliases: dict[str, str], users: set[str]
+    region: LocalDeployment, rooms: dict[str, tuple[str, set[str]]]
 ) -> dict[str, str]:
-    """Wait for the reconciler to make the rooms and place the people; their room IDs."""
+    """Wait for the reconciler to make each room (key -> alias, the people it must hold)
+    and place its people there; their room IDs."""
     engine = make_engine(region.settings.sqlalchemy_url)
+
+    async def made() -> dict[str, str] | None:
+        found: dict[str, str] = {}
+        with make_session_factory(engine)() as session:
+            for key, (alias, people) in rooms.items():
+                record = session.get(ManagedRoom, alias)
+                if record is None or not record.room_id:
+                    return None
+                if not people <= set(record.applied.get("members", [])):
+                    return None
+                found[key] = record.room_id
+        return found
+
     try:
-        deadline = asyncio.get_running_loop().time() + 180
-        while True:
-            found: dict[str, str] = {}
-            with make_session_factory(engine)() as session:
-                for key, alias in aliases.items():
-                    record = session.get(ManagedRoom, alias)
-                    members = set(record.applied.get("members", [])) if record else set()
-                    if record is not None and record.room_id and users & members:
-                        found[key] = record.room_id
-            if len(found) == len(aliases):
-                return found
-            assert asyncio.get_running_loop().time() < deadline, f"rooms not made: {found}"
-            await asyncio.sleep(0.5)
+        return await eventually(made, "the rooms made with their people", within=180)
     finally:
         engine.dispose()
 
@@ -75,21 +78,21 @@ async def _family(region: LocalDeployment) -> Family:
     ) as api:
         tag = secrets.token_hex(3)
         slug = f"links-{tag}"
-        school = await _post(
+        school = await created(
             api, "/api/v1/schools", {"name": f"Школа {tag}", "slug": slug, "academic_year": 2026}
         )
         sid = school["id"]
-        school_class = await _post(api, f"/api/v1/schools/{sid}/classes", {"label": "4В"})
+        school_class = await created(api, f"/api/v1/schools/{sid}/classes", {"label": "4В"})
         people = f"/api/v1/schools/{sid}/people"
-        teacher = await _post(
+        teacher = await created(
             api,
             people,
             {"display_name": "Анна Учителева", "role": "class_teacher", "class_label": "4В"},
         )
-        pupil = await _post(
+        pupil = await created(
             api, people, {"display_name": "Вова Ученик", "role": "pupil", "class_label": "4В"}
         )
-        parent = await _post(
+        parent = await created(
             api, people, {"display_name": "Папа Вовы", "role": "parent", "children": [pupil["id"]]}
         )
         engine = make_engine(settings.sqlalchemy_url)
@@ -101,7 +104,7 @@ async def _family(region: LocalDeployment) -> Family:
                 session.commit()
         finally:
             engine.dispose()
-        await _sync(api)
+        await sync_now(api)
     users = {
         "teacher": str(teacher["matrix_user_id"]),
         "pupil": str(pupil["matrix_user_id"]),
@@ -111,11 +114,10 @@ async def _family(region: LocalDeployment) -> Family:
     rooms = await _placed(
         region,
         {
-            "lesson": f"{space}-chat",
-            "meeting": f"{space}-parents",
-            "family": f"family-{parent['id']}-{pupil['id']}",
+            "lesson": (f"{space}-chat", {users["teacher"], users["pupil"]}),
+            "meeting": (f"{space}-parents", {users["teacher"], users["parent"]}),
+            "family": (f"family-{parent['id']}-{pupil['id']}", {users["parent"], users["pupil"]}),
         },
-        set(users.values()),
     )
     async with MatrixClient(settings.homeserver_url, settings.as_token.get_secret_value()) as bot:
         for user_id in users.values():
