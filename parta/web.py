@@ -34,6 +34,10 @@ class ApiError(Exception):
         self.error = error
 
 
+# The largest id a row can have: SQLite's INTEGER and PostgreSQL's BIGINT are 64-bit signed.
+MAX_ID = 2**63 - 1
+
+
 def bearer_token(request: Request) -> str | None:
     """The token of an `Authorization: Bearer …` header; None without one."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -72,7 +76,7 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
         return error_response(
             404,
             "M_NOT_FOUND",
-            f"There is nothing with {wrong_ids}: an id is a whole number from 1 to {2**63 - 1}.",
+            f"There is nothing with {wrong_ids}: an id is a whole number from 1 to {MAX_ID}.",
         )
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()

@@ -11,10 +11,8 @@ from sqlalchemy.orm import Session
 
 from bridge.matrix.client import MatrixClient
 from parta.settings import Settings
+from parta.web import MAX_ID
 from provisioning.reconciler.scheduler import ReconcileScheduler
-
-# The largest id a row can have: SQLite's INTEGER and PostgreSQL's BIGINT are 64-bit signed.
-MAX_ID = 2**63 - 1
 
 
 def _session(request: Request) -> Iterator[Session]:

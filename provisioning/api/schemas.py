@@ -166,4 +166,4 @@ class ClassUpdate(BaseModel):
 
 class ClassTeacher(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    person_id: int = Field(ge=1, le=2**63 - 1)
+    person_id: RowId

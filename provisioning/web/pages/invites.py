@@ -17,7 +17,6 @@ from bridge.matrix.client import MatrixClient
 from bridge.matrix.errors import MatrixError
 from parta.settings import Settings
 from provisioning.api.deps import (
-    MAX_ID,
     MatrixDep,
     PathId,
     RowId,
@@ -82,8 +81,8 @@ def create_invite(
     viewer: Viewer,
     session: SessionDep,
     role: Annotated[Role, Form()],
-    class_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
-    child_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
+    class_id: Annotated[RowId | None, Form()] = None,
+    child_id: Annotated[RowId | None, Form()] = None,
     valid_days: Annotated[int, Form(ge=1, le=svc.MAX_VALID_DAYS)] = 14,
     max_uses: Annotated[str, Form(max_length=6)] = "",
 ) -> Response:
