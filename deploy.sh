@@ -105,6 +105,8 @@ run_tests() {
   "$VENV/bin/ruff" format --check .
   say "mypy"
   "$VENV/bin/mypy"
+  say "lint-imports (the architecture's arrows, pyproject.toml)"
+  PYTHONPATH=synapse-config/modules "$VENV/bin/lint-imports"
   say "pytest"
   "$VENV/bin/pytest" "$@"
 }

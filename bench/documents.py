@@ -41,8 +41,8 @@ from bench.harness import cpu_seconds, cpu_times, require_test_extras, start_reg
 
 require_test_extras("bench/documents.py", pptx="python-pptx")
 
-from bridge.accounts import ensure_local_user  # noqa: E402
-from bridge.matrix.client import MatrixClient  # noqa: E402
+from matrix.accounts import ensure_local_user  # noqa: E402
+from matrix.client import MatrixClient  # noqa: E402
 from parta.deployment import LocalDeployment  # noqa: E402
 from tests.documents.slides import make_presentation  # noqa: E402
 from widgets.documents.convert import Converter  # noqa: E402

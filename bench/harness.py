@@ -9,8 +9,8 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from foundation.settings import CONFIG_FILE_NAME
 from parta.deployment import LocalDeployment
-from parta.settings import CONFIG_FILE_NAME
 
 TICKS = os.sysconf("SC_CLK_TCK")
 INSTALL_TEST_EXTRAS = ".venv/bin/pip install -e '.[test]'"

@@ -40,7 +40,7 @@ from school_policy.directory import load_directory  # noqa: E402
 from school_policy.rules import Rules  # noqa: E402
 
 from bench.harness import start_region  # noqa: E402
-from bridge.matrix.client import MatrixClient, path  # noqa: E402
+from matrix.client import MatrixClient, path  # noqa: E402
 from parta.deployment import LocalDeployment  # noqa: E402
 from provisioning.db.engine import make_engine, make_session_factory  # noqa: E402
 from provisioning.db.models import EnrolmentRole, Region, Role  # noqa: E402

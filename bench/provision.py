@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import start_region  # noqa: E402
-from bridge.matrix.client import MatrixClient  # noqa: E402
+from matrix.client import MatrixClient  # noqa: E402
 from parta.deployment import LocalDeployment  # noqa: E402
 from provisioning.db.base import utcnow  # noqa: E402
 from provisioning.db.engine import make_engine, make_session_factory  # noqa: E402

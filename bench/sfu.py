@@ -59,7 +59,7 @@ from websockets.asyncio.client import connect  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
 from bench.harness import cpu_seconds, free_ports  # noqa: E402
-from parta.memory import freeze_startup_objects  # noqa: E402
+from foundation.memory import freeze_startup_objects  # noqa: E402
 from widgets.call import rtp_forwarding  # noqa: E402
 from widgets.call.moderation import CallState  # noqa: E402
 from widgets.call.sfu import CallRoom, new_peer_connection  # noqa: E402

@@ -30,7 +30,7 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from parta.settings import Settings  # noqa: E402
+from foundation.settings import Settings  # noqa: E402
 from provisioning.app import create_app  # noqa: E402
 from provisioning.db.base import utcnow  # noqa: E402
 from provisioning.db.engine import make_engine, make_session_factory  # noqa: E402

@@ -1,1 +1,4 @@
-"""Parta's command line and deployment glue: settings, secrets, rendering, processes."""
+"""The composition root: the `parta` command, the local deployment, the supervisor.
+
+It imports every part and is imported by none of them.
+"""

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 
-from parta.private_files import PRIVATE_UMASK
-from parta.settings import CONFIG_FILE_NAME, Settings
+from foundation.private_files import PRIVATE_UMASK
+from foundation.settings import CONFIG_FILE_NAME, Settings
 from parta.supervisor import DeployError, tail
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def import_roster_file(
 
     from sqlalchemy import select
 
-    from bridge.matrix.client import MatrixClient
+    from matrix.client import MatrixClient
     from provisioning.db.engine import make_engine, make_session_factory
     from provisioning.db.migrate import upgrade_to_head
     from provisioning.db.models import School
@@ -256,7 +256,7 @@ def demo(var_dir: VarDir = Path("var")) -> None:
     """Load the demo school (once) into a running deployment and print its logins."""
     import asyncio
 
-    from bridge.matrix.client import MatrixClient
+    from matrix.client import MatrixClient
     from provisioning.db.engine import make_engine, make_session_factory
     from provisioning.db.migrate import upgrade_to_head
     from provisioning.services.demo import ensure_demo_school
@@ -293,8 +293,8 @@ def status(var_dir: VarDir = Path("var")) -> None:
     """Show which services run and any file others may read; exit 1 unless all is well."""
     import stat
 
+    from foundation.private_files import exposed
     from parta.deployment import LocalDeployment
-    from parta.private_files import exposed
 
     settings = _load(var_dir)
     states = LocalDeployment(settings).status()
@@ -349,8 +349,8 @@ def sync(
     import asyncio
     import json
 
-    from bridge.matrix.client import MatrixClient
-    from parta.logs import configure_logging
+    from foundation.logs import configure_logging
+    from matrix.client import MatrixClient
     from provisioning.db.engine import make_engine, make_session_factory
     from provisioning.db.migrate import upgrade_to_head
     from provisioning.reconciler.actions import describe
@@ -422,7 +422,7 @@ def serve_provisioning(var_dir: VarDir = Path("var")) -> None:
     """Run the provisioning service on its configured address."""
     import uvicorn
 
-    from parta.logs import configure_logging
+    from foundation.logs import configure_logging
     from provisioning.app import create_app
 
     settings = _load(var_dir)
@@ -441,8 +441,8 @@ def serve_bridge(var_dir: VarDir = Path("var")) -> None:
     """Run the bridge (the appservice Synapse calls) on its configured address."""
     import uvicorn
 
-    from bridge.appservice.app import create_app
-    from parta.logs import configure_logging
+    from foundation.logs import configure_logging
+    from provisioning.appservice.app import create_app
 
     settings = _load(var_dir)
     configure_logging(settings.log_level, settings.log_format)
@@ -460,8 +460,8 @@ def serve_widgets(var_dir: VarDir = Path("var")) -> None:
     """Run the widget service (the call widget's SFU) on its configured address."""
     import uvicorn
 
-    from parta.logs import configure_logging
-    from parta.memory import freeze_startup_objects
+    from foundation.logs import configure_logging
+    from foundation.memory import freeze_startup_objects
     from widgets.app import create_app
     from widgets.call.service import MESSAGE_MAX_BYTES
 
@@ -481,6 +481,6 @@ def serve_widgets(var_dir: VarDir = Path("var")) -> None:
 
 def main() -> None:
     # Files the CLI and the services it runs make are this account's only (var/ holds
-    # pupils' data, access tokens and secrets): parta.private_files.
+    # pupils' data, access tokens and secrets): foundation.private_files.
     os.umask(PRIVATE_UMASK)
     app()

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from bridge.matrix.client import MatrixClient
-from parta.private_files import make_private
+from foundation.private_files import make_private
+from foundation.settings import SECRET_FIELDS, Settings
+from matrix.client import MatrixClient
 from parta.render import render_all
 from parta.secrets import ensure_secrets
-from parta.settings import SECRET_FIELDS, Settings
 from parta.supervisor import ServiceSpec, Supervisor
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.services.demo import DemoSchool, ensure_demo_school
@@ -73,7 +73,7 @@ def _source_digest() -> bytes:
     """Parta's own code: a changed checkout restarts the services that run it."""
     files = sorted(
         p
-        for package in ("parta", "provisioning", "bridge", "widgets")
+        for package in ("parta", "foundation", "matrix", "provisioning", "widgets")
         for p in (SOURCE_ROOT / package).rglob("*")
         if p.suffix in {".py", ".mako"}
     )

@@ -17,8 +17,8 @@ from pathlib import Path
 import jinja2
 from signedjson.key import generate_signing_key, write_signing_keys
 
-from parta.naming import MANAGED_ALIAS_PREFIXES
-from parta.settings import Settings
+from foundation.naming import MANAGED_ALIAS_PREFIXES
+from foundation.settings import Settings
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "synapse-config" / "templates"
 

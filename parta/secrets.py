@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from parta.settings import SECRET_FIELDS, SECRETS_FILE_NAME
+from foundation.settings import SECRET_FIELDS, SECRETS_FILE_NAME
 
 
 def _read_env_file(path: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from parta.private_files import PRIVATE_UMASK
+from foundation.private_files import PRIVATE_UMASK
 
 
 class DeployError(Exception):

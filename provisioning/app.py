@@ -9,10 +9,10 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.types import Scope
 
-from bridge.matrix.client import MatrixClient, RetryPolicy
-from parta.body_limits import FORM_OVERHEAD_BYTES, MIB, Allowance, BodyLimits
-from parta.settings import Settings
-from parta.web import ApiError, bearer_token, install_error_handlers, install_request_log
+from foundation.body_limits import FORM_OVERHEAD_BYTES, MIB, Allowance, BodyLimits
+from foundation.settings import Settings
+from foundation.web import ApiError, bearer_token, install_error_handlers, install_request_log
+from matrix.client import MatrixClient, RetryPolicy
 from provisioning.api import health, internal, school_year, v1
 from provisioning.api.auth import TokenCache, verified_user
 from provisioning.db.engine import make_engine, make_session_factory

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head

@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 import httpx
 from nio import AsyncClient, LoginResponse
 
-from bridge.accounts import ensure_local_user
-from bridge.matrix.client import MatrixClient, path
+from matrix.accounts import ensure_local_user
+from matrix.client import MatrixClient, path
 from parta.deployment import LocalDeployment
 
 

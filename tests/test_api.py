@@ -12,7 +12,7 @@ import pytest
 from nio import AsyncClient, JoinedRoomsResponse, LoginResponse
 from sqlalchemy import func, select
 
-from bridge.matrix.client import MatrixClient, path
+from matrix.client import MatrixClient, path
 from parta.deployment import LocalDeployment
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.models import ManagedRoom, ParentLink, Person

@@ -15,7 +15,7 @@ from provisioning.i18n import LOCALES, translations
 from provisioning.web.audit_labels import ACTION_LABELS, ACTOR_LABELS, action_label, actor_label
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("parta", "provisioning", "bridge", "widgets", "synapse-config/modules")
+SOURCES = ("parta", "foundation", "matrix", "provisioning", "widgets", "synapse-config/modules")
 RECORDER_MODULE = "provisioning/audit.py"
 RECORDERS = {"record_audit", "_audit"}  # record_audit(session, actor, action, subject, ...)
 

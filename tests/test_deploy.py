@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from nio import AsyncClient, LoginResponse, SyncResponse
 
+from foundation.settings import Settings
 from parta.deployment import LocalDeployment
-from parta.settings import Settings
 from tests.harness.ports import free_ports
 from tests.harness.region import write_config
 

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 from nio import Api, AsyncClient, RegisterResponse, RoomCreateResponse, RoomVisibility
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.matrix_users import logged_in, new_person
 

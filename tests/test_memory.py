@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from parta.memory import freeze_startup_objects
+from foundation.memory import freeze_startup_objects
 
 
 class Node:

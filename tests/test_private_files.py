@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from foundation.private_files import exposed, make_private
 from parta.deployment import LocalDeployment
-from parta.private_files import exposed, make_private
 
 ROOT = Path(__file__).resolve().parent.parent
 

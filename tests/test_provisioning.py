@@ -8,9 +8,9 @@ import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from foundation.settings import Settings
 from parta.deployment import LocalDeployment
 from parta.secrets import ensure_secrets
-from parta.settings import Settings
 from provisioning.app import create_app
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.models import AuditEvent, Person, Role

@@ -10,10 +10,10 @@ import yaml
 from pydantic import ValidationError
 from synapse.config.homeserver import HomeServerConfig
 
+from foundation.settings import Settings
 from parta.deployment import LocalDeployment
 from parta.render import render_all, render_synapse_config
 from parta.secrets import ensure_secrets
-from parta.settings import Settings
 from tests.harness.region import write_config
 
 

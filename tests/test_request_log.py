@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from parta.web import install_error_handlers, install_request_log
+from foundation.web import install_error_handlers, install_request_log
 
 
 def app() -> FastAPI:

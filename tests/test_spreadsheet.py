@@ -80,7 +80,7 @@ def test_every_csv_download_is_written_here() -> None:
     """A CSV writer or response anywhere else would skip the protection: find them all."""
     root = Path(__file__).resolve().parents[1]
     elsewhere = []
-    for folder in ("parta", "provisioning", "bridge", "widgets"):
+    for folder in ("parta", "foundation", "matrix", "provisioning", "widgets"):
         for path in sorted((root / folder).rglob("*.py")):
             if path == root / "provisioning" / "spreadsheet.py":
                 continue

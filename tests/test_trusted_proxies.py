@@ -24,8 +24,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from foundation.settings import Settings
 from parta.deployment import LocalDeployment
-from parta.settings import Settings
 from provisioning.db.models import AuditEvent, Person, WebSession
 from tests.harness.ports import free_ports
 from tests.harness.region import region_session

@@ -17,10 +17,11 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from bridge.matrix.client import MatrixClient
-from parta.body_limits import FORM_OVERHEAD_BYTES, Allowance, BodyLimits, SignedIn
-from parta.settings import Settings
-from parta.web import install_error_handlers, install_request_log
+from foundation.body_limits import FORM_OVERHEAD_BYTES, Allowance, BodyLimits, SignedIn
+from foundation.settings import Settings
+from foundation.web import install_error_handlers, install_request_log
+from matrix.client import MatrixClient
+from matrix.openid import OpenIDVerifier, ServerResolver
 from widgets.call.persistence import CallStore
 from widgets.call.rtp_forwarding import check_aiortc_version
 from widgets.call.service import EMPTY_CALL_KEPT_S, CallService
@@ -28,7 +29,6 @@ from widgets.call.turn import TurnIssuer
 from widgets.documents.disk import DiskAlarm
 from widgets.documents.service import DocumentsService, documents_router
 from widgets.documents.sessions import NotSignedIn
-from widgets.openid import OpenIDVerifier, ServerResolver
 
 CALL_STATIC = Path(__file__).resolve().parent / "call" / "static"
 DOCUMENTS_STATIC = Path(__file__).resolve().parent / "documents" / "static"

@@ -16,9 +16,9 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient
-from bridge.matrix.errors import HomeserverUnavailable, MatrixError
-from parta.web import ApiError, bearer_token
+from foundation.web import ApiError, bearer_token
+from matrix.client import MatrixClient
+from matrix.errors import HomeserverUnavailable, MatrixError
 from provisioning.api.deps import SessionDep
 from provisioning.db.models import Person
 from provisioning.services.access import load_access

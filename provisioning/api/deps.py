@@ -9,9 +9,9 @@ from fastapi import Depends, Path, Request
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient
-from parta.settings import Settings
-from parta.web import MAX_ID
+from foundation.settings import Settings
+from foundation.web import MAX_ID
+from matrix.client import MatrixClient
 from provisioning.reconciler.scheduler import ReconcileScheduler
 
 
@@ -42,7 +42,7 @@ MatrixDep = Annotated[MatrixClient, Depends(_matrix)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 # A row's id in a path. A bigger number would overflow the database driver (a 500); out of
-# range, it names nothing, so it is a 404 (parta.web.validation_error_response).
+# range, it names nothing, so it is a 404 (foundation.web.validation_error_response).
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 # A row's id in a body or a form: the same range, refused as a bad field (400) outside it.
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bridge.matrix.errors import MatrixError
+from matrix.errors import MatrixError
 from provisioning.api.deps import MatrixDep, SessionDep
 
 router = APIRouter()

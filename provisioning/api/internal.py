@@ -7,7 +7,7 @@ import hmac
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
-from parta.web import ApiError, bearer_token
+from foundation.web import ApiError, bearer_token
 from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.models import LibraryItem, Person
 from provisioning.services import library

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
-from parta.web import ApiError
+from foundation.web import ApiError
 from provisioning.api.auth import CurrentAdmin
 from provisioning.api.deps import PathId, SessionDep, reconcile_soon
 from provisioning.api.schemas import (

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from parta.web import ApiError
+from foundation.web import ApiError
 from provisioning.api.auth import Actor, CurrentAdmin
 from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.api.schemas import (

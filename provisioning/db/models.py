@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from parta.naming import transliterate
+from foundation.naming import transliterate
 from provisioning.db.base import Base, utcnow
 
 

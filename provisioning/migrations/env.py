@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine, create_engine
 
-import bridge.store  # noqa: F401 - registers the bridge's tables on the shared metadata
+import provisioning.appservice.store  # registers the appservice's tables
 import provisioning.db.models  # noqa: F401 - registers provisioning's tables
 from provisioning.db.base import Base
 

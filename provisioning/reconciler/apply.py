@@ -23,8 +23,8 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import JsonDict, MatrixClient, path
-from bridge.matrix.errors import Forbidden, HomeserverUnreachable, MatrixError, NotFound, RoomInUse
+from matrix.client import JsonDict, MatrixClient, path
+from matrix.errors import Forbidden, HomeserverUnreachable, MatrixError, NotFound, RoomInUse
 from provisioning.db.base import utcnow
 from provisioning.db.models import Person
 from provisioning.reconciler.actions import (

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import NotFound
+from matrix.client import MatrixClient, path
+from matrix.errors import NotFound
 from provisioning.db.models import ManagedRoom, Person, RoomKind
 from provisioning.reconciler.state import (
     CALL_WIDGET_ID,

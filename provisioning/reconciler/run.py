@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from provisioning.db.base import utcnow
 from provisioning.policy.snapshot import refresh_snapshot
 from provisioning.reconciler.actions import Action, describe
@@ -31,7 +31,7 @@ from provisioning.reconciler.refusals import Postponed, next_attempt, record_ref
 from provisioning.reconciler.state import UserID
 
 if TYPE_CHECKING:
-    from parta.settings import Settings
+    from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 

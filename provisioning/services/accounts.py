@@ -7,7 +7,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from parta.naming import slugify
+from foundation.naming import slugify
 from provisioning.db.models import Person
 
 # The bot's namespace (@parta, @parta-*, and the bootstrap's @parta_setup_*) and the region

@@ -8,8 +8,8 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient
-from parta.settings import Settings
+from foundation.settings import Settings
+from matrix.client import MatrixClient
 from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,

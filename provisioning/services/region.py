@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.accounts import ensure_local_user
-from bridge.matrix.client import MatrixClient
-from parta.settings import Settings
+from foundation.settings import Settings
+from matrix.accounts import ensure_local_user
+from matrix.client import MatrixClient
 from provisioning.db.models import AuditEvent, Person, Region, Role, RoleAssignment
 
 REGION_ADMIN_DISPLAY_NAME = "Администратор региона"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from parta.naming import slugify
+from foundation.naming import slugify
 from provisioning.audit import record_audit
 from provisioning.db.base import utcnow
 from provisioning.db.models import (

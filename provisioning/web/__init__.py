@@ -18,12 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from parta.body_limits import BodyTooLarge, Refusal, describe_size, json_refusal
-from parta.settings import Settings
-from parta.web import http_error_response, path_errors, validation_error_response
+from foundation.body_limits import BodyTooLarge, Refusal, describe_size, json_refusal
+from foundation.settings import Settings
+from foundation.web import http_error_response, path_errors, validation_error_response
 from provisioning.audit import request_origin
 from provisioning.i18n import N_, pick_locale
 from provisioning.web.deps import LoginRequired, WebError
+from provisioning.web.pages import router
 from provisioning.web.render import render, translate
 from provisioning.web.security import (
     CSRF_COOKIE,
@@ -33,6 +34,7 @@ from provisioning.web.security import (
     client_ip,
     csrf_token,
     new_token,
+    secure_cookies,
 )
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -83,13 +85,7 @@ def body_refusal(scope: Scope, refusal: Refusal) -> Response:
     return render(request, "error.html", status=413, message=message)
 
 
-def secure_cookies(settings: Settings) -> bool:
-    return settings.environment == "production" or settings.web_url.startswith("https://")
-
-
 def install_web(app: FastAPI, settings: Settings) -> None:
-    from provisioning.web.pages import router
-
     app.state.login_throttle = LoginThrottle()
     secret = settings.web_secret.get_secret_value().encode()
     secure = secure_cookies(settings)

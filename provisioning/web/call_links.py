@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from parta.settings import Settings
+from foundation.settings import Settings
 from provisioning.db.models import ManagedRoom, RoomKind, SchoolClass
 from provisioning.reconciler.desired import family_alias
 

@@ -24,6 +24,7 @@ from fastapi import Request
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from foundation.settings import Settings
 from provisioning.db.base import as_utc, utcnow
 from provisioning.db.models import WebSession
 
@@ -167,3 +168,8 @@ class LoginThrottle:
         while failures and failures[0] + self.limits.window_s <= now:
             failures.popleft()
         return failures
+
+
+def secure_cookies(settings: Settings) -> bool:
+    """Cookies carry `Secure` whenever the admin UI is served over https (always in production)."""
+    return settings.environment == "production" or settings.web_url.startswith("https://")

@@ -7,7 +7,7 @@ from typing import Any
 
 from nio import RoomGetEventResponse, RoomInviteResponse
 
-from bridge.matrix.client import MatrixClient, path
+from matrix.client import MatrixClient, path
 from parta.deployment import LocalDeployment
 from tests.call.peer_process import PeerProcess
 from tests.call.test_resilience_live import (  # noqa: F401 - fixtures by their names

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from nio import RoomCreateResponse, RoomInviteResponse
 from playwright.async_api import Browser, expect
 
-from bridge.matrix.client import MatrixClient, path
+from matrix.client import MatrixClient, path
 from parta.deployment import LocalDeployment
 from tests.call.conftest import WAIT_S
 from tests.call.test_call_page import browser as browser  # the fixture, re-exported

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 from nio import RoomCreateResponse
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
+from matrix.openid import OpenIDError, OpenIDVerifier, ServerResolver, split_server_name
 from parta.deployment import LocalDeployment
 from tests.harness.ports import free_ports
 from tests.matrix_users import logged_in, new_person, openid_token
 from widgets.call.room_access import NoAccess, check_room_access
-from widgets.openid import OpenIDError, OpenIDVerifier, ServerResolver, split_server_name
 
 
 def test_server_names_are_split_as_the_spec_says() -> None:

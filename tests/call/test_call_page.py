@@ -21,7 +21,7 @@ import pytest
 from nio import RoomCreateResponse
 from playwright.async_api import Browser, Frame, Page, async_playwright, expect
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.call.conftest import WAIT_S, until
 from tests.documents.slides import make_presentation

@@ -16,7 +16,7 @@ import httpx
 from playwright.async_api import Browser, expect
 from sqlalchemy import select
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.models import ManagedRoom, Person, RoomKind

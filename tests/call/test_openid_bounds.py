@@ -18,11 +18,11 @@ import pytest
 from nio import RoomCreateResponse
 from websockets.asyncio.client import ClientConnection, connect
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
+from matrix.openid import OpenIDError, OpenIDVerifier, ServerResolver
 from parta.deployment import LocalDeployment
 from tests.call.test_auth_live import lying_homeserver as lying_homeserver
 from tests.matrix_users import logged_in, new_person, openid_token
-from widgets.openid import OpenIDError, OpenIDVerifier, ServerResolver
 
 pytestmark = pytest.mark.timeout(300)
 

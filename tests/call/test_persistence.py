@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from parta.files import write_atomically
+from foundation.files import write_atomically
 from tests.call.conftest import until
 from widgets.call.moderation import CallError, CallState, Source
 from widgets.call.persistence import CallStore, dump_state, load_state

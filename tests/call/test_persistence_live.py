@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.call.conftest import serving, until
 from tests.call.peer_process import PeerProcess

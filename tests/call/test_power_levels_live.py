@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from nio import RoomGetStateEventResponse, RoomKickResponse, RoomPutStateResponse
 
-from bridge.matrix.client import MatrixClient, path
+from matrix.client import MatrixClient, path
 from parta.deployment import LocalDeployment
 from tests.call.conftest import serving
 from tests.call.peer_process import PeerProcess

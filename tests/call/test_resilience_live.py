@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from nio import RoomCreateResponse
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.call.conftest import serving
 from tests.call.peer_process import PeerProcess

@@ -17,7 +17,7 @@ from playwright.async_api import WebSocketRoute, async_playwright, expect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.harness.memory import peak_mb, reset_peak
 from tests.matrix_users import new_person

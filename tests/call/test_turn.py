@@ -32,9 +32,9 @@ from aiortc import RTCIceServer, RTCSessionDescription
 from pydantic import SecretStr
 from websockets.asyncio.client import connect
 
+from foundation.settings import Settings
 from parta.deployment import LocalDeployment
 from parta.render import render_synapse_config
-from parta.settings import Settings
 from tests.call.conftest import WAIT_S, Lesson, serving, until
 from tests.call.test_call_service_live import receive, refused
 from tests.call.test_sfu import Client

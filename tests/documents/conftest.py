@@ -9,7 +9,7 @@ import pytest
 from nio import AsyncClient, RoomCreateResponse, RoomMessagesResponse
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.call.conftest import widget_host as widget_host
 from tests.call.conftest import widgets_url as widgets_url

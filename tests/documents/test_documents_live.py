@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from nio import AsyncClient, RoomMessagesResponse
 from pypdf import PdfReader
 
-from bridge.matrix.client import MatrixClient
+from foundation.web import install_error_handlers
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
-from parta.web import install_error_handlers
 from tests.call.conftest import serving
 from tests.call.test_auth_live import verifier_for
 from tests.documents.conftest import School

@@ -17,9 +17,9 @@ import pytest
 from fastapi import FastAPI
 from nio import RoomCreateResponse, RoomGetEventResponse
 
-from bridge.matrix.client import MatrixClient
+from foundation.web import install_error_handlers
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
-from parta.web import install_error_handlers
 from tests.call.conftest import serving
 from tests.call.test_auth_live import verifier_for
 from tests.documents.conftest import School

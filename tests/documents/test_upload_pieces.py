@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parta.web import ApiError
+from foundation.web import ApiError
 from widgets.documents.service import UPLOAD_PIECE, _exactly
 
 

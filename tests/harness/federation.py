@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from foundation.settings import Settings
 from parta.deployment import LocalDeployment
 from parta.render import render_all
-from parta.settings import Settings
 from tests.harness.ports import free_ports
 from tests.harness.region import new_deployment
 

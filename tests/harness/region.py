@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from foundation.settings import CONFIG_FILE_NAME
 from parta.deployment import LocalDeployment
-from parta.settings import CONFIG_FILE_NAME
 from provisioning.db.engine import make_engine, make_session_factory
 from tests.harness.ports import free_ports
 

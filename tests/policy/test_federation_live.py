@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient, path
+from matrix.client import MatrixClient, path
 from parta.deployment import LocalDeployment
 from provisioning.db.models import EnrolmentRole, ManagedRoom, Region, Role, RoomKind, School
 from provisioning.reconciler.run import reconcile_region

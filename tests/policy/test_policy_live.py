@@ -20,7 +20,7 @@ from nio import AsyncClient, LoginResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient, path
+from matrix.client import MatrixClient, path
 from parta.deployment import LocalDeployment
 from provisioning.db.models import EnrolmentRole, ManagedRoom, Region, Role, RoomKind
 from provisioning.reconciler.run import reconcile_region

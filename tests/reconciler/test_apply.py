@@ -13,7 +13,7 @@ import json
 import httpx
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient, RetryPolicy
+from matrix.client import MatrixClient, RetryPolicy
 from provisioning.db.models import ManagedRoom
 from provisioning.reconciler.actions import Action, CreateRoom, LinkChild
 from provisioning.reconciler.apply import apply

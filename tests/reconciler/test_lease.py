@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
-from bridge.matrix.client import MatrixClient, RetryPolicy
+from matrix.client import MatrixClient, RetryPolicy
 from provisioning.db.engine import make_session_factory
 from provisioning.reconciler.lease import (
     ReconcilerBusy,

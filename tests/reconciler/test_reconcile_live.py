@@ -11,7 +11,7 @@ from nio import AsyncClient, JoinedRoomsResponse, LoginResponse, RoomSendRespons
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from provisioning.db.models import (
     EnrolmentRole,

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import HomeserverUnavailable
+from matrix.client import MatrixClient, path
+from matrix.errors import HomeserverUnavailable
 from parta.deployment import LocalDeployment
 from provisioning.db.base import utcnow
 from provisioning.db.models import EnrolmentRole, ManagedRoom, Region

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from provisioning.db.base import utcnow
 from provisioning.db.models import AuditEvent, EnrolmentRole, Person, RefusedAction, Region

@@ -12,7 +12,7 @@ from nio import RoomInviteResponse, RoomKnockError, RoomKnockResponse, RoomLeave
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 from sqlalchemy import select
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from provisioning.db.models import (
     Enrolment,

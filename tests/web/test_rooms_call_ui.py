@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import select
 
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import NotFound
+from matrix.client import MatrixClient, path
+from matrix.errors import NotFound
 from parta.deployment import LocalDeployment
 from provisioning.db.models import ManagedRoom, Region, Role, RoomKind
 from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, RoomWidget

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import select
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from provisioning.db.models import (
     AuditEvent,

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from parta.files import write_atomically
+from foundation.files import write_atomically
 from widgets.call.moderation import CallState, Participant, Presentation, Visit
 
 log = logging.getLogger(__name__)

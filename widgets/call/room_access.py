@@ -15,8 +15,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import Forbidden, NotFound
+from matrix.client import MatrixClient, path
+from matrix.errors import Forbidden, NotFound
 from widgets.call.moderation import floor_is_open, is_moderator
 
 _ADMIN = "/_synapse/admin/v1"

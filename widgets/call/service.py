@@ -1,7 +1,7 @@
 """The call service: one WebSocket per page, verified, joined to its room's call.
 
 A page connects and sends `join` with its OpenID token and room. The service asks the
-person's homeserver who they are (`widgets.openid`), asks the region's homeserver whether
+person's homeserver who they are (`matrix.openid`), asks the region's homeserver whether
 they are in the room and whether they moderate it (`room_access`), and only then adds
 them to the call. No token, no call. From then on the page's requests go through
 `CallState`, which refuses what the person may not do; every change is sent to all.
@@ -30,8 +30,9 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import Forbidden, HomeserverUnavailable, MatrixError
+from matrix.client import MatrixClient, path
+from matrix.errors import Forbidden, HomeserverUnavailable, MatrixError
+from matrix.openid import OpenIDError, OpenIDVerifier, token_grant
 from widgets.call import messages as m
 from widgets.call.attendance import Language, attendance_notice
 from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallState, Source
@@ -44,7 +45,6 @@ from widgets.call.room_access import (
 )
 from widgets.call.sfu import DEFAULT_AUDIO_SLOTS, CallRoom
 from widgets.call.turn import TurnIssuer
-from widgets.openid import OpenIDError, OpenIDVerifier, token_grant
 
 log = logging.getLogger(__name__)
 

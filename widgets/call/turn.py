@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from parta.settings import Settings
+from foundation.settings import Settings
 
 
 @dataclass(frozen=True)

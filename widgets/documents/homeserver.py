@@ -21,15 +21,15 @@ from urllib.parse import quote
 
 import httpx
 
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import Forbidden, NotFound, RoomInUse, error_from_response
+from matrix.client import MatrixClient, path
+from matrix.errors import Forbidden, NotFound, RoomInUse, error_from_response
 from widgets.documents.files import Document, documents_in
 
 PUPPET_LIFETIME_S = 3600.0
 PUPPET_RENEW_BEFORE_S = 600.0  # a token this close to its end is not used for a new request
 MAX_TIMELINE_EVENTS = 20_000  # a room's file list reads at most this far back
 MAX_ROOMS = 500
-OWN_ROOM_PREFIX = "docs-"  # in parta.naming's managed prefixes: the appservice's namespace
+OWN_ROOM_PREFIX = "docs-"  # in foundation.naming's managed prefixes: the appservice's namespace
 OWN_ROOM_NAME = "Мои документы"
 OWN_ROOM_TOPIC = "Ваши файлы: видны только вам. Your files: only you see them."
 OWN_ROOM_EVENT = "org.parta.documents"

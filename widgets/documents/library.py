@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from parta.settings import Settings
+from foundation.settings import Settings
 from widgets.documents.files import msgtype_for
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import MatrixError, NotFound
+from matrix.client import MatrixClient, path
+from matrix.errors import MatrixError, NotFound
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from parta.files import write_atomically
+from foundation.files import write_atomically
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from bridge.matrix.client import MatrixClient
-from bridge.matrix.errors import Forbidden, HomeserverUnavailable, MatrixError, NotFound
-from parta.settings import Settings
-from parta.web import ApiError
+from foundation.settings import Settings
+from foundation.web import ApiError
+from matrix.client import MatrixClient
+from matrix.errors import Forbidden, HomeserverUnavailable, MatrixError, NotFound
+from matrix.openid import OpenIDError, OpenIDVerifier, token_grant
 from widgets.call.room_access import NoAccess, RoomAccess, check_room_access
 from widgets.documents.convert import ConversionError, Converter, is_convertible
 from widgets.documents.files import (
@@ -60,7 +61,6 @@ from widgets.documents.local_media import LocalFile, LocalMedia
 from widgets.documents.previews import PreviewStore
 from widgets.documents.ranges import Unsatisfiable, cut, parse_range
 from widgets.documents.sessions import SESSIONS_PER_TOKEN, NotSignedIn, Sessions, TooManySessions
-from widgets.openid import OpenIDError, OpenIDVerifier, token_grant
 
 log = logging.getLogger(__name__)
 

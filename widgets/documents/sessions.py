@@ -51,7 +51,7 @@ class Sessions:
 
     def open(self, user_id: str, grant: str | None = None) -> str:
         """A new session token for a person verified with the OpenID token named `grant`
-        (`widgets.openid.token_grant`).
+        (`matrix.openid.token_grant`).
 
         Raises:
             TooManySessions: that OpenID token has `SESSIONS_PER_TOKEN` live sessions.

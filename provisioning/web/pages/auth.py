@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.errors import (
+from matrix.errors import (
     Forbidden,
     HomeserverUnavailable,
     LimitExceeded,
@@ -20,7 +20,6 @@ from bridge.matrix.errors import (
 from provisioning.api.deps import MatrixDep, SessionDep, SettingsDep
 from provisioning.db.models import Person
 from provisioning.i18n import LOCALES, N_
-from provisioning.web import secure_cookies
 from provisioning.web.deps import MaybeViewer
 from provisioning.web.render import render, translate
 from provisioning.web.security import (
@@ -31,6 +30,7 @@ from provisioning.web.security import (
     client_ip,
     close_session,
     open_session,
+    secure_cookies,
 )
 
 router = APIRouter()

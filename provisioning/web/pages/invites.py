@@ -13,9 +13,9 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient
-from bridge.matrix.errors import MatrixError
-from parta.settings import Settings
+from foundation.settings import Settings
+from matrix.client import MatrixClient
+from matrix.errors import MatrixError
 from provisioning.api.deps import (
     MatrixDep,
     PathId,

@@ -21,8 +21,8 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from bridge.matrix.errors import HomeserverUnavailable, MatrixError
-from parta.settings import Settings
+from foundation.settings import Settings
+from matrix.errors import HomeserverUnavailable, MatrixError
 from provisioning.api.deps import MatrixDep, PathId, SessionDep, SettingsDep
 from provisioning.db.models import LibraryItem
 from provisioning.i18n import N_

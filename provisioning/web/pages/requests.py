@@ -11,8 +11,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import MatrixError
+from matrix.client import MatrixClient, path
+from matrix.errors import MatrixError
 from provisioning.api.deps import MatrixDep, PathId, SessionDep, reconcile_soon
 from provisioning.audit import record_audit
 from provisioning.db.models import (

@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from parta.settings import Settings
+from foundation.settings import Settings
 from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.models import ManagedRoom, Person, RoomKind, RosterImport, School
 from provisioning.i18n import N_

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.appservice.inbox import StateEvent
+from matrix.appservice import StateEvent
 from provisioning.db.models import ManagedRoom, RoomKind, SchoolClass
 from provisioning.services import requests
 from provisioning.services.schools import DomainError

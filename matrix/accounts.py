@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.matrix.client import MatrixClient
+from matrix.client import MatrixClient
 
 
 async def ensure_local_user(

@@ -13,9 +13,9 @@ from nio import Api
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bridge.matrix.client import MatrixClient
-from bridge.store import AppserviceTransaction, InboxEvent
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
+from provisioning.appservice.store import AppserviceTransaction, InboxEvent
 from tests.harness.region import region_session
 from tests.matrix_users import logged_in, new_person
 

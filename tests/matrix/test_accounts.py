@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from nio import AsyncClient, LoginError, SyncResponse
 
-from bridge.accounts import ensure_local_user
-from bridge.matrix.client import MatrixClient
+from matrix.accounts import ensure_local_user
+from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from tests.matrix_users import logged_in, new_person
 

@@ -16,10 +16,10 @@ import httpx
 from nio import AsyncClient, RoomCreateResponse, RoomGetStateEventResponse, RoomSendResponse
 from sqlalchemy import select
 
-from bridge.appservice.commands import standalone_call_link
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import Forbidden, NotFound
+from matrix.client import MatrixClient, path
+from matrix.errors import Forbidden, NotFound
 from parta.deployment import LocalDeployment
+from provisioning.appservice.commands import standalone_call_link
 from provisioning.db.models import AuditEvent, ManagedRoom, Region, Role
 from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, RoomWidget
 from provisioning.services import schools as svc

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 from nio import Api
 
-from bridge.matrix.errors import (
+from matrix.errors import (
     HomeserverUnavailable,
     HomeserverUnreachable,
     LimitExceeded,

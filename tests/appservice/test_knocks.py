@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.appservice.inbox import select_state_events
-from bridge.appservice.knocks import KnockAnswered, Knocked, translate
+from matrix.appservice import select_state_events
+from provisioning.appservice.knocks import KnockAnswered, Knocked, translate
 
 BOT = "@parta:region.test"
 PUPIL = "@timur:region.test"

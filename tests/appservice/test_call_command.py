@@ -8,7 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from bridge.appservice.commands import (
+from foundation.settings import Settings
+from provisioning.appservice.commands import (
     STALE_AFTER_MS,
     CallAsked,
     Invited,
@@ -21,7 +22,6 @@ from bridge.appservice.commands import (
     standalone_call_link,
     translate,
 )
-from parta.settings import Settings
 
 BOT = "@parta:region.test"
 TEACHER = "@olga:region.test"

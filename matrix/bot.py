@@ -13,8 +13,8 @@ import hmac
 import logging
 import secrets
 
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import Forbidden, NotFound
+from matrix.client import MatrixClient, path
+from matrix.errors import Forbidden, NotFound
 
 log = logging.getLogger(__name__)
 

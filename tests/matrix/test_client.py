@@ -10,9 +10,9 @@ import httpx
 import pytest
 from nio import Api
 
-from bridge.bot import _register_with_shared_secret, ensure_bot_is_server_admin
-from bridge.matrix.client import MatrixClient, RetryPolicy
-from bridge.matrix.errors import (
+from matrix.bot import _register_with_shared_secret, ensure_bot_is_server_admin
+from matrix.client import MatrixClient, RetryPolicy
+from matrix.errors import (
     Exclusive,
     Forbidden,
     HomeserverUnavailable,

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from parta.web import error_response
+from foundation.web import error_response
 
 KIB = 1024
 MIB = 1024 * KIB

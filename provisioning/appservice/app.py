@@ -25,24 +25,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Scope
 
-from bridge.appservice import commands
-from bridge.appservice.inbox import (
-    Recorded,
-    fingerprint_of,
-    record_transaction,
-    select_state_events,
-)
-from bridge.bot import ensure_bot_is_server_admin
-from bridge.matrix.client import MatrixClient
-from parta.body_limits import MIB, Allowance, BodyLimits
-from parta.settings import Settings
-from parta.web import (
+from foundation.body_limits import MIB, Allowance, BodyLimits
+from foundation.settings import Settings
+from foundation.web import (
     ApiError,
     bearer_token,
     error_response,
     install_error_handlers,
     install_request_log,
 )
+from matrix.appservice import select_state_events
+from matrix.bot import ensure_bot_is_server_admin
+from matrix.client import MatrixClient
+from provisioning.appservice import commands
+from provisioning.appservice.inbox import Recorded, fingerprint_of, record_transaction
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
 

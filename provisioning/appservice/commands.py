@@ -30,8 +30,8 @@ from nio import Api
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bridge.matrix.client import MatrixClient, path
-from bridge.matrix.errors import MatrixError
+from matrix.client import MatrixClient, path
+from matrix.errors import MatrixError
 from provisioning.db.models import ManagedRoom
 from provisioning.reconciler.desired import CALL_NAME, call_name
 from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, RoomWidget

@@ -1,1 +1,0 @@
-"""The appservice API Synapse calls: transactions, user and alias queries, ping."""
