@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from foundation.body_limits import FORM_OVERHEAD_BYTES, MIB, Allowance, BodyLimits
+from foundation.lifecycle import running
 from foundation.settings import Settings
 from foundation.web import ApiError, bearer_token, install_error_handlers, install_request_log
 from matrix.client import MatrixClient, RetryPolicy
@@ -98,11 +99,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.reconciler = ReconcileScheduler(
             run, debounce=settings.reconcile_debounce_s, period=settings.reconcile_interval_s
         )
-        app.state.reconciler.start()
         try:
-            yield
+            async with running(app.state.reconciler):
+                yield
         finally:
-            await app.state.reconciler.stop()
             await reconciler_client.close()
             await app.state.matrix.close()
             engine.dispose()

@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from foundation.body_limits import FORM_OVERHEAD_BYTES, Allowance, BodyLimits, SignedIn
+from foundation.lifecycle import running
 from foundation.settings import Settings
 from foundation.web import install_error_handlers, install_request_log
 from matrix.client import MatrixClient
@@ -120,11 +121,10 @@ def create_app(settings: Settings) -> FastAPI:
                 language=settings.language,
             )
             app.state.calls = calls
-            await calls.start()
             try:
-                yield
+                async with running(calls):
+                    yield
             finally:
-                await calls.close()
                 await documents.close()
 
     app = FastAPI(title="Parta widgets", lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -8,7 +8,7 @@ only when that round trip worked, so a deployment knows Synapse can reach the br
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import hmac
 import logging
 import secrets
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Scope
 
 from foundation.body_limits import MIB, Allowance, BodyLimits
+from foundation.lifecycle import BackgroundTask, running
 from foundation.settings import Settings
 from foundation.web import (
     ApiError,
@@ -164,13 +165,14 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.commands = runner
         runner.start()
-        task = asyncio.create_task(_become_ready(settings, client, app.state.bridge))
+        start_up = BackgroundTask(
+            functools.partial(_become_ready, settings, client, app.state.bridge),
+            name="bridge-start-up",
+        )
         try:
-            yield
+            async with running(start_up):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await runner.stop()
             await client.close()
             engine.dispose()

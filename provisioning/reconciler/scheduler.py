@@ -10,10 +10,10 @@ then the run after its back-off is over tries it again (`refusals`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from foundation.lifecycle import cancel_and_wait
 from provisioning.db.base import utcnow
 from provisioning.reconciler.lease import ReconcilerBusy
 from provisioning.reconciler.run import RunReport
@@ -99,13 +99,13 @@ class ReconcileScheduler:
             loop = asyncio.get_running_loop()
             self._refusal_retry = loop.call_later(delay, self._wanted.set)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="reconcile-scheduler")
 
     async def stop(self) -> None:
         if self._refusal_retry is not None:
             self._refusal_retry.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._refusal_retry = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)

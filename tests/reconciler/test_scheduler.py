@@ -32,7 +32,7 @@ async def runs_within(
     scheduler: ReconcileScheduler, runs: list[bool], count: int, seconds: float
 ) -> bool:
     """Start the scheduler with one run asked for; True if `count` runs happen in time."""
-    scheduler.start()
+    await scheduler.start()
     scheduler.request()
     try:
         for _ in range(int(seconds / 0.02)):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from foundation.files import write_atomically
+from foundation.lifecycle import cancel_and_wait
 from widgets.call.moderation import CallState, Participant, Presentation, Visit
 
 log = logging.getLogger(__name__)
@@ -157,10 +158,7 @@ class CallStore:
     async def stop(self) -> None:
         """Stop the writer and write what is pending, so a clean stop loses nothing."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.flush()
 
     # --- reading ----------------------------------------------------------------------

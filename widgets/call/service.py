@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from foundation.lifecycle import cancel_and_wait
 from matrix.client import MatrixClient, path
 from matrix.errors import Forbidden, HomeserverUnavailable, MatrixError
 from matrix.openid import OpenIDError, OpenIDVerifier, token_grant
@@ -83,18 +84,16 @@ class CallService:
     _watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start saving calls and watching their rooms; `close()` stops both."""
+        """Start saving calls and watching their rooms; `stop()` stops both."""
         if self.store is not None:
             await self.store.start()
         if self._watcher is None and self.access_poll_s > 0:
             self._watcher = asyncio.create_task(self._watch_rooms(), name="call-room-watch")
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
+        """End every call (its participants' state waits on disk) and stop the store."""
         watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        await cancel_and_wait(watcher)
         rooms, self.rooms = list(self.rooms.values()), {}
         now = self.clock()
         for room in rooms:
