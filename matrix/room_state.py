@@ -252,7 +252,11 @@ def _creators(create: Mapping[str, Any] | None, sender: str, version: str) -> fr
 
 
 async def read_room_state(
-    client: MatrixClient, room_id: str, *, only: Collection[StateKey] = ()
+    client: MatrixClient,
+    room_id: str,
+    *,
+    only: Collection[StateKey] = (),
+    via_admin_api: bool = True,
 ) -> RoomState:
     """A room's current state, read as the bot; as a server admin where it is no member.
 
@@ -260,6 +264,8 @@ async def read_room_state(
         only: read just these state events, one request each, at once (`member(user)`,
             `CREATE`, `POWER_LEVELS`...) instead of the whole state. Through the admin
             API the whole state is read anyway (one request).
+        via_admin_api: False where only a room the bot is in matters (it answers there):
+            then `Forbidden` is raised instead of reading the room as an admin.
 
     Raises:
         NotFound: the homeserver has no such room.
@@ -273,7 +279,9 @@ async def read_room_state(
         answer = await client.request("GET", path("rooms", room_id, "state"))
         return RoomState.from_events(answer.get("value", ()))
     except Forbidden:
-        pass  # not a member: Synapse's admin API answers for any room of the homeserver
+        if not via_admin_api:
+            raise
+    # Not a member: Synapse's admin API answers for any room of the homeserver.
     answer = await client.request("GET", path("rooms", room_id, "state", base=ADMIN_V1))
     return RoomState.from_events(answer.get("state", ()))
 
