@@ -39,7 +39,7 @@ ADMIN_V1 = "/_synapse/admin/v1"
 Level = int | float  # float only for math.inf: a creator's unlimited power
 
 
-def member(user_id: str) -> StateKey:
+def membership_key(user_id: str) -> StateKey:
     """The state key of someone's membership, for `read_room_state(only=...)`."""
     return ("m.room.member", user_id)
 
@@ -261,9 +261,9 @@ async def read_room_state(
     """A room's current state, read as the bot; as a server admin where it is no member.
 
     Args:
-        only: read just these state events, one request each, at once (`member(user)`,
-            `CREATE`, `POWER_LEVELS`...) instead of the whole state. Through the admin
-            API the whole state is read anyway (one request).
+        only: read just these state events, one request each, at once
+            (`membership_key(user)`, `CREATE`, `POWER_LEVELS`...) instead of the whole
+            state. Through the admin API the whole state is read anyway (one request).
         via_admin_api: False where only a room the bot is in matters (it answers there):
             then `Forbidden` is raised instead of reading the room as an admin.
 

@@ -5,9 +5,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import httpx
 import pytest
 
-from matrix.room_state import PowerLevelsContent, RoomState, parse_level
+from matrix.client import MatrixClient, path
+from matrix.errors import Forbidden
+from matrix.room_state import (
+    CREATE,
+    POWER_LEVELS,
+    PowerLevelsContent,
+    RoomState,
+    membership_key,
+    parse_level,
+    read_room_state,
+)
 
 CREATOR, OTHER, EXTRA, BOT = "@olga:hs", "@ivan:hs", "@anna:hs", "@parta:hs"
 WIDGETS = "im.vector.modular.widgets"
@@ -217,3 +228,59 @@ def test_members_widgets_join_rule_and_space() -> None:
     assert list(state.widgets) == ["parta-call"]  # a removed widget is empty content
     assert state.creators == {CREATOR}
     assert not room("12").is_space and room("12").power_levels is None
+
+
+# --- read_room_state, against a homeserver that answers from a table -------------------
+
+ROOM = "!r:hs"
+STATE = [
+    {
+        "type": "m.room.create",
+        "state_key": "",
+        "sender": CREATOR,
+        "content": {"room_version": "12"},
+    },
+    {"type": "m.room.member", "state_key": OTHER, "content": {"membership": "join"}},
+]
+
+
+def homeserver(*, member: bool, admin: bool = True) -> tuple[MatrixClient, list[str]]:
+    """A client whose homeserver holds STATE, for the bot as a member or not."""
+    asked: list[str] = []
+    single = {path("rooms", ROOM, "state", e["type"], e["state_key"]): e for e in STATE}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        where = request.url.raw_path.decode().partition("?")[0]  # as encoded by path()
+        forbidden = httpx.Response(403, json={"errcode": "M_FORBIDDEN", "error": "no"})
+        if where == path("rooms", ROOM, "state", base="/_synapse/admin/v1"):
+            return httpx.Response(200, json={"state": STATE}) if admin else forbidden
+        if not member:
+            return forbidden
+        if where == path("rooms", ROOM, "state"):
+            return httpx.Response(200, json=STATE)
+        if where in single:
+            return httpx.Response(200, json=single[where])
+        return httpx.Response(404, json={"errcode": "M_NOT_FOUND", "error": "none"})
+
+    client = MatrixClient("http://hs", "token", transport=httpx.MockTransport(answer))
+    return client, asked
+
+
+async def test_read_as_a_member_whole_or_by_event() -> None:
+    client, asked = homeserver(member=True)
+    whole = await read_room_state(client, ROOM)
+    assert whole.joined == {OTHER} and whole.creators == {CREATOR} and len(asked) == 1
+    some = await read_room_state(client, ROOM, only=(CREATE, POWER_LEVELS, membership_key(EXTRA)))
+    assert some.creators == {CREATOR} and some.power_levels is None and not some.members
+    assert all("format=event" in url for url in asked[1:]) and len(asked) == 4
+
+
+async def test_read_as_an_admin_where_the_bot_is_no_member() -> None:
+    client, asked = homeserver(member=False)
+    room_state = await read_room_state(client, ROOM, only=(CREATE, membership_key(OTHER)))
+    assert room_state.joined == {OTHER} and "/_synapse/admin/v1/rooms/" in asked[-1]
+    with pytest.raises(Forbidden):
+        await read_room_state(client, ROOM, via_admin_api=False)
+    with pytest.raises(Forbidden):
+        await read_room_state(homeserver(member=False, admin=False)[0], ROOM)

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 from matrix.client import MatrixClient
 from matrix.errors import Forbidden, NotFound
-from matrix.room_state import CREATE, POWER_LEVELS, RoomState, StateKey, member, read_room_state
+from matrix.room_state import (
+    CREATE,
+    POWER_LEVELS,
+    RoomState,
+    StateKey,
+    membership_key,
+    read_room_state,
+)
 from widgets.call.moderation import floor_is_open
 
 
@@ -54,7 +61,7 @@ async def check_room_access(
     """
     if not room_id.startswith("!"):
         raise NoAccess("unknown_room")
-    room = await _read(client, room_id, only=(member(user_id), POWER_LEVELS, CREATE))
+    room = await _read(client, room_id, only=(membership_key(user_id), POWER_LEVELS, CREATE))
     if room.membership(user_id) != "join":
         raise NoAccess("not_a_member")
     return RoomAccess(
