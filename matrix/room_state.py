@@ -86,7 +86,7 @@ class PowerLevelsContent:
 
     @classmethod
     def parse(cls, content: Mapping[str, Any]) -> PowerLevelsContent:
-        """Read the content as Synapse does; entries that are not levels are left out."""
+        """Read the content; entries that are not levels are left out (the defaults apply)."""
         return cls(
             users=_levels_map(content.get("users")),
             users_default=_read(content, "users_default", 0),
@@ -215,7 +215,8 @@ class RoomState:
         return self.level_of(user_id) >= self.required_level(event_type, state=state)
 
     def is_moderator(self, user_id: str) -> bool:
-        """At least the room's `kick` level: what the call and the bot call a moderator."""
+        """At least the room's `kick` level: who moderates the room's call (the level
+        provisioning gives a class's teachers)."""
         return self.level_of(user_id) >= self.kick_level
 
     def users_with_level(self, at_least: Level) -> frozenset[str]:
@@ -235,13 +236,14 @@ class RoomState:
 def _creators(create: Mapping[str, Any] | None, sender: str, version: str) -> frozenset[str]:
     """The create event's sender; `additional_creators` only where MSC4289 applies.
 
-    Before room version 11 the creator is the content's `creator` (normally the sender).
+    Before room version 11 the creator is the content's `creator` (normally the sender);
+    since then the sender, whatever the content says.
     """
     if create is None:
         return frozenset()
     creator = create.get("creator")
-    first = creator if isinstance(creator, str) and creator else sender
-    creators = {first}
+    named_in_content = version.isdigit() and int(version) < 11 and isinstance(creator, str)
+    creators = {str(creator) if named_in_content else sender}
     extra = create.get("additional_creators")
     if creators_have_unlimited_power(version) and isinstance(extra, list):
         creators.update(user for user in extra if isinstance(user, str))

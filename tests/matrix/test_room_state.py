@@ -84,6 +84,8 @@ LEVELS: list[tuple[str, RoomState, str, float]] = [
         1,
     ),
     ("pre-v11 creator is the content's creator", room("10", creator_field=EXTRA), EXTRA, 100),
+    ("v11 creator is the sender", room("11", creator_field=EXTRA), CREATOR, 100),
+    ("v12 creator is the sender", room("12", creator_field=EXTRA), EXTRA, 0),
     ("no create event read: no creator known", room(None), CREATOR, 0),
 ]
 
