@@ -4,26 +4,25 @@ Anyone of the region may invite the bot into a room (a teacher's own room, a DM)
 `!call` there adds the call widget, as the reconciler puts it into class chats. Messages
 are read here and nowhere else; none is stored (`inbox.py` keeps only state events).
 
-`translate(events)` is pure. `CommandRunner` answers the commands of transactions that
-were recorded for the first time, so a transaction Synapse delivers again is not answered
-again: the transaction ID already recorded in `appservice_transactions` decides.
+`translate(events)` is pure, and so is `decide`: who may put the widget is the room's
+power as `matrix.room_state` reads it; what the bot says is in `replies.py`.
+`CommandRunner` answers the commands of transactions that were recorded for the first
+time, so a transaction Synapse delivers again is not answered again: the transaction ID
+already recorded in `appservice_transactions` decides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import hashlib
 import logging
-import math
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi.concurrency import run_in_threadpool
 from nio import Api
@@ -32,6 +31,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from matrix.client import MatrixClient, path
 from matrix.errors import MatrixError
+from matrix.room_state import RoomState, read_room_state
+from provisioning.appservice.replies import (
+    DECLINE_REASON,
+    GREETING,
+    Outcome,
+    notice,
+    reply_text,
+    standalone_call_link,
+)
 from provisioning.db.models import ManagedRoom
 from provisioning.reconciler.desired import CALL_NAME, call_name
 from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, RoomWidget
@@ -139,164 +147,26 @@ def translate(
     return commands
 
 
-# --- Who may put the widget: the room's power levels -------------------------------------
+# --- Who may put the widget: the room's power (matrix.room_state) -----------------------
 
 
-def _level(value: object, default: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):  # old room versions allow levels as strings ("50")
-        with contextlib.suppress(ValueError):
-            return int(value.strip())
-    return default
-
-
-@dataclass(frozen=True)
-class RoomPower:
-    """What a room's create and power-levels events say about who may send what."""
-
-    creators: frozenset[str]
-    creators_unlimited: bool  # room version 12: creators have power no event takes away
-    power_levels: Mapping[str, Any] | None
-    is_space: bool = False
-
-    @classmethod
-    def from_state(cls, state: Iterable[Any]) -> RoomPower:
-        create: Mapping[str, Any] = {}
-        creator = ""
-        power_levels: Mapping[str, Any] | None = None
-        for event in state:
-            if not isinstance(event, dict) or event.get("state_key") != "":
-                continue
-            content = event.get("content")
-            if not isinstance(content, dict):
-                continue
-            if event.get("type") == "m.room.create":
-                create, creator = content, str(event.get("sender", ""))
-            elif event.get("type") == "m.room.power_levels":
-                power_levels = content
-        version = str(create.get("room_version", "1"))
-        extra = create.get("additional_creators")
-        creators = (
-            {creator, *(u for u in extra if isinstance(u, str))}
-            if isinstance(extra, list)
-            else {creator}
-        )
-        return cls(
-            creators=frozenset(creators - {""}),
-            # MSC4289 (room version 12, and its preview "org.matrix.hydra.11").
-            creators_unlimited=version == "org.matrix.hydra.11"
-            or (version.isdigit() and int(version) >= 12),
-            power_levels=power_levels,
-            is_space=create.get("type") == "m.space",
-        )
-
-    def level_of(self, user_id: str) -> float:
-        if self.creators_unlimited and user_id in self.creators:
-            return math.inf
-        if self.power_levels is None:  # the spec: the creator 100, everyone else 0
-            return 100 if user_id in self.creators else 0
-        users = self.power_levels.get("users")
-        default = _level(self.power_levels.get("users_default"), 0)
-        return _level(users.get(user_id), default) if isinstance(users, dict) else default
-
-    def needed_for_state(self, event_type: str) -> int:
-        if self.power_levels is None:
-            return 0
-        events = self.power_levels.get("events")
-        state_default = _level(self.power_levels.get("state_default"), 50)
-        if isinstance(events, dict) and event_type in events:
-            return _level(events[event_type], state_default)
-        return state_default
-
-
-class Outcome(enum.Enum):
-    ADDED = "added"
-    SENDER_MAY_NOT = "sender_may_not"
-    BOT_MAY_NOT = "bot_may_not"
-    SPACE = "space"
-
-
-def decide(power: RoomPower, *, sender: str, bot_user_id: str) -> Outcome:
+def decide(room: RoomState, *, sender: str, bot_user_id: str) -> Outcome:
     """The bot puts the widget only where the one asking could have put it themselves."""
-    if power.is_space:
+    if room.is_space:
         return Outcome.SPACE
-    needed = power.needed_for_state(WIDGETS_EVENT)
-    if power.level_of(sender) < needed:
+    if not room.may_send(sender, WIDGETS_EVENT, state=True):
         return Outcome.SENDER_MAY_NOT
-    if power.level_of(bot_user_id) < needed:
+    if not room.may_send(bot_user_id, WIDGETS_EVENT, state=True):
         return Outcome.BOT_MAY_NOT
     return Outcome.ADDED
 
 
-# --- What the bot says -------------------------------------------------------------------
-
-
-def standalone_call_link(widget_url: str, room_id: str) -> str:
-    """The call page for a browser outside a Matrix client: the room filled in, and none
-    of the `$matrix_*` variables only a client fills (the page signs in by itself)."""
-    parts = urlsplit(widget_url)
-    query = [
-        (key, value.replace("$matrix_room_id", room_id))
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-        if "$" not in value.replace("$matrix_room_id", "")
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def reply_text(outcome: Outcome, *, link: str, name: str, needed: int, sender_level: float) -> str:
-    """The bot's answer to `!call`, in Russian and then English; always with the link."""
-    have = "∞" if math.isinf(sender_level) else str(int(sender_level))
-    match outcome:
-        case Outcome.ADDED:
-            ru = f"Звонок «{name}» добавлен в комнату: он среди виджетов комнаты в Element."
-            en = f"The call «{name}» is in this room now, among the room's widgets in Element."
-        case Outcome.SENDER_MAY_NOT:
-            ru = (
-                f"Добавить звонок может только тот, кому можно менять виджеты комнаты "
-                f"(уровень прав {needed}, у вас {have}). Попросите модератора комнаты."
-            )
-            en = (
-                f"Only someone who may change the room's widgets can add a call "
-                f"(power level {needed}; yours is {have}). Ask a moderator of the room."
-            )
-        case Outcome.BOT_MAY_NOT:
-            ru = (
-                f"Чтобы добавить звонок, боту нужны права модератора в этой комнате (уровень "
-                f"{needed}): настройки комнаты → Роли и права. Потом напишите !call ещё раз."
-            )
-            en = (
-                f"To add the call, the bot needs moderator power in this room (level "
-                f"{needed}): Room settings → Roles & Permissions. Then write !call again."
-            )
-        case Outcome.SPACE:
-            ru = "Это пространство: напишите !call в одной из его комнат."
-            en = "This is a space: write !call in one of its rooms."
-    return f"{ru}\nС телефона: {link}\n\n{en}\nOn a phone: {link}"
-
-
-GREETING = (
-    "Здравствуйте! Напишите !call (или !звонок и название), и я добавлю в комнату звонок. "
-    "Для этого мне нужны права модератора.\n\n"
-    "Hello! Write !call (optionally with a name) and I will add a call to this room. "
-    "I need moderator power for that."
-)
-DECLINE_REASON = "Parta's bot serves this region's schools only"
-
-
-def _notice(body: str, *, reply_to: str | None = None) -> dict[str, Any]:
-    content: dict[str, Any] = {"msgtype": "m.notice", "body": body}
-    if reply_to is not None:
-        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
-    return content
+# --- Running them --------------------------------------------------------------------------
 
 
 def _txn_id(*parts: str) -> str:
     """A transaction ID from what is answered: a retried send is one event, not two."""
     return "parta-" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
-
-
-# --- Running them --------------------------------------------------------------------------
 
 
 class RoomRateLimit:
@@ -409,7 +279,7 @@ class CommandRunner:
             case Invited(local=True):
                 await self._client.call_api(Api.join("", command.room_id))
                 await self._send(
-                    command.room_id, _notice(GREETING), _txn_id("hello", command.room_id)
+                    command.room_id, notice(GREETING), _txn_id("hello", command.room_id)
                 )
                 log.info(
                     "joined a room on invitation",
@@ -433,9 +303,8 @@ class CommandRunner:
         if not self._limit.allow(command.room_id):
             log.info("too many !call in a room; not answered", extra={"room_id": command.room_id})
             return
-        answer = await self._client.request("GET", path("rooms", command.room_id, "state"))
-        power = RoomPower.from_state(answer.get("value", []))
-        outcome = decide(power, sender=command.sender, bot_user_id=self._bot)
+        room = await read_room_state(self._client, command.room_id, via_admin_api=False)
+        outcome = decide(room, sender=command.sender, bot_user_id=self._bot)
         name = command.name or CALL_NAME
         if outcome is Outcome.ADDED:
             kind = await run_in_threadpool(
@@ -452,10 +321,10 @@ class CommandRunner:
             outcome,
             link=standalone_call_link(self._widget_url, command.room_id),
             name=name,
-            needed=power.needed_for_state(WIDGETS_EVENT),
-            sender_level=power.level_of(command.sender),
+            needed=room.required_level(WIDGETS_EVENT, state=True),
+            sender_level=room.level_of(command.sender),
         )
-        content = _notice(text, reply_to=command.event_id)
+        content = notice(text, reply_to=command.event_id)
         await self._send(command.room_id, content, _txn_id("call", command.event_id))
         log.info(
             "answered !call",

@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, NewType
 
+from matrix.room_state import WIDGETS_EVENT as WIDGETS_EVENT  # re-exported for the reconciler
+from matrix.room_state import PowerLevelsContent
+
 UserID = NewType("UserID", str)
 RoomAlias = NewType("RoomAlias", str)  # the localpart: "school-shkola-57-2032a-chat"
 
@@ -22,7 +25,10 @@ class JoinRule:
 
 @dataclass(frozen=True, slots=True)
 class PowerLevels:
-    """The parts of `m.room.power_levels` Parta decides; compared as a whole."""
+    """The parts of `m.room.power_levels` Parta decides and writes; compared as a whole.
+
+    Who has what power in a room is judged by `matrix.room_state.RoomState`, not here.
+    """
 
     users: tuple[tuple[UserID, int], ...]
     events_default: int
@@ -48,22 +54,23 @@ class PowerLevels:
 
     @classmethod
     def from_content(cls, content: Mapping[str, Any]) -> PowerLevels:
-        """Read what Synapse holds; missing keys take the spec's defaults."""
-        users = content.get("users") or {}
-        events = content.get("events") or {}
+        """Read what Synapse holds as every part of Parta reads power levels
+        (`matrix.room_state`): the spec's defaults for missing keys, string levels of old
+        rooms, and no level where a value is none (so the planner puts the desired one back).
+        """
+        levels = PowerLevelsContent.parse(content)
         return cls(
-            users=tuple(sorted((UserID(str(u)), int(level)) for u, level in users.items())),
-            events_default=int(content.get("events_default", 0)),
-            state_default=int(content.get("state_default", 50)),
-            invite=int(content.get("invite", 0)),
-            kick=int(content.get("kick", 50)),
-            ban=int(content.get("ban", 50)),
-            redact=int(content.get("redact", 50)),
-            events=tuple(sorted((str(e), int(level)) for e, level in events.items())),
+            users=tuple(sorted((UserID(user), level) for user, level in levels.users.items())),
+            events_default=levels.events_default,
+            state_default=levels.state_default,
+            invite=levels.invite,
+            kick=levels.kick,
+            ban=levels.ban,
+            redact=levels.redact,
+            events=tuple(sorted(levels.events.items())),
         )
 
 
-WIDGETS_EVENT = "im.vector.modular.widgets"
 CALL_WIDGET_ID = "parta-call"  # the state key of the call widget Parta keeps in a room
 DOCUMENTS_WIDGET_ID = "parta-documents"  # and of the documents widget
 

@@ -4,33 +4,25 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from foundation.settings import Settings
+from matrix.room_state import RoomState
 from provisioning.appservice.commands import (
     STALE_AFTER_MS,
     CallAsked,
     Invited,
-    Outcome,
-    RoomPower,
     RoomRateLimit,
     decide,
     parse_call,
-    reply_text,
-    standalone_call_link,
     translate,
 )
+from provisioning.appservice.replies import Outcome
 
 BOT = "@parta:region.test"
 TEACHER = "@olga:region.test"
 PUPIL = "@ivan:region.test"
 NOW = 1_800_000_000_000
-WIDGET_URL = (
-    "https://widgets.region.test/call/?room_id=$matrix_room_id&user_id=$matrix_user_id"
-    "&lang=$org.matrix.msc2873.client_language"
-)
 
 
 def message(body: str, *, sender: str = TEACHER, **content: Any) -> dict[str, Any]:
@@ -126,24 +118,24 @@ def state(*, version: str = "12", creator: str = TEACHER, levels: dict[str, Any]
 
 def test_power_follows_the_spec_and_room_version_12_creators() -> None:
     levels = {"users": {PUPIL: 10, BOT: 50}, "state_default": 50, "events": {}}
-    power = RoomPower.from_state(state(levels=levels))
+    power = RoomState.from_events(state(levels=levels))
     assert power.level_of(TEACHER) == math.inf  # the creator, whatever the levels say
     assert (power.level_of(BOT), power.level_of(PUPIL), power.level_of("@x:y")) == (50, 10, 0)
-    assert power.needed_for_state("im.vector.modular.widgets") == 50
+    assert power.required_level("im.vector.modular.widgets", state=True) == 50
     widgets = {**levels, "events": {"im.vector.modular.widgets": "75"}, "users_default": 5}
-    power = RoomPower.from_state(state(version="10", levels=widgets))
+    power = RoomState.from_events(state(version="10", levels=widgets))
     assert power.level_of(TEACHER) == 5  # before version 12 a creator is listed, or not
-    assert power.needed_for_state("im.vector.modular.widgets") == 75
-    no_levels = RoomPower.from_state(state(version="10"))
+    assert power.required_level("im.vector.modular.widgets", state=True) == 75
+    no_levels = RoomState.from_events(state(version="10"))
     assert (no_levels.level_of(TEACHER), no_levels.level_of(PUPIL)) == (100, 0)
     extra = state(levels=levels)
     extra[0]["content"]["additional_creators"] = [PUPIL]
-    assert RoomPower.from_state(extra).level_of(PUPIL) == math.inf
+    assert RoomState.from_events(extra).level_of(PUPIL) == math.inf
 
 
 def test_the_bot_acts_only_where_the_sender_and_the_bot_both_may() -> None:
     def outcome(levels: dict[str, Any], sender: str, **kwargs: Any) -> Outcome:
-        return decide(RoomPower.from_state(state(levels=levels, **kwargs)), sender=sender,
+        return decide(RoomState.from_events(state(levels=levels, **kwargs)), sender=sender,
                       bot_user_id=BOT)  # fmt: skip
 
     plain = {"users": {PUPIL: 0}, "state_default": 50}
@@ -155,34 +147,6 @@ def test_the_bot_acts_only_where_the_sender_and_the_bot_both_may() -> None:
     lowered = {"users": {BOT: 50}, "state_default": 50, "events": {"im.vector.modular.widgets": 0}}
     assert outcome(lowered, PUPIL) is Outcome.ADDED
     assert outcome(granted, TEACHER, space=True) is Outcome.SPACE
-
-
-def test_the_standalone_link_names_the_room_and_no_client_variable() -> None:
-    link = standalone_call_link(WIDGET_URL, "!abc:region.test")
-    assert "$" not in link
-    parts = urlsplit(link)
-    assert (parts.scheme, parts.netloc, parts.path) == ("https", "widgets.region.test", "/call/")
-    assert parse_qs(parts.query) == {"room_id": ["!abc:region.test"]}
-    # The same for the settings' own template.
-    settings_url = Settings(server_name="region.test").call_widget_url
-    own = standalone_call_link(settings_url, "!r")
-    assert "$" not in own and parse_qs(urlsplit(own).query) == {"room_id": ["!r"]}
-
-
-@pytest.mark.parametrize("outcome", list(Outcome))
-def test_every_answer_is_in_russian_and_english_with_the_link(outcome: Outcome) -> None:
-    text = reply_text(outcome, link="https://w/call/?room_id=%21r", name="Урок", needed=50,
-                      sender_level=0)  # fmt: skip
-    assert text.count("https://w/call/?room_id=%21r") == 2
-    russian, english = text.split("\n\n")
-    assert "С телефона" in russian and "On a phone" in english
-    wording = {
-        Outcome.ADDED: ("добавлен", "is in this room"),
-        Outcome.SENDER_MAY_NOT: ("у вас 0", "yours is 0"),
-        Outcome.BOT_MAY_NOT: ("права модератора", "moderator power"),
-        Outcome.SPACE: ("пространство", "space"),
-    }[outcome]
-    assert wording[0] in russian and wording[1] in english
 
 
 def test_each_room_gets_a_few_answers_a_minute() -> None:

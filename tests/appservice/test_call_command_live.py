@@ -19,7 +19,7 @@ from sqlalchemy import select
 from matrix.client import MatrixClient, path
 from matrix.errors import Forbidden, NotFound
 from parta.deployment import LocalDeployment
-from provisioning.appservice.commands import standalone_call_link
+from provisioning.appservice.replies import standalone_call_link
 from provisioning.db.models import AuditEvent, ManagedRoom, Region, Role
 from provisioning.reconciler.state import CALL_WIDGET_ID, WIDGETS_EVENT, RoomWidget
 from provisioning.services import schools as svc

@@ -129,7 +129,7 @@ async def test_the_room_says_who_joins_its_call_and_who_moderates(
     with pytest.raises(NoAccess) as unknown:
         await check_room_access(bot, "!nowhere:" + region.settings.server_name, teacher)
     assert unknown.value.reason == "unknown_room"
-    # A room the bot is in (as in every room Parta manages): read with two state lookups.
+    # A room the bot is in (as in every room Parta manages): read event by event.
     own = await bot.request(
         "POST", "/_matrix/client/v3/createRoom",
         body={"invite": [teacher], "power_level_content_override": {"users": {teacher: 50}}},

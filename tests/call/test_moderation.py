@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from widgets.call.moderation import CallError, CallState, Source, floor_is_open, is_moderator
+from matrix.room_state import PowerLevelsContent, RoomState
+from widgets.call.moderation import CallError, CallState, Source, floor_is_open
 
 TEACHER, IVAN, MASHA, KOLYA = "@olga:hs", "@ivan:hs", "@masha:hs", "@kolya:hs"
+
+
+def room(power_levels: dict[str, Any] | None, creators: frozenset[str] = frozenset()) -> RoomState:
+    """A room version 12 room with these power levels (None: no such event) and creators."""
+    levels = None if power_levels is None else PowerLevelsContent.parse(power_levels)
+    return RoomState(room_version="12", creators=creators, power_levels=levels)
+
+
+def is_moderator(
+    power_levels: dict[str, Any] | None, user_id: str, creators: frozenset[str] = frozenset()
+) -> bool:
+    return room(power_levels, creators).is_moderator(user_id)
 
 
 def lesson(*pupils: str, last_n: int = 6) -> CallState:
@@ -299,14 +313,14 @@ def test_the_floor_is_open_where_nobody_but_the_bot_moderates() -> None:
     # A family room as provisioning makes it: the bot created it (room version 12) and
     # lists nobody with power; a parent and a child are plain members.
     family = {"users": {}, "kick": 50, "users_default": 0}
-    assert floor_is_open(family, frozenset({BOT}), bot_user_id=BOT)
-    assert floor_is_open({"users": {BOT: 100, PARENT: 0}}, bot_user_id=BOT)  # older rooms
+    assert floor_is_open(room(family, frozenset({BOT})), bot_user_id=BOT)
+    assert floor_is_open(room({"users": {BOT: 100, PARENT: 0}}), bot_user_id=BOT)  # older rooms
     # A class: its teacher holds the kick level, present or not: the lesson stays moderated.
-    assert not floor_is_open({"users": {TEACHER: 50}}, frozenset({BOT}), bot_user_id=BOT)
-    assert not floor_is_open({"users": {}}, frozenset({TEACHER}), bot_user_id=BOT)  # her room
-    assert not floor_is_open({"users": {BOT: 100}}, bot_user_id="")  # the bot not known
-    assert not floor_is_open(None, frozenset({BOT}), bot_user_id=BOT)  # no levels: safe side
-    assert not floor_is_open({"users_default": 50}, bot_user_id=BOT)  # all moderate anyway
+    assert not floor_is_open(room({"users": {TEACHER: 50}}, frozenset({BOT})), bot_user_id=BOT)
+    assert not floor_is_open(room({"users": {}}, frozenset({TEACHER})), bot_user_id=BOT)  # her room
+    assert not floor_is_open(room({"users": {BOT: 100}}), bot_user_id="")  # the bot not known
+    assert not floor_is_open(room(None, frozenset({BOT})), bot_user_id=BOT)  # no levels: safe side
+    assert not floor_is_open(room({"users_default": 50}), bot_user_id=BOT)  # all moderate anyway
 
 
 def test_in_an_open_floor_everyone_speaks_and_shows_without_anyone_granting() -> None:

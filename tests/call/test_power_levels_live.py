@@ -117,7 +117,7 @@ async def test_the_rooms_members_read_with_or_without_the_bot_in_it(
     async with logged_in(region, room.users["teacher"], room.passwords["teacher"]) as client:
         await client.room_invite(room.room_id, region.settings.bot_user_id)
     await bot.request("POST", path("join", room.room_id), body={})
-    inside = await read_room_members(bot, room.room_id)  # as a member, three requests
+    inside = await read_room_members(bot, room.room_id)  # as a member: its /state
     assert inside.joined == outside.joined | {region.settings.bot_user_id}
     assert inside.moderators == outside.moderators
     with pytest.raises(NoAccess):

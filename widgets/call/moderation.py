@@ -5,8 +5,8 @@ message into a method call here, sends everyone the new `public()` view, and ask
 `may_forward` before each media stream goes anywhere. Nothing in this module trusts
 the page: a pupil whose page "enables" the microphone is still not forwarded.
 
-Who is a moderator comes from the Matrix room's power levels (`is_moderator`): power at
-least the room's `kick` level, which provisioning gives the class's teachers. So a call
+Who is a moderator comes from the Matrix room's power (`RoomState.is_moderator`): power
+at least the room's `kick` level, which provisioning gives the class's teachers. So a call
 works in any room, managed by Parta or not. In a room where nobody but the bot has that
 power (a family room, a DM) the floor is open to all (`floor_is_open`).
 """
@@ -14,9 +14,10 @@ power (a family room, a DM) the floor is open to all (`floor_is_open`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from matrix.room_state import RoomState
 
 DEFAULT_LAST_N = 6
 
@@ -40,52 +41,19 @@ class CallError(Exception):
         self.reason = reason
 
 
-def is_moderator(
-    power_levels: Mapping[str, Any] | None,
-    user_id: str,
-    creators: frozenset[str] = frozenset(),
-) -> bool:
-    """Power at least the room's `kick` level (the Matrix spec's defaults when unset).
-
-    `creators` are those with unlimited power whatever the power levels say: since room
-    version 12 the room's creators (MSC4289), who are not listed in `users` at all.
-    Without a power levels event nobody else moderates: pupils stay muted, safely.
-    """
-    if user_id in creators:
-        return True
-    if not power_levels:
-        return False
-    users = power_levels.get("users") or {}
-    level = _int(users.get(user_id), _int(power_levels.get("users_default"), 0))
-    return level >= _int(power_levels.get("kick"), 50)
-
-
-def floor_is_open(
-    power_levels: Mapping[str, Any] | None,
-    creators: frozenset[str] = frozenset(),
-    *,
-    bot_user_id: str,
-) -> bool:
+def floor_is_open(room: RoomState, *, bot_user_id: str) -> bool:
     """Nobody but Parta's bot has moderator power in the room, so nobody could ever give
     the floor there (a parent and child's family room, a DM the bot made): everyone speaks.
 
-    Read from the power levels, not from who is in the call: a class whose teacher has
-    not come yet stays moderated. Without a power levels event nobody moderates and
-    nobody speaks, as `is_moderator` says: the safe side.
+    Read from the room's power, not from who is in the call: a class whose teacher has
+    not come yet stays moderated. A room without a power-levels event (which neither
+    Parta nor a Matrix client makes) keeps its floor closed: the safe side.
     """
-    if creators - {bot_user_id}:
+    if room.power_levels is None:
         return False
-    if not power_levels:
-        return False
-    kick = _int(power_levels.get("kick"), 50)
-    if _int(power_levels.get("users_default"), 0) >= kick:
+    if room.users_default >= room.kick_level:
         return False  # everyone moderates: every voice is heard anyway
-    users = power_levels.get("users") or {}
-    return not any(_int(level, 0) >= kick for user, level in users.items() if user != bot_user_id)
-
-
-def _int(value: object, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+    return not (room.users_with_level(room.kick_level) - {bot_user_id})
 
 
 @dataclass

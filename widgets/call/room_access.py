@@ -1,25 +1,30 @@
 """May this person be in this room's call, and do they moderate it? The room decides.
 
 A call belongs to a Matrix room: whoever is joined to the room may join its call, and
-whoever holds at least the room's `kick` level moderates it (`moderation.is_moderator`).
+whoever holds at least the room's `kick` level moderates it (`RoomState.is_moderator`).
 The SFU asks the region's homeserver through the bridge's client, as the provisioning
-bot: in the rooms Parta manages the bot is a member and reads three state events at once; in any
-other room of the homeserver (a parents' own group chat, say) it reads the room's state
-through Synapse's admin API, which the bot may use as a server admin. Where nobody but
-the bot has that power (a parent and child's family room), the floor is open to all.
+bot (`matrix.room_state.read_room_state`): in the rooms Parta manages the bot is a member;
+in any other room of the homeserver (a parents' own group chat, say) the room's state is
+read through Synapse's admin API, which the bot may use as a server admin. Where nobody
+but the bot has that power (a parent and child's family room), the floor is open to all.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
-from matrix.client import MatrixClient, path
+from matrix.client import MatrixClient
 from matrix.errors import Forbidden, NotFound
-from widgets.call.moderation import floor_is_open, is_moderator
-
-_ADMIN = "/_synapse/admin/v1"
+from matrix.room_state import (
+    CREATE,
+    POWER_LEVELS,
+    RoomState,
+    StateKey,
+    membership_key,
+    read_room_state,
+)
+from widgets.call.moderation import floor_is_open
 
 
 class NoAccess(Exception):
@@ -36,7 +41,7 @@ class RoomAccess:
     room_id: str
     display_name: str
     moderator: bool
-    power_levels: dict[str, Any]
+    room: RoomState  # the events read: the person's membership, power levels, creation
     open_floor: bool = False  # nobody but the bot moderates: everyone may speak
 
 
@@ -45,6 +50,8 @@ async def check_room_access(
 ) -> RoomAccess:
     """Joined members only; their display name and moderation right come with the answer.
 
+    Three state events are read at once (the person's membership, the power levels, the
+    create event), or the whole state through the admin API when the bot is not in the room.
     `bot_user_id` is Parta's bot, whose power alone leaves the floor open to all
     (`moderation.floor_is_open`); empty: its power counts like anyone's.
 
@@ -54,22 +61,17 @@ async def check_room_access(
     """
     if not room_id.startswith("!"):
         raise NoAccess("unknown_room")
-    try:
-        member, levels, create = await asyncio.gather(
-            _state(client, room_id, "m.room.member", user_id),
-            _state(client, room_id, "m.room.power_levels", ""),
-            _state(client, room_id, "m.room.create", "", whole_event=True),
-        )
-    except Forbidden:
-        member, levels, create = await _from_admin_api(client, room_id, user_id)
-    if (member or {}).get("membership") != "join":
+    room = await _read(client, room_id, only=(membership_key(user_id), POWER_LEVELS, CREATE))
+    if room.membership(user_id) != "join":
         raise NoAccess("not_a_member")
-    name = (member or {}).get("displayname")
-    display_name = name if isinstance(name, str) and name.strip() else user_id
-    creators = _creators(create)
-    moderator = is_moderator(levels, user_id, creators)
-    open_floor = floor_is_open(levels, creators, bot_user_id=bot_user_id)
-    return RoomAccess(user_id, room_id, display_name, moderator, dict(levels or {}), open_floor)
+    return RoomAccess(
+        user_id,
+        room_id,
+        display_name=room.display_names.get(user_id, user_id),
+        moderator=room.is_moderator(user_id),
+        room=room,
+        open_floor=floor_is_open(room, bot_user_id=bot_user_id),
+    )
 
 
 @dataclass(frozen=True)
@@ -90,95 +92,22 @@ async def read_room_members(
     The call service asks this for every call with people in it, every few seconds, so
     that a teacher made moderator (or demoted) in Matrix gets (or loses) the teacher's
     controls mid-call, and someone who left or was kicked from the room leaves its call.
-    Three requests a room (two state events and the joined members), or one through the
-    admin API when the bot is not in the room.
+    One request a room: its whole state, as a member or through the admin API.
 
     Raises:
         NoAccess("unknown_room"): the homeserver has no such room (any more).
         MatrixError, HomeserverUnavailable: the homeserver did not answer usefully.
     """
-    try:
-        answer, levels, create = await asyncio.gather(
-            client.request("GET", path("rooms", room_id, "joined_members")),
-            _state(client, room_id, "m.room.power_levels", ""),
-            _state(client, room_id, "m.room.create", "", whole_event=True),
-        )
-        joined = frozenset(str(user) for user in (answer.get("joined") or {}))
-    except Forbidden:
-        joined, levels, create = await _members_from_admin_api(client, room_id)
-    creators = _creators(create)
-    moderators = frozenset(user for user in joined if is_moderator(levels, user, creators))
-    open_floor = floor_is_open(levels, creators, bot_user_id=bot_user_id)
-    return RoomMembers(room_id, joined, moderators, open_floor)
+    room = await _read(client, room_id)
+    joined = room.joined
+    moderators = frozenset(user for user in joined if room.is_moderator(user))
+    return RoomMembers(room_id, joined, moderators, floor_is_open(room, bot_user_id=bot_user_id))
 
 
-async def _members_from_admin_api(
-    client: MatrixClient, room_id: str
-) -> tuple[frozenset[str], dict[str, Any] | None, dict[str, Any] | None]:
+async def _read(
+    client: MatrixClient, room_id: str, *, only: Collection[StateKey] = ()
+) -> RoomState:
     try:
-        answer = await client.request("GET", path("rooms", room_id, "state", base=_ADMIN))
-    except (NotFound, Forbidden) as exc:
+        return await read_room_state(client, room_id, only=only)
+    except (NotFound, Forbidden) as exc:  # no such room, or the bot may not read it at all
         raise NoAccess("unknown_room") from exc
-    joined: set[str] = set()
-    levels = create = None
-    for event in answer.get("state", ()):
-        kind, key = event.get("type"), event.get("state_key")
-        content = event.get("content") or {}
-        if kind == "m.room.member" and content.get("membership") == "join":
-            joined.add(str(key))
-        elif kind == "m.room.power_levels" and key == "":
-            levels = content
-        elif kind == "m.room.create" and key == "":
-            create = event
-    return frozenset(joined), levels, create
-
-
-def _creators(create: dict[str, Any] | None) -> frozenset[str]:
-    """Who has unlimited power by creating the room: since room version 12 (MSC4289)."""
-    if not create:
-        return frozenset()
-    content = create.get("content") or {}
-    version = str(content.get("room_version", "1"))
-    modern = version.isdigit() and int(version) >= 12
-    if not modern and not version.startswith("org.matrix.hydra"):
-        return frozenset()
-    extra = content.get("additional_creators") or []
-    return frozenset([str(create.get("sender", "")), *(str(u) for u in extra)]) - {""}
-
-
-async def _state(
-    client: MatrixClient,
-    room_id: str,
-    event_type: str,
-    state_key: str,
-    *,
-    whole_event: bool = False,
-) -> dict[str, Any] | None:
-    """A state event's content, or with `whole_event` the event (its sender too)."""
-    query = {"format": "event"} if whole_event else None
-    try:
-        return await client.request(
-            "GET", path("rooms", room_id, "state", event_type, state_key), query=query
-        )
-    except NotFound:
-        return None
-
-
-async def _from_admin_api(
-    client: MatrixClient, room_id: str, user_id: str
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]:
-    """The bot is not in the room: read its current state as a server admin."""
-    try:
-        answer = await client.request("GET", path("rooms", room_id, "state", base=_ADMIN))
-    except (NotFound, Forbidden) as exc:
-        raise NoAccess("unknown_room") from exc
-    member = levels = create = None
-    for event in answer.get("state", ()):
-        kind, key = event.get("type"), event.get("state_key")
-        if kind == "m.room.member" and key == user_id:
-            member = event.get("content") or {}
-        elif kind == "m.room.power_levels" and key == "":
-            levels = event.get("content") or {}
-        elif kind == "m.room.create" and key == "":
-            create = event
-    return member, levels, create

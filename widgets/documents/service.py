@@ -454,13 +454,7 @@ class DocumentsService:
     async def _check_may_post(self, user_id: str, room_id: str) -> None:
         """Joined, and power enough to post messages: refused before anything is uploaded."""
         access = await self._access(user_id, room_id)
-        levels = access.power_levels
-        users = levels.get("users") or {}
-        mine = users.get(user_id, levels.get("users_default", 0))
-        needed = (levels.get("events") or {}).get("m.room.message", levels.get("events_default", 0))
-        if access.moderator or (
-            isinstance(mine, int) and isinstance(needed, int) and mine >= needed
-        ):
+        if access.moderator or access.room.may_send(user_id, "m.room.message", state=False):
             return
         raise ApiError(
             403, "PARTA_READ_ONLY", "Only teachers and the administration post in this chat."
