@@ -164,16 +164,14 @@ def create_app(settings: Settings) -> FastAPI:
             call_widget_url=settings.call_widget_url,
         )
         app.state.commands = runner
-        runner.start()
         start_up = BackgroundTask(
             functools.partial(_become_ready, settings, client, app.state.bridge),
             name="bridge-start-up",
         )
         try:
-            async with running(start_up):
+            async with running(runner, start_up):
                 yield
         finally:
-            await runner.stop()
             await client.close()
             engine.dispose()
 

@@ -14,7 +14,6 @@ already recorded in `appservice_transactions` decides.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import re
@@ -29,6 +28,7 @@ from nio import Api
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from foundation.lifecycle import cancel_and_wait
 from matrix.client import MatrixClient, path
 from matrix.errors import MatrixError
 from matrix.room_state import RoomState, read_room_state
@@ -237,15 +237,13 @@ class CommandRunner:
         self._task: asyncio.Task[None] | None = None
         self.handled = 0  # commands taken off the queue, answered or not (for /healthz)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="bridge-commands")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def submit(self, commands: Iterable[Command]) -> None:
         for command in commands:
