@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from foundation.web import ApiError
-from widgets.documents.service import UPLOAD_PIECE, _exactly
+from widgets.documents.streams import UPLOAD_PIECE, exactly
 
 
 async def arriving(chunks: list[bytes]) -> AsyncIterator[bytes]:
@@ -19,7 +19,7 @@ async def arriving(chunks: list[bytes]) -> AsyncIterator[bytes]:
 
 
 async def passed_on(chunks: list[bytes], length: int) -> list[bytes]:
-    return [piece async for piece in _exactly(arriving(chunks), length, "video.mp4")]
+    return [piece async for piece in exactly(arriving(chunks), length, "video.mp4")]
 
 
 @settings(max_examples=50, deadline=None)
