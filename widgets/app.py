@@ -28,7 +28,8 @@ from widgets.call.rtp_forwarding import check_aiortc_version
 from widgets.call.service import EMPTY_CALL_KEPT_S, CallService
 from widgets.call.turn import TurnIssuer
 from widgets.documents.disk import DiskAlarm
-from widgets.documents.service import DocumentsService, documents_router
+from widgets.documents.routes import documents_router
+from widgets.documents.service import DocumentsService
 from widgets.documents.sessions import NotSignedIn
 
 CALL_STATIC = Path(__file__).resolve().parent / "call" / "static"

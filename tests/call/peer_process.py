@@ -51,7 +51,7 @@ from aiortc.rtp import RtpPacket
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from widgets.call.rtp_forwarding import is_keyframe
+from widgets.call.codecs import is_keyframe
 from widgets.call.sfu import new_peer_connection
 
 REPO = Path(__file__).resolve().parents[2]

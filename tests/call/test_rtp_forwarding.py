@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,101 +13,30 @@ from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
     RTCRtpSender,
-    VideoStreamTrack,
 )
-from aiortc.codecs.h264 import H264Encoder
-from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
     RTCRtpParameters,
 )
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp, unwrap_rtx
-from hypothesis import given
-from hypothesis import strategies as st
 
 from tests.call.conftest import until
+from tests.call.pictures import Pattern
+from tests.call.test_header_extensions import LEVEL, MID, SEND_TIME
+from widgets.call.header_extensions import ExtensionWriter
 from widgets.call.rtp_forwarding import (
     ForwardingSender,
     Outgoing,
     PacketTap,
-    _ExtensionWriter,
     check_aiortc_version,
-    is_keyframe,
 )
-
-
-def frame(index: int, width: int = 320, height: int = 240) -> av.VideoFrame:
-    picture = av.VideoFrame(width=width, height=height, format="yuv420p")
-    for plane in picture.planes:
-        plane.update(bytes([(index * 7) % 256]) * plane.buffer_size)
-    picture.pts, picture.time_base = index * 3000, fractions.Fraction(1, 90_000)
-    return picture
-
-
-def test_keyframes_are_recognised_in_vp8_and_h264_payloads() -> None:
-    vp8 = Vp8Encoder()
-    key, _ = vp8.encode(frame(0), force_keyframe=True)
-    delta, _ = vp8.encode(frame(1))
-    assert is_keyframe("video/VP8", key[0])
-    assert not is_keyframe("video/VP8", delta[0])
-    assert not any(is_keyframe("video/VP8", p) for p in key[1:])  # only a frame's start
-    h264 = H264Encoder()
-    key, _ = h264.encode(frame(0), force_keyframe=True)
-    delta, _ = h264.encode(frame(1))
-    assert any(is_keyframe("video/H264", p) for p in key)
-    assert not any(is_keyframe("video/H264", p) for p in delta)
-    assert is_keyframe("audio/opus", b"\x78\x01")
-    assert not is_keyframe("video/VP8", b"")
-    assert not is_keyframe("video/AV1", key[0])  # a codec we do not forward
 
 
 def test_another_aiortc_is_refused_with_what_to_do() -> None:
     with pytest.raises(RuntimeError, match=r"install aiortc==1\.16\.0"):
         check_aiortc_version("1.17.0")
     check_aiortc_version()
-
-
-MID, SEND_TIME, LEVEL = (
-    "urn:ietf:params:rtp-hdrext:sdes:mid",
-    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
-    "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
-)
-
-
-@given(
-    ids=st.lists(st.integers(1, 14), min_size=3, max_size=3, unique=True),
-    present=st.tuples(st.booleans(), st.booleans(), st.booleans()),
-    mid=st.text("0123456789abc", min_size=1, max_size=16),
-    send_time=st.integers(0, 0xFFFFFF),
-    level=st.none() | st.tuples(st.booleans(), st.integers(0, 127)),
-)
-def test_the_extension_writer_writes_what_aiortc_reads(
-    ids: list[int],
-    present: tuple[bool, bool, bool],
-    mid: str,
-    send_time: int,
-    level: tuple[bool, int] | None,
-) -> None:
-    """The forwarder's own one-byte header writer against aiortc's parser: a subscriber
-    must read the same MID, send time and audio level as from aiortc's own writer."""
-    negotiated = [
-        RTCRtpHeaderExtensionParameters(id=x, uri=uri)
-        for x, uri, on in zip(ids, (MID, SEND_TIME, LEVEL), present, strict=True)
-        if on
-    ]
-    extensions = HeaderExtensionsMap()
-    extensions.configure(RTCRtpParameters(headerExtensions=negotiated))
-    writer = _ExtensionWriter.for_map(extensions, mid)
-    assert writer is not None
-    block = writer.block(send_time, level)
-    assert len(block) % 4 == 0
-    header = bytes([0x90 if block else 0x80, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3])
-    parsed = RtpPacket.parse(header + block + b"payload", extensions)
-    assert parsed.payload == b"payload"
-    assert parsed.extensions.mid == (mid if present[0] else None)
-    assert parsed.extensions.abs_send_time == (send_time if present[1] else None)
-    assert parsed.extensions.audio_level == (level if present[2] else None)
 
 
 def test_copies_of_a_packet_share_a_tail_only_where_their_extensions_match() -> None:
@@ -121,7 +49,7 @@ def test_copies_of_a_packet_share_a_tail_only_where_their_extensions_match() -> 
     ]
     extensions = HeaderExtensionsMap()
     extensions.configure(RTCRtpParameters(headerExtensions=negotiated))
-    writers = [_ExtensionWriter.for_map(extensions, mid) for mid in ("3", "7", "3")]
+    writers = [ExtensionWriter.for_map(extensions, mid) for mid in ("3", "7", "3")]
     packet = RtpPacket(payload_type=111, sequence_number=1, timestamp=2, payload=b"opus")
     packet.extensions.audio_level = (True, 30)
     outgoing = Outgoing(packet)
@@ -133,21 +61,6 @@ def test_copies_of_a_packet_share_a_tail_only_where_their_extensions_match() -> 
         assert (parsed.extensions.mid, parsed.payload) == (mid, b"opus")
         assert parsed.extensions.abs_send_time == outgoing.send_time
         assert parsed.extensions.audio_level == (True, 30)
-
-
-class Pattern(VideoStreamTrack):
-    """A camera that shows changing frames at 30 fps (so every frame is encoded)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.index = 0
-
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        picture = frame(self.index)
-        picture.pts, picture.time_base = pts, time_base
-        self.index += 1
-        return picture
 
 
 async def connect(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:

@@ -21,7 +21,7 @@ from aiortc import (
 )
 
 from tests.call.conftest import until
-from tests.call.test_rtp_forwarding import Pattern
+from tests.call.pictures import Pattern
 from widgets.call.moderation import CallState, Source
 from widgets.call.sfu import CallRoom, new_peer_connection
 

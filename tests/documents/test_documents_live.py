@@ -29,7 +29,8 @@ from tests.matrix_users import logged_in, new_person, openid_token
 from widgets.documents.convert import Converter
 from widgets.documents.homeserver import Homeserver
 from widgets.documents.local_media import LocalMedia
-from widgets.documents.service import DocumentsService, documents_router
+from widgets.documents.routes import documents_router
+from widgets.documents.service import DocumentsService
 from widgets.documents.sessions import Sessions
 
 pytestmark = pytest.mark.timeout(300)

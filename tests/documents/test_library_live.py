@@ -32,7 +32,8 @@ from widgets.documents.files import PDF_FIELD
 from widgets.documents.homeserver import Homeserver
 from widgets.documents.library import LIBRARY_FIELD, ProvisioningLibrary
 from widgets.documents.previews import PreviewStore
-from widgets.documents.service import DocumentsService, documents_router
+from widgets.documents.routes import documents_router
+from widgets.documents.service import DocumentsService
 from widgets.documents.sessions import Sessions
 
 pytestmark = pytest.mark.timeout(300)

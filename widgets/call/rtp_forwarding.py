@@ -2,8 +2,9 @@
 
 aiortc's receivers reassemble frames and decode them, and its senders encode frames and
 packetise them; its stock `MediaRelay` does both for every subscriber. An SFU needs
-neither. This module is the only place that reaches into aiortc's private parts to skip
-them, so it checks the aiortc version it was written against (`AIORTC_VERSION`):
+neither. This module is where the SFU reaches into aiortc's private parts to skip them
+(`header_extensions` reads one more: the negotiated IDs), so it checks the aiortc
+version it was written against (`AIORTC_VERSION`):
 
 - `PacketTap` takes over what a receiver does after RTP statistics, bandwidth estimate
   (REMB), NACKs and RTX unwrapping, all of which aiortc keeps doing for the publisher:
@@ -15,9 +16,9 @@ them, so it checks the aiortc version it was written against (`AIORTC_VERSION`):
   its current source sends, if the subscriber accepted both), and sequence numbers and
   timestamps that run on without a jump when the source changes (a new speaker in a
   slot) or pauses (a pupil whose floor was revoked). A change of source waits for a
-  keyframe, which it asks the new source for. aiortc's own NACK handling retransmits
-  from the history this sender fills; a subscriber's PLI or FIR goes to a callback,
-  which the SFU passes to the publisher (rate-limited there).
+  keyframe (`codecs.is_keyframe`), which it asks the new source for. aiortc's own NACK
+  handling retransmits from the history this sender fills; a subscriber's PLI or FIR
+  goes to a callback, which the SFU passes to the publisher (rate-limited there).
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ from aiortc.rtp import (
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTP_HISTORY_SIZE,
-    HeaderExtensions,
     RtcpPsfbPacket,
     RtpPacket,
     wrap_rtx,
 )
 from aiortc.utils import random16, random32, uint16_add
+
+from widgets.call.codecs import is_keyframe
+from widgets.call.header_extensions import ExtensionWriter
 
 AIORTC_VERSION = "1.16.0"
 
@@ -65,72 +68,6 @@ def check_aiortc_version(version: str = aiortc.__version__) -> None:
             f"aiortc {version} is installed; install aiortc=={AIORTC_VERSION} "
             "(pinned in pyproject.toml) or port widgets/call/rtp_forwarding.py"
         )
-
-
-# --- keyframes ------------------------------------------------------------------------------
-
-
-def is_keyframe(mime_type: str, payload: bytes) -> bool:
-    """Does this RTP payload start a keyframe (where a decoder can begin)?
-
-    VP8: RFC 7741 §4.3 (the payload descriptor, then the frame's inverse key bit);
-    H.264: RFC 6184 (an IDR slice, or SPS, alone, aggregated or fragmented). Audio
-    packets stand alone, so any of them will do.
-    """
-    kind, _, name = mime_type.lower().partition("/")
-    if kind == "audio":
-        return True
-    if name == "vp8":
-        return _vp8_keyframe(payload)
-    if name == "h264":
-        return _h264_keyframe(payload)
-    return False
-
-
-def _vp8_keyframe(payload: bytes) -> bool:
-    if not payload:
-        return False
-    first = payload[0]
-    start, partition = first & 0x10, first & 0x0F
-    if not start or partition != 0:
-        return False  # only the first packet of a frame carries the frame header
-    offset = 1
-    if first & 0x80:  # X: an extension byte follows
-        if len(payload) < 2:
-            return False
-        extension = payload[1]
-        offset = 2
-        if extension & 0x80:  # I: a picture ID, of 7 or 15 bits
-            if len(payload) <= offset:
-                return False
-            offset += 2 if payload[offset] & 0x80 else 1
-        if extension & 0x40:  # L: TL0PICIDX
-            offset += 1
-        if extension & 0x30:  # T or K: TID/Y/KEYIDX
-            offset += 1
-    return len(payload) > offset and not payload[offset] & 0x01  # P = 0: a key frame
-
-
-_H264_IDR, _H264_SPS, _H264_STAP_A, _H264_FU_A = 5, 7, 24, 28
-
-
-def _h264_keyframe(payload: bytes) -> bool:
-    if not payload:
-        return False
-    nal = payload[0] & 0x1F
-    if nal in (_H264_IDR, _H264_SPS):
-        return True
-    if nal == _H264_STAP_A:
-        offset = 1
-        while offset + 2 < len(payload):
-            size = int.from_bytes(payload[offset : offset + 2], "big")
-            if payload[offset + 2] & 0x1F in (_H264_IDR, _H264_SPS):
-                return True
-            offset += 2 + size
-        return False
-    if nal == _H264_FU_A and len(payload) > 1:
-        return bool(payload[1] & 0x80) and payload[1] & 0x1F == _H264_IDR
-    return False
 
 
 # --- the publisher's side -------------------------------------------------------------------
@@ -218,7 +155,7 @@ class ForwardingSender:
         self._mid: str | None = None
         self._history: dict[int, bytes] = {}  # sent packets (before SRTP), for NACKs
         self._extensions: Any = None
-        self._writer: _ExtensionWriter | None = None
+        self._writer: ExtensionWriter | None = None
         self._source: object | None = None  # whose packets this sender sends now
         self._seq_offset = 0
         self._ts_offset = 0
@@ -284,7 +221,7 @@ class ForwardingSender:
         """
         self._mid = self._private("mid")
         self._extensions = self._private("rtp_header_extensions_map")
-        self._writer = _ExtensionWriter.for_map(self._extensions, self._mid)
+        self._writer = ExtensionWriter.for_map(self._extensions, self._mid)
         self._codec = codec
         self._private("rtp_started").set()
         try:
@@ -494,7 +431,7 @@ class Outgoing:
         self.send_time = (self.now >> 14) & 0x00FFFFFF  # abs-send-time: 6.18 fixed point
         self._tails: dict[tuple[bytes, int, int, int], tuple[int, bytes]] = {}
 
-    def tail(self, writer: _ExtensionWriter) -> tuple[int, bytes]:
+    def tail(self, writer: ExtensionWriter) -> tuple[int, bytes]:
         """The RTP header's first byte and what follows the fixed header (extensions and
         payload) for subscribers whose extensions are laid out as `writer`'s."""
         found = self._tails.get(writer.layout)
@@ -539,51 +476,3 @@ class _Route:
 def ntp_now() -> int:
     """The 64-bit NTP time now (aiortc's `clock.current_ntp_time`, without datetime)."""
     return int((time.time() + _NTP_EPOCH_OFFSET_S) * (1 << 32))
-
-
-class _ExtensionWriter:
-    """Writes a forwarded packet's RTP header extensions (RFC 8285's one-byte form): the
-    subscriber's MID, abs-send-time, and the source's audio level when it has one.
-
-    Made once per sender from its negotiated extension IDs; aiortc's general writer
-    builds a list and packs byte by byte for each packet.
-    """
-
-    def __init__(self, mid: bytes, mid_id: int, send_time_id: int, level_id: int) -> None:
-        self.layout = (mid, mid_id, send_time_id, level_id)  # equal layouts, equal blocks
-        self._mid = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid if mid_id and mid else b""
-        self._send_time_id = send_time_id
-        self._send_time = bytes([(send_time_id << 4) | 2]) if send_time_id else b""
-        self._level = bytes([level_id << 4]) if level_id else b""
-        self._blocks: dict[tuple[bool, int] | None, tuple[bytes, bytes]] = {}
-
-    @classmethod
-    def for_map(cls, extensions: Any, mid: str | None) -> _ExtensionWriter | None:
-        """None when an ID or the MID does not fit the one-byte form."""
-        ids: HeaderExtensions = extensions._HeaderExtensionsMap__ids
-        mid_bytes = (mid or "").encode()
-        wanted = [x for x in (ids.mid, ids.abs_send_time, ids.audio_level) if x]
-        if any(x > 14 for x in wanted) or len(mid_bytes) > 16:
-            return None
-        return cls(mid_bytes, ids.mid or 0, ids.abs_send_time or 0, ids.audio_level or 0)
-
-    def block(self, send_time: int, audio_level: tuple[bool, int] | None) -> bytes:
-        """The extension header and its elements, padded to 32 bits; b"" for none."""
-        parts = self._blocks.get(audio_level)
-        if parts is None:
-            level = b""
-            if self._level and audio_level is not None:
-                level = self._level + bytes(
-                    [(0x80 if audio_level[0] else 0) | audio_level[1] & 0x7F]
-                )
-            size = len(self._mid) + (4 if self._send_time else 0) + len(level)
-            padding = b"\x00" * (-size % 4)
-            head = struct.pack("!HH", 0xBEDE, (size + len(padding)) // 4) + self._mid
-            parts = (head, level + padding) if size else (b"", b"")
-            self._blocks[audio_level] = parts
-        head, tail = parts
-        if not head:
-            return b""
-        if not self._send_time:
-            return head + tail
-        return b"".join((head, self._send_time, send_time.to_bytes(3, "big"), tail))

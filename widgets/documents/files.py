@@ -10,6 +10,7 @@ client can download the original and the widget can preview it.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -45,6 +46,11 @@ def clean_name(raw: str) -> str:
     if len(name.encode()) > MAX_NAME_BYTES:
         raise BadName(f"a file name can be at most {MAX_NAME_BYTES} bytes long")
     return name
+
+
+def pdf_name(name: str) -> str:
+    """The name an office file's PDF preview is uploaded under: its own, ending in .pdf."""
+    return os.path.splitext(name)[0] + ".pdf"
 
 
 def kind_of(name: str, mimetype: str) -> Kind:

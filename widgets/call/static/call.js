@@ -131,10 +131,9 @@ const TEXT = {
 };
 
 const params = new URLSearchParams(location.search);
-const lang = (params.get("lang") || navigator.language || "ru").toLowerCase().startsWith("en") ? "en" : "ru";
-const t = (key, vars = {}) =>
-  (TEXT[lang][key] || TEXT.ru[key] || key).replace(/\{(\w+)\}/g, (_, name) => vars[name] ?? "");
-const $ = (id) => document.getElementById(id);
+const lang = PartaI18n.language(params);
+const t = PartaI18n.translator(TEXT, lang);
+const { byId: $, element } = PartaDom;
 
 const call = {
   roomId: params.get("room_id") || "",
@@ -156,21 +155,6 @@ const call = {
 
 function show(section) {
   for (const id of ["login", "lobby", "call", "ended", "no-room"]) $(id).hidden = id !== section;
-}
-
-function translatePage() {
-  document.documentElement.lang = lang;
-  for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
-}
-
-function element(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "onclick") node.addEventListener("click", value);
-    else if (value !== undefined && value !== null) node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child);
-  return node;
 }
 
 // --- who are you: a widget in a Matrix client, or this page's own sign-in (signin.js) ------
@@ -676,7 +660,7 @@ async function pollLevels() {
 }
 
 async function start() {
-  translatePage();
+  PartaI18n.translatePage(t, lang);
   call.widget = PartaSignIn.startWidget(params);
   call.config = await (await fetch("/call/config.json")).json();
   $("login-form").addEventListener("submit", signIn);

@@ -99,10 +99,9 @@ const TEXT = {
 };
 
 const params = new URLSearchParams(location.search);
-const lang = (params.get("lang") || navigator.language || "ru").toLowerCase().startsWith("en") ? "en" : "ru";
-const t = (key, vars = {}) =>
-  (TEXT[lang][key] || TEXT.ru[key] || key).replace(/\{(\w+)\}/g, (_, name) => vars[name] ?? "");
-const $ = (id) => document.getElementById(id);
+const lang = PartaI18n.language(params);
+const t = PartaI18n.translator(TEXT, lang);
+const { byId: $, element } = PartaDom;
 
 const state = {
   config: null,
@@ -119,22 +118,6 @@ const state = {
   tab: "files",
   items: [],
 };
-
-function element(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "onclick") node.addEventListener("click", value);
-    else if (value !== undefined && value !== null) node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
-
-function translatePage() {
-  document.documentElement.lang = lang;
-  for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
-  for (const node of document.querySelectorAll("[data-tp]")) node.placeholder = t(node.dataset.tp);
-}
 
 function notice(text) {
   const node = $("notice");
@@ -549,7 +532,7 @@ function wire() {
 }
 
 async function main() {
-  translatePage();
+  PartaI18n.translatePage(t, lang);
   wire();
   state.widget = PartaSignIn.startWidget(params);
   state.config = await (await fetch("/documents/config.json")).json();
