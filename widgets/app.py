@@ -122,11 +122,8 @@ def create_app(settings: Settings) -> FastAPI:
                 language=settings.language,
             )
             app.state.calls = calls
-            try:
-                async with running(calls):
-                    yield
-            finally:
-                await documents.close()
+            async with running(documents, calls):
+                yield
 
     app = FastAPI(title="Parta widgets", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)

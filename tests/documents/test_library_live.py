@@ -64,7 +64,7 @@ async def api(region: LocalDeployment, bot: MatrixClient, school: School) -> Asy
                 yield Api(http, service)
         finally:
             assert service.library is not None
-            await service.library.aclose()
+            await service.library.stop()
 
 
 async def search(api: Api, who: dict[str, str], **query: str) -> httpx.Response:
@@ -301,7 +301,7 @@ async def test_the_page_hears_that_the_library_does_not_answer(
 ) -> None:
     (port,) = free_ports(1)  # nothing listens there
     assert api.service.library is not None
-    await api.service.library.aclose()
+    await api.service.library.stop()
     api.service.library = ProvisioningLibrary(
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5), "x"
     )

@@ -188,7 +188,11 @@ class Library(Protocol):
         """
         ...
 
-    async def aclose(self) -> None:
+    async def start(self) -> None:
+        """Open what the library needs before its first search (it is a `Service`)."""
+        ...
+
+    async def stop(self) -> None:
         """Close what the library opened."""
         ...
 
@@ -207,7 +211,10 @@ class ProvisioningLibrary:
             settings.as_token.get_secret_value(),
         )
 
-    async def aclose(self) -> None:
+    async def start(self) -> None:
+        """Nothing to open: httpx connects on the first request."""
+
+    async def stop(self) -> None:
         await self.http.aclose()
 
     async def search(

@@ -92,10 +92,16 @@ class DocumentsService:
             library_previews=PreviewStore(settings.documents_state_dir / "library-previews.json"),
         )
 
-    async def close(self) -> None:
+    async def start(self) -> None:
+        """Start the library connector; the homeserver's clients open on their first call."""
+        if self.library is not None:
+            await self.library.start()
+
+    async def stop(self) -> None:
+        """Close the homeserver's clients and the library connector."""
         await self.homeserver.aclose()
         if self.library is not None:
-            await self.library.aclose()
+            await self.library.stop()
 
     # --- who is asking -----------------------------------------------------------------
 
