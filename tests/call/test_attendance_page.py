@@ -15,6 +15,7 @@ from parta.deployment import LocalDeployment
 from tests.call.conftest import WAIT_S
 from tests.call.test_call_page import browser as browser  # the fixture, re-exported
 from tests.call.test_call_page import watch
+from tests.harness.waiting import eventually
 from tests.matrix_users import logged_in, new_person
 
 WAIT_MS = WAIT_S * 1000
@@ -52,15 +53,21 @@ async def test_the_teacher_posts_the_attendance_from_her_panel(
     await button.click()
     await expect(status).to_have_text("The attendance was posted to the chat.", timeout=WAIT_MS)
     assert region.settings.language == "ru"
-    recent = await bot.request(
-        "GET", path("rooms", room_id, "messages"), query={"dir": "b", "limit": "10"}
-    )
-    notices = [
-        event["content"]["body"]
-        for event in recent["chunk"]
-        if event.get("sender") == region.settings.bot_user_id and event["type"] == "m.room.message"
-    ]
-    assert notices and notices[0].startswith("Посещаемость звонка, "), notices
+
+    async def attendance_notice() -> str | None:
+        """The bot's notice in the room: the bot's greeting may arrive after it, so look at all."""
+        recent = await bot.request(
+            "GET", path("rooms", room_id, "messages"), query={"dir": "b", "limit": "20"}
+        )
+        bodies = [
+            str(event["content"].get("body", ""))
+            for event in recent["chunk"]
+            if event.get("sender") == region.settings.bot_user_id
+            and event["type"] == "m.room.message"
+        ]
+        return next((b for b in bodies if b.startswith("Посещаемость звонка, ")), None)
+
+    await eventually(attendance_notice, "the attendance notice, in Russian", within=WAIT_S)
 
     await page.locator("#attendance").click()
     table = page.locator("#attendance-table")
