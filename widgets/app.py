@@ -20,7 +20,7 @@ from starlette.types import Scope
 from foundation.body_limits import FORM_OVERHEAD_BYTES, Allowance, BodyLimits, SignedIn
 from foundation.lifecycle import running
 from foundation.settings import Settings
-from foundation.web import install_error_handlers, install_request_log
+from foundation.web import bearer_token, install_error_handlers, install_request_log
 from matrix.client import MatrixClient
 from matrix.openid import OpenIDVerifier, ServerResolver
 from widgets.call.persistence import CallStore
@@ -89,9 +89,8 @@ def _signed_in_to(documents: DocumentsService) -> SignedIn:
     """Whether a request carries a live documents session (the upload's own sign-in)."""
 
     async def signed_in(scope: Scope) -> bool:
-        token = Request(scope).headers.get("authorization", "").removeprefix("Bearer ").strip()
         try:
-            documents.sessions.user_for(token)
+            documents.user_signed_in(bearer_token(Request(scope)))
         except NotSignedIn:
             return False
         return True

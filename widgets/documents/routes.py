@@ -7,12 +7,12 @@ types, which live in `documents_router`'s scope, when the routes are declared.
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from foundation.web import ApiError
+from foundation.web import ApiError, bearer_token
 from matrix.openid import token_grant
 from widgets.documents.files import Document, Kind, SortKey, select
 from widgets.documents.service import DocumentsService
@@ -39,14 +39,13 @@ ItemID = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 def documents_router(service: DocumentsService) -> APIRouter:
     router = APIRouter(prefix="/documents/api")
 
-    def signed_in(authorization: Annotated[str | None, Header()] = None) -> str:
-        token = (authorization or "").removeprefix("Bearer ").strip()
+    def signed_in(request: Request) -> str:
         try:
-            return service.sessions.user_for(token)
+            return service.user_signed_in(bearer_token(request))
         except NotSignedIn as exc:
             raise ApiError(401, "M_UNKNOWN_TOKEN", str(exc)) from exc
 
-    Person = Annotated[str, Depends(signed_in)]
+    SignedInUserID = Annotated[str, Depends(signed_in)]
 
     @router.post("/session")
     async def session(body: SignIn) -> dict[str, Any]:
@@ -67,13 +66,13 @@ def documents_router(service: DocumentsService) -> APIRouter:
         }
 
     @router.get("/rooms")
-    async def rooms(user_id: Person) -> dict[str, Any]:
+    async def rooms(user_id: SignedInUserID) -> dict[str, Any]:
         return await service.rooms(user_id)
 
     @router.get("/rooms/{room_id}/files")
     async def list_files(
         room_id: str,
-        user_id: Person,
+        user_id: SignedInUserID,
         q: Annotated[str, Query(max_length=200)] = "",
         kind: Kind | None = None,
         sort: SortKey = "date",
@@ -87,7 +86,7 @@ def documents_router(service: DocumentsService) -> APIRouter:
     async def upload(
         room_id: str,
         request: Request,
-        user_id: Person,
+        user_id: SignedInUserID,
         name: Annotated[str, Query(max_length=1000)],
     ) -> dict[str, Any]:
         length = int_header(request.headers.get("content-length"))
@@ -102,27 +101,31 @@ def documents_router(service: DocumentsService) -> APIRouter:
         return _with_links(service, user_id, document)
 
     @router.get("/rooms/{room_id}/files/{event_id}")
-    async def get_file(room_id: str, event_id: str, user_id: Person) -> dict[str, Any]:
+    async def get_file(room_id: str, event_id: str, user_id: SignedInUserID) -> dict[str, Any]:
         return _with_links(service, user_id, await service.file(user_id, room_id, event_id))
 
     @router.patch("/rooms/{room_id}/files/{event_id}")
-    async def rename(room_id: str, event_id: str, body: Rename, user_id: Person) -> dict[str, Any]:
+    async def rename(
+        room_id: str, event_id: str, body: Rename, user_id: SignedInUserID
+    ) -> dict[str, Any]:
         document = await service.file(user_id, room_id, event_id)
         return _with_links(service, user_id, await service.rename(user_id, document, body.name))
 
     @router.delete("/rooms/{room_id}/files/{event_id}", status_code=204)
-    async def delete(room_id: str, event_id: str, user_id: Person) -> Response:
+    async def delete(room_id: str, event_id: str, user_id: SignedInUserID) -> Response:
         await service.delete(user_id, await service.file(user_id, room_id, event_id))
         return Response(status_code=204)
 
     @router.post("/rooms/{room_id}/files/{event_id}/share", status_code=201)
-    async def share(room_id: str, event_id: str, body: Share, user_id: Person) -> dict[str, Any]:
+    async def share(
+        room_id: str, event_id: str, body: Share, user_id: SignedInUserID
+    ) -> dict[str, Any]:
         document = await service.file(user_id, room_id, event_id)
         return _with_links(service, user_id, await service.share(user_id, document, body.room_id))
 
     @router.get("/library")
     async def library_search(
-        user_id: Person,
+        user_id: SignedInUserID,
         subject: Annotated[str, Query(max_length=255)] = "",
         grade: Grade = None,
         q: Annotated[str, Query(max_length=200)] = "",
@@ -132,7 +135,9 @@ def documents_router(service: DocumentsService) -> APIRouter:
         )
 
     @router.post("/library/{item_id}/share", status_code=201)
-    async def library_share(item_id: ItemID, body: Share, user_id: Person) -> dict[str, Any]:
+    async def library_share(
+        item_id: ItemID, body: Share, user_id: SignedInUserID
+    ) -> dict[str, Any]:
         return await service.library_sharing.share(user_id, item_id, body.room_id)
 
     async def content(

@@ -105,6 +105,14 @@ class DocumentsService:
 
     # --- who is asking -----------------------------------------------------------------
 
+    def user_signed_in(self, token: str | None) -> str:
+        """The user of a live documents session (the routes' and the body limit's one check).
+
+        Raises:
+            NotSignedIn: no token, or it names no live session.
+        """
+        return self.sessions.user_for(token)
+
     async def sign_in(self, openid: dict[str, Any]) -> str:
         try:
             user_id = await self.verifier.verify(openid)
