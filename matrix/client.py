@@ -366,6 +366,38 @@ class MatrixClient:
         )
 
 
+@dataclass(frozen=True)
+class TokenClient:
+    """Calls a homeserver with someone's own access token (a person's, from an admin
+    login): once, without retries, so that the caller decides what a failure means."""
+
+    http: httpx.AsyncClient  # base_url = the homeserver
+    access_token: str
+
+    async def request(
+        self,
+        method: str,
+        url_path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        query: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,  # accepted for `matrix.rooms.Requester`; no retries
+    ) -> JsonDict:
+        """Send one request and return its JSON answer; `MatrixError` typed on a refusal."""
+        headers = {"Authorization": f"Bearer {self.access_token}"}
+        response = await self.http.request(
+            method,
+            url_path,
+            json=dict(body) if body is not None else None,
+            params=dict(query or {}),
+            headers=headers,
+        )
+        answer = _json(response)
+        if response.status_code >= 400:
+            raise error_from_response(response.status_code, answer)
+        return answer
+
+
 def _json(response: httpx.Response) -> JsonDict:
     try:
         value = response.json()
