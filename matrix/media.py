@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
-from matrix.client import JsonDict, MatrixClient, _json, path
+from matrix.client import JsonDict, MatrixClient, json_answer, path
 from matrix.errors import HomeserverUnavailable, error_from_response
 
 _ADMIN = "/_synapse/admin/v1"
@@ -48,7 +48,7 @@ async def upload_stream(
     response = await http.post(
         UPLOAD_PATH, params={"filename": name}, headers=headers, content=body
     )
-    answer = _json(response)
+    answer = json_answer(response)
     if response.status_code >= 400:
         raise error_from_response(response.status_code, answer)
     uri = answer.get("content_uri")
@@ -81,7 +81,7 @@ async def open_download(
     if response.status_code >= 400:
         await response.aread()
         await response.aclose()
-        raise error_from_response(response.status_code, _json(response))
+        raise error_from_response(response.status_code, json_answer(response))
     return response
 
 

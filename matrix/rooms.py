@@ -124,8 +124,11 @@ async def kick(client: Requester, room_id: str, user_id: str, *, reason: str) ->
             raise
 
 
-async def leave(client: Requester, room_id: str, *, user_id: str | None = None) -> None:
-    """Leave a room as the caller (`user_id` names who the caller is, to check it).
+async def leave(
+    client: Requester, room_id: str, *, reason: str | None = None, user_id: str | None = None
+) -> None:
+    """Leave a room as the caller, or decline its invite (`user_id` names who the caller
+    is, to check the outcome without asking the homeserver).
 
     Done when the caller is out: a retry after a lost answer, or a room left earlier, is
     refused by Synapse (403 or 404) but leaves the wanted state.
@@ -134,7 +137,8 @@ async def leave(client: Requester, room_id: str, *, user_id: str | None = None) 
         Forbidden, NotFound: refused while the caller is still in the room.
     """
     try:
-        await client.request("POST", path("rooms", room_id, "leave"), body={}, idempotent=True)
+        body = {} if reason is None else {"reason": reason}
+        await client.request("POST", path("rooms", room_id, "leave"), body=body, idempotent=True)
     except (Forbidden, NotFound):
         if user_id is None:
             user_id = str((await client.request("GET", path("account", "whoami")))["user_id"])
