@@ -1,5 +1,9 @@
 """`apply(plan)`: carry out the actions through the bridge's client, with bounded concurrency.
 
+This module is the runner: the order (phases), the concurrency (per run and per room),
+the records of what each room now holds, the failures and skips. The Matrix side of each
+handler is a call of `matrix.rooms` (create-or-adopt, admin join, kick, put state).
+
 Each handler is an "ensure": doing it twice leaves the same state, so a plan interrupted
 by a crash or a Synapse outage is simply planned and applied again. What a room holds
 is recorded only after Synapse accepted the change, so a record never claims more than
