@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from matrix.client import MatrixClient
+from matrix.client import MatrixClient, path
 
 
 async def ensure_local_user(
@@ -24,3 +24,35 @@ async def ensure_local_user(
     if existing.get("displayname") != display_name:
         await client.admin_put_user(user_id, {"displayname": display_name})
     return False
+
+
+async def local_user_ids(client: MatrixClient) -> set[str]:
+    """Every (non-guest) account on the homeserver, read with the admin API in pages of 500."""
+    users: set[str] = set()
+    page_from: str | None = "0"
+    for _ in range(10_000):  # bounded: 5 million accounts
+        if page_from is None:
+            break
+        answer = await client.request(
+            "GET",
+            path("users", base="/_synapse/admin/v2"),
+            query={"from": page_from, "limit": "500", "guests": "false"},
+        )
+        users.update(str(u["name"]) for u in answer.get("users", []))
+        next_page = answer.get("next_token")
+        page_from = str(next_page) if next_page is not None else None
+    return users
+
+
+async def login_as(client: MatrixClient, user_id: str, *, valid_until_ms: int) -> str:
+    """An access token of a local user's own, from Synapse's admin "login as user".
+
+    The token expires at `valid_until_ms` (ms since the epoch) and leaves no device in the
+    user's account list, so that acting for a person needs no password of theirs.
+    """
+    answer = await client.request(
+        "POST",
+        path("users", user_id, "login", base="/_synapse/admin/v1"),
+        body={"valid_until_ms": valid_until_ms},
+    )
+    return str(answer["access_token"])

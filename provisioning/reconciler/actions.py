@@ -59,18 +59,12 @@ class SetPowerLevels:
 
 
 @dataclass(frozen=True, slots=True)
-class SetCallWidget:
-    """Put the call widget into the room, or take it out (`widget` None)."""
+class SetWidget:
+    """Put a widget (the call, the documents) into the room, or take it out (`widget`
+    None); `widget_id` is its state key, which names it also when it is taken out."""
 
     alias: RoomAlias
-    widget: RoomWidget | None
-
-
-@dataclass(frozen=True, slots=True)
-class SetDocumentsWidget:
-    """Put the documents widget into the room, or take it out (`widget` None)."""
-
-    alias: RoomAlias
+    widget_id: str
     widget: RoomWidget | None
 
 
@@ -104,8 +98,7 @@ Action = (
     | SetJoinRule
     | SetHistoryVisibility
     | SetPowerLevels
-    | SetCallWidget
-    | SetDocumentsWidget
+    | SetWidget
     | LinkChild
     | Join
     | Kick
@@ -124,11 +117,8 @@ def describe(action: Action) -> dict[str, object]:
                 "users": dict(levels.users),
                 "events_default": levels.events_default,
             }
-        case (
-            SetCallWidget(alias=alias, widget=widget)
-            | SetDocumentsWidget(alias=alias, widget=widget)
-        ):
-            fields = {"alias": alias, "url": widget.url if widget else None}
+        case SetWidget(alias=alias, widget_id=widget_id, widget=widget):
+            fields = {"alias": alias, "widget_id": widget_id, "url": widget.url if widget else None}
         case SetJoinRule(alias=alias, join_rule=rule):
             fields = {"alias": alias, "rule": rule.rule, "allow": list(rule.allow_spaces)}
         case _:

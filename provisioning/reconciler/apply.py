@@ -1,5 +1,9 @@
 """`apply(plan)`: carry out the actions through the bridge's client, with bounded concurrency.
 
+This module is the runner: the order (phases), the concurrency (per run and per room),
+the records of what each room now holds, the failures and skips. The Matrix side of each
+handler is a call of `matrix.rooms` (create-or-adopt, admin join, kick, put state).
+
 Each handler is an "ensure": doing it twice leaves the same state, so a plan interrupted
 by a crash or a Synapse outage is simply planned and applied again. What a room holds
 is recorded only after Synapse accepted the change, so a record never claims more than
@@ -23,8 +27,9 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from matrix.client import JsonDict, MatrixClient, path
-from matrix.errors import Forbidden, HomeserverUnreachable, MatrixError, NotFound, RoomInUse
+from matrix import rooms
+from matrix.client import JsonDict, MatrixClient
+from matrix.errors import HomeserverUnreachable, MatrixError
 from provisioning.db.base import utcnow
 from provisioning.db.models import Person
 from provisioning.reconciler.actions import (
@@ -34,17 +39,16 @@ from provisioning.reconciler.actions import (
     Join,
     Kick,
     LinkChild,
-    SetCallWidget,
-    SetDocumentsWidget,
     SetHistoryVisibility,
     SetJoinRule,
     SetName,
     SetPowerLevels,
     SetTopic,
+    SetWidget,
     describe,
 )
 from provisioning.reconciler.limiter import PriorityLimiter
-from provisioning.reconciler.observe import read_room, remember, resolve_alias
+from provisioning.reconciler.observe import read_room, remember
 from provisioning.reconciler.state import (
     CALL_WIDGET_ID,
     DOCUMENTS_WIDGET_ID,
@@ -69,6 +73,7 @@ DEFAULT_CONCURRENCY = 8
 # once, 4.5/s, and the last quarter took 2.4 times the first (state resolution).
 ROOM_CONCURRENCY = 4
 INVITE_AT_CREATION_MAX = 100  # members of a class's rooms: see `Applier._invitees`
+KICK_REASON = "Изменился состав класса или школы"
 DEFAULT_MAX_FAILURES = 100  # beyond this many, something is wrong with the run, not an action
 
 
@@ -154,9 +159,7 @@ class Applier:
     async def _put_state(
         self, alias: RoomAlias, event_type: str, content: JsonDict, state_key: str = ""
     ) -> None:
-        await self.client.request(
-            "PUT", path("rooms", self._room_id(alias), "state", event_type, state_key), body=content
-        )
+        await rooms.put_state(self.client, self._room_id(alias), event_type, content, state_key)
 
     # --- handlers -----------------------------------------------------------------------
 
@@ -191,15 +194,13 @@ class Applier:
         missing = [space for space in room.join_rule.allow_spaces if space not in self.rooms]
         if missing:
             raise _Skipped(missing)
-        try:
-            room_id = await self._create(room)
-        except RoomInUse:
+        ensured = await rooms.create_or_adopt(
+            self.client, room.alias, self.server_name, self._creation(room)
+        )
+        if not ensured.created:
             # The alias exists: a previous run created the room and died before recording it.
-            existing = await resolve_alias(self.client, room.alias, self.server_name)
-            if existing is None:
-                raise
             alias_of = {r.room_id: a for a, r in self.rooms.items()}
-            adopted = await read_room(self.client, room.alias, existing, alias_of)
+            adopted = await read_room(self.client, room.alias, ensured.room_id, alias_of)
             self._update(room.alias, adopted)
             log.info("adopted an existing room", extra={"alias": room.alias})
         else:
@@ -207,7 +208,7 @@ class Applier:
                 room.alias,
                 ObservedRoom(
                     alias=room.alias,
-                    room_id=room_id,
+                    room_id=ensured.room_id,
                     name=room.name,
                     topic=room.topic,
                     join_rule=room.join_rule,
@@ -223,9 +224,9 @@ class Applier:
         # would be adopted by its alias anyway, at the cost of reading it back).
         self.session.commit()
 
-    async def _create(self, room: DesiredRoom) -> str:
+    def _creation(self, room: DesiredRoom) -> JsonDict:
+        """The `createRoom` body: the room's whole initial state (the alias is added)."""
         body: JsonDict = {
-            "room_alias_name": room.alias,
             "name": room.name,
             "topic": room.topic,
             "preset": "private_chat",
@@ -256,9 +257,7 @@ class Applier:
                 )
         if room.is_space:
             body["creation_content"] = {"type": "m.space"}
-        # The alias is the natural key: retrying after a lost answer at worst meets RoomInUse.
-        answer = await self.client.request("POST", path("createRoom"), body=body, idempotent=True)
-        return str(answer["room_id"])
+        return body
 
     async def set_name(self, action: SetName) -> None:
         await self._put_state(action.alias, "m.room.name", {"name": action.name})
@@ -284,22 +283,13 @@ class Applier:
         room = replace(self.rooms[action.alias], power_levels=action.power_levels)
         self._update(action.alias, room)
 
-    async def set_call_widget(self, action: SetCallWidget) -> None:
-        await self._put_widget(action.alias, CALL_WIDGET_ID, action.widget)
-        room = replace(self.rooms[action.alias], call_widget=action.widget)
-        self._update(action.alias, room)
-
-    async def set_documents_widget(self, action: SetDocumentsWidget) -> None:
-        await self._put_widget(action.alias, DOCUMENTS_WIDGET_ID, action.widget)
-        room = replace(self.rooms[action.alias], documents_widget=action.widget)
-        self._update(action.alias, room)
-
-    async def _put_widget(
-        self, alias: RoomAlias, widget_id: str, widget: RoomWidget | None
-    ) -> None:
+    async def set_widget(self, action: SetWidget) -> None:
+        widget = action.widget
         # Empty content removes a widget (the Widget API's convention for state events).
         content = widget.content(self.bot) if widget is not None else {}
-        await self._put_state(alias, WIDGETS_EVENT, content, widget_id)
+        await self._put_state(action.alias, WIDGETS_EVENT, content, action.widget_id)
+        room = with_widget(self.rooms[action.alias], action.widget_id, widget)
+        self._update(action.alias, room)
 
     async def link_child(self, action: LinkChild) -> None:
         via = {"via": [self.server_name]}
@@ -311,29 +301,8 @@ class Applier:
         self._update(action.parent, replace(parent, children=parent.children | {action.child}))
         self._update(action.child, replace(self.rooms[action.child], parent=action.parent))
 
-    async def _membership(self, alias: RoomAlias, user_id: UserID) -> str | None:
-        try:
-            event = await self.client.request(
-                "GET", path("rooms", self._room_id(alias), "state", "m.room.member", user_id)
-            )
-        except NotFound:
-            return None
-        return str(event.get("membership", "")) or None
-
     async def join(self, action: Join) -> None:
-        try:
-            await self.client.request(
-                "POST",
-                path("join", self._room_id(action.alias), base="/_synapse/admin/v1"),
-                body={"user_id": action.user_id},
-                idempotent=True,  # a retry after a lost answer is answered below
-            )
-        except Forbidden:
-            # Synapse refuses to join someone who is in the room already ("… is already in
-            # the room"): a previous attempt succeeded but its answer was lost (a timeout in
-            # a big room), or someone joined them meanwhile. Done, if so.
-            if await self._membership(action.alias, action.user_id) != "join":
-                raise
+        await rooms.admin_join(self.client, self._room_id(action.alias), action.user_id)
         room = self.rooms[action.alias]
         self._update(
             action.alias,
@@ -345,17 +314,8 @@ class Applier:
         )
 
     async def kick(self, action: Kick) -> None:
-        try:
-            await self.client.request(
-                "POST",
-                path("rooms", self._room_id(action.alias), "kick"),
-                body={"user_id": action.user_id, "reason": "Изменился состав класса или школы"},
-                idempotent=True,
-            )
-        except Forbidden:
-            # Synapse refuses to kick someone who is not in the room: gone already, so done.
-            if await self._membership(action.alias, action.user_id) in ("join", "invite", "knock"):
-                raise
+        room_id = self._room_id(action.alias)
+        await rooms.kick(self.client, room_id, action.user_id, reason=KICK_REASON)
         room = self.rooms[action.alias]
         self._update(
             action.alias,
@@ -378,10 +338,8 @@ class Applier:
                 return lambda: self.set_name(action)
             case SetTopic():
                 return lambda: self.set_topic(action)
-            case SetCallWidget():
-                return lambda: self.set_call_widget(action)
-            case SetDocumentsWidget():
-                return lambda: self.set_documents_widget(action)
+            case SetWidget():
+                return lambda: self.set_widget(action)
             case SetJoinRule():
                 return lambda: self.set_join_rule(action)
             case SetHistoryVisibility():
@@ -402,16 +360,16 @@ class Applier:
             return
         try:
             async with contextlib.AsyncExitStack() as held:
-                rooms = sorted(set(rooms_needed(action)))  # in order: no deadlock
-                for alias in rooms:
+                aliases = sorted(set(rooms_needed(action)))  # in order: no deadlock
+                for alias in aliases:
                     await held.enter_async_context(
                         self.room_slots.setdefault(alias, asyncio.Semaphore(ROOM_CONCURRENCY))
                     )
                 # The room with the most changes left goes first: see `limiter`.
                 await held.enter_async_context(
-                    self.limit.slot(max((self.work_left[a] for a in rooms), default=0))
+                    self.limit.slot(max((self.work_left[a] for a in aliases), default=0))
                 )
-                self.work_left.subtract(rooms)
+                self.work_left.subtract(aliases)
                 await self._handler(action)()
         except _Skipped as skipped:
             self._skip(action, skipped.missing)
@@ -483,6 +441,15 @@ class _Skipped(Exception):
     def __init__(self, missing: list[RoomAlias]) -> None:
         super().__init__(", ".join(missing))
         self.missing = missing
+
+
+def with_widget(room: ObservedRoom, widget_id: str, widget: RoomWidget | None) -> ObservedRoom:
+    """The room as it is once the widget `widget_id` is set (or taken out)."""
+    if widget_id == DOCUMENTS_WIDGET_ID:
+        return replace(room, documents_widget=widget)
+    if widget_id == CALL_WIDGET_ID:
+        return replace(room, call_widget=widget)
+    raise ValueError(f"not a widget Parta keeps: {widget_id}")
 
 
 def rooms_needed(action: Action) -> tuple[RoomAlias, ...]:

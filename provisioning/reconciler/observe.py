@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from matrix.client import MatrixClient, path
-from matrix.errors import NotFound
+from matrix import rooms as matrix_rooms
+from matrix.accounts import local_user_ids
+from matrix.client import MatrixClient
 from provisioning.db.models import ManagedRoom, Person, RoomKind
 from provisioning.reconciler.state import (
     CALL_WIDGET_ID,
@@ -149,21 +150,14 @@ def room_from_state(
 
 
 async def resolve_alias(client: MatrixClient, alias: RoomAlias, server_name: str) -> str | None:
-    try:
-        answer = await client.request(
-            "GET", path("directory", "room", full_alias(alias, server_name))
-        )
-    except NotFound:
-        return None
-    return str(answer["room_id"])
+    return await matrix_rooms.resolve_alias(client, full_alias(alias, server_name))
 
 
 async def read_room(
     client: MatrixClient, alias: RoomAlias, room_id: str, alias_of: Mapping[str, RoomAlias]
 ) -> ObservedRoom:
-    events = await client.request("GET", path("rooms", room_id, "state"))
-    listed = events.get("value", events) if isinstance(events, dict) else events
-    return room_from_state(alias, room_id, listed, alias_of)
+    events = await matrix_rooms.read_all_state(client, room_id)
+    return room_from_state(alias, room_id, events, alias_of)
 
 
 async def observe(
@@ -237,18 +231,5 @@ def remember(
 
 
 async def _existing_local_users(client: MatrixClient) -> set[UserID]:
-    """Every account on the homeserver, read through the admin API in pages of 500."""
-    users: set[UserID] = set()
-    page_from: str | None = "0"
-    for _ in range(10_000):  # bounded: 5 million accounts
-        if page_from is None:
-            break
-        answer = await client.request(
-            "GET",
-            path("users", base="/_synapse/admin/v2"),
-            query={"from": page_from, "limit": "500", "guests": "false"},
-        )
-        users.update(UserID(str(u["name"])) for u in answer.get("users", []))
-        next_page = answer.get("next_token")
-        page_from = str(next_page) if next_page is not None else None
-    return users
+    """Every account on the homeserver (Synapse's admin API)."""
+    return {UserID(u) for u in await local_user_ids(client)}

@@ -17,15 +17,16 @@ from provisioning.reconciler.actions import (
     Join,
     Kick,
     LinkChild,
-    SetCallWidget,
-    SetDocumentsWidget,
     SetHistoryVisibility,
     SetJoinRule,
     SetName,
     SetPowerLevels,
     SetTopic,
+    SetWidget,
 )
 from provisioning.reconciler.state import (
+    CALL_WIDGET_ID,
+    DOCUMENTS_WIDGET_ID,
     DesiredRoom,
     DesiredState,
     ObservedRoom,
@@ -59,9 +60,9 @@ def _state_fixes(want: DesiredRoom, have: ObservedRoom) -> Iterator[Action]:
     if have.power_levels != want.power_levels:
         yield SetPowerLevels(want.alias, want.power_levels)
     if have.call_widget != want.call_widget:
-        yield SetCallWidget(want.alias, want.call_widget)
+        yield SetWidget(want.alias, CALL_WIDGET_ID, want.call_widget)
     if have.documents_widget != want.documents_widget:
-        yield SetDocumentsWidget(want.alias, want.documents_widget)
+        yield SetWidget(want.alias, DOCUMENTS_WIDGET_ID, want.documents_widget)
 
 
 def _round_robin(per_room: dict[RoomAlias, list[Join]]) -> Iterator[Join]:

@@ -11,14 +11,14 @@ from provisioning.reconciler.actions import (
     Join,
     Kick,
     LinkChild,
-    SetCallWidget,
-    SetDocumentsWidget,
     SetHistoryVisibility,
     SetJoinRule,
     SetName,
     SetPowerLevels,
     SetTopic,
+    SetWidget,
 )
+from provisioning.reconciler.apply import with_widget
 from provisioning.reconciler.state import (
     DesiredState,
     ObservedRoom,
@@ -59,10 +59,8 @@ def apply_to_model(state: ObservedState, plan: list[Action], bot: UserID) -> Obs
                 rooms[alias] = replace(rooms[alias], history_visibility=visibility)
             case SetPowerLevels(alias=alias, power_levels=levels):
                 rooms[alias] = replace(rooms[alias], power_levels=levels)
-            case SetCallWidget(alias=alias, widget=widget):
-                rooms[alias] = replace(rooms[alias], call_widget=widget)
-            case SetDocumentsWidget(alias=alias, widget=widget):
-                rooms[alias] = replace(rooms[alias], documents_widget=widget)
+            case SetWidget(alias=alias, widget_id=widget_id, widget=widget):
+                rooms[alias] = with_widget(rooms[alias], widget_id, widget)
             case LinkChild(parent=parent, child=child):
                 rooms[parent] = replace(rooms[parent], children=rooms[parent].children | {child})
                 rooms[child] = replace(rooms[child], parent=parent)

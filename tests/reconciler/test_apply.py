@@ -11,20 +11,25 @@ import asyncio
 import json
 
 import httpx
+import pytest
 from sqlalchemy.orm import Session
 
 from matrix.client import MatrixClient, RetryPolicy
 from provisioning.db.models import ManagedRoom
 from provisioning.reconciler.actions import Action, CreateRoom, LinkChild
-from provisioning.reconciler.apply import apply
+from provisioning.reconciler.apply import apply, with_widget
 from provisioning.reconciler.plan import compute_plan
 from provisioning.reconciler.state import (
+    CALL_WIDGET_ID,
+    DOCUMENTS_WIDGET_ID,
     DesiredRoom,
     DesiredState,
     JoinRule,
+    ObservedRoom,
     ObservedState,
     PowerLevels,
     RoomAlias,
+    RoomWidget,
     UserID,
 )
 
@@ -103,3 +108,26 @@ async def test_a_refused_room_skips_what_needs_it_and_applies_the_rest(
     assert migrated_session.get(ManagedRoom, SPACE) is None
     assert migrated_session.get(ManagedRoom, INSIDE) is None
     assert f"POST /_synapse/admin/v1/join/!{ELSEWHERE}" in log
+
+
+def test_a_widget_set_or_taken_out_lands_in_its_own_field() -> None:
+    observed = ObservedRoom(
+        alias=SPACE,
+        room_id="!s",
+        name=None,
+        topic=None,
+        join_rule=None,
+        power_levels=None,
+        history_visibility=None,
+        members=frozenset({BOT}),
+    )
+    call = RoomWidget("https://w/call", "Звонок")
+    documents = RoomWidget("https://w/docs", "Документы", DOCUMENTS_WIDGET_ID)
+    with_both = with_widget(
+        with_widget(observed, CALL_WIDGET_ID, call), DOCUMENTS_WIDGET_ID, documents
+    )
+    assert (with_both.call_widget, with_both.documents_widget) == (call, documents)
+    without_call = with_widget(with_both, CALL_WIDGET_ID, None)
+    assert (without_call.call_widget, without_call.documents_widget) == (None, documents)
+    with pytest.raises(ValueError):
+        with_widget(observed, "someone-elses-widget", call)

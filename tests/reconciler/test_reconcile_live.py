@@ -239,8 +239,8 @@ async def test_promotion_renames_and_archives_read_only(
         "SetTopic",
         "SetPowerLevels",
         "SetJoinRule",
-        "SetCallWidget",  # a graduated class has no more lessons: its chat loses the call
-        "SetDocumentsWidget",  # and its rooms, read-only now, the documents widget
+        "SetWidget",  # a graduated class has no more lessons: its chat loses the call,
+        # and its rooms, read-only now, the documents widget
         "Kick",
     }
     graduate = await device("petr")

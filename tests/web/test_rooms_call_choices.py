@@ -8,10 +8,11 @@ from sqlalchemy.orm import Session
 
 from provisioning.db.base import utcnow
 from provisioning.db.models import AuditEvent, ManagedRoom, Region, RoomKind, School
-from provisioning.reconciler.actions import SetCallWidget
+from provisioning.reconciler.actions import SetWidget
 from provisioning.reconciler.desired import build_desired, class_key, school_alias
 from provisioning.reconciler.plan import compute_plan
 from provisioning.reconciler.state import (
+    CALL_WIDGET_ID,
     DesiredState,
     ObservedRoom,
     ObservedState,
@@ -139,8 +140,8 @@ def test_a_removed_choice_takes_the_widget_out_of_the_room(session: Session) -> 
         return ObservedState(users=frozenset(desired.users), rooms=rooms)
 
     staff = RoomAlias(rows["staff"].alias)
-    assert compute_plan(observed(with_call), without) == [SetCallWidget(staff, None)]
+    assert compute_plan(observed(with_call), without) == [SetWidget(staff, CALL_WIDGET_ID, None)]
     assert compute_plan(observed(without), with_call) == [
-        SetCallWidget(staff, RoomWidget(URL, "Звонок"))
+        SetWidget(staff, CALL_WIDGET_ID, RoomWidget(URL, "Звонок"))
     ]
     assert compute_plan(observed(without), without) == []

@@ -31,9 +31,10 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from foundation.lifecycle import cancel_and_wait
-from matrix.client import MatrixClient, path
+from matrix.client import MatrixClient
 from matrix.errors import Forbidden, HomeserverUnavailable, MatrixError
 from matrix.openid import OpenIDError, OpenIDVerifier, token_grant
+from matrix.rooms import send_message
 from widgets.call import messages as m
 from widgets.call.attendance import Language, attendance_notice
 from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallState, Source
@@ -294,9 +295,10 @@ class CallService:
             state.attendance(now=now), lang=self.language, zone=self.zone, now=now
         )
         transaction = f"parta-attendance-{secrets.token_hex(12)}"
-        url = path("rooms", state.room_id, "send", "m.room.message", transaction)
         try:
-            answer = await self.matrix.request("PUT", url, body=content)
+            event_id = await send_message(
+                self.matrix, state.room_id, content, transaction_id=transaction
+            )
         except Forbidden as exc:
             log.info("attendance of %s not posted: %s", state.room_id, exc)
             raise CallError("bot_not_in_room") from exc
@@ -304,7 +306,7 @@ class CallService:
             log.warning("attendance of %s not posted: %s", state.room_id, exc)
             raise CallError("homeserver_unavailable") from exc
         log.info("attendance of %s posted into the room", state.room_id)
-        return str(answer.get("event_id", ""))
+        return event_id
 
     # --- the room's say, during the call -------------------------------------------------
 

@@ -12,17 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
-from matrix.client import MatrixClient, path
-from matrix.errors import Forbidden, NotFound, RoomInUse, error_from_response
+from matrix import media, rooms
+from matrix.accounts import login_as
+from matrix.client import MatrixClient, TokenClient
+from matrix.errors import Forbidden, NotFound
 from widgets.documents.files import Document, documents_in
 
 PUPPET_LIFETIME_S = 3600.0
@@ -54,42 +54,24 @@ class Homeserver:
         if cached is not None and cached[0] - PUPPET_RENEW_BEFORE_S > time.monotonic():
             return cached[1]
         valid_until_ms = int((time.time() + PUPPET_LIFETIME_S) * 1000)
-        answer = await self.bot.request(
-            "POST",
-            path("users", user_id, "login", base="/_synapse/admin/v1"),
-            body={"valid_until_ms": valid_until_ms},
-        )
-        token = str(answer["access_token"])
+        token = await login_as(self.bot, user_id, valid_until_ms=valid_until_ms)
         self._tokens[user_id] = (time.monotonic() + PUPPET_LIFETIME_S, token)
         return token
 
-    async def _json(
-        self,
-        user_id: str,
-        method: str,
-        url: str,
-        *,
-        body: Mapping[str, Any] | None = None,
-        params: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {await self.token_for(user_id)}"}
-        response = await self.http.request(method, url, json=body, params=params, headers=headers)
-        answer = _body(response)
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, answer)
-        return answer
+    async def _as(self, user_id: str) -> TokenClient:
+        """A client calling as the person, with their own token."""
+        return TokenClient(self.http, await self.token_for(user_id))
 
     async def room_documents(self, user_id: str, room_id: str) -> list[Document]:
         """The room's files as the person may see them (Synapse checks their membership)."""
+        person = await self._as(user_id)
         events: list[dict[str, Any]] = []
         since: str | None = None
         while len(events) < MAX_TIMELINE_EVENTS:
-            params = {"dir": "b", "limit": str(_PAGE), "filter": _FILES_FILTER}
+            query = {"dir": "b", "limit": str(_PAGE), "filter": _FILES_FILTER}
             if since:
-                params["from"] = since
-            page = await self._json(
-                user_id, "GET", path("rooms", room_id, "messages"), params=params
-            )
+                query["from"] = since
+            page = await rooms.read_messages(person, room_id, query=query)
             chunk = page.get("chunk") or []
             events.extend(e for e in chunk if isinstance(e, dict))
             since = page.get("end")
@@ -99,13 +81,9 @@ class Homeserver:
 
     async def document(self, user_id: str, room_id: str, event_id: str) -> Document:
         """One file of the room, with its latest rename; NotFound if it is not a file."""
-        event = await self._json(user_id, "GET", path("rooms", room_id, "event", event_id))
-        edits = await self._json(
-            user_id,
-            "GET",
-            path("rooms", room_id, "relations", event_id, "m.replace", base="/_matrix/client/v1"),
-            params={"limit": "100"},
-        )
+        person = await self._as(user_id)
+        event = await rooms.read_event(person, room_id, event_id)
+        edits = await rooms.read_relations(person, room_id, event_id, "m.replace", limit=100)
         found = documents_in([event, *(edits.get("chunk") or [])])
         if not found:
             raise NotFound(404, "M_NOT_FOUND", "this event is not a file", {})
@@ -115,40 +93,14 @@ class Homeserver:
         self, user_id: str, name: str, mimetype: str, size: int, body: AsyncIterator[bytes]
     ) -> str:
         """Stream a file into the media repository as the person; its `mxc://` URI."""
-        headers = {
-            "Authorization": f"Bearer {await self.token_for(user_id)}",
-            "Content-Type": mimetype,
-            "Content-Length": str(size),
-        }
-        response = await self.http.post(
-            "/_matrix/media/v3/upload",
-            params={"filename": name},
-            headers=headers,
-            content=body,
-        )
-        answer = _body(response)
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, answer)
-        return str(answer["content_uri"])
+        token = await self.token_for(user_id)
+        return await media.upload_stream(self.http, token, name, mimetype, size, body)
 
     async def send(self, user_id: str, room_id: str, content: Mapping[str, Any]) -> str:
-        txn = secrets.token_urlsafe(12)
-        answer = await self._json(
-            user_id,
-            "PUT",
-            path("rooms", room_id, "send", "m.room.message", txn),
-            body=content,
-        )
-        return str(answer["event_id"])
+        return await rooms.send_message(await self._as(user_id), room_id, content)
 
     async def redact(self, user_id: str, room_id: str, event_id: str, reason: str) -> None:
-        txn = secrets.token_urlsafe(12)
-        await self._json(
-            user_id,
-            "PUT",
-            path("rooms", room_id, "redact", event_id, txn),
-            body={"reason": reason},
-        )
+        await rooms.redact(await self._as(user_id), room_id, event_id, reason=reason)
 
     async def own_room(self, user_id: str) -> str:
         """The person's "Мои документы" room, made on first use; only they are in it.
@@ -159,120 +111,68 @@ class Homeserver:
         """
         localpart, _, server_name = user_id.removeprefix("@").partition(":")
         alias_name = OWN_ROOM_PREFIX + localpart.replace("/", "_")
-        alias = f"#{alias_name}:{server_name}"
-        room_id = await self._resolve(alias)
-        if room_id is None:
-            try:
-                created = await self.bot.request(
-                    "POST",
-                    path("createRoom"),
-                    body={
-                        "preset": "private_chat",
-                        "name": OWN_ROOM_NAME,
-                        "topic": OWN_ROOM_TOPIC,
-                        "room_alias_name": alias_name,
-                        # The bot, its creator, keeps unlimited power (room version 12).
-                        "power_level_content_override": {"users": {user_id: 100}},
-                        "initial_state": [
-                            {"type": OWN_ROOM_EVENT, "state_key": "", "content": {"owner": user_id}}
-                        ],
-                    },
-                )
-                room_id = str(created["room_id"])
-            except RoomInUse:
-                room_id = await self._resolve(alias)
-                if room_id is None:
-                    raise
-            else:
-                await self.join(user_id, room_id)
-                await self.bot.request("POST", path("rooms", room_id, "leave"), body={})
-        return room_id
+        room_id = await rooms.resolve_alias(self.bot, f"#{alias_name}:{server_name}")
+        if room_id is not None:
+            return room_id
+        ensured = await rooms.create_or_adopt(
+            self.bot,
+            alias_name,
+            server_name,
+            {
+                "preset": "private_chat",
+                "name": OWN_ROOM_NAME,
+                "topic": OWN_ROOM_TOPIC,
+                # The bot, its creator, keeps unlimited power (room version 12).
+                "power_level_content_override": {"users": {user_id: 100}},
+                "initial_state": [
+                    {"type": OWN_ROOM_EVENT, "state_key": "", "content": {"owner": user_id}}
+                ],
+            },
+        )
+        if ensured.created:
+            await self.join(user_id, ensured.room_id)
+            await rooms.leave(self.bot, ensured.room_id)
+        return ensured.room_id
 
     async def join(self, user_id: str, room_id: str) -> None:
-        """Put the person into a room (their own documents room, which they had left)."""
-        with contextlib.suppress(Forbidden):  # "already in the room"
-            await self.bot.request(
-                "POST", path("join", room_id, base="/_synapse/admin/v1"), body={"user_id": user_id}
-            )
+        """Put the person into a room (their own documents room, which they had left).
 
-    async def _resolve(self, alias: str) -> str | None:
-        try:
-            answer = await self.bot.request("GET", path("directory", "room", alias))
-        except NotFound:
-            return None
-        return str(answer["room_id"])
+        Best effort: a refusal is left for the access check that follows to report.
+        """
+        with contextlib.suppress(Forbidden):
+            await rooms.admin_join(self.bot, room_id, user_id)
 
     async def joined_rooms(self, user_id: str) -> list[tuple[str, str]]:
         """The person's rooms with their names (spaces left out: they hold no files)."""
-        joined = await self._json(user_id, "GET", path("joined_rooms"))
-        rooms = [r for r in joined.get("joined_rooms") or [] if isinstance(r, str)]
+        person = await self._as(user_id)
+        joined = await rooms.joined_rooms(person)
         limit = asyncio.Semaphore(8)
 
         async def describe(room_id: str) -> tuple[str, str] | None:
             async with limit:
                 try:
-                    create = await self._json(
-                        user_id, "GET", path("rooms", room_id, "state", "m.room.create", "")
-                    )
+                    create = await rooms.read_state(person, room_id, "m.room.create")
                     if create.get("type") == "m.space":
                         return None
-                    named = await self._json(
-                        user_id, "GET", path("rooms", room_id, "state", "m.room.name", "")
-                    )
+                    named = await rooms.read_state(person, room_id, "m.room.name")
                     return room_id, str(named.get("name") or room_id)
                 except NotFound:
                     return room_id, room_id
                 except Forbidden:
                     return None
 
-        found = await asyncio.gather(*(describe(r) for r in rooms[:MAX_ROOMS]))
+        found = await asyncio.gather(*(describe(r) for r in joined[:MAX_ROOMS]))
         return sorted((r for r in found if r is not None), key=lambda r: r[1].casefold())
 
     async def media_used(self, user_id: str) -> int:
         """Bytes of media the person uploaded (Synapse's admin API), for the quota."""
-        total, start = 0, 0
-        for _ in range(1000):  # bounded: 100,000 files
-            page = await self.bot.request(
-                "GET",
-                path("users", user_id, "media", base="/_synapse/admin/v1"),
-                query={"from": str(start), "limit": "100"},
-            )
-            media = page.get("media") or []
-            total += sum(m.get("media_length") or 0 for m in media if isinstance(m, dict))
-            next_token = page.get("next_token")
-            if not media or next_token is None:
-                break
-            start = int(next_token)
-        return total
+        return await media.admin_media_bytes(self.bot, user_id)
 
     async def delete_media(self, mxc: str) -> None:
         """Remove an upload that ended up in no message (a refused post)."""
-        server, _, media_id = mxc.removeprefix("mxc://").partition("/")
-        await self.bot.request("DELETE", path("media", server, media_id, base="/_synapse/admin/v1"))
+        await media.admin_delete_media(self.bot, mxc)
 
     async def open_media(self, user_id: str, mxc: str, range_header: str | None) -> httpx.Response:
         """Start a download (the caller streams and closes it); Range is passed through."""
-        server, _, media_id = mxc.removeprefix("mxc://").partition("/")
-        headers = {"Authorization": f"Bearer {await self.token_for(user_id)}"}
-        if range_header:
-            headers["Range"] = range_header
-        request = self.http.build_request(
-            "GET",
-            f"/_matrix/client/v1/media/download/{quote(server)}/{quote(media_id)}",
-            headers=headers,
-            timeout=httpx.Timeout(60.0, read=300.0),
-        )
-        response = await self.http.send(request, stream=True)
-        if response.status_code >= 400:
-            await response.aread()
-            await response.aclose()
-            raise error_from_response(response.status_code, _body(response))
-        return response
-
-
-def _body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        answer = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {"errcode": "M_UNKNOWN", "error": f"HTTP {response.status_code}"}
-    return answer if isinstance(answer, dict) else {}
+        token = await self.token_for(user_id)
+        return await media.open_download(self.http, token, mxc, range_header=range_header)

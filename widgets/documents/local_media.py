@@ -22,8 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matrix.client import MatrixClient, path
+from matrix.client import MatrixClient
 from matrix.errors import MatrixError, NotFound
+from matrix.media import admin_media_info
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,7 @@ class LocalMedia:
             return None
         media_id = mxc.rsplit("/", 1)[1]
         try:
-            info = await self.bot.request(
-                "GET", path("media", self.server_name, media_id, base="/_synapse/admin/v1")
-            )
+            info = await admin_media_info(self.bot, self.server_name, media_id)
         except NotFound:
             return None  # deleted meanwhile: Synapse itself will say so
         except MatrixError as exc:

@@ -11,8 +11,9 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from matrix.client import MatrixClient, path
+from matrix.client import MatrixClient
 from matrix.errors import MatrixError
+from matrix.rooms import put_state
 from provisioning.api.deps import MatrixDep, PathId, SessionDep, reconcile_soon
 from provisioning.audit import record_audit
 from provisioning.db.models import (
@@ -90,12 +91,8 @@ def _class_space_room_id(session: Session, class_id: int) -> str | None:
 
 async def _reject_knock(matrix: MatrixClient, room_id: str, user_id: str, bot: str) -> None:
     """Turn the knock away in Matrix too, so the person's client stops waiting."""
-    await matrix.request(
-        "PUT",
-        path("rooms", room_id, "state", "m.room.member", user_id),
-        body={"membership": "leave", "reason": "Заявка отклонена / request declined"},
-        as_user=bot,
-    )
+    content = {"membership": "leave", "reason": "Заявка отклонена / request declined"}
+    await put_state(matrix, room_id, "m.room.member", content, user_id, as_user=bot)
 
 
 @router.post("/schools/{school_id}/classes/{class_id}/requests/{request_id}/{decision}")
