@@ -87,6 +87,14 @@ async def membership(client: Requester, room_id: str, user_id: str) -> str | Non
     return str(event.get("membership", "")) or None
 
 
+async def join(client: Requester, room_id: str) -> None:
+    """Join a room as the caller, accepting its invite (the bot's answer to an invitation).
+
+    Joining a room one is in already succeeds, so a retry after a lost answer is done.
+    """
+    await client.request("POST", path("join", room_id), body={}, idempotent=True)
+
+
 async def admin_join(client: Requester, room_id: str, user_id: str) -> None:
     """Place a local user in a room with Synapse's admin join (an invite and a join).
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
-from nio import Api
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from foundation.lifecycle import cancel_and_wait
-from matrix.client import MatrixClient, path
+from matrix import rooms
+from matrix.client import MatrixClient
 from matrix.errors import MatrixError
 from matrix.room_state import RoomState, read_room_state
 from provisioning.appservice.replies import (
@@ -275,7 +275,7 @@ class CommandRunner:
     async def handle(self, command: Command) -> None:
         match command:
             case Invited(local=True):
-                await self._client.call_api(Api.join("", command.room_id))
+                await rooms.join(self._client, command.room_id)
                 await self._send(
                     command.room_id, notice(GREETING), _txn_id("hello", command.room_id)
                 )
@@ -284,11 +284,8 @@ class CommandRunner:
                     extra={"room_id": command.room_id, "by": command.inviter},
                 )
             case Invited(local=False):
-                await self._client.request(
-                    "POST",
-                    path("rooms", command.room_id, "leave"),
-                    body={"reason": DECLINE_REASON},
-                    idempotent=True,
+                await rooms.leave(
+                    self._client, command.room_id, reason=DECLINE_REASON, user_id=self._bot
                 )
                 log.info(
                     "declined an invitation from another server",
@@ -310,10 +307,12 @@ class CommandRunner:
             )
             name = command.name or (call_name(kind) if kind else CALL_NAME)
             widget = RoomWidget(self._widget_url, name)
-            await self._client.request(
-                "PUT",
-                path("rooms", command.room_id, "state", WIDGETS_EVENT, CALL_WIDGET_ID),
-                body=widget.content(self._bot),
+            await rooms.put_state(
+                self._client,
+                command.room_id,
+                WIDGETS_EVENT,
+                widget.content(self._bot),
+                CALL_WIDGET_ID,
             )
         text = reply_text(
             outcome,
@@ -330,4 +329,4 @@ class CommandRunner:
         )
 
     async def _send(self, room_id: str, content: dict[str, Any], txn_id: str) -> None:
-        await self._client.call_api(Api.room_send("", room_id, "m.room.message", content, txn_id))
+        await rooms.send_message(self._client, room_id, content, transaction_id=txn_id)
