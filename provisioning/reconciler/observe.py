@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from matrix import rooms as matrix_rooms
 from matrix.accounts import local_user_ids
 from matrix.client import MatrixClient
+from matrix.room_state import RoomState
 from provisioning.db.models import ManagedRoom, Person, RoomKind
 from provisioning.reconciler.state import (
     CALL_WIDGET_ID,
     DOCUMENTS_WIDGET_ID,
-    WIDGETS_EVENT,
     JoinRule,
     ObservedRoom,
     ObservedState,
@@ -94,7 +94,9 @@ def room_from_state(
     Room IDs are translated to managed aliases; an unknown room ID stays as it is, so it
     never equals a desired alias and the planner puts the right value back.
     """
+    events = list(events)
     state = {(e["type"], e.get("state_key", "")): e.get("content", {}) for e in events}
+    room = RoomState.from_events(events)  # members and widgets, read as everywhere else
 
     def as_alias(room: str) -> RoomAlias:
         return alias_of.get(room, RoomAlias(room))
@@ -112,11 +114,7 @@ def room_from_state(
     history = state.get(("m.room.history_visibility", ""))
 
     def with_membership(membership: str) -> frozenset[UserID]:
-        return frozenset(
-            UserID(key)
-            for (kind, key), content in state.items()
-            if kind == "m.room.member" and content.get("membership") == membership
-        )
+        return frozenset(UserID(user) for user, m in room.members.items() if m == membership)
 
     children = frozenset(
         as_alias(key)
@@ -142,9 +140,9 @@ def room_from_state(
         children=children,
         parent=parents[0] if len(parents) == 1 else None,
         invited=with_membership("invite"),
-        call_widget=RoomWidget.from_content(state.get((WIDGETS_EVENT, CALL_WIDGET_ID)) or {}),
+        call_widget=RoomWidget.from_content(room.widgets.get(CALL_WIDGET_ID) or {}),
         documents_widget=RoomWidget.from_content(
-            state.get((WIDGETS_EVENT, DOCUMENTS_WIDGET_ID)) or {}, DOCUMENTS_WIDGET_ID
+            room.widgets.get(DOCUMENTS_WIDGET_ID) or {}, DOCUMENTS_WIDGET_ID
         ),
     )
 
