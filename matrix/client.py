@@ -269,40 +269,6 @@ class MatrixClient:
                 log.warning("could not log out the password check's session", exc_info=True)
         return str(answer["user_id"])
 
-    # --- Media repository -------------------------------------------------------------
-
-    async def upload_media(
-        self, name: str, mimetype: str, data: bytes, *, read_timeout: float = 300.0
-    ) -> str:
-        """Upload a file to the homeserver's media repository as the bot; return its mxc URI.
-
-        Not retried after a lost answer: a second upload would store a second copy.
-
-        Args:
-            name: the file name people see when they download it.
-            read_timeout: seconds each read or write of the upload may take; the client's
-                own timeout is meant for API calls.
-
-        Raises:
-            MatrixError: the homeserver refused it (`M_TOO_LARGE` above its size limit).
-            HomeserverUnavailable: no answer in time.
-        """
-        answer = await self.request(
-            "POST",
-            "/_matrix/media/v3/upload",
-            query={"filename": name},
-            content=data,
-            content_type=mimetype or "application/octet-stream",
-            idempotent=False,
-            read_timeout=read_timeout,
-        )
-        uri = answer.get("content_uri")
-        if not isinstance(uri, str) or not uri.startswith("mxc://"):
-            raise HomeserverUnavailable(
-                0, "PARTA_HOMESERVER_UNAVAILABLE", f"the upload answer has no mxc URI: {answer}"
-            )
-        return uri
-
     # --- Appservice -------------------------------------------------------------------
 
     async def appservice_ping(self, appservice_id: str, transaction_id: str) -> int:

@@ -26,6 +26,43 @@ def split_mxc(mxc: str) -> tuple[str, str]:
     return server, media_id
 
 
+async def upload(
+    client: MatrixClient, name: str, mimetype: str, data: bytes, *, read_timeout: float = 300.0
+) -> str:
+    """Upload a file to the media repository as the client's user (the bot); its mxc URI.
+
+    Not retried after a lost answer: a second upload would store a second copy.
+
+    Args:
+        name: the file name people see when they download it.
+        read_timeout: seconds each read or write of the upload may take; the client's
+            own timeout is meant for API calls.
+
+    Raises:
+        MatrixError: the homeserver refused it (`M_TOO_LARGE` above its size limit).
+        HomeserverUnavailable: no answer in time, or the answer holds no `mxc://` URI.
+    """
+    answer = await client.request(
+        "POST",
+        UPLOAD_PATH,
+        query={"filename": name},
+        content=data,
+        content_type=mimetype or "application/octet-stream",
+        idempotent=False,
+        read_timeout=read_timeout,
+    )
+    return _content_uri(answer)
+
+
+def _content_uri(answer: JsonDict) -> str:
+    uri = answer.get("content_uri")
+    if not isinstance(uri, str) or not uri.startswith("mxc://"):
+        raise HomeserverUnavailable(
+            0, "PARTA_HOMESERVER_UNAVAILABLE", f"the upload answer has no mxc URI: {answer}"
+        )
+    return uri
+
+
 async def upload_stream(
     http: httpx.AsyncClient,
     access_token: str,
@@ -51,12 +88,7 @@ async def upload_stream(
     answer = json_answer(response)
     if response.status_code >= 400:
         raise error_from_response(response.status_code, answer)
-    uri = answer.get("content_uri")
-    if not isinstance(uri, str) or not uri.startswith("mxc://"):
-        raise HomeserverUnavailable(
-            0, "PARTA_HOMESERVER_UNAVAILABLE", f"the upload answer has no mxc URI: {answer}"
-        )
-    return uri
+    return _content_uri(answer)
 
 
 async def open_download(

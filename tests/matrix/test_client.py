@@ -10,6 +10,7 @@ import httpx
 import pytest
 from nio import Api
 
+from matrix import media
 from matrix.bot import _register_with_shared_secret, ensure_bot_is_server_admin
 from matrix.client import MatrixClient, RetryPolicy
 from matrix.errors import (
@@ -193,7 +194,7 @@ async def test_a_file_uploaded_to_the_media_repository_downloads_unchanged(
     bot: MatrixClient, region: LocalDeployment
 ) -> None:
     data = b"%PDF-1.4\n" + secrets.token_bytes(2048)
-    uri = await bot.upload_media("Дроби 5 класс.pdf", "application/pdf", data)
+    uri = await media.upload(bot, "Дроби 5 класс.pdf", "application/pdf", data)
     server, _, media_id = uri.removeprefix("mxc://").partition("/")
     assert uri.startswith("mxc://") and server == region.settings.server_name and media_id
     # Authenticated media (MSC3916): downloads go through the client API with a token.
@@ -208,5 +209,5 @@ async def test_a_file_uploaded_to_the_media_repository_downloads_unchanged(
     assert answer.headers["content-type"].startswith("application/pdf")
     with pytest.raises(MatrixError) as refused:  # errors are typed, as for every call
         async with MatrixClient(region.settings.homeserver_url, "not-a-token") as stranger:
-            await stranger.upload_media("x.pdf", "application/pdf", b"x")
+            await media.upload(stranger, "x.pdf", "application/pdf", b"x")
     assert refused.value.errcode == "M_UNKNOWN_TOKEN"

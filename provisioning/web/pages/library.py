@@ -22,6 +22,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from foundation.settings import Settings
+from matrix import media
 from matrix.errors import HomeserverUnavailable, MatrixError
 from provisioning.api.deps import MatrixDep, PathId, SessionDep, SettingsDep
 from provisioning.db.models import LibraryItem
@@ -215,7 +216,7 @@ async def _checked_item(
     if not _MIMETYPE.match(mimetype) or mimetype == "application/octet-stream":
         mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     try:
-        uri = await matrix.upload_media(name, mimetype, content)
+        uri = await media.upload(matrix, name, mimetype, content)
     except (MatrixError, HomeserverUnavailable) as exc:
         problem = translate(
             request, N_("The homeserver did not take the file (%(problem)s). Try again later."),
