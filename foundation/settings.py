@@ -140,6 +140,13 @@ class Settings(BaseSettings):
     turn_tls_key: str = ""  # default: /etc/letsencrypt/live/<turn_host>/privkey.pem
     turn_credential_lifetime_s: int = Field(default=8 * 3600, ge=60, le=7 * 86_400)
 
+    # Production mode's certificate (the full chain) and its key, served by nginx to every
+    # phone; `public_hosts` are the names people reach the region by, if not only the
+    # server name. `parta check-tls` checks them (parta/tls.py).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    public_hosts: list[str] = Field(default_factory=list)
+
     # A demo school with demo accounts, loaded by `./deploy.sh` in development.
     demo_school: bool = True
 

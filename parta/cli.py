@@ -279,6 +279,37 @@ def demo(var_dir: VarDir = Path("var")) -> None:
     typer.echo(_demo_block(loaded, settings))
 
 
+@app.command("check-tls")
+def check_tls(var_dir: VarDir = Path("var")) -> None:
+    """Check production mode's certificate and key (PARTA_TLS_CERT_FILE, PARTA_TLS_KEY_FILE)
+    for the server name and PARTA_PUBLIC_HOSTS; exit 1 with what to do when they would fail."""
+    from datetime import UTC, datetime
+
+    from parta.tls import CertificateProblem, check_certificate
+
+    settings = _load(var_dir)
+    if not settings.tls_cert_file or not settings.tls_key_file:
+        _fail(
+            "Set PARTA_TLS_CERT_FILE (the full chain) and PARTA_TLS_KEY_FILE (its private "
+            f"key) in {var_dir / CONFIG_FILE_NAME} or the environment."
+        )
+    names = list(dict.fromkeys([settings.server_name, *settings.public_hosts]))
+    now = datetime.now(UTC)
+    try:
+        report = check_certificate(
+            Path(settings.tls_cert_file), Path(settings.tls_key_file), names, now=now
+        )
+    except CertificateProblem as problem:
+        _fail(str(problem))
+    typer.echo(
+        f"The certificate covers {', '.join(names)} and expires on "
+        f"{report.not_after:%Y-%m-%d} (in {report.days_left(now)} days); issued by "
+        f"{report.issuer}; {report.chain_length} certificate(s) in the chain."
+    )
+    for warning in report.warnings:
+        typer.secho(warning, fg=typer.colors.YELLOW, err=True)
+
+
 @app.command()
 def stop(var_dir: VarDir = Path("var")) -> None:
     """Stop the services this deployment started (and nothing else)."""
