@@ -226,9 +226,7 @@ class MatrixClient:
         except httpx.TransportError as exc:
             raise HomeserverUnavailable(0, "PARTA_HOMESERVER_UNAVAILABLE", str(exc)) from exc
         self.requests_sent += 1
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, json_answer(response))
-        return str(json_answer(response)["user_id"])
+        return str(checked_answer(response)["user_id"])
 
     async def check_password(self, user: str, password: str, *, client_ip: str | None) -> str:
         """Check a person's password with the homeserver's login API; return their user ID.
@@ -255,9 +253,7 @@ class MatrixClient:
         except httpx.TransportError as exc:
             raise HomeserverUnavailable(0, "PARTA_HOMESERVER_UNAVAILABLE", str(exc)) from exc
         self.requests_sent += 1
-        answer = json_answer(response)
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, answer)
+        answer = checked_answer(response)
         token = str(answer.get("access_token", ""))
         if token:
             try:
@@ -358,10 +354,15 @@ class TokenClient:
             params=dict(query or {}),
             headers=headers,
         )
-        answer = json_answer(response)
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, answer)
-        return answer
+        return checked_answer(response)
+
+
+def checked_answer(response: httpx.Response) -> JsonDict:
+    """A response's JSON object; a refusal raised as its typed `MatrixError` instead."""
+    answer = json_answer(response)
+    if response.status_code >= 400:
+        raise error_from_response(response.status_code, answer)
+    return answer
 
 
 def json_answer(response: httpx.Response) -> JsonDict:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
-from matrix.client import JsonDict, MatrixClient, json_answer, path
+from matrix.client import JsonDict, MatrixClient, checked_answer, json_answer, path
 from matrix.errors import HomeserverUnavailable, error_from_response
 
 _ADMIN = "/_synapse/admin/v1"
@@ -85,10 +85,7 @@ async def upload_stream(
     response = await http.post(
         UPLOAD_PATH, params={"filename": name}, headers=headers, content=body
     )
-    answer = json_answer(response)
-    if response.status_code >= 400:
-        raise error_from_response(response.status_code, answer)
-    return _content_uri(answer)
+    return _content_uri(checked_answer(response))
 
 
 async def open_download(

@@ -96,10 +96,10 @@ def room_from_state(
     """
     events = list(events)
     state = {(e["type"], e.get("state_key", "")): e.get("content", {}) for e in events}
-    room = RoomState.from_events(events)  # members and widgets, read as everywhere else
+    room = RoomState.from_events(events)  # members, levels, widgets: read as everywhere else
 
-    def as_alias(room: str) -> RoomAlias:
-        return alias_of.get(room, RoomAlias(room))
+    def as_alias(other_room_id: str) -> RoomAlias:
+        return alias_of.get(other_room_id, RoomAlias(other_room_id))
 
     join = state.get(("m.room.join_rules", ""))
     join_rule = None
@@ -110,7 +110,6 @@ def room_from_state(
             if a.get("type") == "m.room_membership"
         )
         join_rule = JoinRule(str(join.get("join_rule")), allow)
-    levels = state.get(("m.room.power_levels", ""))
     history = state.get(("m.room.history_visibility", ""))
 
     def with_membership(membership: str) -> frozenset[UserID]:
@@ -134,7 +133,9 @@ def room_from_state(
         name=None if name is None else name.get("name"),
         topic=None if topic is None else topic.get("topic"),
         join_rule=join_rule,
-        power_levels=None if levels is None else PowerLevels.from_content(levels),
+        power_levels=None
+        if room.power_levels is None
+        else PowerLevels.from_levels(room.power_levels),
         history_visibility=None if history is None else history.get("history_visibility"),
         members=with_membership("join"),
         children=children,

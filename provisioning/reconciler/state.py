@@ -58,7 +58,11 @@ class PowerLevels:
         (`matrix.room_state`): the spec's defaults for missing keys, string levels of old
         rooms, and no level where a value is none (so the planner puts the desired one back).
         """
-        levels = PowerLevelsContent.parse(content)
+        return cls.from_levels(PowerLevelsContent.parse(content))
+
+    @classmethod
+    def from_levels(cls, levels: PowerLevelsContent) -> PowerLevels:
+        """The parts Parta writes, from levels `matrix.room_state` has already read."""
         return cls(
             users=tuple(sorted((UserID(user), level) for user, level in levels.users.items())),
             events_default=levels.events_default,
