@@ -83,16 +83,27 @@ ensure_test_system_packages() {
   [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
   # The TURN test relays a call through Debian's coturn on loopback.
   command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+  # Production mode's tests run nginx in front of Synapse's workers, which talk over Redis.
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   # Documents: office files become PDFs with LibreOffice headless (no desktop parts).
   command -v soffice >/dev/null 2>&1 ||
     missing+=(libreoffice-core libreoffice-impress libreoffice-writer libreoffice-calc)
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
   # Debian starts the package's own coturn (an open STUN server on port 3478); the tests
   # start theirs on loopback, so a test machine does not keep that one running.
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   if [[ " ${missing[*]} " == *" coturn "* ]] && [ -d /run/systemd/system ]; then
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo systemctl disable --now --quiet coturn || true
+  fi
+  # Likewise Debian's nginx with its default site on port 80: the tests start their own.
+  if [[ " ${missing[*]} " == *" nginx "* ]]; then
+    if [ -d /run/systemd/system ]; then
+      $sudo systemctl disable --now --quiet nginx || true
+    elif [ -f /run/nginx.pid ]; then
+      $sudo /usr/sbin/nginx -s quit || true
+    fi
   fi
 }
 

@@ -32,6 +32,7 @@ SECRET_FIELDS = (
     "demo_password",
     "web_secret",
     "turn_shared_secret",
+    "worker_replication_secret",
 )
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "password"}
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -146,6 +147,27 @@ class Settings(BaseSettings):
     tls_cert_file: str = ""
     tls_key_file: str = ""
     public_hosts: list[str] = Field(default_factory=list)
+    # The widget service's own host name (default `widgets.<server name>`): a Matrix client
+    # loads widgets in frames, which must not share the homeserver's or the admin UI's origin.
+    widgets_host: str = ""
+    # nginx's public listeners: HTTPS, and HTTP only to redirect to it; empty address: all.
+    https_port: int = Field(default=443, ge=1, le=65535)
+    http_port: int = Field(default=80, ge=1, le=65535)
+    public_bind_address: str = ""
+
+    # Synapse's workers over Redis (docs/operations.md, "Sizing"): unset means on in
+    # production and off in development; counts unset are sized to the host's cores.
+    # Workers listen on consecutive loopback ports from `synapse_worker_base_port`.
+    synapse_workers: bool | None = None
+    synapse_event_persisters: int | None = Field(default=None, ge=2, le=16)
+    synapse_synchrotrons: int | None = Field(default=None, ge=1, le=64)
+    synapse_client_readers: int | None = Field(default=None, ge=1, le=64)
+    synapse_federation_readers: int | None = Field(default=None, ge=1, le=32)
+    synapse_federation_senders: int | None = Field(default=None, ge=1, le=16)
+    synapse_worker_base_port: int = Field(default=18100, ge=1024, le=65000)
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_password: SecretStr = SecretStr("")
 
     # A demo school with demo accounts, loaded by `./deploy.sh` in development.
     demo_school: bool = True
@@ -164,6 +186,8 @@ class Settings(BaseSettings):
     demo_password: SecretStr = SecretStr("")
     web_secret: SecretStr = SecretStr("")  # signs the admin UI's CSRF tokens
     turn_shared_secret: SecretStr = SecretStr("")  # coturn's static-auth-secret
+    # Synapse's processes sign their HTTP replication requests to each other with it.
+    worker_replication_secret: SecretStr = SecretStr("")
 
     @classmethod
     def load(cls, var_dir: Path | None = None) -> Settings:
@@ -264,6 +288,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _workers_need_postgresql(self) -> Settings:
+        if self.uses_synapse_workers and self.synapse_database != "postgresql":
+            raise ValueError(
+                "Synapse's workers share one PostgreSQL database and cannot run on SQLite: "
+                "set PARTA_SYNAPSE_DATABASE=postgresql (./deploy.sh production creates it), "
+                "or PARTA_SYNAPSE_WORKERS=false for one Synapse process"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_placeholder_secrets_in_production(self) -> Settings:
         if self.environment != "production":
             return self
@@ -297,12 +331,39 @@ class Settings(BaseSettings):
     @property
     def element_homeserver_url(self) -> str:
         """The homeserver address people type into Element."""
-        return self.public_homeserver_url or self.homeserver_url
+        return self.public_homeserver_url or self.public_origin or self.homeserver_url
 
     @property
     def web_url(self) -> str:
         """The admin UI's address as people open it: invite links and QR codes point here."""
-        return (self.public_web_url or self.provisioning_url).rstrip("/")
+        return (self.public_web_url or self.public_origin or self.provisioning_url).rstrip("/")
+
+    @property
+    def public_origin(self) -> str:
+        """In production, https://<server name> (nginx): Matrix, .well-known and the admin UI."""
+        if self.environment != "production":
+            return ""
+        return _https_origin(self.server_name.split(":")[0], self.https_port)
+
+    @property
+    def public_widgets_host(self) -> str:
+        return self.widgets_host or f"widgets.{self.server_name.split(':')[0]}"
+
+    @property
+    def uses_synapse_workers(self) -> bool:
+        if self.synapse_workers is None:
+            return self.environment == "production"
+        return self.synapse_workers
+
+    @property
+    def runs_nginx(self) -> bool:
+        """nginx fronts the region in production, and routes to Synapse's workers."""
+        return self.environment == "production" or self.uses_synapse_workers
+
+    @property
+    def nginx_dir(self) -> Path:
+        """nginx's rendered configuration, pid file and logs (production mode)."""
+        return self.var_dir / "nginx"
 
     @property
     def bridge_url(self) -> str:
@@ -322,8 +383,17 @@ class Settings(BaseSettings):
         """The documents widget's URL template: the page opens on the room's own files."""
         return self._widget_page_url("documents")
 
+    @property
+    def widgets_base_url(self) -> str:
+        """Where Matrix clients load widgets from: their own origin in production."""
+        if self.public_widgets_url:
+            return self.public_widgets_url.rstrip("/")
+        if self.environment == "production":
+            return _https_origin(self.public_widgets_host, self.https_port)
+        return self.widgets_url
+
     def _widget_page_url(self, page: str) -> str:
-        base = (self.public_widgets_url or self.widgets_url).rstrip("/")
+        base = self.widgets_base_url
         return (
             f"{base}/{page}/?room_id=$matrix_room_id&user_id=$matrix_user_id"
             "&lang=$org.matrix.msc2873.client_language"
@@ -421,6 +491,10 @@ def _refuse_unknown_names(path: Path) -> None:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise ValueError(f"{path}:{number}: {name} is not a Parta setting{hint}")
+
+
+def _https_origin(host: str, port: int) -> str:
+    return f"https://{host}" if port == 443 else f"https://{host}:{port}"
 
 
 def _split_addresses(value: str) -> list[str]:

@@ -330,7 +330,7 @@ def status(var_dir: VarDir = Path("var")) -> None:
     settings = _load(var_dir)
     states = LocalDeployment(settings).status()
     for name, pid in states.items():
-        typer.echo(f"{name:13} {'running, pid ' + str(pid) if pid else 'stopped'}")
+        typer.echo(f"{name:28} {'running, pid ' + str(pid) if pid else 'stopped'}")
     readable = exposed(settings.var_dir)
     for path, mode in readable:
         typer.echo(f"readable by other accounts: {path} (mode {stat.S_IMODE(mode):04o})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,15 +19,16 @@ from pathlib import Path
 from foundation.private_files import make_private
 from foundation.settings import SECRET_FIELDS, Settings
 from matrix.client import MatrixClient
-from parta.render import render_all
+from parta.render import nginx_config_path, render_all, worker_config_path
 from parta.secrets import ensure_secrets
-from parta.supervisor import ServiceSpec, Supervisor
+from parta.supervisor import DeployError, ServiceSpec, Supervisor
+from parta.tls import CertificateProblem, check_certificate
+from parta.topology import topology
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.services.demo import DemoSchool, ensure_demo_school
 from provisioning.services.region import ensure_region_admin
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
-SERVICE_ORDER = ("synapse", "provisioning", "bridge", "widgets")
 SYNAPSE_MODULES_DIR = SOURCE_ROOT / "synapse-config" / "modules"
 
 
@@ -86,6 +88,7 @@ class LocalDeployment:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.supervisor = Supervisor(settings.run_dir)
+        self.certificate_warnings: list[str] = []
 
     @classmethod
     def prepare(cls, var_dir: Path) -> tuple[LocalDeployment, list[str]]:
@@ -94,7 +97,17 @@ class LocalDeployment:
         return cls(Settings.load(var_dir)), created
 
     def specs(self) -> list[ServiceSpec]:
+        """Every service in start order."""
+        return [spec for stage in self.stages() for spec in stage]
+
+    def stages(self) -> list[list[ServiceSpec]]:
+        """The services in groups: each group starts together, once the one before is up.
+
+        Synapse's main process first (it creates and migrates the database), then its
+        workers all at once, then nginx in front of them, then Parta's services.
+        """
         s = self.settings
+        top = topology(s)
         synapse_files = [
             s.synapse_dir / "homeserver.yaml",
             s.synapse_dir / "log.yaml",
@@ -114,28 +127,64 @@ class LocalDeployment:
             *(getattr(s, name).get_secret_value().encode() for name in SECRET_FIELDS),
             _source_digest(),
         )
-        return [
-            ServiceSpec(
-                name="synapse",
-                title="Synapse",
-                argv=[
-                    sys.executable,
-                    "-m",
-                    "synapse.app.homeserver",
-                    "--config-path",
-                    str(synapse_files[0]),
-                    "--config-path",
-                    str(s.synapse_overrides_dir),
-                ],
-                host=s.bind_address,
-                port=s.synapse_port,
-                health_url=f"{s.homeserver_url}/health",
-                log_files=[s.log_dir / "synapse.stdout.log", s.log_dir / "synapse.log"],
-                fingerprint=synapse_fingerprint,
-                ready_timeout=120.0,  # the first start creates the database schema
-                env={"PYTHONPATH": _python_path(SYNAPSE_MODULES_DIR)},
-            ),
-            *(
+        shared_config = [
+            "--config-path",
+            str(synapse_files[0]),
+            "--config-path",
+            str(s.synapse_overrides_dir),
+        ]
+        synapse_env = {"PYTHONPATH": _python_path(SYNAPSE_MODULES_DIR)}
+        stages: list[list[ServiceSpec]] = [
+            [
+                ServiceSpec(
+                    name="synapse",
+                    title="Synapse",
+                    argv=[sys.executable, "-m", "synapse.app.homeserver", *shared_config],
+                    host=s.bind_address,
+                    port=top.main_port,
+                    health_url=f"http://{s.bind_address}:{top.main_port}/health",
+                    log_files=[s.log_dir / "synapse.stdout.log", s.log_dir / "synapse.log"],
+                    fingerprint=synapse_fingerprint,
+                    ready_timeout=120.0,  # the first start creates the database schema
+                    env=synapse_env,
+                )
+            ]
+        ]
+        if top.workers:
+            stages.append(
+                [
+                    ServiceSpec(
+                        name=f"synapse-{w.name}",
+                        title=f"Synapse's worker {w.name}",
+                        argv=[
+                            sys.executable,
+                            "-m",
+                            "synapse.app.generic_worker",
+                            *shared_config,
+                            "--config-path",
+                            str(worker_config_path(s, w.name)),
+                        ],
+                        host="127.0.0.1",
+                        port=w.port,
+                        health_url=f"http://127.0.0.1:{w.port}/health",
+                        log_files=[
+                            s.log_dir / f"synapse-{w.name}.stdout.log",
+                            s.log_dir / f"synapse-{w.name}.log",
+                        ],
+                        fingerprint=_digest(
+                            synapse_fingerprint.encode(),
+                            worker_config_path(s, w.name).read_bytes(),
+                        ),
+                        ready_timeout=120.0,  # many start at once on few cores
+                        env=synapse_env,
+                    )
+                    for w in top.workers
+                ]
+            )
+        if s.runs_nginx:
+            stages.append([self._nginx_spec()])
+        stages += [
+            [
                 ServiceSpec(
                     name=name,
                     title=title,
@@ -147,13 +196,66 @@ class LocalDeployment:
                     fingerprint=parta_fingerprint,
                     env={"PARTA_VAR_DIR": str(s.var_dir)},
                 )
-                for name, title, port in (
-                    ("provisioning", "the provisioning service", s.provisioning_port),
-                    ("bridge", "the bridge", s.bridge_port),
-                    ("widgets", "the widget service (calls)", s.widgets_port),
-                )
-            ),
+            ]
+            for name, title, port in (
+                ("provisioning", "the provisioning service", s.provisioning_port),
+                ("bridge", "the bridge", s.bridge_port),
+                ("widgets", "the widget service (calls)", s.widgets_port),
+            )
         ]
+        return stages
+
+    def _nginx_spec(self) -> ServiceSpec:
+        s = self.settings
+        config = nginx_config_path(s)
+        files = [config]
+        if s.environment == "production":
+            files += [Path(s.tls_cert_file), Path(s.tls_key_file)]
+        return ServiceSpec(
+            name="nginx",
+            title="nginx",
+            argv=[
+                nginx_binary(),
+                "-p",
+                str(s.nginx_dir),
+                "-e",
+                str(s.log_dir / "nginx.error.log"),
+                "-c",
+                str(config),
+                "-g",
+                "daemon off;",
+            ],
+            host=s.bind_address,
+            port=s.synapse_port,
+            health_url=f"{s.homeserver_url}/health",
+            log_files=[s.log_dir / "nginx.stdout.log", s.log_dir / "nginx.error.log"],
+            # A renewed certificate is served after a restart.
+            fingerprint=_digest(*(p.read_bytes() for p in files if p.is_file())),
+        )
+
+    def check_certificate(self) -> None:
+        """Production serves the operator's certificate: refuse to start with a wrong one.
+
+        Raises:
+            DeployError: the certificate or key cannot be served; the message says why.
+        """
+        s = self.settings
+        if s.environment != "production":
+            return
+        if not s.tls_cert_file or not s.tls_key_file:
+            raise DeployError(
+                "Production mode serves HTTPS with your certificate: set PARTA_TLS_CERT_FILE "
+                "(the full chain) and PARTA_TLS_KEY_FILE in "
+                f"{s.var_dir / 'parta.env'}, then run this again."
+            )
+        names = [s.server_name.split(":")[0], *s.public_hosts, s.public_widgets_host]
+        try:
+            report = check_certificate(
+                Path(s.tls_cert_file), Path(s.tls_key_file), list(dict.fromkeys(names))
+            )
+        except CertificateProblem as exc:
+            raise DeployError(str(exc)) from None
+        self.certificate_warnings = report.warnings
 
     def up(self, secrets_created: list[str] | None = None) -> UpReport:
         """Bring every service up with the current configuration; safe to run again.
@@ -165,18 +267,29 @@ class LocalDeployment:
         report = UpReport(secrets_created=list(secrets_created or []))
         report.config_changed = render_all(self.settings)
         make_private(self.settings.var_dir)  # what an older version or a backup left readable
-        for spec in self.specs():
-            current = self.supervisor.running(spec.name)
-            if current is not None and current.fingerprint == spec.fingerprint:
-                report.unchanged.append(spec.name)
-                continue
-            if current is not None:
-                self.supervisor.stop(spec.name)
-                report.restarted.append(spec.name)
-            else:
-                report.started.append(spec.name)
-            self.supervisor.start(spec)
-            report.ready_seconds[spec.name] = self.supervisor.wait_healthy(spec)
+        self.check_certificate()
+        stages = self.stages()
+        # Services of an earlier layout (fewer workers, no nginx any more) stop first.
+        wanted = {spec.name for stage in stages for spec in stage}
+        for name in reversed(self.supervisor.known()):
+            if name not in wanted and self.supervisor.stop(name):
+                report.restarted.append(name)
+        for stage in stages:
+            starting = []
+            for spec in stage:
+                current = self.supervisor.running(spec.name)
+                if current is not None and current.fingerprint == spec.fingerprint:
+                    report.unchanged.append(spec.name)
+                    continue
+                if current is not None:
+                    self.supervisor.stop(spec.name)
+                    report.restarted.append(spec.name)
+                else:
+                    report.started.append(spec.name)
+                self.supervisor.start(spec)
+                starting.append(spec)
+            for spec in starting:
+                report.ready_seconds[spec.name] = self.supervisor.wait_healthy(spec)
         report.region_admin_created, report.demo = asyncio.run(self._bootstrap())
         make_private(self.settings.var_dir)  # what this process made while starting them
         report.total_seconds = time.monotonic() - began
@@ -198,14 +311,33 @@ class LocalDeployment:
         finally:
             engine.dispose()
 
+    def service_names(self) -> list[str]:
+        """This deployment's services in start order, and any an earlier layout left."""
+        try:
+            names = [spec.name for spec in self.specs()]
+        except (OSError, DeployError):  # not rendered yet: Parta's own four, all stopped
+            names = ["synapse", "provisioning", "bridge", "widgets"]
+        return names + [n for n in self.supervisor.known() if n not in names]
+
     def stop(self) -> list[str]:
         """Stop what this deployment started, in reverse order; return what was stopped."""
-        return [name for name in reversed(SERVICE_ORDER) if self.supervisor.stop(name)]
+        return [name for name in reversed(self.service_names()) if self.supervisor.stop(name)]
 
     def status(self) -> dict[str, int | None]:
         """The pid of each service that runs, or None."""
         result: dict[str, int | None] = {}
-        for name in SERVICE_ORDER:
+        for name in self.service_names():
             running = self.supervisor.running(name)
             result[name] = running.pid if running else None
         return result
+
+
+def nginx_binary() -> str:
+    """Debian's nginx (in /usr/sbin, which an ordinary account's PATH may lack)."""
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise DeployError(
+            "nginx is not installed, and production mode (or Synapse's workers) runs behind "
+            "it. On Debian: apt-get install nginx (./deploy.sh production installs it)."
+        )
+    return found

@@ -1,7 +1,8 @@
-"""Render a region's Synapse configuration from `Settings` into `var/synapse/`.
+"""Render a region's configuration from `Settings`: Synapse's into `var/synapse/`.
 
-With TURN configured it renders coturn's configuration too, into `var/turn/`
-(`./deploy.sh turn` installs it as /etc/turnserver.conf on a Debian host).
+With workers (production) each worker's file goes into `var/synapse/workers/` and nginx's
+into `var/nginx/`. With TURN configured coturn's goes into `var/turn/` (`./deploy.sh turn`
+installs it as /etc/turnserver.conf on a Debian host).
 
 Files are rewritten only when their content changes, so a second `parta up` can tell
 that nothing changed and leave Synapse running.
@@ -9,6 +10,7 @@ that nothing changed and leave Synapse running.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from signedjson.key import generate_signing_key, write_signing_keys
 
 from foundation.naming import MANAGED_ALIAS_PREFIXES
 from foundation.settings import Settings
+from matrix.worker_routes import ROUTES
+from parta.topology import SINGLE_WRITER_STREAMS, Topology, topology, upstreams
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "synapse-config" / "templates"
 
@@ -72,39 +76,98 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_synapse_config(settings: Settings) -> list[RenderedFile]:
-    """Return Synapse's homeserver.yaml, log config and the bridge's appservice registration.
+def render_synapse_config(settings: Settings, top: Topology | None = None) -> list[RenderedFile]:
+    """Return Synapse's homeserver.yaml, log configs and the bridge's appservice registration.
 
-    With TURN configured (`turn_host` or `turn_uris`), coturn's turnserver.conf as well.
+    With workers, each worker's file and log config, and nginx's configuration. With TURN
+    configured (`turn_host` or `turn_uris`), coturn's turnserver.conf as well.
     """
     env = _environment()
+    top = top or topology(settings)
     synapse_dir = settings.synapse_dir
     context = {
         "s": settings,
+        "top": top,
+        "single_writer_streams": SINGLE_WRITER_STREAMS,
         "synapse_dir": synapse_dir,
         "log_dir": settings.log_dir,
+        "log_name": "synapse",
         "server_name_regex": re.escape(settings.server_name),
         "bot_localpart_regex": re.escape(settings.bot_localpart),
         "managed_alias_prefixes": [re.escape(p) for p in MANAGED_ALIAS_PREFIXES],
         "production": settings.environment == "production",
         "denied_peer_ranges": TURN_DENIED_PEER_RANGES,
     }
-    targets = [
-        ("homeserver.yaml.j2", synapse_dir / "homeserver.yaml", True),
-        ("log.yaml.j2", synapse_dir / "log.yaml", False),
+    targets: list[tuple[str, Path, bool, dict[str, object]]] = [
+        ("homeserver.yaml.j2", synapse_dir / "homeserver.yaml", True, {}),
+        ("log.yaml.j2", synapse_dir / "log.yaml", False, {}),
         (
             "appservice.yaml.j2",
             synapse_dir / f"appservice-{settings.appservice_id}.yaml",
             True,
+            {},
         ),
     ]
+    for worker in top.workers:
+        targets += [
+            ("worker.yaml.j2", worker_config_path(settings, worker.name), False, {"w": worker}),
+            (
+                "log.yaml.j2",
+                synapse_dir / "workers" / f"{worker.name}.log.yaml",
+                False,
+                {"log_name": f"synapse-{worker.name}"},
+            ),
+        ]
+    if settings.runs_nginx:
+        targets.append(
+            ("nginx.conf.j2", nginx_config_path(settings), False, _nginx_context(settings, top))
+        )
     if settings.turn_enabled:
         # It holds coturn's static-auth-secret.
-        targets.append(("turnserver.conf.j2", settings.turn_config_path, True))
+        targets.append(("turnserver.conf.j2", settings.turn_config_path, True, {}))
     return [
-        RenderedFile(path, env.get_template(name).render(context), private)
-        for name, path, private in targets
+        RenderedFile(path, env.get_template(name).render({**context, **extra}), private)
+        for name, path, private, extra in targets
     ]
+
+
+def worker_config_path(settings: Settings, name: str) -> Path:
+    return settings.synapse_dir / "workers" / f"{name}.yaml"
+
+
+def nginx_config_path(settings: Settings) -> Path:
+    return settings.nginx_dir / "nginx.conf"
+
+
+def _has_ipv6() -> bool:
+    """Whether this host has IPv6 at all: listening on [::] fails where it is off."""
+    return Path("/proc/net/if_inet6").exists() and bool(
+        Path("/proc/net/if_inet6").read_text(encoding="ascii").strip()
+    )
+
+
+def _nginx_context(settings: Settings, top: Topology) -> dict[str, object]:
+    host = settings.server_name.split(":")[0]
+    if settings.public_bind_address:
+        address = settings.public_bind_address
+        addresses = [f"[{address}]:" if ":" in address else f"{address}:"]
+    else:
+        addresses = ["", "[::]:"] if _has_ipv6() else [""]
+    region_hosts = list(dict.fromkeys([host, *settings.public_hosts]))
+    return {
+        "public": settings.environment == "production",
+        "nginx_dir": settings.nginx_dir,
+        "routes": ROUTES,
+        "upstreams": upstreams(top),
+        "listen_addresses": addresses,
+        "region_hosts": region_hosts,
+        "https_port_suffix": "" if settings.https_port == 443 else f":{settings.https_port}",
+        # Other regions' servers reach this one through nginx, on the HTTPS port.
+        "well_known_server": json.dumps({"m.server": f"{host}:{settings.https_port}"}),
+        "well_known_client": json.dumps(
+            {"m.homeserver": {"base_url": settings.element_homeserver_url}}
+        ),
+    }
 
 
 def signing_key_path(settings: Settings) -> Path:
@@ -144,12 +207,15 @@ def ensure_signing_key(settings: Settings) -> bool:
 
 def render_all(settings: Settings) -> list[Path]:
     """Render every config file and the signing key; return what changed on disk."""
-    for directory in (
+    directories = [
         settings.synapse_dir / "media_store",
         settings.synapse_overrides_dir,
         settings.log_dir,
         settings.run_dir,
-    ):
+    ]
+    if settings.runs_nginx:
+        directories.append(settings.nginx_dir / "tmp")
+    for directory in directories:
         directory.mkdir(parents=True, exist_ok=True)
     changed = write_rendered(render_synapse_config(settings))
     if ensure_signing_key(settings):

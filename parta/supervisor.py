@@ -1,8 +1,9 @@
 """Start, watch and stop the deployment's processes, and only the ones it started.
 
-Each running service has a state file `var/run/<name>.json` with its pid, its command
-line and a fingerprint of its configuration. A pid counts as ours only while
-`/proc/<pid>/cmdline` still matches, so a recycled pid is never signalled.
+Each running service has a state file `var/run/<name>.json` with its pid, its start time
+(`/proc/<pid>/stat`), its command line and a fingerprint of its configuration. A pid
+counts as ours only while its start time still matches, so a recycled pid is never
+signalled; the start time, not the command line, since nginx rewrites its own.
 """
 
 from __future__ import annotations
@@ -61,6 +62,19 @@ def _cmdline(pid: int) -> list[str] | None:
     return raw.decode(errors="replace").split("\0")[:-1]
 
 
+def _start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks since boot); None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: fields follow the last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
 def tail(path: Path, lines: int = 20) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -89,6 +103,10 @@ class Supervisor:
     def _state_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.json"
 
+    def known(self) -> list[str]:
+        """Every service with a state file, running or not (what an older layout left)."""
+        return sorted(p.stem for p in self.run_dir.glob("*.json"))
+
     def running(self, name: str) -> RunningService | None:
         """The service if the process we started is still alive, else None."""
         path = self._state_file(name)
@@ -97,7 +115,11 @@ class Supervisor:
         except (OSError, ValueError):
             return None
         pid = int(state["pid"])
-        if _cmdline(pid) != state["argv"]:
+        if "start_ticks" in state:
+            ours = _start_ticks(pid) == state["start_ticks"]
+        else:  # written by an older Parta
+            ours = _cmdline(pid) == state["argv"]
+        if not ours:
             path.unlink(missing_ok=True)  # it died, or the pid now belongs to someone else
             return None
         return RunningService(name, pid, str(state["fingerprint"]), float(state["started_at"]))
@@ -130,6 +152,7 @@ class Supervisor:
             json.dumps(
                 {
                     "pid": process.pid,
+                    "start_ticks": _start_ticks(process.pid),
                     "argv": spec.argv,
                     "fingerprint": spec.fingerprint,
                     "started_at": time.time(),
@@ -182,10 +205,10 @@ class Supervisor:
             except ProcessLookupError:
                 break
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _cmdline(service.pid) is not None:
+            while time.monotonic() < deadline and _start_ticks(service.pid) is not None:
                 _reap(service.pid)
                 time.sleep(0.1)
-            if _cmdline(service.pid) is None:
+            if _start_ticks(service.pid) is None:
                 break
         self._state_file(name).unlink(missing_ok=True)
         return True

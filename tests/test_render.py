@@ -141,7 +141,7 @@ def test_secrets_are_private_generated_once_and_rendering_is_stable(tmp_path: Pa
 
 def test_production_refuses_placeholder_secrets(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="production needs real secrets"):
-        Settings(environment="production", as_token="changeme")  # type: ignore[arg-type]
+        Settings(environment="production", synapse_database="postgresql", as_token="changeme")  # type: ignore[arg-type]
 
 
 def test_invalid_server_name_is_explained() -> None:
@@ -229,6 +229,7 @@ def test_coturn_in_production_has_tls_and_the_sfus_private_address(tmp_path: Pat
     settings = _settings(
         tmp_path / "var",
         environment="production",
+        synapse_database="postgresql",
         turn_host="turn.school.example.org",
         turn_allowed_peer_ips='["10.0.0.7"]',
         turn_external_ip="203.0.113.9/10.0.0.7",
@@ -250,7 +251,10 @@ def test_coturn_in_production_has_tls_and_the_sfus_private_address(tmp_path: Pat
 
 def test_synapse_gets_turn_only_when_configured_and_accepts_it(tmp_path: Path) -> None:
     settings = _settings(
-        tmp_path / "var", environment="production", turn_host="turn.school.example.org"
+        tmp_path / "var",
+        environment="production",
+        synapse_database="postgresql",
+        turn_host="turn.school.example.org",
     )
     hs = _homeserver(settings)
     uris = [

@@ -37,7 +37,7 @@ class ClassLinks:
 
 def widgets_base(settings: Settings) -> str:
     """The widget service as people's browsers reach it."""
-    return (settings.public_widgets_url or settings.widgets_url).rstrip("/")
+    return settings.widgets_base_url
 
 
 def call_url(settings: Settings, room_id: str) -> str:

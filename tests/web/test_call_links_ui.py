@@ -132,7 +132,7 @@ def family(region: LocalDeployment) -> Family:
 
 
 def call_href(region: LocalDeployment, room_id: str) -> str:
-    base = region.settings.public_widgets_url or region.settings.widgets_url
+    base = region.settings.widgets_base_url
     return f"{base.rstrip('/')}/call/?room_id={quote(room_id, safe='')}"
 
 
@@ -210,7 +210,7 @@ def test_a_parent_joins_the_parents_meeting_and_may_call_the_child(
 def test_the_call_page_without_a_room_says_what_is_missing(
     region: LocalDeployment, context: BrowserContext
 ) -> None:
-    base = region.settings.public_widgets_url or region.settings.widgets_url
+    base = region.settings.widgets_base_url
     page = context.new_page()
     for address in (f"{base}/call/", f"{base}/call/?room_id=урок"):
         page.goto(address)
