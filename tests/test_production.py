@@ -6,36 +6,24 @@ The certificate comes from a CA the fixture makes (trustme); clients trust that 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import secrets
-import socket
-import ssl
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 
 import httpx
 import pytest
-import trustme
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from nio import AsyncClient, JoinedMembersResponse, LoginResponse, RoomSendResponse, SyncResponse
 from playwright.sync_api import BrowserContext, expect, sync_playwright
 from sqlalchemy import select
 
-from foundation.settings import Settings
 from matrix.client import MatrixClient, path
-from parta.deployment import LocalDeployment
 from parta.topology import topology
 from provisioning.db.models import EnrolmentRole, Region, Role
 from provisioning.reconciler.run import reconcile_region
 from provisioning.services import schools as svc
-from tests.harness.ports import free_ports
-from tests.harness.postgres import PostgresServer, scratch_database
-from tests.harness.redis import redis_server
-from tests.harness.region import new_deployment, region_session
+from tests.harness.postgres import PostgresServer
+from tests.harness.production import Production, production_deployment
+from tests.harness.region import region_session
 from tests.harness.waiting import eventually, policy_loaded_snapshot, wait_until
 from tests.web.conftest import CHROMIUM
 
@@ -44,82 +32,12 @@ pytestmark = pytest.mark.postgres
 PASSWORD = "production-password-1"
 
 
-@dataclass
-class Production:
-    deployment: LocalDeployment
-    ca: trustme.CA
-    leaf_pem: bytes
-
-    @property
-    def settings(self) -> Settings:
-        return self.deployment.settings
-
-    @property
-    def origin(self) -> str:
-        return f"https://localhost:{self.settings.https_port}"
-
-    def tls(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        return context
-
-    def https(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.origin, verify=self.tls(), timeout=30)
-
-
-def _free_port_range(count: int) -> int:
-    """A base port with `count` free loopback ports after it (Synapse's workers)."""
-    for _ in range(200):
-        base = secrets.randbelow(20_000) + 30_000
-        with ExitStack() as stack:
-            try:
-                for port in range(base, base + count):
-                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return base
-    raise RuntimeError(f"no {count} consecutive free ports found")
-
-
 @pytest.fixture(scope="module")
 def production(
     postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Production]:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("localhost", "widgets.localhost")
-    tls_dir = tmp_path_factory.mktemp("tls")
-    leaf.private_key_pem.write_to_path(tls_dir / "key.pem")
-    chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
-    (tls_dir / "fullchain.pem").write_bytes(chain)
-    with (
-        redis_server() as redis,
-        scratch_database(postgres, "parta_prod_synapse") as synapse_db,
-        scratch_database(postgres, "parta_prod_provisioning") as provisioning_db,
-    ):
-        https_port, http_port = free_ports(2)
-        deployment = new_deployment(
-            tmp_path_factory.mktemp("production") / "var",
-            environment="production",
-            server_name="localhost",
-            tls_cert_file=tls_dir / "fullchain.pem",
-            tls_key_file=tls_dir / "key.pem",
-            https_port=https_port,
-            http_port=http_port,
-            public_bind_address="127.0.0.1",
-            synapse_database="postgresql",
-            synapse_postgres_host=postgres.host,
-            synapse_postgres_port=postgres.port,
-            synapse_postgres_user=postgres.user,
-            synapse_postgres_db=synapse_db,
-            database_url=postgres.url(provisioning_db),
-            redis_port=redis.port,
-            synapse_worker_base_port=_free_port_range(40),
-        )
-        try:
-            deployment.up()
-            yield Production(deployment, ca, leaf.cert_chain_pems[0].bytes())
-        finally:
-            deployment.stop()
+    with production_deployment(postgres, tmp_path_factory.mktemp("production")) as running:
+        yield running
 
 
 def test_every_synapse_process_runs_and_answers(production: Production) -> None:
@@ -285,15 +203,6 @@ async def test_a_pupils_forbidden_invite_is_refused_on_a_worker(
     assert not _requests_in_log(production, "synapse", invites)
 
 
-def _spki_hash(pem: bytes) -> str:
-    """What Chromium's --ignore-certificate-errors-spki-list takes: base64(SHA-256(SPKI))."""
-    key = x509.load_pem_x509_certificate(pem).public_key()
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
-
-
 def test_the_admin_ui_over_https_in_chromium(production: Production) -> None:
     s = production.settings
     with sync_playwright() as playwright:
@@ -303,7 +212,7 @@ def test_the_admin_ui_over_https_in_chromium(production: Production) -> None:
                 "--no-sandbox",
                 "--disable-gpu",
                 # Trust exactly the region's certificate (by its key), as a phone trusts a CA.
-                f"--ignore-certificate-errors-spki-list={_spki_hash(production.leaf_pem)}",
+                f"--ignore-certificate-errors-spki-list={production.spki_hash()}",
             ],
         )
         try:
