@@ -2,6 +2,7 @@
 # Parta on one machine.
 #   ./deploy.sh            bring everything up (same as ./deploy.sh up); safe to run again
 #   ./deploy.sh test       install test dependencies and run lint, types and the test suite
+#   ./deploy.sh production on a Debian host, as root: the region with TLS, PostgreSQL, Redis, workers
 #   ./deploy.sh turn       production, on a Debian host: install and configure coturn (TURN)
 #   ./deploy.sh stop | status | logs [service] | sync [--dry-run] [--full] | demo | render | help
 # State lives in var/ (or $PARTA_VAR_DIR); the virtualenv in .venv/.
@@ -16,7 +17,7 @@ die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
 say() { printf '==> %s\n' "$*"; }
 
 usage() {
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 find_python() {
@@ -86,6 +87,7 @@ ensure_test_system_packages() {
   # Production mode's tests run nginx in front of Synapse's workers, which talk over Redis.
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing+=(logrotate)
   # Documents: office files become PDFs with LibreOffice headless (no desktop parts).
   command -v soffice >/dev/null 2>&1 ||
     missing+=(libreoffice-core libreoffice-impress libreoffice-writer libreoffice-calc)
@@ -154,6 +156,54 @@ setup_turn() {
   say "coturn is running; open the ports named in docs/operations.md (TURN)"
 }
 
+answers() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Production mode on a Debian host: Debian's PostgreSQL, Redis, nginx and coturn, then
+# `parta production` (its settings, the databases, every process gated by health: under
+# systemd where it runs the host, else under Parta's own supervisor). Safe to run again.
+run_production() {
+  [ "$(id -u)" -eq 0 ] || die "production mode installs packages and services: run it as root
+  (sudo ./deploy.sh production)"
+  [ -r /etc/debian_version ] || die "production mode is made for Debian 12; this host is not Debian"
+  local missing=() systemd=false
+  [ -d /run/systemd/system ] && systemd=true
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+  command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing+=(logrotate)
+  if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+  if $systemd; then
+    systemctl enable --now --quiet postgresql redis-server
+    # Parta runs its own nginx with its own configuration (var/nginx/nginx.conf).
+    systemctl disable --now --quiet nginx 2>/dev/null || true
+  else
+    # A container or CI: no service manager; start Debian's servers with their scripts.
+    answers 127.0.0.1 5432 || service postgresql start >/dev/null
+    answers 127.0.0.1 6379 || service redis-server start >/dev/null
+    if [ -f /run/nginx.pid ]; then /usr/sbin/nginx -s quit 2>/dev/null || true; fi
+  fi
+  ensure_venv ""
+  "$VENV/bin/parta" production
+  # Logs: Synapse rotates its own; the rest is rotated here, copied and truncated in place
+  # so the processes keep writing to the same file.
+  local logs="$PARTA_VAR_DIR/log"
+  printf '%s {\n%s\n}\n' \
+    "$logs/*.stdout.log $logs/nginx.access.log $logs/nginx.error.log $logs/provisioning.log $logs/bridge.log $logs/widgets*.log" \
+    "    daily
+    rotate 14
+    compress
+    delaycompress
+    missingok
+    notifempty
+    copytruncate" >"${PARTA_LOGROTATE_DIR:-/etc/logrotate.d}/parta"
+  if [ -f "$PARTA_VAR_DIR/turn/turnserver.conf" ]; then
+    if $systemd; then setup_turn; else
+      say "TURN is configured, but coturn runs as a systemd service and this host has no systemd"
+    fi
+  fi
+}
+
 command="${1:-up}"
 [ "$#" -gt 0 ] && shift
 case "$command" in
@@ -163,6 +213,9 @@ case "$command" in
     ;;
   test)
     run_tests "$@"
+    ;;
+  production)
+    run_production
     ;;
   turn)
     setup_turn

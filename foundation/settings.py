@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CONFIG_FILE_NAME = "parta.env"
 SECRETS_FILE_NAME = "secrets.env"
+# Written by `./deploy.sh production` (parta/production.py): the mode and the databases it
+# created, with their generated passwords. The operator's parta.env still wins.
+PRODUCTION_FILE_NAME = "production.env"
 
 # Secrets generated at deploy time; a production start refuses any of them missing.
 SECRET_FIELDS = (
@@ -137,8 +140,9 @@ class Settings(BaseSettings):
     turn_uris: list[str] = Field(default_factory=list)  # instead of those derived from the host
     turn_allowed_peer_ips: list[str] = Field(default_factory=list)
     turn_external_ip: str = ""  # coturn's external-ip behind 1:1 NAT ("public/private")
-    turn_tls_cert: str = ""  # default: /etc/letsencrypt/live/<turn_host>/fullchain.pem
-    turn_tls_key: str = ""  # default: /etc/letsencrypt/live/<turn_host>/privkey.pem
+    # Default: the region's certificate (tls_cert_file), else Let's Encrypt's for turn_host.
+    turn_tls_cert: str = ""
+    turn_tls_key: str = ""
     turn_credential_lifetime_s: int = Field(default=8 * 3600, ge=60, le=7 * 86_400)
 
     # Production mode's certificate (the full chain) and its key, served by nginx to every
@@ -193,11 +197,16 @@ class Settings(BaseSettings):
     def load(cls, var_dir: Path | None = None) -> Settings:
         """Read settings for the deployment whose state lives in `var_dir`.
 
-        The environment wins over `var/parta.env`, which wins over `var/secrets.env`.
+        The environment wins over `var/parta.env`, which wins over `var/production.env`,
+        which wins over `var/secrets.env`.
         """
         probe = cls()
         directory = (var_dir or probe.var_dir).resolve()
-        files = [directory / SECRETS_FILE_NAME, directory / CONFIG_FILE_NAME]
+        files = [
+            directory / SECRETS_FILE_NAME,
+            directory / PRODUCTION_FILE_NAME,
+            directory / CONFIG_FILE_NAME,
+        ]
         for path in files:
             _refuse_unknown_names(path)
         return cls(
@@ -344,6 +353,12 @@ class Settings(BaseSettings):
         if self.environment != "production":
             return ""
         return _https_origin(self.server_name.split(":")[0], self.https_port)
+
+    @property
+    def certificate_names(self) -> list[str]:
+        """Every host name production's certificate must cover."""
+        host = self.server_name.split(":")[0]
+        return list(dict.fromkeys([host, *self.public_hosts, self.public_widgets_host]))
 
     @property
     def public_widgets_host(self) -> str:

@@ -14,6 +14,7 @@ from foundation.settings import CONFIG_FILE_NAME, Settings
 from parta.supervisor import DeployError, tail
 
 if TYPE_CHECKING:
+    from parta.deployment import LocalDeployment, UpReport
     from provisioning.services.demo import DemoSchool
 
 # How long `parta sync` and `parta import` wait for a reconciler run already in progress.
@@ -112,11 +113,17 @@ def up(var_dir: VarDir = Path("var")) -> None:
         report = deployment.up(created)
     except DeployError as exc:
         _fail(str(exc))
+    _print_report(deployment, report)
+
+
+def _print_report(deployment: LocalDeployment, report: UpReport) -> None:
     s = deployment.settings
     for name in report.started:
-        typer.echo(f"started {name} (ready in {report.ready_seconds[name]:.1f} s)")
+        typer.echo(f"started {name} (ready in {report.ready_seconds.get(name, 0):.1f} s)")
     for name in report.restarted:
         typer.echo(f"restarted {name}: its configuration or code changed")
+    for warning in deployment.certificate_warnings:
+        typer.secho(warning, fg=typer.colors.YELLOW, err=True)
     if not report.changed_anything:
         typer.echo("Nothing changed: every service was already running with this configuration.")
     admin_note = "" if report.region_admin_created else " (set at first deploy)"
@@ -128,8 +135,8 @@ Parta is running: region «{s.region_name}», server name {s.server_name}.
   Homeserver for Element:  {s.element_homeserver_url}
   Provisioning service:    {s.provisioning_url}  (health: {s.provisioning_url}/healthz)
   Bridge (appservice):     {s.bridge_url}  (health: {s.bridge_url}/healthz)
-  Widgets (calls):         {s.widgets_url}  (health: {s.widgets_url}/healthz)
-  Documents:               {s.widgets_url}/documents/  (sign in with any account below)
+  Widgets (calls):         {s.widgets_base_url}  (health: {s.widgets_url}/healthz)
+  Documents:               {s.widgets_base_url}/documents/  (sign in with any account below)
 
   Region administrator:    {s.region_admin_user_id}
   Password:                {s.region_admin_password.get_secret_value()}{admin_note}
@@ -142,6 +149,33 @@ Parta is running: region «{s.region_name}», server name {s.server_name}.
   Stop: ./deploy.sh stop   Status: ./deploy.sh status   Logs: ./deploy.sh logs
   (up in {report.total_seconds:.1f} s)"""
     )
+
+
+@app.command()
+def production(var_dir: VarDir = Path("var")) -> None:
+    """Bring the region up in production mode on this Debian host (./deploy.sh production):
+    PostgreSQL databases, Redis, Synapse's workers, nginx with TLS; under systemd where it
+    runs the host, else under Parta's supervisor. Safe to run again."""
+    from parta.deployment import LocalDeployment
+    from parta.production import ensure_production_settings, prepare_host
+    from parta.secrets import ensure_secrets
+
+    _write_config_template(var_dir)
+    created = ensure_secrets(var_dir)
+    if ensure_production_settings(var_dir):
+        typer.echo(f"wrote {var_dir / 'production.env'} (production mode, PostgreSQL)")
+    deployment = LocalDeployment(_load(var_dir))
+    try:
+        deployment.check_certificate()
+        host = prepare_host(deployment.settings)
+        for made in host.created:
+            typer.echo(f"created PostgreSQL {made}")
+        for warning in host.warnings:
+            typer.secho(warning, fg=typer.colors.YELLOW, err=True)
+        report = deployment.up(created)
+    except DeployError as exc:
+        _fail(str(exc))
+    _print_report(deployment, report)
 
 
 def _demo_block(demo: DemoSchool | None, settings: Settings) -> str:
@@ -293,7 +327,7 @@ def check_tls(var_dir: VarDir = Path("var")) -> None:
             "Set PARTA_TLS_CERT_FILE (the full chain) and PARTA_TLS_KEY_FILE (its private "
             f"key) in {var_dir / CONFIG_FILE_NAME} or the environment."
         )
-    names = list(dict.fromkeys([settings.server_name, *settings.public_hosts]))
+    names = settings.certificate_names
     now = datetime.now(UTC)
     try:
         report = check_certificate(

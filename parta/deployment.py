@@ -22,6 +22,16 @@ from matrix.client import MatrixClient
 from parta.render import nginx_config_path, render_all, worker_config_path
 from parta.secrets import ensure_secrets
 from parta.supervisor import DeployError, ServiceSpec, Supervisor
+from parta.systemd import (
+    TARGET,
+    ensure_service_account,
+    install_units,
+    render_units,
+    start_stages,
+    systemctl,
+    systemd_runs_this_host,
+    unit_name,
+)
 from parta.tls import CertificateProblem, check_certificate
 from parta.topology import topology
 from provisioning.db.engine import make_engine, make_session_factory
@@ -248,10 +258,9 @@ class LocalDeployment:
                 "(the full chain) and PARTA_TLS_KEY_FILE in "
                 f"{s.var_dir / 'parta.env'}, then run this again."
             )
-        names = [s.server_name.split(":")[0], *s.public_hosts, s.public_widgets_host]
         try:
             report = check_certificate(
-                Path(s.tls_cert_file), Path(s.tls_key_file), list(dict.fromkeys(names))
+                Path(s.tls_cert_file), Path(s.tls_key_file), s.certificate_names
             )
         except CertificateProblem as exc:
             raise DeployError(str(exc)) from None
@@ -269,6 +278,33 @@ class LocalDeployment:
         make_private(self.settings.var_dir)  # what an older version or a backup left readable
         self.check_certificate()
         stages = self.stages()
+        if self.under_systemd:
+            self._up_under_systemd(stages, report)
+        else:
+            self._up_under_supervisor(stages, report)
+        report.region_admin_created, report.demo = asyncio.run(self._bootstrap())
+        make_private(self.settings.var_dir)  # what this process made while starting them
+        report.total_seconds = time.monotonic() - began
+        return report
+
+    @property
+    def under_systemd(self) -> bool:
+        """Production on a host systemd runs, as root: units instead of our supervisor."""
+        return (
+            self.settings.environment == "production"
+            and os.geteuid() == 0
+            and systemd_runs_this_host()
+        )
+
+    def _up_under_systemd(self, stages: list[list[ServiceSpec]], report: UpReport) -> None:
+        ensure_service_account(self.settings.var_dir)
+        changed = install_units(render_units(self.settings, stages))
+        if changed:
+            systemctl("daemon-reload")
+        systemctl("enable", TARGET)
+        report.started, report.restarted = start_stages(stages, changed)
+
+    def _up_under_supervisor(self, stages: list[list[ServiceSpec]], report: UpReport) -> None:
         # Services of an earlier layout (fewer workers, no nginx any more) stop first.
         wanted = {spec.name for stage in stages for spec in stage}
         for name in reversed(self.supervisor.known()):
@@ -290,10 +326,6 @@ class LocalDeployment:
                 starting.append(spec)
             for spec in starting:
                 report.ready_seconds[spec.name] = self.supervisor.wait_healthy(spec)
-        report.region_admin_created, report.demo = asyncio.run(self._bootstrap())
-        make_private(self.settings.var_dir)  # what this process made while starting them
-        report.total_seconds = time.monotonic() - began
-        return report
 
     async def _bootstrap(self) -> tuple[bool, DemoSchool | None]:
         """The region admin, and in development the demo school (reconciled each time)."""
@@ -321,12 +353,21 @@ class LocalDeployment:
 
     def stop(self) -> list[str]:
         """Stop what this deployment started, in reverse order; return what was stopped."""
+        if self.under_systemd:
+            running = [name for name, pid in self.status().items() if pid]
+            systemctl("stop", TARGET)
+            return list(reversed(running))
         return [name for name in reversed(self.service_names()) if self.supervisor.stop(name)]
 
     def status(self) -> dict[str, int | None]:
         """The pid of each service that runs, or None."""
         result: dict[str, int | None] = {}
         for name in self.service_names():
+            if self.under_systemd:
+                shown = systemctl("show", "--property=MainPID", "--value", unit_name(name))
+                pid = int(shown.stdout.strip() or 0)
+                result[name] = pid or None
+                continue
             running = self.supervisor.running(name)
             result[name] = running.pid if running else None
         return result

@@ -110,7 +110,8 @@ def render_synapse_config(settings: Settings, top: Topology | None = None) -> li
     ]
     for worker in top.workers:
         targets += [
-            ("worker.yaml.j2", worker_config_path(settings, worker.name), False, {"w": worker}),
+            # It holds the database's password, as homeserver.yaml does.
+            ("worker.yaml.j2", worker_config_path(settings, worker.name), True, {"w": worker}),
             (
                 "log.yaml.j2",
                 synapse_dir / "workers" / f"{worker.name}.log.yaml",

@@ -57,6 +57,23 @@ _RESOURCES: dict[Role, tuple[str, ...]] = {
 }
 
 
+# Each process's pool of PostgreSQL connections: every connection costs the server memory
+# and PostgreSQL counts them against max_connections, so the busy roles get more.
+_POOLS: dict[Role, int] = {
+    "event_persister": 5,
+    "streams": 3,
+    "synchrotron": 5,
+    "client_reader": 5,
+    "federation_reader": 3,
+    "federation_sender": 2,
+    "media": 3,
+    "appservice": 2,
+    "pusher": 2,
+    "background": 5,
+}
+MAIN_POOL = 10
+
+
 @dataclass(frozen=True)
 class Worker:
     """One Synapse worker process."""
@@ -68,6 +85,10 @@ class Worker:
     @property
     def resources(self) -> tuple[str, ...]:
         return _RESOURCES[self.role]
+
+    @property
+    def pool(self) -> int:
+        return _POOLS[self.role]
 
     @property
     def in_instance_map(self) -> bool:
@@ -82,6 +103,13 @@ class Topology:
     main_replication_port: int
     main_port: int
     workers: tuple[Worker, ...]
+
+    main_pool: int = MAIN_POOL
+
+    @property
+    def database_connections(self) -> int:
+        """The most connections Synapse's processes together open to PostgreSQL."""
+        return self.main_pool + sum(w.pool for w in self.workers)
 
     def of(self, role: Role) -> list[Worker]:
         return [w for w in self.workers if w.role == role]

@@ -13,7 +13,12 @@ from matrix.client import MatrixClient
 from parta.deployment import LocalDeployment
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
-from tests.harness.postgres import PostgresServer, postgres_server, scratch_database
+from tests.harness.postgres import (
+    PostgresServer,
+    postgres_server,
+    scratch_database,
+    throwaway_postgres,
+)
 from tests.harness.region import new_deployment
 
 
@@ -40,6 +45,14 @@ async def bot(region: LocalDeployment) -> AsyncIterator[MatrixClient]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def production_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server configured as `./deploy.sh production` asks (max_connections
+    for every Synapse worker's pool), of the tests' own: the machine's allows 100."""
+    with throwaway_postgres(max_connections=300) as server:
         yield server
 
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import re
 import secrets
+import stat
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +21,7 @@ from playwright.sync_api import BrowserContext, expect, sync_playwright
 from sqlalchemy import select
 
 from matrix.client import MatrixClient, path
+from parta.deployment import SOURCE_ROOT
 from parta.topology import topology
 from provisioning.db.models import EnrolmentRole, Region, Role
 from provisioning.reconciler.run import reconcile_region
@@ -34,9 +39,10 @@ PASSWORD = "production-password-1"
 
 @pytest.fixture(scope="module")
 def production(
-    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+    production_postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Production]:
-    with production_deployment(postgres, tmp_path_factory.mktemp("production")) as running:
+    workdir = tmp_path_factory.mktemp("production")
+    with production_deployment(production_postgres, workdir) as running:
         yield running
 
 
@@ -230,3 +236,38 @@ def test_the_admin_ui_over_https_in_chromium(production: Production) -> None:
             assert cookies and all(c["secure"] for c in cookies), cookies
         finally:
             browser.close()
+
+
+def test_production_again_with_nothing_changed_changes_nothing(production: Production) -> None:
+    assert "wrote " in production.output and "created PostgreSQL database" in production.output
+    assert "Password:" in production.output
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parta",
+            "production",
+            "--var-dir",
+            str(production.settings.var_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=SOURCE_ROOT,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Nothing changed" in again.stdout
+    assert "created PostgreSQL" not in again.stdout and "wrote " not in again.stdout
+    production_env = production.settings.var_dir / "production.env"
+    assert stat.S_IMODE(production_env.stat().st_mode) == 0o600  # it holds passwords
+
+
+def test_logs_rotate(production: Production, tmp_path: Path) -> None:
+    config = production.logrotate.read_text()
+    assert f"{production.settings.log_dir}/nginx.access.log" in config and "copytruncate" in config
+    state = tmp_path / "state"
+    command = ["/usr/sbin/logrotate", "--debug", "--state", str(state), str(production.logrotate)]
+    checked = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    assert "error:" not in checked.stderr, checked.stderr
+    assert "nginx.access.log" in checked.stderr  # it found the files it will rotate

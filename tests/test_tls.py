@@ -155,7 +155,7 @@ def test_wildcards_cover_one_label(pattern: str, name: str, covered: bool) -> No
 def test_the_command_prints_what_to_do(tmp_path: Path, intermediate: trustme.CA) -> None:
     var = tmp_path / "var"
     var.mkdir()
-    cert, key = write(tmp_path, intermediate.issue_cert(SERVER))
+    cert, key = write(tmp_path, intermediate.issue_cert(SERVER, f"widgets.{SERVER}"))
     env = {
         **os.environ,
         "PARTA_SERVER_NAME": SERVER,
@@ -170,4 +170,8 @@ def test_the_command_prints_what_to_do(tmp_path: Path, intermediate: trustme.CA)
     env["PARTA_PUBLIC_HOSTS"] = "[]"
     passed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert passed.returncode == 0, passed.stderr
-    assert f"covers {SERVER} and expires on" in passed.stdout
+    assert f"covers {SERVER}, widgets.{SERVER} and expires on" in passed.stdout
+    # The widgets' own host (PARTA_WIDGETS_HOST) must be covered too.
+    env["PARTA_WIDGETS_HOST"] = f"calls.{SERVER}"
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert refused.returncode == 1 and f"does not cover calls.{SERVER}" in refused.stderr

@@ -55,7 +55,7 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[PostgresServer]:
+def throwaway_postgres(max_connections: int = 100) -> Iterator[PostgresServer]:
     """Start a private cluster from Debian's binaries on a free port; remove it afterwards."""
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not candidates:
@@ -87,7 +87,8 @@ def throwaway_postgres() -> Iterator[PostgresServer]:
                 "-l",
                 str(base_dir / "postgres.log"),
                 "-o",
-                f"-p {port} -k {base_dir} -c listen_addresses=127.0.0.1",
+                f"-p {port} -k {base_dir} -c listen_addresses=127.0.0.1 "
+                f"-c max_connections={max_connections}",
                 "-w",
                 "-t",
                 "30",

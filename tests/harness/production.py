@@ -1,6 +1,6 @@
 """Production mode on loopback, for the tests: Synapse's workers over a Redis of the test's
-own, on PostgreSQL, behind nginx with a certificate from a CA made here (trustme), run by
-Parta's supervisor exactly as `./deploy.sh` runs it.
+own, on PostgreSQL, behind nginx with a certificate from a CA made here (trustme), brought
+up by `parta production` under Parta's supervisor (CI has no systemd).
 
 Clients trust that CA only (`Production.tls()`); Chromium trusts the certificate's key
 (`spki_hash`). Host names: `localhost` for the region, `widgets.localhost` for the widgets
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,13 +25,14 @@ import httpx
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from psycopg2 import sql
 
 from foundation.settings import Settings
-from parta.deployment import LocalDeployment
+from parta.deployment import SOURCE_ROOT, LocalDeployment
 from tests.harness.ports import free_ports
-from tests.harness.postgres import PostgresServer, scratch_database
+from tests.harness.postgres import PostgresServer
 from tests.harness.redis import redis_server
-from tests.harness.region import new_deployment
+from tests.harness.region import write_config
 
 
 @dataclass
@@ -37,6 +40,8 @@ class Production:
     deployment: LocalDeployment
     ca: trustme.CA
     leaf_pem: bytes
+    output: str  # what `./deploy.sh production` printed
+    logrotate: Path  # the logrotate configuration it wrote
 
     @property
     def settings(self) -> Settings:
@@ -85,40 +90,75 @@ def free_port_range(count: int) -> int:
 def production_deployment(
     postgres: PostgresServer, workdir: Path, **overrides: object
 ) -> Iterator[Production]:
-    """A running production-mode deployment in `workdir`, stopped and dropped afterwards."""
+    """A production-mode region in `workdir`, brought up by `./deploy.sh production` (as
+    root, Debian's packages already there as `./deploy.sh test` installs them): it writes
+    var/production.env, creates the PostgreSQL roles and databases (names of this test's
+    own, so the machine's are untouched) and starts everything under the supervisor.
+    Stopped, and its databases and roles dropped, afterwards."""
     ca = trustme.CA()
     leaf = ca.issue_cert("localhost", "widgets.localhost")
     tls_dir = workdir / "tls"
     tls_dir.mkdir(parents=True)
     leaf.private_key_pem.write_to_path(tls_dir / "key.pem")
     (tls_dir / "fullchain.pem").write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
-    with (
-        redis_server() as redis,
-        scratch_database(postgres, "parta_prod_synapse") as synapse_db,
-        scratch_database(postgres, "parta_prod_provisioning") as provisioning_db,
-    ):
+    tag = secrets.token_hex(4)
+    synapse_name, parta_name = f"parta_prod_synapse_{tag}", f"parta_prod_parta_{tag}"
+    parta_password = secrets.token_urlsafe(16)
+    with redis_server() as redis:
         https_port, http_port = free_ports(2)
         settings: dict[str, object] = {
-            "environment": "production",
             "server_name": "localhost",
             "tls_cert_file": tls_dir / "fullchain.pem",
             "tls_key_file": tls_dir / "key.pem",
             "https_port": https_port,
             "http_port": http_port,
             "public_bind_address": "127.0.0.1",
-            "synapse_database": "postgresql",
             "synapse_postgres_host": postgres.host,
             "synapse_postgres_port": postgres.port,
-            "synapse_postgres_user": postgres.user,
-            "synapse_postgres_db": synapse_db,
-            "database_url": postgres.url(provisioning_db),
+            "synapse_postgres_user": synapse_name,
+            "synapse_postgres_db": synapse_name,
+            "database_url": f"postgresql+psycopg2://{parta_name}:{parta_password}"
+            f"@{postgres.host}:{postgres.port}/{parta_name}",
             "redis_port": redis.port,
             "synapse_worker_base_port": free_port_range(40),
             **overrides,
         }
-        deployment = new_deployment(workdir / "var", **settings)
+        var_dir = workdir / "var"
+        write_config(var_dir, **settings)
+        environment = {
+            **os.environ,
+            "PARTA_VAR_DIR": str(var_dir),
+            "PARTA_LOGROTATE_DIR": str(workdir),  # not the host's /etc/logrotate.d
+        }
         try:
-            deployment.up()
-            yield Production(deployment, ca, leaf.cert_chain_pems[0].bytes())
+            done = subprocess.run(
+                [str(SOURCE_ROOT / "deploy.sh"), "production"],
+                capture_output=True, text=True, timeout=900, cwd=SOURCE_ROOT, env=environment,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+            deployment = LocalDeployment(Settings.load(var_dir))
+            assert f"Homeserver for Element:  https://localhost:{https_port}" in done.stdout
+            try:
+                yield Production(
+                    deployment, ca, leaf.cert_chain_pems[0].bytes(), done.stdout,
+                    workdir / "parta",
+                )  # fmt: skip
+            finally:
+                deployment.stop()
         finally:
-            deployment.stop()
+            _drop(postgres, synapse_name, parta_name)
+
+
+def _drop(postgres: PostgresServer, *names: str) -> None:
+    """Drop the databases and roles `parta production` made for the test."""
+    connection = postgres.connect()
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cur:
+            for name in names:
+                cur.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+                cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+    finally:
+        connection.close()
