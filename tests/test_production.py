@@ -26,6 +26,7 @@ from parta.topology import topology
 from provisioning.db.models import EnrolmentRole, Region, Role
 from provisioning.reconciler.run import reconcile_region
 from provisioning.services import schools as svc
+from provisioning.web.qr import qr_data_uri
 from tests.harness.postgres import PostgresServer
 from tests.harness.production import Production, production_deployment
 from tests.harness.region import region_session
@@ -271,3 +272,46 @@ def test_logs_rotate(production: Production, tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     assert "error:" not in checked.stderr, checked.stderr
     assert "nginx.access.log" in checked.stderr  # it found the files it will rotate
+
+
+def test_the_welcome_page_gives_the_public_address(
+    production: Production, people: dict[str, str]
+) -> None:
+    user = people["ivan"]
+    answer = httpx.get(
+        f"{production.origin}/welcome", params={"user": user}, verify=production.tls(), timeout=30
+    )
+    assert answer.status_code == 200
+    assert f'<code id="homeserver">{production.origin}</code>' in answer.text
+    # The QR code opens these instructions on the phone, at the public address.
+    expected = qr_data_uri(f"{production.origin}/welcome?user={user}", scale=5)
+    assert f'src="{expected}"' in answer.text
+
+
+def test_the_documents_page_on_a_phone_over_tls(
+    production: Production, people: dict[str, str]
+) -> None:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--ignore-certificate-errors-spki-list={production.spki_hash()}",
+            ],
+        )
+        try:
+            context = browser.new_context(
+                viewport={"width": 390, "height": 844}, is_mobile=True, locale="ru-RU"
+            )
+            page = context.new_page()
+            page.goto(f"{production.widgets_origin}/documents/?lang=en")
+            page.locator("#login-form input[name=user]").fill(people["ivan"])
+            page.locator("#login-form input[name=password]").fill(PASSWORD)
+            page.locator("#login-form button[type=submit]").click()
+            expect(page.locator("#files")).to_be_visible(timeout=30_000)
+            expect(page.locator("#upload-label")).to_have_text("Upload")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 400, f"the page is {width} px wide on a 390 px phone"
+        finally:
+            browser.close()
