@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from foundation.metrics import install_metrics, observe
+
 log = logging.getLogger("parta.http")
 
 _ERRCODE_BY_STATUS = {
@@ -98,8 +100,10 @@ def path_errors(exc: RequestValidationError) -> str:
 
 
 def install_request_log(app: FastAPI) -> None:
-    """Log one line per request: method, path (no query: it may hold tokens), status, time."""
+    """Log one line per request: method, path (no query: it may hold tokens), status, time;
+    count it in the service's Prometheus metrics, served at `/metrics` (foundation/metrics.py)."""
     app.add_middleware(RequestLog)
+    install_metrics(app)
 
 
 class RequestLog:
@@ -130,6 +134,7 @@ class RequestLog:
         try:
             await self.app(scope, receive, sending)
         finally:
+            observe(scope, status, time.perf_counter() - started)
             log.info(
                 "%s %s %s",
                 scope["method"],

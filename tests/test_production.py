@@ -315,3 +315,32 @@ def test_the_documents_page_on_a_phone_over_tls(
             assert width <= 400, f"the page is {width} px wide on a 390 px phone"
         finally:
             browser.close()
+
+
+async def test_metrics_on_loopback_only(production: Production) -> None:
+    s = production.settings
+    async with httpx.AsyncClient(timeout=30) as local:
+        for port in (s.provisioning_port, s.bridge_port, s.widgets_port):
+            assert (await local.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+            metrics = await local.get(f"http://127.0.0.1:{port}/metrics")
+            assert metrics.status_code == 200, port
+            # Counted by route template, never by raw path.
+            assert 'parta_http_requests_total{method="GET",route="/healthz",status="2xx"}' in (
+                metrics.text
+            ), port
+            assert "process_resident_memory_bytes" in metrics.text
+        worker = topology(s).workers[0]
+        synapse = await local.get(f"http://127.0.0.1:{worker.port}/_synapse/metrics")
+        assert synapse.status_code == 200 and "synapse_" in synapse.text
+    async with production.https() as public:
+        assert (await public.get("/metrics")).status_code == 404
+        assert (await public.get("/_synapse/metrics")).status_code == 404
+    # widgets.localhost, as Chromium reaches it (the system resolver does not know it).
+    async with httpx.AsyncClient(verify=production.tls()) as widgets:
+        for page, status in (("/metrics", 404), ("/documents/", 200)):
+            answer = await widgets.get(
+                f"https://127.0.0.1:{s.https_port}{page}",
+                headers={"Host": f"widgets.localhost:{s.https_port}"},
+                extensions={"sni_hostname": "widgets.localhost"},
+            )
+            assert answer.status_code == status, page

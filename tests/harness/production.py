@@ -73,9 +73,14 @@ class Production:
 
 
 def free_port_range(count: int) -> int:
-    """A base port with `count` free loopback ports after it (Synapse's workers)."""
+    """A base port with `count` free loopback ports after it (Synapse's workers).
+
+    Below Linux's ephemeral range (32768 and up), from which every outgoing connection
+    and every bind to port 0 takes its port: a range there could be taken between this
+    check and the workers' start.
+    """
     for _ in range(200):
-        base = secrets.randbelow(20_000) + 30_000
+        base = secrets.randbelow(10_000) + 20_000
         with ExitStack() as stack:
             try:
                 for port in range(base, base + count):
