@@ -380,20 +380,29 @@ def status(var_dir: VarDir = Path("var")) -> None:
 
 @app.command()
 def logs(
-    service: Annotated[str, typer.Argument(help="synapse, provisioning, bridge, widgets")] = "all",
+    service: Annotated[
+        str,
+        typer.Argument(
+            help="synapse, provisioning, bridge, widgets; in production also nginx and "
+            "synapse-<worker> (./deploy.sh status lists them)"
+        ),
+    ] = "all",
     lines: Annotated[int, typer.Option("-n", help="How many lines of each log.")] = 40,
     var_dir: VarDir = Path("var"),
 ) -> None:
     """Print the end of each service's log."""
+    from parta.deployment import LocalDeployment
+
     settings = _load(var_dir)
-    files = {
-        "synapse": [settings.log_dir / "synapse.log", settings.log_dir / "synapse.stdout.log"],
-        "provisioning": [settings.log_dir / "provisioning.log"],
-        "bridge": [settings.log_dir / "bridge.log"],
-        "widgets": [settings.log_dir / "widgets.log"],
-    }
+    try:
+        files = {spec.name: spec.log_files for spec in LocalDeployment(settings).specs()}
+    except (OSError, DeployError):  # not rendered yet: where the four services will log
+        files = {
+            "synapse": [settings.log_dir / "synapse.log", settings.log_dir / "synapse.stdout.log"],
+            **{n: [settings.log_dir / f"{n}.log"] for n in ("provisioning", "bridge", "widgets")},
+        }
     if service != "all" and service not in files:
-        _fail(f"Unknown service {service!r}: use synapse, provisioning, bridge or widgets.")
+        _fail(f"Unknown service {service!r}: use one of {', '.join(files)}.")
     for name, paths in files.items():
         if service in ("all", name):
             for path in paths:

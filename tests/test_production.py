@@ -6,6 +6,7 @@ The certificate comes from a CA the fixture makes (trustme); clients trust that 
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import stat
@@ -344,3 +345,23 @@ async def test_metrics_on_loopback_only(production: Production) -> None:
                 extensions={"sni_hostname": "widgets.localhost"},
             )
             assert answer.status_code == status, page
+
+
+def test_status_and_logs_name_every_process(production: Production) -> None:
+    command = [str(SOURCE_ROOT / "deploy.sh")]
+    environment = {**os.environ, "PARTA_VAR_DIR": str(production.settings.var_dir)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *args], capture_output=True, text=True, timeout=120, env=environment
+        )
+
+    status = run("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    for worker in topology(production.settings).workers:
+        assert re.search(rf"^synapse-{worker.name} +running, pid \d+$", status.stdout, re.M)
+    assert re.search(r"^nginx +running, pid \d+$", status.stdout, re.M)
+    logs = run("logs", "synapse-client_reader1", "-n", "5")
+    assert logs.returncode == 0 and "synapse-client_reader1.log <==" in logs.stdout
+    unknown = run("logs", "nosuch")
+    assert unknown.returncode == 1 and "synapse-synchrotron1" in unknown.stderr
