@@ -17,7 +17,7 @@ from playwright.sync_api import BrowserContext, expect, sync_playwright
 from sqlalchemy import select
 
 from matrix.client import MatrixClient, path
-from parta.topology import topology
+from parta.topology import topology, widget_processes
 from provisioning.db.models import EnrolmentRole, Region, Role
 from provisioning.reconciler.run import reconcile_region
 from provisioning.services import schools as svc
@@ -47,7 +47,8 @@ def test_every_synapse_process_runs_and_answers(production: Production) -> None:
     assert roles >= {"synchrotron", "client_reader", "federation_reader", "federation_sender"}
     assert roles >= {"media", "appservice", "pusher", "background", "streams"}
     status = production.deployment.status()
-    expected = {"synapse", "nginx", "provisioning", "bridge", "widgets"}
+    expected = {"synapse", "nginx", "provisioning", "bridge"}
+    expected |= {p.name for p in widget_processes(production.settings)}
     expected |= {f"synapse-{w.name}" for w in top.workers}
     assert set(status) == expected
     assert all(status.values()), status

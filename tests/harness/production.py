@@ -98,6 +98,8 @@ def production_deployment(
         scratch_database(postgres, "parta_prod_provisioning") as provisioning_db,
     ):
         https_port, http_port = free_ports(2)
+        # Two widget processes unless a test asks for more: calls are routed between them.
+        widget_processes = int(str(overrides.get("widget_processes", 2)))
         settings: dict[str, object] = {
             "environment": "production",
             "server_name": "localhost",
@@ -114,6 +116,8 @@ def production_deployment(
             "database_url": postgres.url(provisioning_db),
             "redis_port": redis.port,
             "synapse_worker_base_port": free_port_range(40),
+            "widget_processes": widget_processes,
+            "widgets_port": free_port_range(widget_processes),
             **overrides,
         }
         deployment = new_deployment(workdir / "var", **settings)
