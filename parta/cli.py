@@ -351,12 +351,14 @@ def logs(
     var_dir: VarDir = Path("var"),
 ) -> None:
     """Print the end of each service's log."""
+    from parta.topology import widget_processes
+
     settings = _load(var_dir)
     files = {
         "synapse": [settings.log_dir / "synapse.log", settings.log_dir / "synapse.stdout.log"],
         "provisioning": [settings.log_dir / "provisioning.log"],
         "bridge": [settings.log_dir / "bridge.log"],
-        "widgets": [settings.log_dir / "widgets.log"],
+        "widgets": [settings.log_dir / f"{p.name}.log" for p in widget_processes(settings)],
     }
     if service != "all" and service not in files:
         _fail(f"Unknown service {service!r}: use synapse, provisioning, bridge or widgets.")
