@@ -235,6 +235,12 @@ class CallService:
             # The same person again (a reload, a second device): the newest page wins.
             await _close(older, "replaced")
         offer = await room.connect(user_id, send)
+        if self.rooms.get(join.room_id) is not room:
+            # Given to another process while this page joined: it follows the call there.
+            self._sockets.pop((join.room_id, user_id), None)
+            await room.disconnect(user_id)
+            await socket.close(code=SERVICE_RESTART, reason="moved")
+            return None
         ice_servers = [self.turn.issue(user_id).ice_server()] if self.turn else []
         await socket.send_json(
             {"type": "offer", "sdp": offer.sdp, "you": user_id, "ice_servers": ice_servers}
