@@ -7,7 +7,7 @@ split between them, each half hearing only itself. So a process runs a call only
 it holds an exclusive `flock` on the call's lock file under `Settings.call_state_dir`.
 The kernel lets go of it when the process dies, however it dies, and the process nginx
 sends the reconnecting pages to next takes the call over from its saved state
-(`persistence.CallStore`, which writes a call's file only while holding its lock).
+(`persistence.CallStore`; the call service saves a call only while it holds the lock).
 
 The process nginx chooses wins. A dead process comes back (the next `./deploy.sh`) while
 its calls run on substitutes, and nginx sends newcomers to it again. Its join then asks
