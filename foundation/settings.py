@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     redis_port: int = Field(default=6379, ge=1, le=65535)
     redis_password: SecretStr = SecretStr("")
 
+    # The widget service as several SFU processes (docs/operations.md, "SFU processes"):
+    # unset means one per core in production and one in development. They listen on
+    # consecutive loopback ports from `widgets_port`; nginx sends each call to one of them.
+    widget_processes: int | None = Field(default=None, ge=1, le=64)
+
     # A demo school with demo accounts, loaded by `./deploy.sh` in development.
     demo_school: bool = True
 
@@ -303,6 +308,16 @@ class Settings(BaseSettings):
                 "Synapse's workers share one PostgreSQL database and cannot run on SQLite: "
                 "set PARTA_SYNAPSE_DATABASE=postgresql (./deploy.sh production creates it), "
                 "or PARTA_SYNAPSE_WORKERS=false for one Synapse process"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _several_widget_processes_need_nginx(self) -> Settings:
+        if (self.widget_processes or 1) > 1 and self.environment != "production":
+            raise ValueError(
+                "several widget processes need nginx's widgets host to send each call to its "
+                "process, and only production mode serves it: unset PARTA_WIDGET_PROCESSES "
+                "(one process in development) or set PARTA_ENVIRONMENT=production"
             )
         return self
 

@@ -404,7 +404,8 @@ def logs(
     if service != "all" and service not in files:
         _fail(f"Unknown service {service!r}: use one of {', '.join(files)}.")
     for name, paths in files.items():
-        if service in ("all", name):
+        # `widgets` means every SFU process (widgets, widgets-2, ...).
+        if service in ("all", name) or (service == "widgets" and name.startswith("widgets-")):
             for path in paths:
                 typer.echo(f"==> {path} <==\n{tail(path, lines)}\n")
 
@@ -530,8 +531,17 @@ def serve_bridge(var_dir: VarDir = Path("var")) -> None:
 
 
 @serve_app.command("widgets")
-def serve_widgets(var_dir: VarDir = Path("var")) -> None:
-    """Run the widget service (the call widget's SFU) on its configured address."""
+def serve_widgets(
+    var_dir: VarDir = Path("var"),
+    process: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Which widget process: its port is PARTA_WIDGETS_PORT + this - 1."
+        ),
+    ] = 1,
+    of: Annotated[int, typer.Option(min=1, help="How many widget processes run.")] = 1,
+) -> None:
+    """Run one widget service process (the call widget's SFU) on its configured address."""
     import uvicorn
 
     from foundation.logs import configure_logging
@@ -541,12 +551,12 @@ def serve_widgets(var_dir: VarDir = Path("var")) -> None:
 
     settings = _load(var_dir)
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
+    app = create_app(settings, process=process, processes=of)
     freeze_startup_objects()  # full collections would stop every call to walk them
     uvicorn.run(
         app,
         host=settings.bind_address,
-        port=settings.widgets_port,
+        port=settings.widgets_port + process - 1,
         log_config=None,
         ws_max_size=MESSAGE_MAX_BYTES,  # a bigger frame is refused (1009) before it is read
         **proxy_options(settings),

@@ -33,7 +33,7 @@ from parta.systemd import (
     unit_name,
 )
 from parta.tls import CertificateProblem, check_certificate
-from parta.topology import topology
+from parta.topology import topology, widget_processes
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.services.demo import DemoSchool, ensure_demo_school
 from provisioning.services.region import ensure_region_admin
@@ -210,10 +210,56 @@ class LocalDeployment:
             for name, title, port in (
                 ("provisioning", "the provisioning service", s.provisioning_port),
                 ("bridge", "the bridge", s.bridge_port),
-                ("widgets", "the widget service (calls)", s.widgets_port),
             )
         ]
+        stages.append(self._widget_specs(parta_fingerprint))
         return stages
+
+    def _widget_specs(self, parta_fingerprint: str) -> list[ServiceSpec]:
+        """The widget service's processes, started together (docs/operations.md)."""
+        s = self.settings
+        processes = widget_processes(s)
+        ports = {p.port for p in processes}
+        top = topology(s)
+        taken = {s.synapse_port, s.synapse_metrics_port, s.provisioning_port, s.bridge_port}
+        taken |= {top.main_port, top.main_replication_port, *(w.port for w in top.workers)}
+        if s.runs_nginx:
+            taken |= {s.https_port, s.http_port}
+        clash = sorted(ports & taken)
+        if clash:
+            raise DeployError(
+                f"The {len(processes)} widget processes listen on ports {min(ports)}-"
+                f"{max(ports)}, and port {clash[0]} is another service's: set "
+                "PARTA_WIDGETS_PORT to a free range, or fewer PARTA_WIDGET_PROCESSES, "
+                f"in {s.var_dir / 'parta.env'}."
+            )
+        return [
+            ServiceSpec(
+                name=p.name,
+                title=f"the widget service (calls), process {p.index} of {len(processes)}",
+                argv=[
+                    sys.executable,
+                    "-m",
+                    "parta",
+                    "serve",
+                    "widgets",
+                    "--process",
+                    str(p.index),
+                    "--of",
+                    str(len(processes)),
+                ],
+                host=s.bind_address,
+                port=p.port,
+                health_url=f"http://{s.bind_address}:{p.port}/healthz",
+                log_files=[s.log_dir / f"{p.name}.log"],
+                fingerprint=_digest(
+                    parta_fingerprint.encode(), f"{p.index}/{len(processes)}".encode()
+                ),
+                env={"PARTA_VAR_DIR": str(s.var_dir)},
+                port_setting="PARTA_WIDGETS_PORT",
+            )
+            for p in processes
+        ]
 
     def _nginx_spec(self) -> ServiceSpec:
         s = self.settings

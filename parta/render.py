@@ -22,7 +22,13 @@ from signedjson.key import generate_signing_key, write_signing_keys
 from foundation.naming import MANAGED_ALIAS_PREFIXES
 from foundation.settings import Settings
 from matrix.worker_routes import ROUTES
-from parta.topology import SINGLE_WRITER_STREAMS, Topology, topology, upstreams
+from parta.topology import (
+    SINGLE_WRITER_STREAMS,
+    Topology,
+    topology,
+    upstreams,
+    widget_processes,
+)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "synapse-config" / "templates"
 
@@ -160,6 +166,7 @@ def _nginx_context(settings: Settings, top: Topology) -> dict[str, object]:
         "nginx_dir": settings.nginx_dir,
         "routes": ROUTES,
         "upstreams": upstreams(top),
+        "widget_processes": widget_processes(settings),
         "listen_addresses": addresses,
         "region_hosts": region_hosts,
         "https_port_suffix": "" if settings.https_port == 443 else f":{settings.https_port}",

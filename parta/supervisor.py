@@ -42,6 +42,7 @@ class ServiceSpec:
     fingerprint: str
     ready_timeout: float = 60.0
     env: dict[str, str] = field(default_factory=dict)
+    port_setting: str = ""  # the PARTA_* setting that moves its port, if not named after it
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class Supervisor:
             raise DeployError(
                 f"Port {spec.port} on {spec.host} is already used by another program, so "
                 f"{spec.title} cannot start. Stop that program, or choose another port in "
-                f"var/parta.env (PARTA_{spec.name.upper()}_PORT=...)."
+                f"var/parta.env ({spec.port_setting or f'PARTA_{spec.name.upper()}_PORT'}=...)."
             )
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         spec.log_files[0].parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -189,3 +189,29 @@ def upstreams(top: Topology) -> list[NginxUpstream]:
         ports = (top.main_port,) if role == "main" else tuple(w.port for w in top.of(role))
         result.append(NginxUpstream(name, balance, ports))
     return result
+
+
+@dataclass(frozen=True)
+class WidgetProcess:
+    """One process of the widget service (the SFU and the documents service)."""
+
+    index: int  # 1, 2, ...: in its service name, its log's name and its /healthz
+    port: int
+
+    @property
+    def name(self) -> str:
+        """`widgets` for the first (the name one process has always had), then `widgets-2`."""
+        return "widgets" if self.index == 1 else f"widgets-{self.index}"
+
+
+def widget_processes(settings: Settings, cores: int | None = None) -> list[WidgetProcess]:
+    """The widget service's processes: the operator's count, else one per core in production.
+
+    A call runs in one process (nginx hashes its room ID), so more processes spread more
+    calls, never one call; development keeps one, which the page reaches without nginx.
+    """
+    count = settings.widget_processes
+    if count is None:
+        production = settings.environment == "production"
+        count = (cores if cores is not None else host_cores()) if production else 1
+    return [WidgetProcess(i, settings.widgets_port + i - 1) for i in range(1, count + 1)]

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from matrix.client import MatrixClient, path
 from parta.deployment import SOURCE_ROOT
-from parta.topology import topology
+from parta.topology import topology, widget_processes
 from provisioning.db.models import EnrolmentRole, Region, Role
 from provisioning.reconciler.run import reconcile_region
 from provisioning.services import schools as svc
@@ -55,7 +55,8 @@ def test_every_synapse_process_runs_and_answers(production: Production) -> None:
     assert roles >= {"synchrotron", "client_reader", "federation_reader", "federation_sender"}
     assert roles >= {"media", "appservice", "pusher", "background", "streams"}
     status = production.deployment.status()
-    expected = {"synapse", "nginx", "provisioning", "bridge", "widgets"}
+    expected = {"synapse", "nginx", "provisioning", "bridge"}
+    expected |= {p.name for p in widget_processes(production.settings)}
     expected |= {f"synapse-{w.name}" for w in top.workers}
     assert set(status) == expected
     assert all(status.values()), status

@@ -2,7 +2,9 @@
 
 `create_app(settings)` builds everything in its lifespan, nothing at import: the bridge's
 Matrix client (the SFU reads rooms as the provisioning bot), the OpenID verifier that
-knows our own homeserver by its local address, and the call service.
+knows our own homeserver by its local address, and the call service. With several widget
+processes (`process` of `processes`) each runs the calls nginx sends it, one process per
+call (`widgets.call.ownership`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from foundation.settings import Settings
 from foundation.web import bearer_token, install_error_handlers, install_request_log
 from matrix.client import MatrixClient
 from matrix.openid import OpenIDVerifier, ServerResolver
+from widgets.call.ownership import CallLocks
 from widgets.call.persistence import CallStore
 from widgets.call.rtp_forwarding import check_aiortc_version
 from widgets.call.service import EMPTY_CALL_KEPT_S, CallService
@@ -98,7 +101,7 @@ def _signed_in_to(documents: DocumentsService) -> SignedIn:
     return signed_in
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> FastAPI:
     check_aiortc_version()  # refuse to start on an aiortc the forwarding was not written for
     turn = TurnIssuer.from_settings(settings)  # None without TURN (loopback needs none)
     documents = DocumentsService.from_settings(settings, OpenIDVerifier(_resolver(settings)))
@@ -119,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
                 access_poll_s=settings.call_access_poll_s,
                 zone=ZoneInfo(settings.timezone),
                 language=settings.language,
+                locks=CallLocks(settings.call_state_dir) if processes > 1 else None,
             )
             app.state.calls = calls
             async with running(documents, calls):
@@ -145,7 +149,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
         calls: CallService = app.state.calls
-        return {"status": "ok", "calls": len(calls.rooms), "media_disk": disk.status()}
+        return {
+            "status": "ok",
+            "process": process,
+            "calls": len(calls.rooms),
+            "media_disk": disk.status(),
+        }
 
     page_headers = {
         "Content-Security-Policy": _call_page_policy(settings),

@@ -111,6 +111,9 @@ def production_deployment(
     parta_password = secrets.token_urlsafe(16)
     with redis_server() as redis:
         https_port, http_port = free_ports(2)
+        # Two widget processes unless a test asks for more: calls are routed between them.
+        widget_processes = int(str(overrides.get("widget_processes", 2)))
+        base = free_port_range(40 + widget_processes)
         settings: dict[str, object] = {
             "server_name": "localhost",
             "tls_cert_file": tls_dir / "fullchain.pem",
@@ -125,7 +128,10 @@ def production_deployment(
             "database_url": f"postgresql+psycopg2://{parta_name}:{parta_password}"
             f"@{postgres.host}:{postgres.port}/{parta_name}",
             "redis_port": redis.port,
-            "synapse_worker_base_port": free_port_range(40),
+            # One range for Synapse's workers (40) and the widget processes after them.
+            "synapse_worker_base_port": base,
+            "widget_processes": widget_processes,
+            "widgets_port": base + 40,
             **overrides,
         }
         var_dir = workdir / "var"

@@ -39,6 +39,11 @@ DEFAULT_DEBOUNCE_S = 0.5
 DEFAULT_REFRESH_S = 60.0
 
 
+def room_file_stem(room_id: str) -> str:
+    """A room's files under the state directory: named by a hash, never by the ID itself."""
+    return hashlib.sha256(room_id.encode()).hexdigest()[:40]
+
+
 def dump_state(state: CallState, *, saved_at: float) -> dict[str, Any]:
     """What of a call is worth keeping: decisions and attendance, not connections.
 
@@ -142,11 +147,11 @@ class CallStore:
         self._dirty: dict[str, CallState] = {}
         self._live: dict[str, CallState] = {}  # calls with people in them: refreshed
         self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()  # one write at a time: a newer state lands last
         self._task: asyncio.Task[None] | None = None
 
     def path_for(self, room_id: str) -> Path:
-        digest = hashlib.sha256(room_id.encode()).hexdigest()[:40]
-        return self.directory / f"{digest}.json"
+        return self.directory / f"{room_file_stem(room_id)}.json"
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -205,8 +210,25 @@ class CallStore:
         with contextlib.suppress(FileNotFoundError):
             self.path_for(room_id).unlink()
 
+    async def let_go(self, state: CallState) -> None:
+        """Write the call now and never again: another widget process takes it over.
+
+        Raises:
+            OSError: the state could not be written (the other process starts it afresh).
+        """
+        self._dirty.pop(state.room_id, None)
+        self._live.pop(state.room_id, None)
+        async with self._writing:  # after a flush under way, which may hold an older state
+            text = json.dumps(dump_state(state, saved_at=self.clock()), ensure_ascii=False)
+            await asyncio.to_thread(write_atomically, self.path_for(state.room_id), text)
+            self.writes += 1
+
     async def flush(self) -> None:
         """Write every pending state now."""
+        async with self._writing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         dirty, self._dirty = self._dirty, {}
         now = self.clock()
         for room_id, state in dirty.items():

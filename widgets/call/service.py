@@ -12,6 +12,10 @@ a call has people in it, the room is asked every `access_poll_s` who is still a 
 and who moderates (`room_access.read_room_members`): a teacher promoted or demoted in
 Matrix gains or loses the teacher's controls without rejoining, whoever left the room
 leaves its call, and a room where nobody but the bot moderates has its floor open to all.
+
+With several widget processes a call runs in the one holding its lock (`ownership`),
+which nginx chose by hashing the room ID in the socket's URL: a join for another room
+than the URL's is refused, as it would run where nginx does not send the room's others.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -38,6 +43,7 @@ from matrix.rooms import send_message
 from widgets.call import messages as m
 from widgets.call.attendance import Language, attendance_notice
 from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallState, Source
+from widgets.call.ownership import CallLocks
 from widgets.call.persistence import CallStore
 from widgets.call.room_access import (
     NoAccess,
@@ -62,6 +68,12 @@ EMPTY_CALL_KEPT_S = 600.0  # an empty call's state waits this long for people to
 POLICY_VIOLATION = 1008  # WebSocket close code (RFC 6455) for a refused join
 ACCESS_POLL_S = 15.0  # how often a live call's room is asked who is in it and who moderates
 ACCESS_POLL_TIMEOUT_S = 10.0  # one room's answer; a slower homeserver waits for the next poll
+# A call another process holds: how long a join waits for it to be given back, and how often
+# a process looks whether one of its calls is asked for.
+HANDOVER_WAIT_S = 10.0
+HANDOVER_POLL_S = 0.5
+SERVICE_RESTART = 1012  # WebSocket close code: the page reconnects, through nginx
+TRY_AGAIN_LATER = 1013  # WebSocket close code: the page reconnects after its backoff
 _UNCHANGED = (m.Answer, m.Sending, m.Attendance, m.PostAttendance)  # requests that change no state
 
 
@@ -78,23 +90,33 @@ class CallService:
     access_poll_s: float = ACCESS_POLL_S
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # attendance times
     language: Language = "ru"  # the attendance notice's, the school's (`PARTA_LANGUAGE`)
+    # With several widget processes: which calls this one runs. None: the only process.
+    locks: CallLocks | None = None
+    handover_poll_s: float = HANDOVER_POLL_S
     rooms: dict[str, CallRoom] = field(default_factory=dict)
     _emptied_at: dict[str, float] = field(default_factory=dict)
     _sockets: dict[tuple[str, str], WebSocket] = field(default_factory=dict)
     _grants: dict[WebSocket, str] = field(default_factory=dict)  # socket -> its OpenID token
     _watcher: asyncio.Task[None] | None = None
+    _handovers: asyncio.Task[None] | None = None
+    _taking: dict[str, asyncio.Task[bool]] = field(default_factory=dict)
 
     async def start(self) -> None:
-        """Start saving calls and watching their rooms; `stop()` stops both."""
+        """Start saving calls and watching their rooms (and, with several processes, the
+        requests for them); `stop()` stops all."""
         if self.store is not None:
             await self.store.start()
         if self._watcher is None and self.access_poll_s > 0:
             self._watcher = asyncio.create_task(self._watch_rooms(), name="call-room-watch")
+        if self._handovers is None and self.locks is not None:
+            self._handovers = asyncio.create_task(self._watch_requests(), name="call-handover")
 
     async def stop(self) -> None:
         """End every call (its participants' state waits on disk) and stop the store."""
         watcher, self._watcher = self._watcher, None
         await cancel_and_wait(watcher)
+        handovers, self._handovers = self._handovers, None
+        await cancel_and_wait(handovers)
         rooms, self.rooms = list(self.rooms.values()), {}
         now = self.clock()
         for room in rooms:
@@ -106,6 +128,8 @@ class CallService:
         await asyncio.gather(*(room.close() for room in rooms), return_exceptions=True)
         if self.store is not None:
             await self.store.stop()
+        if self.locks is not None:
+            self.locks.release_all()  # saved first: whoever takes a call over reads it whole
 
     async def session(self, socket: WebSocket) -> None:
         """Serve one page from its `join` to its last message."""
@@ -150,7 +174,12 @@ class CallService:
             return None
         try:
             join = m.join_message.validate_python(json.loads(text))
+            routed = _routed_room(socket)
         except (ValidationError, ValueError):
+            await _refuse(socket, "bad_join")
+            return None
+        if routed != join.room_id and (routed is not None or self.locks is not None):
+            # nginx sent this socket where its URL's room runs, not where the join's does.
             await _refuse(socket, "bad_join")
             return None
         try:
@@ -178,13 +207,11 @@ class CallService:
             log.warning("call join: the homeserver did not answer: %s", exc)
             await _refuse(socket, "homeserver_unavailable")
             return None
-        room = self.rooms.get(join.room_id)
+        room = await self._call_of(join.room_id)
         if room is None:
-            # The first join since this service started: the call may have been saved.
-            saved = self.store.load(join.room_id, last_n=self.last_n) if self.store else None
-            state = saved or CallState(join.room_id, last_n=self.last_n)
-            room = CallRoom(state, self.audio_slots)
-            self.rooms[join.room_id] = room
+            # Another process holds the call and has not given it back: the page retries.
+            await socket.close(code=TRY_AGAIN_LATER, reason="call_busy")
+            return None
         self._emptied_at.pop(join.room_id, None)
         room.state.open_floor = access.open_floor
         try:
@@ -208,6 +235,12 @@ class CallService:
             # The same person again (a reload, a second device): the newest page wins.
             await _close(older, "replaced")
         offer = await room.connect(user_id, send)
+        if self.rooms.get(join.room_id) is not room:
+            # Given to another process while this page joined: it follows the call there.
+            self._sockets.pop((join.room_id, user_id), None)
+            await room.disconnect(user_id)
+            await socket.close(code=SERVICE_RESTART, reason="moved")
+            return None
         ice_servers = [self.turn.issue(user_id).ice_server()] if self.turn else []
         await socket.send_json(
             {"type": "offer", "sdp": offer.sdp, "you": user_id, "ice_servers": ice_servers}
@@ -308,6 +341,82 @@ class CallService:
         log.info("attendance of %s posted into the room", state.room_id)
         return event_id
 
+    # --- which process runs a call (several widget processes) -----------------------------
+
+    async def _call_of(self, room_id: str) -> CallRoom | None:
+        """This process's call of the room, opened from its saved state if need be.
+
+        None when another process holds the call and did not give it back in time.
+        """
+        room = self.rooms.get(room_id)
+        if room is not None:
+            return room
+        # Pages joining at once share one attempt: a second lock of this process's own
+        # would fail against the first.
+        attempt = self._taking.get(room_id)
+        if attempt is None:
+            attempt = asyncio.create_task(self._take(room_id), name="call-take")
+            self._taking[room_id] = attempt
+            attempt.add_done_callback(lambda _: self._taking.pop(room_id, None))
+        if not await asyncio.shield(attempt):
+            return None
+        room = self.rooms.get(room_id)
+        if room is None:
+            # The first join since this process took the call: it may have been saved.
+            saved = self.store.load(room_id, last_n=self.last_n) if self.store else None
+            room = CallRoom(saved or CallState(room_id, last_n=self.last_n), self.audio_slots)
+            self.rooms[room_id] = room
+        return room
+
+    async def _take(self, room_id: str) -> bool:
+        """Hold the call's lock, asking its holder to give it back if another process has it."""
+        locks = self.locks
+        if locks is None:
+            return True
+        if not locks.try_take(room_id):
+            log.info("the call of %s runs in another process: asking for it", room_id)
+            locks.ask_back(room_id)
+            deadline = time.monotonic() + HANDOVER_WAIT_S
+            while not locks.try_take(room_id):
+                if time.monotonic() > deadline:
+                    log.warning("the call of %s was not given back in time", room_id)
+                    return False
+                await asyncio.sleep(0.1)
+        locks.answered(room_id)  # a request left from before is answered as well
+        return True
+
+    async def _watch_requests(self) -> None:
+        assert self.locks is not None
+        while True:
+            await asyncio.sleep(self.handover_poll_s)
+            for room_id in [r for r in self.rooms if self.locks.asked_back(r)]:
+                await self.give_back(room_id)
+
+    async def give_back(self, room_id: str) -> None:
+        """nginx sends this call's newcomers to another process now (this one took it over
+        while that one was down): save it, let it go, and send its pages there."""
+        room = self.rooms.pop(room_id, None)
+        self._emptied_at.pop(room_id, None)
+        if room is None:
+            return
+        now = self.clock()
+        sockets = [self._sockets.pop((room_id, user), None) for user in room.state.participants]
+        for user_id in list(room.state.participants):
+            room.state.leave(user_id, now=now)
+        if self.store is not None:
+            try:
+                await self.store.let_go(room.state)
+            except OSError as exc:  # let go all the same: a call split in two is worse
+                log.error("could not save the call of %s to give it back: %s", room_id, exc)
+        if self.locks is not None:
+            self.locks.release(room_id)
+        for socket in sockets:
+            if socket is not None and socket.application_state is WebSocketState.CONNECTED:
+                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                    await socket.close(code=SERVICE_RESTART, reason="moved")
+        await room.close()
+        log.info("the call of %s went back to the process nginx sends it to", room_id)
+
     # --- the room's say, during the call -------------------------------------------------
 
     async def _watch_rooms(self) -> None:
@@ -364,6 +473,8 @@ class CallService:
             self._changed(room)
 
     def _changed(self, room: CallRoom) -> None:
+        if self.locks is not None and not self.locks.holds(room.state.room_id):
+            return  # given to another process: its file is that process's to write now
         if self.store is not None:
             self.store.changed(room.state)
 
@@ -380,6 +491,27 @@ class CallService:
                 del self._emptied_at[room_id]
                 if self.store is not None:
                     self.store.forget(room_id)
+                if self.locks is not None:
+                    self.locks.release(room_id)
+
+
+def _routed_room(socket: WebSocket) -> str | None:
+    """The room the socket's URL names (`/call/ws?room_id=...`), which nginx hashed.
+
+    Raises:
+        ValueError: the room is spelled otherwise than the page spells it
+            (`encodeURIComponent`): nginx hashes the raw text, so another spelling of the
+            same room could reach another process and split its call.
+    """
+    raw_query: bytes = socket.scope.get("query_string", b"")
+    for pair in raw_query.decode("latin-1").split("&"):
+        name, _, raw = pair.partition("=")
+        if name == "room_id":
+            room_id = unquote(raw, errors="strict")
+            if quote(room_id, safe="!~*'()") != raw:
+                raise ValueError("room_id not in its canonical spelling")
+            return room_id
+    return None
 
 
 def _require_moderator(state: CallState, actor: str) -> None:

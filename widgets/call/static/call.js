@@ -235,9 +235,10 @@ async function lobby() {
 
 // --- the call --------------------------------------------------------------------------
 
+// The room is in the address: nginx sends each call to the widget process its room hashes to.
 function socketUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/call/ws`;
+  return `${scheme}//${location.host}/call/ws?room_id=${encodeURIComponent(call.roomId)}`;
 }
 
 async function join() {
