@@ -498,6 +498,24 @@ def restore(
     )
 
 
+@app.command()
+def doctor(var_dir: VarDir = Path("var")) -> None:
+    """Check settings, ports, each process's health, and in production the certificate,
+    DNS and .well-known over HTTPS, then disk space and private files; exit 1 on errors."""
+    from parta.doctor import diagnose
+
+    colours = {"error": typer.colors.RED, "warning": typer.colors.YELLOW, "ok": None}
+    findings = diagnose(var_dir)
+    for finding in findings:
+        label = f"{finding.severity.upper():8}{finding.topic:12}"
+        typer.secho(f"{label}{finding.message}", fg=colours[finding.severity])
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    typer.echo(f"{errors} errors, {warnings} warnings.")
+    if errors:
+        raise typer.Exit(1)
+
+
 def proxy_options(settings: Settings) -> dict[str, Any]:
     """uvicorn believes X-Forwarded-For only from the configured proxies.
 

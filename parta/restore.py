@@ -98,7 +98,7 @@ def _extract(archive: Path, staging: Path) -> dict[str, Any]:
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file always has one
                 if name == MANIFEST:
-                    manifest = json.loads(source.read(16 * 1024 * 1024))
+                    manifest = json.loads(source.read())
                     continue
                 if not (_RESTORED.match(name) or _DATABASE_MEMBER.match(name)) or name in seen:
                     raise BackupError(f"{archive} holds {name!r}, which no Parta backup has.")
@@ -121,13 +121,24 @@ def _extract(archive: Path, staging: Path) -> dict[str, Any]:
             "backup wrote. Copy it again from where it is kept (compare its size), then run "
             "the restore again. Nothing was changed."
         ) from None
-    if manifest is None:
+    if not isinstance(manifest, dict):
         raise BackupError(
             f"{archive} has no manifest: it is damaged, incomplete, or not a Parta backup. "
             "Copy it again from where it is kept, then run the restore again. Nothing was "
             "changed."
         )
-    listed = {f["path"]: Entry(f["path"], f["size"], f["sha256"]) for f in manifest["files"]}
+    if manifest.get("format") != FORMAT:
+        raise BackupError(
+            f"{archive} is in backup format {manifest.get('format')}, and this Parta reads "
+            f"format {FORMAT}: restore it with the Parta version that made it "
+            f"({manifest.get('parta_version')}, commit {manifest.get('parta_commit') or '?'})."
+        )
+    try:
+        listed = {f["path"]: Entry(f["path"], f["size"], f["sha256"]) for f in manifest["files"]}
+    except (KeyError, TypeError):
+        raise BackupError(
+            f"{archive}'s manifest lists no files: it is not a Parta backup."
+        ) from None
     wrong = sorted(n for n in listed.keys() | seen.keys() if listed.get(n) != seen.get(n))
     if wrong:
         raise BackupError(
@@ -135,11 +146,15 @@ def _extract(archive: Path, staging: Path) -> dict[str, Any]:
             f"{wrong[0]}): it was altered or damaged after the backup. Use another backup. "
             "Nothing was changed."
         )
-    if manifest.get("format") != FORMAT:
+    databases = manifest.get("databases")
+    expected = {
+        f"databases/{which}.{'pgdump' if kind == 'postgresql' else 'sqlite'}"
+        for which, kind in (databases.items() if isinstance(databases, dict) else ())
+    }
+    if set(databases or ()) != {"synapse", "provisioning"} or not expected <= seen.keys():
         raise BackupError(
-            f"{archive} is in backup format {manifest.get('format')}, and this Parta reads "
-            f"format {FORMAT}: restore it with the Parta version that made it "
-            f"({manifest.get('parta_version')}, commit {manifest.get('parta_commit') or '?'})."
+            f"{archive} lacks a database dump its manifest should name: it is not a whole "
+            "Parta backup. Use another backup. Nothing was changed."
         )
     return manifest
 
@@ -262,6 +277,9 @@ def restore_backup(
             )
         report.stopped = _stop_running(var_dir) if present else []
         # From here on the target changes: files first, then each database.
+        if force:  # what the replaced deployment had and the backup may not replace
+            for old in (var_dir / "synapse").glob("*.signing.key"):
+                old.unlink()
         for source in sorted(staged_var.rglob("*")):
             relative = source.relative_to(staged_var)
             if source.is_file() and _is_top(relative):
