@@ -256,8 +256,8 @@ def _health_findings(specs: list[ServiceSpec], running: dict[str, int | None]) -
                 yield Finding(
                     "error",
                     "service",
-                    f"{spec.title} ({spec.name}) is not running. Start it with ./deploy.sh; "
-                    f"if it stops again, its log says why: {log}",
+                    f"{_sentence(spec.title)} ({spec.name}) is not running. Start it with "
+                    f"./deploy.sh; if it stops again, its log says why: {log}",
                 )
                 continue
             try:
@@ -271,12 +271,17 @@ def _health_findings(specs: list[ServiceSpec], running: dict[str, int | None]) -
             yield Finding(
                 "error",
                 "service",
-                f"{spec.title} ({spec.name}, pid {running[spec.name]}) runs, but "
+                f"{_sentence(spec.title)} ({spec.name}, pid {running[spec.name]}) runs, but "
                 f"{spec.health_url} gives {problem}. See its log, {log}; ./deploy.sh "
                 "restarts what has stopped.",
             )
     if healthy:
         yield Finding("ok", "service", f"{healthy} processes run and answer their health URL.")
+
+
+def _sentence(title: str) -> str:
+    """A process's title at the start of a sentence: "the bridge" -> "The bridge"."""
+    return title[:1].upper() + title[1:]
 
 
 def _said(answer: httpx.Response) -> str:

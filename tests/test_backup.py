@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import json
 import secrets
 import tarfile
 from collections.abc import Iterator
@@ -234,6 +235,15 @@ def test_a_truncated_or_altered_archive_is_refused_and_nothing_changes(
     _write(smuggled, {"var/run/synapse.json": b"{}", **members})
     with pytest.raises(BackupError, match=r"var/run/synapse.json"):
         restore_backup(smuggled, target)
+
+    # The manifest's own words are not hashed: a newer Synapse than the installed one.
+    manifest = json.loads(members[MANIFEST])
+    newer = tmp_path / "newer.tar.gz"
+    _write(
+        newer, {**members, MANIFEST: json.dumps({**manifest, "synapse_version": "99.0.0"}).encode()}
+    )
+    with pytest.raises(BackupError, match=r"made with Synapse 99.0.0, newer than the installed"):
+        restore_backup(newer, target)
 
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0xFF

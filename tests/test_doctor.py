@@ -73,7 +73,7 @@ def test_a_port_another_program_holds_is_named_with_its_setting(
     # Nothing runs yet: each process says so, with its log.
     not_running = only(findings, "service")
     assert len(not_running) == len(stopped.specs())
-    assert any("provisioning service (provisioning) is not running" in m for m in not_running)
+    assert any("The provisioning service (provisioning) is not running" in m for m in not_running)
     assert done.exit_code == 1 and "PARTA_PROVISIONING_PORT" in done.output
     # Without the squatter, the port is free again.
     assert not only(diagnose(stopped.settings.var_dir), "port")
