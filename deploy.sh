@@ -5,10 +5,14 @@
 #   ./deploy.sh production on a Debian host, as root: the region with TLS, PostgreSQL, Redis, workers
 #   ./deploy.sh turn       production, on a Debian host: install and configure coturn (TURN)
 #   ./deploy.sh stop | status | logs [service] | sync [--dry-run] [--full] | demo | render | help
+#   ./deploy.sh backup [--output DIR]    one archive of the region while it runs; prints its path
+#   ./deploy.sh restore FILE [--force]   bring a backup back (on a fresh host), then start it
+#   ./deploy.sh doctor     check settings, ports, certificate, DNS, health, disk; say what to do
 # State lives in var/ (or $PARTA_VAR_DIR); the virtualenv in .venv/.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CALLER_DIR="$PWD"  # a backup named relative to where the operator stands
 cd "$ROOT"
 VENV="$ROOT/.venv"
 export PARTA_VAR_DIR="${PARTA_VAR_DIR:-$ROOT/var}"
@@ -17,7 +21,7 @@ die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
 say() { printf '==> %s\n' "$*"; }
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 find_python() {
@@ -220,7 +224,16 @@ case "$command" in
   turn)
     setup_turn
     ;;
-  stop | status | logs | render | init | sync | demo)
+  restore)
+    # On a fresh host Parta is not installed yet: the restore is its first run.
+    [ "$#" -gt 0 ] || die "name the backup to restore: ./deploy.sh restore FILE [--force]"
+    archive="$1"
+    shift
+    case "$archive" in /* | -*) ;; *) archive="$CALLER_DIR/$archive" ;; esac
+    ensure_venv ""
+    exec "$VENV/bin/parta" restore "$archive" "$@"
+    ;;
+  stop | status | logs | render | init | sync | demo | backup | doctor)
     [ -x "$VENV/bin/parta" ] || die "Parta is not installed yet; run ./deploy.sh first."
     exec "$VENV/bin/parta" "$command" "$@"
     ;;

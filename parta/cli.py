@@ -481,6 +481,85 @@ def sync(
         )
 
 
+@app.command()
+def backup(
+    var_dir: VarDir = Path("var"),
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="The directory to write into (default: var/backups)."),
+    ] = None,
+) -> None:
+    """Write one archive of the region (databases, media, signing key, secrets, settings)
+    while it runs, and print its path."""
+    from parta.backup import BackupError, create_backup
+
+    settings = _load(var_dir)
+    try:
+        report = create_backup(settings, output or settings.var_dir / "backups")
+    except BackupError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"{report.files} files, {report.bytes / 1e6:.1f} MB before compression, "
+        f"{report.path.stat().st_size / 1e6:.1f} MB written in {report.seconds:.1f} s. It "
+        "holds the region's secrets: keep it private, and keep a copy off this machine.",
+        err=True,
+    )
+    typer.echo(report.path)
+
+
+@app.command()
+def restore(
+    archive: Annotated[Path, typer.Argument(help="An archive `parta backup` wrote.")],
+    var_dir: VarDir = Path("var"),
+    force: Annotated[
+        bool, typer.Option(help="Replace a deployment (and databases) that already has data.")
+    ] = False,
+    start: Annotated[bool, typer.Option(help="Start the region when restored.")] = True,
+) -> None:
+    """Bring a backup back on this host (a fresh one unless --force), then start the region."""
+    from parta.databases import BackupError
+    from parta.restore import restore_backup
+
+    try:
+        report = restore_backup(archive, var_dir, force=force, start=start)
+    except BackupError as exc:
+        _fail(str(exc))
+    except DeployError as exc:
+        _fail(f"The backup is restored, but the region did not start: {exc}")
+    if report.stopped:
+        typer.echo(f"stopped {', '.join(report.stopped)}")
+    if report.kept_from_environment:
+        typer.echo(
+            "kept from the environment, written into parta.env: "
+            + ", ".join(report.kept_from_environment)
+        )
+    for name in report.created_databases:
+        typer.echo(f"created the database {name}")
+    typer.echo(
+        f"Restored {report.server_name} as of {report.created_at}: {report.files} files "
+        f"and both databases"
+        + ("; the region is running (./deploy.sh status)." if report.started else ".")
+    )
+
+
+@app.command()
+def doctor(var_dir: VarDir = Path("var")) -> None:
+    """Check settings, ports, each process's health, and in production the certificate,
+    DNS and .well-known over HTTPS, then disk space and private files; exit 1 on errors."""
+    from parta.doctor import diagnose
+
+    colours = {"error": typer.colors.RED, "warning": typer.colors.YELLOW, "ok": None}
+    findings = diagnose(var_dir)
+    for finding in findings:
+        label = f"{finding.severity.upper():8}{finding.topic:12}"
+        typer.secho(f"{label}{finding.message}", fg=colours[finding.severity])
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    typer.echo(f"{errors} errors, {warnings} warnings.")
+    if errors:
+        raise typer.Exit(1)
+
+
 def proxy_options(settings: Settings) -> dict[str, Any]:
     """uvicorn believes X-Forwarded-For only from the configured proxies.
 
