@@ -21,10 +21,10 @@ from urllib.parse import quote
 
 import psycopg2
 from psycopg2 import sql
-from sqlalchemy.engine import make_url
 
 from foundation.files import write_atomically
 from foundation.settings import PRODUCTION_FILE_NAME, Settings
+from parta.databases import Postgres, database_kind, postgres
 from parta.supervisor import DeployError
 from parta.topology import topology
 
@@ -60,46 +60,15 @@ def ensure_production_settings(var_dir: Path) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Database:
-    """A database production mode owns: its role, password and whether Synapse's."""
-
-    host: str
-    port: int
-    name: str
-    user: str
-    password: str
-    for_synapse: bool
-
-    @property
-    def local(self) -> bool:
-        return self.host in ("127.0.0.1", "localhost", "::1", "") or self.host.startswith("/")
+def _is_local(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1", "") or host.startswith("/")
 
 
-def databases(settings: Settings) -> list[Database]:
-    """Synapse's database and provisioning's, as the settings name them."""
-    found = [
-        Database(
-            settings.synapse_postgres_host,
-            settings.synapse_postgres_port,
-            settings.synapse_postgres_db,
-            settings.synapse_postgres_user,
-            settings.synapse_postgres_password.get_secret_value(),
-            for_synapse=True,
-        )
-    ]
-    url = make_url(settings.sqlalchemy_url)
-    if url.get_backend_name() == "postgresql":
-        found.append(
-            Database(
-                url.host or "127.0.0.1",
-                url.port or 5432,
-                url.database or "parta",
-                url.username or "parta",
-                url.password or "",
-                for_synapse=False,
-            )
-        )
+def region_databases(settings: Settings) -> list[Postgres]:
+    """The PostgreSQL databases production mode owns: Synapse's, and provisioning's."""
+    found = [postgres(settings, "synapse")]
+    if database_kind(settings, "provisioning") == "postgresql":
+        found.append(postgres(settings, "provisioning"))
     return found
 
 
@@ -116,7 +85,7 @@ def _as_account(name: str) -> Iterator[None]:
         os.setegid(0)
 
 
-def admin_connection(database: Database) -> psycopg2.extensions.connection:
+def admin_connection(database: Postgres) -> psycopg2.extensions.connection:
     """A superuser connection to the database's server.
 
     First as `postgres` over TCP (a server that trusts loopback, as test machines do), then,
@@ -129,7 +98,7 @@ def admin_connection(database: Database) -> psycopg2.extensions.connection:
         )  # fmt: skip
     except psycopg2.OperationalError as first:
         problem = str(first).strip()
-    if os.geteuid() == 0 and database.local and Path(POSTGRES_SOCKET_DIR).is_dir():
+    if os.geteuid() == 0 and _is_local(database.host) and Path(POSTGRES_SOCKET_DIR).is_dir():
         try:
             with _as_account("postgres"):
                 return psycopg2.connect(
@@ -142,12 +111,12 @@ def admin_connection(database: Database) -> psycopg2.extensions.connection:
         f"Cannot reach PostgreSQL on {database.host}:{database.port} as its administrator "
         f"({problem}). Is it running (systemctl status postgresql)? Or create the database "
         f"yourself: role {database.user} with its password from var/production.env, and "
-        f"database {database.name}"
-        + (" with LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0." if database.for_synapse else ".")
+        f"database {database.dbname}"
+        + (" with LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0." if _synapses(database) else ".")
     )
 
 
-def ensure_database(database: Database) -> list[str]:
+def ensure_database(database: Postgres) -> list[str]:
     """Create the role and the database if missing, and set the role's password.
 
     Returns what was created. An existing Synapse database with another collation is
@@ -170,22 +139,22 @@ def ensure_database(database: Database) -> list[str]:
             )
             cur.execute(
                 "SELECT datcollate, datctype FROM pg_database WHERE datname = %s",
-                (database.name,),
+                (database.dbname,),
             )
             row = cur.fetchone()
             if row is None:
-                collation = "LC_COLLATE 'C' LC_CTYPE 'C' " if database.for_synapse else ""
+                collation = "LC_COLLATE 'C' LC_CTYPE 'C' " if _synapses(database) else ""
                 cur.execute(
                     sql.SQL(
                         "CREATE DATABASE {} OWNER {} ENCODING 'UTF8' "
                         + collation
                         + "TEMPLATE template0"
-                    ).format(sql.Identifier(database.name), sql.Identifier(database.user))
+                    ).format(sql.Identifier(database.dbname), sql.Identifier(database.user))
                 )
-                created.append(f"database {database.name}")
-            elif database.for_synapse and tuple(row) != ("C", "C"):
+                created.append(f"database {database.dbname}")
+            elif _synapses(database) and tuple(row) != ("C", "C"):
                 raise DeployError(
-                    f"The database {database.name} exists with collation {row[0]!r}, and "
+                    f"The database {database.dbname} exists with collation {row[0]!r}, and "
                     "Synapse needs 'C'. Rename or drop it (it is empty on a new region), "
                     "or set PARTA_SYNAPSE_POSTGRES_DB to a new name, and run this again."
                 )
@@ -220,6 +189,11 @@ def check_redis(settings: Settings, timeout: float = 5.0) -> None:
         )
 
 
+def _synapses(database: Postgres) -> bool:
+    """Synapse's database: it needs the C collation."""
+    return database.which == "synapse"
+
+
 def _resp(*words: str) -> bytes:
     """A command in Redis's wire protocol (RESP), so a password with spaces stays whole."""
     parts = [f"*{len(words)}\r\n".encode()]
@@ -234,7 +208,7 @@ PARTA_CONNECTIONS = 3 * 15
 POSTGRES_RESERVED = 10  # superuser slots, psql sessions of the operator, backups
 
 
-def check_connections(database: Database, needed: int) -> str | None:
+def check_connections(database: Postgres, needed: int) -> str | None:
     """A warning when PostgreSQL's max_connections is below what the region may open."""
     connection = admin_connection(database)
     try:
@@ -268,7 +242,7 @@ def prepare_host(settings: Settings) -> HostReport:
             "sets PARTA_ENVIRONMENT to something else than production."
         )
     report = HostReport([], [])
-    found = databases(settings)
+    found = region_databases(settings)
     for database in found:
         report.created += ensure_database(database)
     needed = topology(settings).database_connections + PARTA_CONNECTIONS

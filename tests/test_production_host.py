@@ -17,20 +17,20 @@ import trustme
 from psycopg2 import sql
 
 from foundation.settings import Settings
+from parta.databases import Postgres
 from parta.deployment import LocalDeployment
 from parta.production import (
-    Database,
     check_connections,
     check_redis,
-    databases,
     ensure_database,
     ensure_production_settings,
+    region_databases,
 )
 from parta.render import render_all
 from parta.secrets import ensure_secrets
 from parta.supervisor import DeployError
 from parta.systemd import WORKER_TEMPLATE, install_units, render_units, unit_name
-from parta.topology import topology
+from parta.topology import topology, widget_processes
 from tests.harness.ports import free_ports
 from tests.harness.postgres import PostgresServer
 from tests.harness.redis import redis_server
@@ -49,9 +49,10 @@ def test_the_settings_file_is_written_once_and_private(tmp_path: Path) -> None:
     ensure_secrets(var)
     settings = Settings.load(var)
     assert settings.environment == "production" and settings.uses_synapse_workers
-    synapse, parta = databases(settings)
-    assert synapse.for_synapse and synapse.name == "synapse" and len(synapse.password) >= 24
-    assert parta.name == "parta" and parta.user == "parta" and parta.password
+    synapse, parta = region_databases(settings)
+    assert synapse.which == "synapse" and synapse.dbname == "synapse"
+    assert len(synapse.password) >= 24
+    assert parta.dbname == "parta" and parta.user == "parta" and parta.password
     # The operator's parta.env wins over it.
     (var / "parta.env").write_text("PARTA_SYNAPSE_POSTGRES_DB=matrix\n")
     assert Settings.load(var).synapse_postgres_db == "matrix"
@@ -72,7 +73,7 @@ def names(postgres: PostgresServer) -> Iterator[str]:
 def test_databases_are_created_once_with_synapses_collation(
     postgres: PostgresServer, names: str
 ) -> None:
-    database = Database(postgres.host, postgres.port, names, names, "first-password", True)
+    database = Postgres("synapse", postgres.host, postgres.port, names, "first-password", names)
     assert ensure_database(database) == [f"role {names}", f"database {names}"]
     assert ensure_database(database) == []  # a second run creates nothing
     with postgres.connect() as conn, conn.cursor() as cur:
@@ -80,7 +81,7 @@ def test_databases_are_created_once_with_synapses_collation(
         assert cur.fetchone() == ("C", "C")
     conn.close()
     # The role logs in with the password, and a changed password is applied on the next run.
-    changed = Database(postgres.host, postgres.port, names, names, "second-password", True)
+    changed = Postgres("synapse", postgres.host, postgres.port, names, "second-password", names)
     ensure_database(changed)
     psycopg2.connect(
         host=postgres.host, port=postgres.port, user=names, password="second-password",
@@ -99,11 +100,14 @@ def test_a_synapse_database_with_another_collation_is_refused(
             .format(sql.Identifier(names))
         )  # fmt: skip
     connection.close()
-    database = Database(postgres.host, postgres.port, names, names, "a-password", True)
+    database = Postgres("synapse", postgres.host, postgres.port, names, "a-password", names)
     with pytest.raises(DeployError, match="Synapse needs 'C'"):
         ensure_database(database)
     # Provisioning's database does not care about the collation.
-    assert ensure_database(Database(postgres.host, postgres.port, names, names, "p", False)) == []
+    assert (
+        ensure_database(Postgres("provisioning", postgres.host, postgres.port, names, "p", names))
+        == []
+    )
 
 
 def test_redis_is_checked_before_the_workers_start(tmp_path: Path) -> None:
@@ -134,10 +138,11 @@ def test_systemd_units_for_every_process(tmp_path: Path) -> None:
     units = {u.name: u.content for u in render_units(settings, stages)}
     top = topology(settings)
     # One unit per process, Synapse's workers as instances of one template, one target.
+    sfu = {f"parta-{p.name}.service" for p in widget_processes(settings)}
+    assert "parta-widgets.service" in sfu
     assert set(units) == {
         "parta-synapse.service", WORKER_TEMPLATE, "parta-nginx.service",
-        "parta-provisioning.service", "parta-bridge.service", "parta-widgets.service",
-        "parta.target",
+        "parta-provisioning.service", "parta-bridge.service", "parta.target", *sfu,
     }  # fmt: skip
     wanted = units["parta.target"]
     for worker in top.workers:
@@ -182,7 +187,7 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
 
 
 def test_too_few_postgresql_connections_are_named(postgres: PostgresServer) -> None:
-    database = Database(postgres.host, postgres.port, "postgres", "postgres", "", True)
+    database = Postgres("synapse", postgres.host, postgres.port, "postgres", "", "postgres")
     warning = check_connections(database, needed=100_000)
     assert warning is not None and "ALTER SYSTEM SET max_connections = 100010" in warning
     assert check_connections(database, needed=1) is None
