@@ -3,6 +3,7 @@
 #   ./deploy.sh            bring everything up (same as ./deploy.sh up); safe to run again
 #   ./deploy.sh test       install test dependencies and run lint, types and the test suite
 #   ./deploy.sh turn       production, on a Debian host: install and configure coturn (TURN)
+#   ./deploy.sh move-to-postgresql --database-url URL   this deployment's data onto PostgreSQL
 #   ./deploy.sh stop | status | logs [service] | sync [--dry-run] [--full] | demo | render | help
 # State lives in var/ (or $PARTA_VAR_DIR); the virtualenv in .venv/.
 set -euo pipefail
@@ -16,7 +17,7 @@ die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
 say() { printf '==> %s\n' "$*"; }
 
 usage() {
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 find_python() {
@@ -167,7 +168,7 @@ case "$command" in
   turn)
     setup_turn
     ;;
-  stop | status | logs | render | init | sync | demo)
+  stop | status | logs | render | init | sync | demo | move-to-postgresql)
     [ -x "$VENV/bin/parta" ] || die "Parta is not installed yet; run ./deploy.sh first."
     exec "$VENV/bin/parta" "$command" "$@"
     ;;
