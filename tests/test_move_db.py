@@ -14,10 +14,12 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, closing
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from nio import AsyncClient, LoginResponse, RoomMessagesResponse, RoomMessageText
 from psycopg2 import sql
+from pydantic import SecretStr
 from sqlalchemy import func, inspect, select
 from typer.testing import CliRunner
 
@@ -25,7 +27,7 @@ from foundation.settings import CONFIG_FILE_NAME, Settings
 from matrix.client import MatrixClient
 from parta.cli import app
 from parta.deployment import LocalDeployment
-from parta.move_db import MOVED_SUFFIX, SETTINGS_BACKUP_NAME
+from parta.move_db import MOVED_SUFFIX, SETTINGS_BACKUP_NAME, Target, switch_settings
 from provisioning.db.models import EnrolmentRole, ManagedRoom, Region, Role, RoomKind, Subject
 from provisioning.reconciler.run import reconcile_region
 from provisioning.services import schools as svc
@@ -358,3 +360,38 @@ async def test_a_second_run_changes_nothing(
     assert all(LocalDeployment(settings).status().values())
     async with logged_in(settings, placed.pupils[0]) as ivan:
         assert placed.chat_room_id in (await ivan.joined_rooms()).rooms
+
+
+def test_switching_the_settings_keeps_the_operators_lines_and_reads_back(tmp_path: Path) -> None:
+    """Names already in the file are replaced where they stand, the rest is appended; a
+    password with the characters dotenv treats specially reads back as written."""
+    original = (
+        "# Region of the north\n"
+        "PARTA_SERVER_NAME=north.example.org\n"
+        "PARTA_SYNAPSE_DATABASE=sqlite  \n"
+        "# PARTA_DATABASE_URL=postgresql://commented-out\n"
+        "PARTA_SYNAPSE_POSTGRES_PASSWORD=old\n"
+    )
+    (tmp_path / CONFIG_FILE_NAME).write_text(original, encoding="utf-8")
+    target = Target(
+        synapse_host="db.internal",
+        synapse_port=6432,
+        synapse_user="synapse",
+        synapse_password=SecretStr("p#ss word$1"),
+        synapse_db="synapse",
+        database_url="postgresql+psycopg2://parta@db.internal:6432/parta",
+    )
+    written = switch_settings(tmp_path, target)
+    assert set(written) == set(target.settings_lines())
+    text = (tmp_path / CONFIG_FILE_NAME).read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[:2] == original.splitlines()[:2]
+    assert lines[2] == "PARTA_SYNAPSE_DATABASE=postgresql"
+    assert "# PARTA_DATABASE_URL=postgresql://commented-out" in lines
+    assert (tmp_path / SETTINGS_BACKUP_NAME).read_text(encoding="utf-8") == original
+    loaded = Settings.load(tmp_path)
+    assert loaded.server_name == "north.example.org"
+    assert target.applied_to(loaded) == loaded
+    assert loaded.synapse_postgres_password.get_secret_value() == "p#ss word$1"
+    assert switch_settings(tmp_path, target) == []  # a second time: nothing to write
+    assert (tmp_path / CONFIG_FILE_NAME).read_text(encoding="utf-8") == text
