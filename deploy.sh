@@ -4,6 +4,7 @@
 #   ./deploy.sh test       install test dependencies and run lint, types and the test suite
 #   ./deploy.sh production on a Debian host, as root: the region with TLS, PostgreSQL, Redis, workers
 #   ./deploy.sh turn       production, on a Debian host: install and configure coturn (TURN)
+#   ./deploy.sh move-to-postgresql --database-url URL   this deployment's data onto PostgreSQL
 #   ./deploy.sh stop | status | logs [service] | sync [--dry-run] [--full] | demo | render | help
 #   ./deploy.sh backup [--output DIR]    one archive of the region while it runs; prints its path
 #   ./deploy.sh restore FILE [--force]   bring a backup back (on a fresh host), then start it
@@ -21,7 +22,7 @@ die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
 say() { printf '==> %s\n' "$*"; }
 
 usage() {
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 find_python() {
@@ -233,7 +234,7 @@ case "$command" in
     ensure_venv ""
     exec "$VENV/bin/parta" restore "$archive" "$@"
     ;;
-  stop | status | logs | render | init | sync | demo | backup | doctor)
+  stop | status | logs | render | init | sync | demo | backup | doctor | move-to-postgresql)
     [ -x "$VENV/bin/parta" ] || die "Parta is not installed yet; run ./deploy.sh first."
     exec "$VENV/bin/parta" "$command" "$@"
     ;;

@@ -560,6 +560,81 @@ def doctor(var_dir: VarDir = Path("var")) -> None:
         raise typer.Exit(1)
 
 
+@app.command("move-to-postgresql")
+def move_to_postgresql(
+    database_url: Annotated[
+        str,
+        typer.Option(
+            help="Provisioning's new database, e.g. postgresql+psycopg2://parta@127.0.0.1/parta "
+            "(default: PARTA_DATABASE_URL, if it names PostgreSQL)."
+        ),
+    ] = "",
+    synapse_host: Annotated[str, typer.Option(help="Default: PARTA_SYNAPSE_POSTGRES_HOST.")] = "",
+    synapse_port: Annotated[int, typer.Option(help="Default: PARTA_SYNAPSE_POSTGRES_PORT.")] = 0,
+    synapse_user: Annotated[str, typer.Option(help="Default: PARTA_SYNAPSE_POSTGRES_USER.")] = "",
+    synapse_db: Annotated[
+        str, typer.Option(help="Synapse's new database (default: PARTA_SYNAPSE_POSTGRES_DB).")
+    ] = "",
+    wait: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for Synapse's background updates to finish."),
+    ] = 600.0,
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Move this deployment's data from SQLite to PostgreSQL (Synapse's and provisioning's),
+    then switch var/parta.env to it and start again. Synapse's password comes from
+    PARTA_SYNAPSE_POSTGRES_PASSWORD, never from the command line."""
+    from parta.move_db import (
+        MOVED_SUFFIX,
+        SETTINGS_BACKUP_NAME,
+        MoveFailed,
+        MoveRefused,
+        already_moved,
+        move_to_postgresql,
+        target_from,
+    )
+
+    settings = _load(var_dir)
+    try:
+        target = target_from(
+            settings,
+            synapse_host=synapse_host or None,
+            synapse_port=synapse_port or None,
+            synapse_user=synapse_user or None,
+            synapse_db=synapse_db or None,
+            database_url=database_url or None,
+        )
+    except MoveRefused as exc:
+        if already_moved(settings):
+            typer.echo("This deployment is on PostgreSQL already; nothing to do.")
+            return
+        _fail(str(exc))
+    try:
+        report = move_to_postgresql(
+            settings, target, background_updates_wait_s=wait, say=typer.echo
+        )
+    except MoveRefused as exc:
+        _fail(f"Nothing was changed. {exc}")
+    except (MoveFailed, DeployError) as exc:
+        _fail(str(exc))
+    if report.already_done:
+        typer.echo("This deployment is on PostgreSQL already; nothing to do.")
+        return
+    total = sum(report.provisioning_rows.values())
+    typer.echo(
+        f"Moved: Synapse's database in {report.seconds['synapse']:.1f} s "
+        f"({report.synapse_rows.get('events', 0)} events, {report.synapse_rows.get('users', 0)} "
+        f"accounts), provisioning's {len(report.provisioning_rows)} tables ({total} rows) in "
+        f"{report.seconds['provisioning']:.1f} s; row counts checked.\n"
+        f"Settings written to {settings.var_dir / CONFIG_FILE_NAME}: "
+        f"{', '.join(report.settings_written) or 'none (they were there)'}"
+        f" (the file as it was: {settings.var_dir / SETTINGS_BACKUP_NAME}).\n"
+        f"The SQLite files are kept as the way back, renamed with {MOVED_SUFFIX}: "
+        f"{', '.join(str(p) for p in report.kept_files)}.\n"
+        "The deployment runs on PostgreSQL."
+    )
+
+
 def proxy_options(settings: Settings) -> dict[str, Any]:
     """uvicorn believes X-Forwarded-For only from the configured proxies.
 
