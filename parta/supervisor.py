@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,32 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+STOPPED = "the process stopped"
+
+
+def poll_health(
+    spec: ServiceSpec, alive: Callable[[], bool], every: float = 0.2
+) -> tuple[float | None, str]:
+    """Poll the service's health URL until it answers 200, the process is gone, or its
+    time is up: (seconds it took, or None; what it last saw, or STOPPED)."""
+    started = time.monotonic()
+    deadline = started + spec.ready_timeout
+    last = "no answer yet"
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if not alive():
+                return None, STOPPED
+            try:
+                response = http.get(spec.health_url)
+                if response.status_code == 200:
+                    return time.monotonic() - started, "200"
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.TransportError as exc:
+                last = type(exc).__name__
+            time.sleep(every)
+    return None, last
+
+
 class Supervisor:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -170,24 +197,14 @@ class Supervisor:
             DeployError: the process exited, or did not become healthy in time; the
                 message carries the end of its log.
         """
-        started = time.monotonic()
-        deadline = started + spec.ready_timeout
-        last = "no answer yet"
-        with httpx.Client(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                if self.running(spec.name) is None:
-                    raise DeployError(
-                        f"{spec.title} stopped while starting; the end of its log:\n"
-                        + "\n".join(tail(p) for p in spec.log_files)
-                    )
-                try:
-                    response = http.get(spec.health_url)
-                    if response.status_code == 200:
-                        return time.monotonic() - started
-                    last = f"HTTP {response.status_code}: {response.text[:200]}"
-                except httpx.TransportError as exc:
-                    last = type(exc).__name__
-                time.sleep(0.2)
+        seconds, last = poll_health(spec, alive=lambda: self.running(spec.name) is not None)
+        if seconds is not None:
+            return seconds
+        if last == STOPPED:
+            raise DeployError(
+                f"{spec.title} stopped while starting; the end of its log:\n"
+                + "\n".join(tail(p) for p in spec.log_files)
+            )
         logs = ", ".join(str(p) for p in spec.log_files)
         raise DeployError(
             f"{spec.title} did not answer on {spec.host}:{spec.port} within "

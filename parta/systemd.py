@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import httpx
 import jinja2
 
 from foundation.settings import Settings
 from parta.render import TEMPLATE_DIR
-from parta.supervisor import DeployError, ServiceSpec
+from parta.supervisor import DeployError, ServiceSpec, poll_health
 
 UNIT_DIR = Path("/etc/systemd/system")
 TARGET = "parta.target"
@@ -174,23 +172,13 @@ def _check(result: subprocess.CompletedProcess[str], unit: str) -> None:
 
 
 def wait_healthy_unit(spec: ServiceSpec) -> float:
-    """Poll the service's health URL while its unit is not failed; seconds it took."""
+    """Poll the service's health URL while its unit has not failed; seconds it took."""
     name = unit_name(spec.name)
-    began = time.monotonic()
-    deadline = began + spec.ready_timeout
-    last = "no answer yet"
-    with httpx.Client(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if systemctl("is-failed", "--quiet", name).returncode == 0:
-                break
-            try:
-                answer = http.get(spec.health_url)
-                if answer.status_code == 200:
-                    return time.monotonic() - began
-                last = f"HTTP {answer.status_code}"
-            except httpx.TransportError as exc:
-                last = type(exc).__name__
-            time.sleep(0.5)
+    seconds, last = poll_health(
+        spec, alive=lambda: systemctl("is-failed", "--quiet", name).returncode != 0, every=0.5
+    )
+    if seconds is not None:
+        return seconds
     raise DeployError(
         f"{spec.title} ({name}) did not become healthy at {spec.health_url} (last: {last}). "
         f"See: journalctl -u {name} -n 50, and {', '.join(str(p) for p in spec.log_files)}"

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from nio import AsyncClient, JoinedMembersResponse, LoginResponse, RoomSendResponse, SyncResponse
-from playwright.sync_api import BrowserContext, expect, sync_playwright
+from playwright.sync_api import BrowserContext, expect
 from sqlalchemy import select
 
 from matrix.client import MatrixClient, path
@@ -29,10 +29,9 @@ from provisioning.reconciler.run import reconcile_region
 from provisioning.services import schools as svc
 from provisioning.web.qr import qr_data_uri
 from tests.harness.postgres import PostgresServer
-from tests.harness.production import Production, production_deployment
+from tests.harness.production import Production, chromium_trusting, production_deployment
 from tests.harness.region import region_session
 from tests.harness.waiting import eventually, policy_loaded_snapshot, wait_until
-from tests.web.conftest import CHROMIUM
 
 pytestmark = pytest.mark.postgres
 
@@ -214,31 +213,19 @@ async def test_a_pupils_forbidden_invite_is_refused_on_a_worker(
 
 def test_the_admin_ui_over_https_in_chromium(production: Production) -> None:
     s = production.settings
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                # Trust exactly the region's certificate (by its key), as a phone trusts a CA.
-                f"--ignore-certificate-errors-spki-list={production.spki_hash()}",
-            ],
+    with chromium_trusting(production) as browser:
+        context: BrowserContext = browser.new_context(
+            viewport={"width": 390, "height": 844}, locale="ru-RU"
         )
-        try:
-            context: BrowserContext = browser.new_context(
-                viewport={"width": 390, "height": 844}, locale="ru-RU"
-            )
-            page = context.new_page()
-            page.goto(f"{production.origin}/login")
-            page.fill("input[name=login]", s.region_admin_localpart)
-            page.fill("input[name=password]", s.region_admin_password.get_secret_value())
-            page.click("form[action='/login'] button[type=submit]")
-            expect(page.locator("h1")).to_contain_text("Здравствуйте")
-            assert page.url.startswith(production.origin)
-            cookies = context.cookies()
-            assert cookies and all(c["secure"] for c in cookies), cookies
-        finally:
-            browser.close()
+        page = context.new_page()
+        page.goto(f"{production.origin}/login")
+        page.fill("input[name=login]", s.region_admin_localpart)
+        page.fill("input[name=password]", s.region_admin_password.get_secret_value())
+        page.click("form[action='/login'] button[type=submit]")
+        expect(page.locator("h1")).to_contain_text("Здравствуйте")
+        assert page.url.startswith(production.origin)
+        cookies = context.cookies()
+        assert cookies and all(c["secure"] for c in cookies), cookies
 
 
 def test_production_again_with_nothing_changed_changes_nothing(production: Production) -> None:
@@ -293,30 +280,19 @@ def test_the_welcome_page_gives_the_public_address(
 def test_the_documents_page_on_a_phone_over_tls(
     production: Production, people: dict[str, str]
 ) -> None:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                f"--ignore-certificate-errors-spki-list={production.spki_hash()}",
-            ],
+    with chromium_trusting(production) as browser:
+        context = browser.new_context(
+            viewport={"width": 390, "height": 844}, is_mobile=True, locale="ru-RU"
         )
-        try:
-            context = browser.new_context(
-                viewport={"width": 390, "height": 844}, is_mobile=True, locale="ru-RU"
-            )
-            page = context.new_page()
-            page.goto(f"{production.widgets_origin}/documents/?lang=en")
-            page.locator("#login-form input[name=user]").fill(people["ivan"])
-            page.locator("#login-form input[name=password]").fill(PASSWORD)
-            page.locator("#login-form button[type=submit]").click()
-            expect(page.locator("#files")).to_be_visible(timeout=30_000)
-            expect(page.locator("#upload-label")).to_have_text("Upload")
-            width = page.evaluate("document.documentElement.scrollWidth")
-            assert width <= 400, f"the page is {width} px wide on a 390 px phone"
-        finally:
-            browser.close()
+        page = context.new_page()
+        page.goto(f"{production.widgets_origin}/documents/?lang=en")
+        page.locator("#login-form input[name=user]").fill(people["ivan"])
+        page.locator("#login-form input[name=password]").fill(PASSWORD)
+        page.locator("#login-form button[type=submit]").click()
+        expect(page.locator("#files")).to_be_visible(timeout=30_000)
+        expect(page.locator("#upload-label")).to_have_text("Upload")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 400, f"the page is {width} px wide on a 390 px phone"
 
 
 async def test_metrics_on_loopback_only(production: Production) -> None:

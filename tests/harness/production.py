@@ -25,6 +25,7 @@ import httpx
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Browser, sync_playwright
 from psycopg2 import sql
 
 from foundation.settings import Settings
@@ -173,3 +174,22 @@ def _drop(postgres: PostgresServer, *names: str) -> None:
                 cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
     finally:
         connection.close()
+
+
+@contextmanager
+def chromium_trusting(production: Production) -> Iterator[Browser]:
+    """Debian's Chromium, headless, trusting exactly the region's certificate (by its key),
+    as a phone trusts the region's CA."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--ignore-certificate-errors-spki-list={production.spki_hash()}",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
