@@ -152,7 +152,9 @@ def topology(settings: Settings, cores: int | None = None) -> Topology:
     """The region's Synapse processes; no workers when `uses_synapse_workers` is off."""
     base = settings.synapse_worker_base_port
     if not settings.uses_synapse_workers:
-        return Topology(main_replication_port=0, main_port=settings.synapse_port, workers=())
+        # Behind nginx (production) nginx holds `synapse_port`, so Synapse moves aside.
+        main_port = base + 1 if settings.runs_nginx else settings.synapse_port
+        return Topology(main_replication_port=0, main_port=main_port, workers=())
     workers: list[Worker] = []
     port = base + 2  # base: the main process's replication listener; base + 1: its client one
     for role, count in worker_counts(settings, cores).items():
@@ -184,9 +186,13 @@ class NginxUpstream:
 
 
 def upstreams(top: Topology) -> list[NginxUpstream]:
+    """nginx's upstreams; without workers (PARTA_SYNAPSE_WORKERS=false) the main process
+    serves each of them, since nginx refuses an upstream with no server."""
     result = []
     for name, (role, balance) in UPSTREAM_ROLES.items():
         ports = (top.main_port,) if role == "main" else tuple(w.port for w in top.of(role))
+        if not ports:
+            ports, balance = (top.main_port,), "least_conn"
         result.append(NginxUpstream(name, balance, ports))
     return result
 

@@ -52,7 +52,7 @@ def postgres() -> Iterator[PostgresServer]:
 def production_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server configured as `./deploy.sh production` asks (max_connections
     for every Synapse worker's pool), of the tests' own: the machine's allows 100."""
-    with throwaway_postgres(max_connections=300) as server:
+    with throwaway_postgres(max_connections="300") as server:
         yield server
 
 

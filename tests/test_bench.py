@@ -3,6 +3,7 @@ traceback ending in `No module named 'pptx'`."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,33 @@ def test_what_is_installed_passes(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         require_test_extras("bench/x.py", json="json", no_such_module_here="no-such-package")
     assert "no-such-package" in str(stopped.value.code)
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(1200)
+def test_the_load_benchmark_measures_both_modes_in_one_run() -> None:
+    """bench/load.py --quick: two classes against one Synapse process and against the
+    workers, each a production-mode deployment; what it reports is what it measured."""
+    done = subprocess.run(
+        [sys.executable, "bench/load.py", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1100, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout)
+    assert {"monolith_max_users", "workers_max_users", "scale_ratio", "runs"} <= set(result)
+    assert result["speedup"] == 20 and result["messages_per_person_per_hour"] == 240
+    processes = {}
+    for mode in ("monolith", "workers"):
+        first = result["runs"][mode][0]
+        assert first["users"] == 30
+        # 30 people posting 240 an hour each: 2 a second, give or take a Poisson process.
+        assert 0.5 < first["messages_per_s"] < 6
+        assert first["deliveries_sampled"] > 0 and first["send_errors"] == 0
+        assert 0 < first["delivery_p50_s"] <= first["delivery_p99_s"]
+        processes[mode] = {name for name in first["cores_busy"] if name.startswith("synapse")}
+        assert processes[mode] == set(first["synapse_rss_mib"])
+        assert all(mib > 50 for mib in first["synapse_rss_mib"].values())  # a live Synapse
+        assert first["synapse_cores_busy"] > 0 and first["cores_busy"]["postgres"] > 0
+        assert result[f"{mode}_max_users"] in (0, 30, 60)
+    assert processes["monolith"] == {"synapse"}
+    assert {"synapse", "synapse-synchrotron1", "synapse-event_persister2"} <= processes["workers"]

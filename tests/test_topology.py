@@ -18,7 +18,7 @@ from parta.deployment import LocalDeployment, nginx_binary
 from parta.render import nginx_config_path, render_all, worker_config_path
 from parta.secrets import ensure_secrets
 from parta.supervisor import DeployError
-from parta.topology import topology, worker_counts
+from parta.topology import UPSTREAM_ROLES, topology, worker_counts
 from tests.harness.region import write_config
 
 
@@ -84,6 +84,34 @@ def test_synapse_accepts_the_shared_file_and_each_worker(tmp_path: Path) -> None
         assert config.worker.worker_name == worker.name
         assert config.media.can_load_media_repo == (worker.role == "media")
         assert config.worker.run_background_tasks == (worker.role == "background")
+
+
+def _nginx_check(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [nginx_binary(), "-t", "-p", str(config.parent), "-e", "/dev/stderr", "-c", str(config)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+def test_one_synapse_process_behind_nginx_takes_every_upstream(tmp_path: Path) -> None:
+    """Production with PARTA_SYNAPSE_WORKERS=false: nginx keeps the loopback port Parta's
+    services use, Synapse listens beside it, and every route ends at that one process."""
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    settings = _production(tmp_path / "var", tls_dir, synapse_workers="false")
+    render_all(settings)
+    top = topology(settings)
+    assert top.main_port != settings.synapse_port
+    main = HomeServerConfig.load_config(
+        "parta-test", ["--config-path", str(settings.synapse_dir / "homeserver.yaml")]
+    )
+    assert main.server.listeners[0].port == top.main_port
+    text = nginx_config_path(settings).read_text()
+    servers = re.findall(r"upstream synapse_\w+ \{[^}]*?server 127\.0\.0\.1:(\d+)", text)
+    assert len(servers) == len(UPSTREAM_ROLES) and set(servers) == {str(top.main_port)}
+    assert f"listen {settings.bind_address}:{settings.synapse_port};" in text
+    check = _nginx_check(nginx_config_path(settings))
+    assert check.returncode == 0, check.stderr
 
 
 def test_a_real_nginx_accepts_the_rendered_configuration(tmp_path: Path) -> None:

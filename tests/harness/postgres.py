@@ -55,8 +55,11 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def throwaway_postgres(max_connections: int = 100) -> Iterator[PostgresServer]:
-    """Start a private cluster from Debian's binaries on a free port; remove it afterwards."""
+def throwaway_postgres(**server_settings: str) -> Iterator[PostgresServer]:
+    """Start a private cluster from Debian's binaries on a free port; remove it afterwards.
+
+    `server_settings` are postgresql.conf settings (`max_connections="300"`).
+    """
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not candidates:
         raise RuntimeError(
@@ -87,8 +90,10 @@ def throwaway_postgres(max_connections: int = 100) -> Iterator[PostgresServer]:
                 "-l",
                 str(base_dir / "postgres.log"),
                 "-o",
-                f"-p {port} -k {base_dir} -c listen_addresses=127.0.0.1 "
-                f"-c max_connections={max_connections}",
+                " ".join(
+                    [f"-p {port} -k {base_dir} -c listen_addresses=127.0.0.1"]
+                    + [f"-c {name}={value}" for name, value in server_settings.items()]
+                ),
                 "-w",
                 "-t",
                 "30",
