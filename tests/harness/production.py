@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Browser, sync_playwright
 from psycopg2 import sql
 
 from foundation.settings import Settings
@@ -34,6 +34,9 @@ from tests.harness.ports import free_ports
 from tests.harness.postgres import PostgresServer
 from tests.harness.redis import redis_server
 from tests.harness.region import write_config
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 @dataclass
@@ -180,6 +183,9 @@ def _drop(postgres: PostgresServer, *names: str) -> None:
 def chromium_trusting(production: Production) -> Iterator[Browser]:
     """Debian's Chromium, headless, trusting exactly the region's certificate (by its key),
     as a phone trusts the region's CA."""
+    # Imported here: bench/load.py uses this module without the test extras.
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium",
