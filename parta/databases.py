@@ -139,18 +139,24 @@ def tool(name: str) -> str:
     return found
 
 
-def pg_dump(db: Postgres, target: Path) -> None:
+def _run_tool(db: Postgres, name: str, *options: str, last: str = "") -> str | None:
+    """Run pg_dump or pg_restore against the database; its error output, or None."""
     done = subprocess.run(
-        [tool("pg_dump"), "--format=custom", "--file", str(target), *db.libpq_args()],
+        [tool(name), *options, *db.libpq_args(), *([last] if last else [])],
         env=db.env(),
         capture_output=True,
         text=True,
         check=False,
     )
-    if done.returncode != 0:
+    return done.stderr.strip() if done.returncode != 0 else None
+
+
+def pg_dump(db: Postgres, target: Path) -> None:
+    failed = _run_tool(db, "pg_dump", "--format=custom", "--file", str(target))
+    if failed is not None:
         raise BackupError(
             f"pg_dump could not dump {db.title} {db.dbname!r} on {db.host}:{db.port}: "
-            f"{done.stderr.strip()}. Check that PostgreSQL answers with the settings in "
+            f"{failed}. Check that PostgreSQL answers with the settings in "
             "parta.env, and that pg_dump is not older than the server."
         )
 
@@ -225,24 +231,13 @@ def empty_database(db: Postgres) -> None:
 
 
 def pg_restore(db: Postgres, dump: Path) -> None:
-    done = subprocess.run(
-        [
-            tool("pg_restore"),
-            "--no-owner",
-            "--no-privileges",
-            "--exit-on-error",
-            "--single-transaction",
-            *db.libpq_args(),
-            str(dump),
-        ],
-        env=db.env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
+    failed = _run_tool(
+        db, "pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
+        "--single-transaction", last=str(dump),
+    )  # fmt: skip
+    if failed is not None:
         raise BackupError(
-            f"pg_restore could not load {db.title} {db.dbname!r}: {done.stderr.strip()}. "
+            f"pg_restore could not load {db.title} {db.dbname!r}: {failed}. "
             "Nothing of it was loaded (one transaction); fix the cause and run the restore "
             "again with --force."
         )

@@ -148,9 +148,10 @@ def nginx_config_path(settings: Settings) -> Path:
 
 def _has_ipv6() -> bool:
     """Whether this host has IPv6 at all: listening on [::] fails where it is off."""
-    return Path("/proc/net/if_inet6").exists() and bool(
-        Path("/proc/net/if_inet6").read_text(encoding="ascii").strip()
-    )
+    try:
+        return bool(Path("/proc/net/if_inet6").read_text(encoding="ascii").strip())
+    except OSError:
+        return False
 
 
 def _nginx_context(settings: Settings, top: Topology) -> dict[str, object]:

@@ -35,19 +35,14 @@ class ClassLinks:
     calls_closed: bool  # a graduated class: its rooms are read-only, no calls any more
 
 
-def widgets_base(settings: Settings) -> str:
-    """The widget service as people's browsers reach it."""
-    return settings.widgets_base_url
-
-
 def call_url(settings: Settings, room_id: str) -> str:
-    return f"{widgets_base(settings)}/call/?{urlencode({'room_id': room_id})}"
+    return f"{settings.widgets_base_url}/call/?{urlencode({'room_id': room_id})}"
 
 
 def documents_url(settings: Settings, room_id: str | None = None) -> str:
     """The documents page; on a room's files, or on the person's own («Мои документы»)."""
     query = f"?{urlencode({'room_id': room_id})}" if room_id else ""
-    return f"{widgets_base(settings)}/documents/{query}"
+    return f"{settings.widgets_base_url}/documents/{query}"
 
 
 def class_links(

@@ -7,13 +7,15 @@ a server per test deployment keeps two deployments' workers from hearing each ot
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from foundation.settings import Settings
+from parta.production import check_redis
+from parta.supervisor import DeployError
 from tests.harness.ports import free_ports
 
 
@@ -23,13 +25,13 @@ class RedisServer:
     port: int
 
 
-def _pong(host: str, port: int) -> bool:
+def _answers(port: int) -> bool:
+    """PING, as production mode checks Redis before the workers start."""
     try:
-        with socket.create_connection((host, port), timeout=1) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
+        check_redis(Settings(redis_host="127.0.0.1", redis_port=port), timeout=1)
+    except DeployError:
         return False
+    return True
 
 
 @contextmanager
@@ -45,7 +47,7 @@ def redis_server() -> Iterator[RedisServer]:
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
-        while not _pong("127.0.0.1", port):
+        while not _answers(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start on 127.0.0.1:{port}")
             time.sleep(0.1)
