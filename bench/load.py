@@ -9,7 +9,8 @@ class channel). Each holds a `/sync` long-poll (timeout 30 s, `since` tokens, la
 members, presence as clients set it) and posts about once every five minutes (a Poisson
 process): pupils into their class chat, teachers into their channel. N ramps up
 (`--steps`); each step measures a steady window: messages/s, delivery latency (sent →
-seen in another member's sync; two receivers sampled per message) p50/p99, errors (failed
+seen in another member's sync; two receivers sampled per message) p50/p99, the send's own
+answer p50/p99 (where most of a slow delivery goes), errors (failed
 sends and syncs, and sampled deliveries never seen), CPU (cores busy) and memory (VmRSS)
 of each Synapse process, nginx, the bridge, PostgreSQL's backends for the region and the
 load generator itself, and the machine's busy cores (other work shares it). A mode's
@@ -128,6 +129,7 @@ class Load:
     counters: Counters = field(default_factory=Counters)
     sent: dict[str, Sent] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    send_latencies: list[float] = field(default_factory=list)  # the PUT's answer
     counting: bool = False
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     ready: int = 0  # people whose first sync has answered
@@ -216,7 +218,8 @@ class Load:
     async def _post(self, person: Person) -> None:
         tag = secrets.token_hex(8)
         receivers = set(self.rng.sample(person.classmates, RECEIVERS_SAMPLED))
-        self.sent[tag] = Sent(time.monotonic(), receivers, self.counting)
+        started = time.monotonic()
+        self.sent[tag] = Sent(started, receivers, self.counting)
         url = self.base_url + path("rooms", person.room_id, "send", "m.room.message", tag)
         body = {"msgtype": "m.text", "body": "Домашнее задание: упр. 12", TAG: tag}
         self.counters.sends += 1
@@ -226,6 +229,8 @@ class Load:
                 ok = answer.status == 200
         except (aiohttp.ClientError, TimeoutError):
             ok = False
+        if ok and self.counting:
+            self.send_latencies.append(time.monotonic() - started)
         if not ok:
             self.counters.send_errors += 1
             self.sent.pop(tag, None)
@@ -417,7 +422,7 @@ async def measure_step(
     groups = watched_processes(deployment, postgres)
     cpu_before, machine_before = spent(groups), machine_busy_s()
     counters_before = Counters(*load.counters.values())
-    load.latencies = []
+    load.latencies, load.send_latencies = [], []
     load.counting = True
     began = time.monotonic()
     await asyncio.sleep(timing.steady_s)
@@ -450,6 +455,13 @@ async def measure_step(
         "deliveries_sampled": len(latencies),
         "delivery_p50_s": round(p50, 3) if p50 != float("inf") else None,
         "delivery_p99_s": round(p99, 3) if p99 != float("inf") else None,
+        # Of the deliveries: the send's own answer (client reader, event persister).
+        "send_p50_s": round(percentile(load.send_latencies, 0.50), 3)
+        if load.send_latencies
+        else None,
+        "send_p99_s": round(percentile(load.send_latencies, 0.99), 3)
+        if load.send_latencies
+        else None,
         "undelivered": unseen,
         "send_errors": counters.send_errors,
         "sync_errors": counters.sync_errors,

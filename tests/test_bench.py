@@ -70,6 +70,7 @@ def test_the_load_benchmark_measures_both_modes_in_one_run() -> None:
         assert 0.5 < first["messages_per_s"] < 6
         assert first["deliveries_sampled"] > 0 and first["send_errors"] == 0
         assert 0 < first["delivery_p50_s"] <= first["delivery_p99_s"]
+        assert 0 < first["send_p50_s"] <= first["send_p99_s"]
         processes[mode] = {name for name in first["cores_busy"] if name.startswith("synapse")}
         assert processes[mode] == set(first["synapse_rss_mib"])
         assert all(mib > 50 for mib in first["synapse_rss_mib"].values())  # a live Synapse
