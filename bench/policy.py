@@ -87,7 +87,13 @@ def region_snapshot(schools: int, seed: int = 1) -> dict[str, Any]:
                 data["rooms"][f"!{kind}-{class_id}"] = {
                     "kind": kind, "school": school, "class": class_id,
                 }  # fmt: skip
-        for kind in ("school_space", "announcements", "school_materials", "staff_room"):
+        for kind in (
+            "school_space",
+            "announcements",
+            "school_materials",
+            "school_events",
+            "staff_room",
+        ):
             data["rooms"][f"!{kind}-{school}"] = {"kind": kind, "school": school, "class": None}
     return data
 

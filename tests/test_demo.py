@@ -45,10 +45,10 @@ async def test_demo_school_logins_work_and_a_second_load_changes_nothing(
             rooms[user_id] = set(joined.rooms)
         finally:
             await client.close()
-    # Pupil: school space, announcements, materials, class space, chat, channel.
-    # Parent: school space, announcements, materials, class space, channel, parents chat.
-    assert len(rooms[pupil.group(2)]) == len(rooms[parent.group(1)]) == 6
-    assert len(rooms[pupil.group(2)] & rooms[parent.group(1)]) == 5
+    # Pupil: school space, announcements, materials, events, class space, chat, channel.
+    # Parent: school space, announcements, materials, events, class space, channel, parents chat.
+    assert len(rooms[pupil.group(2)]) == len(rooms[parent.group(1)]) == 7
+    assert len(rooms[pupil.group(2)] & rooms[parent.group(1)]) == 6
 
     # A demo teacher finds the state's open lessons in the verified library.
     with make_session_factory(make_engine(region.settings.sqlalchemy_url))() as session:

@@ -48,6 +48,7 @@ class RoomKind(enum.StrEnum):
     CLASS_PARENTS = "class_parents"
     FAMILY = "family"
     SCHOOL_MATERIALS = "school_materials"
+    SCHOOL_EVENTS = "school_events"
 
 
 class EnrolmentRole(enum.StrEnum):

@@ -68,7 +68,7 @@ def build_snapshot(session: Session, bot: str) -> dict[str, Any]:
         )
     }
     classes: dict[int, dict[str, Any]] = {
-        class_id: {"school": school_id, "teachers": set(), "pupils": set()}
+        class_id: {"school": school_id, "teachers": set(), "class_teachers": set(), "pupils": set()}
         for class_id, school_id in active.items()
     }
     unplaced: set[str] = set()
@@ -80,6 +80,8 @@ def build_snapshot(session: Session, bot: str) -> dict[str, Any]:
             continue
         if place is not EnrolmentRole.PUPIL:
             classes[class_id]["teachers"].add(user)
+            if place is EnrolmentRole.CLASS_TEACHER:
+                classes[class_id]["class_teachers"].add(user)
             schools[active[class_id]]["teachers"].add(user)  # whoever teaches a class is staff
         elif confirmed_at is None:
             unplaced.add(user)  # a child still, protected, though not of the school yet
@@ -126,6 +128,7 @@ def build_snapshot(session: Session, bot: str) -> dict[str, Any]:
             str(i): {
                 "school": c["school"],
                 "teachers": sorted(c["teachers"]),
+                "class_teachers": sorted(c["class_teachers"]),
                 "pupils": sorted(c["pupils"]),
             }
             for i, c in sorted(classes.items())

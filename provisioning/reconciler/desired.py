@@ -5,6 +5,8 @@ Who is in which room, who may post, and how outsiders are kept out, per room kin
 - announcements: everyone of the school reads; administration (100) posts (events 50).
 - staff room: administration and teachers talk; invite only.
 - school materials: everyone of the school reads; teachers (50) and administration post.
+- school events (reports of the school's life): everyone of the school reads; class
+  teachers (50) and administration post photo and video reports and articles.
 - class space: pupils, their parents, the class's teachers; knock = join request.
 - class chat: pupils and the class's teachers talk; invite only (parents are not in it).
 - class channel: teachers (50) post; pupils and parents read; open to the class space.
@@ -224,14 +226,16 @@ def build_desired(
         admins = school_admins.get(school.id, set())
         classes = sorted(classes_of.get(school.id, []), key=lambda c: (c.grade, c.letter))
         teachers = set(school_teachers.get(school.id, set()))
+        class_teachers: set[UserID] = set()
         everyone = set(admins)
         for school_class in classes:
             if school_class.archived_at is None:
                 people = class_people[school_class.id]
                 teachers |= people.teachers
+                class_teachers |= people.class_teachers
                 everyone |= people.pupils | people.parents
         everyone |= teachers
-        rooms.update(_school_rooms(school, bot, admins, teachers, everyone))
+        rooms.update(_school_rooms(school, bot, admins, teachers, class_teachers, everyone))
         for school_class in classes:
             people = class_people[school_class.id]
             rooms.update(_class_rooms(school, school_class, bot, admins, people, call_widget_url))
@@ -309,6 +313,7 @@ def _school_rooms(
     bot: UserID,
     admins: set[UserID],
     teachers: set[UserID],
+    class_teachers: set[UserID],
     everyone: set[UserID],
 ) -> dict[RoomAlias, DesiredRoom]:
     space = school_alias(school.slug)
@@ -351,6 +356,25 @@ def _school_rooms(
             power_levels=_power(
                 bot,
                 {**dict.fromkeys(teachers, TEACHER_LEVEL), **admin_levels},
+                events_default=TEACHER_LEVEL,
+            ),
+            members=members,
+            parent=space,
+        ),
+        DesiredRoom(
+            # Reports of the school's life (themed days, the last bell): class teachers (50)
+            # and the administration post photos, videos and articles; everyone of the
+            # school reads. The policy module refuses anyone else's posts.
+            kind=RoomKind.SCHOOL_EVENTS.value,
+            school_id=school.id,
+            alias=school_alias(school.slug, "events"),
+            is_space=False,
+            name="События школы",
+            topic=f"Фото- и видеоотчёты классов и статьи о жизни школы: {school.name}",
+            join_rule=JoinRule("restricted", (space,)),
+            power_levels=_power(
+                bot,
+                {**dict.fromkeys(class_teachers, TEACHER_LEVEL), **admin_levels},
                 events_default=TEACHER_LEVEL,
             ),
             members=members,

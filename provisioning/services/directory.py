@@ -382,6 +382,7 @@ _ROOM_ORDER = {
             RoomKind.SCHOOL_SPACE,
             RoomKind.ANNOUNCEMENTS,
             RoomKind.SCHOOL_MATERIALS,
+            RoomKind.SCHOOL_EVENTS,
             RoomKind.STAFF_ROOM,
             RoomKind.CLASS_SPACE,
             RoomKind.CLASS_CHAT,

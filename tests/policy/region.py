@@ -20,11 +20,16 @@ SNAPSHOT: dict[str, Any] = {
     "bot": u("parta"),
     "region_admins": [u("admin")],
     "schools": {
-        "1": {"admins": [u("director")], "teachers": [u("t5a"), u("t5b")]},
+        "1": {"admins": [u("director")], "teachers": [u("t5a"), u("t5b"), u("subj5a")]},
         "2": {"admins": [], "teachers": [u("t2")]},
     },
     "classes": {
-        "51": {"school": 1, "teachers": [u("t5a")], "pupils": [u("p5a1"), u("p5a2")]},
+        "51": {
+            "school": 1,
+            "teachers": [u("t5a"), u("subj5a")],
+            "class_teachers": [u("t5a")],
+            "pupils": [u("p5a1"), u("p5a2")],
+        },
         "52": {"school": 1, "teachers": [u("t5b")], "pupils": [u("p5b1")]},
         "61": {"school": 2, "teachers": [u("t2")], "pupils": [u("p2")]},
     },
@@ -41,6 +46,7 @@ SNAPSHOT: dict[str, Any] = {
         "!ann1": {"kind": "announcements", "school": 1, "class": None},
         "!staff1": {"kind": "staff_room", "school": 1, "class": None},
         "!mat1": {"kind": "school_materials", "school": 1, "class": None},
+        "!events1": {"kind": "school_events", "school": 1, "class": None},
         "!cspace51": {"kind": "class_space", "school": 1, "class": 51},
         "!chat51": {"kind": "class_chat", "school": 1, "class": 51},
         "!chan51": {"kind": "class_channel", "school": 1, "class": 51},

@@ -136,6 +136,7 @@ async def school(region: LocalDeployment, db: Session) -> Region2:
         label = {
             RoomKind.SCHOOL_SPACE: "school", RoomKind.ANNOUNCEMENTS: "announcements",
             RoomKind.STAFF_ROOM: "staff", RoomKind.SCHOOL_MATERIALS: "materials",
+            RoomKind.SCHOOL_EVENTS: "events",
         }.get(record.kind)  # fmt: skip
         if label is None:
             grade = "5А" if record.class_id == a5.id else "5Б"
@@ -341,6 +342,17 @@ async def test_only_moderators_post_in_channels_whatever_the_power_levels_say(
         assert refused(await ivan.post(materials, "Мой конспект"), "только учителя и администрация")
     finally:
         await bot.request("PUT", state, body=levels)
+
+
+async def test_class_teachers_and_the_administration_report_the_school_s_events(
+    person: People, school: Region2
+) -> None:
+    events = school.rooms["events"]
+    assert ok(await (await person("olga")).post(events, "Фотоотчёт: последний звонок в 5А"))
+    assert ok(await (await person("director")).post(events, "День знаний: как это было"))
+    for reader in ("ivan", "anna"):  # everyone of the school reads, nobody else reports
+        answer = await (await person(reader)).post(events, "Мой отчёт")
+        assert refused(answer, "только классные руководители и администрация")
 
 
 async def test_school_rooms_never_go_to_the_directory(person: People, school: Region2) -> None:

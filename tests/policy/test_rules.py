@@ -245,6 +245,17 @@ def test_every_teacher_of_the_school_posts_its_materials_and_nobody_else() -> No
     assert post(D, RULES, u("p5a1"), "!mat1", "m.room.redaction")  # taking one's own back
 
 
+def test_class_teachers_and_the_administration_report_the_school_s_events() -> None:
+    post = rules.may_post
+    assert post(D, RULES, u("t5a"), "!events1", "m.room.message")  # the class teacher of 5А
+    assert post(D, RULES, u("director"), "!events1", "m.room.message")
+    assert post(D, RULES, u("admin"), "!events1", "m.room.message")  # the region's
+    # A subject teacher of 5А, a teacher of another school, pupils and parents read only.
+    for reader in ("subj5a", "t2", "p5a1", "par5a1"):
+        assert post(D, RULES, u(reader), "!events1", "m.room.message").reason == "events"
+    assert post(D, RULES, u("p5a1"), "!events1", "m.room.redaction")  # taking one's own back
+
+
 def test_publishing_to_the_directory_is_off() -> None:
     assert rules.may_publish(D, RULES, u("director"), "!space1").reason == "no_directory"
     assert rules.may_publish(D, RULES, u("parta"), "!space1")
@@ -254,7 +265,7 @@ def test_every_refusal_has_a_message_in_both_languages() -> None:
     reasons = {"outsider", "other_class", "other_child", "pupil_unconfirmed", "remote",
                "not_of_school", "not_for_pupils", "knock_outsider", "knock_reason",
                "knock_stranger_invited", "only_staff_create",
-               "bot_only", "channel", "announcements", "materials", "no_directory",
+               "bot_only", "channel", "announcements", "materials", "events", "no_directory",
                "adults_other_school",
                "policy_unavailable", "room_closed"}  # fmt: skip
     assert set(MESSAGES) == reasons

@@ -105,10 +105,11 @@ def test_each_person_is_exactly_where_the_school_puts_them(session: Session) -> 
         S,
         f"{S}-announcements",
         f"{S}-materials",
+        f"{S}-events",
         f"{S}-staff",
         *class_rooms,
     }
-    school_wide = {S, f"{S}-announcements", f"{S}-materials"}
+    school_wide = {S, f"{S}-announcements", f"{S}-materials", f"{S}-events"}
     assert rooms_of(desired, "ivan") == school_wide | {A5, f"{A5}-chat", f"{A5}-channel"}
     assert rooms_of(desired, "anna") == school_wide | {A5, f"{A5}-channel", f"{A5}-parents"}
     assert rooms_of(desired, "olga") == school_wide | {
@@ -284,6 +285,6 @@ def test_a_link_naming_a_pupil_as_a_parent_places_nobody(session: Session) -> No
     )
     session.commit()
     desired = build_desired(session, BOT)
-    school_wide = {S, f"{S}-announcements", f"{S}-materials"}
+    school_wide = {S, f"{S}-announcements", f"{S}-materials", f"{S}-events"}
     assert rooms_of(desired, "maria") == school_wide | {B5, f"{B5}-chat", f"{B5}-channel"}
     assert not any(alias.startswith("family-") for alias in desired.rooms)

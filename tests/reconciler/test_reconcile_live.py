@@ -144,7 +144,9 @@ async def test_each_person_sees_exactly_their_rooms(
     region: LocalDeployment, db: Session, live: LiveSchool, device: Devices
 ) -> None:
     a5 = alias_of(live, "-2033a")
-    school_wide = {alias_of(live), alias_of(live, "-announcements"), alias_of(live, "-materials")}
+    school_wide = {
+        alias_of(live, suffix) for suffix in ("", "-announcements", "-materials", "-events")
+    }
     expected = {
         "ivan": school_wide | {a5, f"{a5}-chat", f"{a5}-channel"},
         "anna": school_wide | {a5, f"{a5}-channel", f"{a5}-parents"},

@@ -83,8 +83,8 @@ async def wait_for_rooms(db: Session, school: GeneratedSchool, count: int) -> No
 
 
 def expected_rooms(school: GeneratedSchool) -> int:
-    # school space, announcements, materials, staff; 4 per class
-    return 4 + 4 * len(school.classes)
+    # school space, announcements, materials, events, staff; 4 per class
+    return 5 + 4 * len(school.classes)
 
 
 async def test_killed_reconciler_process_resumes_without_duplicates(
@@ -159,7 +159,7 @@ async def test_a_failed_action_is_reported_and_the_rest_applied(
     report = await run(region, db)
 
     failed = report.applied.failed
-    assert len(failed) == 6  # the ghost's six rooms, each refused with "User not found"
+    assert len(failed) == 7  # the ghost's seven rooms, each refused with "User not found"
     assert all(
         isinstance(f.action, Join) and f.action.user_id == ghost.matrix_user_id for f in failed
     )
@@ -167,7 +167,8 @@ async def test_a_failed_action_is_reported_and_the_rest_applied(
     placed = {
         a.alias for a in report.plan if isinstance(a, Join) and a.user_id == newcomer.matrix_user_id
     }
-    assert len(placed) == 6  # school space, announcements, materials, class space, chat, channel
+    # school space, announcements, materials, events, class space, chat, channel
+    assert len(placed) == 7
     assert report.applied.done == len(report.plan) - len(failed)
     for alias in placed:
         members = (db.get(ManagedRoom, alias).applied or {}).get("members", [])

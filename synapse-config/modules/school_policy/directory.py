@@ -24,10 +24,20 @@ CLASS_CHANNEL = "class_channel"
 CLASS_PARENTS = "class_parents"
 FAMILY = "family"
 SCHOOL_MATERIALS = "school_materials"
-CHANNELS = frozenset({ANNOUNCEMENTS, CLASS_CHANNEL, SCHOOL_MATERIALS})
+SCHOOL_EVENTS = "school_events"
+CHANNELS = frozenset({ANNOUNCEMENTS, CLASS_CHANNEL, SCHOOL_MATERIALS, SCHOOL_EVENTS})
 SPACES = frozenset({SCHOOL_SPACE, CLASS_SPACE})
 PUPIL_ROOMS = frozenset(
-    {SCHOOL_SPACE, ANNOUNCEMENTS, SCHOOL_MATERIALS, CLASS_SPACE, CLASS_CHAT, CLASS_CHANNEL, FAMILY}
+    {
+        SCHOOL_SPACE,
+        ANNOUNCEMENTS,
+        SCHOOL_MATERIALS,
+        SCHOOL_EVENTS,
+        CLASS_SPACE,
+        CLASS_CHAT,
+        CLASS_CHANNEL,
+        FAMILY,
+    }
 )
 
 
@@ -64,6 +74,8 @@ class Directory:
     school_admins: dict[str, frozenset[int]] = field(default_factory=dict)
     staff: dict[str, frozenset[int]] = field(default_factory=dict)  # admins and teachers
     teaches: dict[str, frozenset[int]] = field(default_factory=dict)  # class IDs
+    # Schools in which a person is the class teacher (классный руководитель) of a class.
+    leads_in: dict[str, frozenset[int]] = field(default_factory=dict)
     pupils: dict[str, Pupil] = field(default_factory=dict)
     children: dict[str, frozenset[str]] = field(default_factory=dict)
     parents: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -83,6 +95,9 @@ class Directory:
         return user in self.region_admins or (
             school is not None and school in self.school_admins.get(user, ())
         )
+
+    def is_class_teacher_in(self, user: str, school: int | None) -> bool:
+        return school is not None and school in self.leads_in.get(user, ())
 
     def teaches_class(self, user: str, school_class: int | None) -> bool:
         return school_class is not None and school_class in self.teaches.get(user, ())
@@ -144,10 +159,14 @@ def _directory(data: Mapping[str, Any]) -> Directory:
         for user in school["teachers"]:
             staff.setdefault(user, set()).add(int(school_id))
     teaches: dict[str, set[int]] = {}
+    leads_in: dict[str, set[int]] = {}
     pupils: dict[str, Pupil] = {}
     for class_id, school_class in data["classes"].items():
         for user in school_class["teachers"]:
             teaches.setdefault(user, set()).add(int(class_id))
+        # Absent from snapshots written before school events existed: nobody leads.
+        for user in school_class.get("class_teachers", ()):
+            leads_in.setdefault(user, set()).add(int(school_class["school"]))
         for user in school_class["pupils"]:
             pupils[user] = Pupil(int(school_class["school"]), int(class_id))
     for user in data.get("unplaced_pupils", []):
@@ -172,6 +191,7 @@ def _directory(data: Mapping[str, Any]) -> Directory:
         school_admins={u: frozenset(s) for u, s in admins.items()},
         staff={u: frozenset(s) for u, s in staff.items()},
         teaches={u: frozenset(c) for u, c in teaches.items()},
+        leads_in={u: frozenset(s) for u, s in leads_in.items()},
         pupils=pupils,
         children=children,
         parents={c: frozenset(p) for c, p in parents.items()},

@@ -96,6 +96,10 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "ru": "В материалах школы пишут только учителя и администрация.",
         "en": "Only the school's teachers and administration post the school's materials.",
     },
+    "events": {
+        "ru": "В событиях школы пишут только классные руководители и администрация.",
+        "en": "Only class teachers and the administration post the school's events.",
+    },
     "no_directory": {
         "ru": "Комнаты не публикуются в общем каталоге сервера: в школьные чаты приглашают.",
         "en": "Rooms are not published in the server's directory: people are invited to "

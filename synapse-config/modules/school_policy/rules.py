@@ -20,6 +20,7 @@ from school_policy.directory import (
     ANNOUNCEMENTS,
     CHANNELS,
     PUPIL_ROOMS,
+    SCHOOL_EVENTS,
     SCHOOL_MATERIALS,
     SPACES,
     Directory,
@@ -296,6 +297,9 @@ def may_post(d: Directory, rules: Rules, sender: str, room_id: str, event_type: 
         # Every teacher of the school posts materials; a pupil or parent given power by
         # mistake is still refused.
         return ALLOW if d.is_staff_of(sender, room.school) else refuse("materials")
+    if room.kind == SCHOOL_EVENTS:
+        # Class teachers report on their classes' life; the administration was allowed above.
+        return ALLOW if d.is_class_teacher_in(sender, room.school) else refuse("events")
     if d.teaches_class(sender, room.school_class):
         return ALLOW
     return refuse("channel")
