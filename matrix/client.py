@@ -76,6 +76,36 @@ class MatrixClient:
     async def close(self) -> None:
         await self._http.aclose()
 
+    async def open_stream(
+        self,
+        url_path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Start an authenticated GET whose body the caller streams and closes (a file).
+
+        Not retried: a file's bytes may already be on their way to a browser.
+
+        Raises:
+            MatrixError: the homeserver refused (`M_NOT_FOUND`, …); the response is closed.
+            HomeserverUnavailable: it did not answer.
+        """
+        request = self._http.build_request(
+            "GET", url_path, params=dict(query or {}),
+            headers={"Authorization": f"Bearer {self._token}", **(headers or {})},
+            timeout=httpx.Timeout(60.0, read=300.0),
+        )  # fmt: skip
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise HomeserverUnavailable(0, "PARTA_HOMESERVER_UNAVAILABLE", str(exc)) from exc
+        if response.status_code >= 400:
+            await response.aread()
+            await response.aclose()
+            raise error_from_response(response.status_code, json_answer(response))
+        return response
+
     async def __aenter__(self) -> MatrixClient:
         return self
 

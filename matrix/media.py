@@ -145,3 +145,32 @@ async def admin_media_bytes(client: MatrixClient, user_id: str) -> int:
             break
         start = int(next_token)
     return total
+
+
+def _media_path(kind: str, mxc: str) -> str:
+    server, media_id = split_mxc(mxc)
+    return path(kind, server, media_id, base="/_matrix/client/v1/media")
+
+
+async def open_thumbnail(
+    client: MatrixClient, mxc: str, *, width: int, height: int
+) -> httpx.Response:
+    """Start streaming the homeserver's thumbnail of an image (scaled, never cropped).
+
+    Raises:
+        MatrixError: no such file, or not one the homeserver thumbnails.
+    """
+    query = {"width": str(width), "height": str(height), "method": "scale", "animated": "false"}
+    return await client.open_stream(_media_path("thumbnail", mxc), query=query)
+
+
+async def open_file(
+    client: MatrixClient, mxc: str, *, range_header: str | None = None
+) -> httpx.Response:
+    """Start streaming a whole file, or the `Range` a video player asks for.
+
+    Raises:
+        MatrixError: no such file (or a quarantined one).
+    """
+    headers = {"Range": range_header} if range_header else None
+    return await client.open_stream(_media_path("download", mxc), headers=headers)

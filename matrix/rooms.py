@@ -237,6 +237,26 @@ async def read_messages(client: Requester, room_id: str, *, query: Mapping[str, 
     return await client.request("GET", path("rooms", room_id, "messages"), query=query)
 
 
+async def read_recent(
+    client: Requester, room_id: str, *, event_filter: str, limit: int, page: int = 1000
+) -> list[JsonDict]:
+    """Up to `limit` of a room's latest events that pass `event_filter` (a RoomEventFilter
+    as JSON), newest first, read back page by page."""
+    events: list[JsonDict] = []
+    since: str | None = None
+    while len(events) < limit:
+        query = {"dir": "b", "limit": str(min(page, limit - len(events))), "filter": event_filter}
+        if since:
+            query["from"] = since
+        answer = await read_messages(client, room_id, query=query)
+        chunk = answer.get("chunk") or []
+        events.extend(e for e in chunk if isinstance(e, dict))
+        since = answer.get("end")
+        if not chunk or not since:
+            break
+    return events
+
+
 async def read_relations(
     client: Requester, room_id: str, event_id: str, rel_type: str, *, limit: int = 100
 ) -> JsonDict:

@@ -65,18 +65,9 @@ class Homeserver:
     async def room_documents(self, user_id: str, room_id: str) -> list[Document]:
         """The room's files as the person may see them (Synapse checks their membership)."""
         person = await self._as(user_id)
-        events: list[dict[str, Any]] = []
-        since: str | None = None
-        while len(events) < MAX_TIMELINE_EVENTS:
-            query = {"dir": "b", "limit": str(_PAGE), "filter": _FILES_FILTER}
-            if since:
-                query["from"] = since
-            page = await rooms.read_messages(person, room_id, query=query)
-            chunk = page.get("chunk") or []
-            events.extend(e for e in chunk if isinstance(e, dict))
-            since = page.get("end")
-            if not chunk or not since:
-                break
+        events = await rooms.read_recent(
+            person, room_id, event_filter=_FILES_FILTER, limit=MAX_TIMELINE_EVENTS, page=_PAGE
+        )
         return documents_in(events)
 
     async def document(self, user_id: str, room_id: str, event_id: str) -> Document:
