@@ -9,7 +9,8 @@ else as a download, under a sandboxing policy), so no uploaded file runs as a pa
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -47,14 +48,8 @@ async def school_gallery(
     school = _school(session, school_id)
     if not gallery.may_view_school_gallery(session, viewer, school.id):
         raise WebError(403, N_("The school's reports are for the people of the school."))
-    try:
-        reports = await gallery.school_reports(session, bot, school.id)
-    except (HomeserverUnavailable, MatrixError) as exc:
-        raise WebError(503, _UNAVAILABLE) from exc
-    return render(
-        request, "gallery.html", school=school, school_class=None, reports=reports,
-        names=gallery.names_of(session, reports), limit=gallery.MAX_ITEMS,
-    )  # fmt: skip
+    reports = gallery.school_reports(session, bot, school.id)
+    return await _page(request, session, school, None, reports)
 
 
 @router.get("/schools/{school_id}/classes/{class_id}/gallery")
@@ -74,8 +69,19 @@ async def class_gallery(
         raise WebError(
             403, N_("A class's reports are for its pupils, their parents and the staff.")
         )
+    reports = gallery.class_reports(session, bot, school_class)
+    return await _page(request, session, school, school_class, reports)
+
+
+async def _page(
+    request: Request,
+    session: SessionDep,
+    school: School,
+    school_class: SchoolClass | None,
+    reading: Coroutine[Any, Any, list[gallery.Report]],
+) -> Response:
     try:
-        reports = await gallery.class_reports(session, bot, school_class)
+        reports = await reading
     except (HomeserverUnavailable, MatrixError) as exc:
         raise WebError(503, _UNAVAILABLE) from exc
     return render(
