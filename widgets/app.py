@@ -29,6 +29,7 @@ from widgets.call.ownership import CallLocks
 from widgets.call.persistence import CallStore
 from widgets.call.rtp_forwarding import check_aiortc_version
 from widgets.call.service import EMPTY_CALL_KEPT_S, CallService
+from widgets.call.starting_mode import ProvisioningCallModes
 from widgets.call.turn import TurnIssuer
 from widgets.documents.disk import DiskAlarm
 from widgets.documents.routes import documents_router
@@ -123,6 +124,7 @@ def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> F
                 zone=ZoneInfo(settings.timezone),
                 language=settings.language,
                 locks=CallLocks(settings.call_state_dir) if processes > 1 else None,
+                modes=ProvisioningCallModes.from_settings(settings),
             )
             app.state.calls = calls
             async with running(documents, calls):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
 from foundation.web import ApiError, bearer_token
 from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.models import LibraryItem, Person
-from provisioning.services import library
+from provisioning.services import calls, library
 from provisioning.services.access import load_access
 
 router = APIRouter(prefix="/internal", include_in_schema=False)
@@ -74,3 +75,23 @@ def library_item(
     if row is None or row.withdrawn_at is not None:
         raise ApiError(404, "M_NOT_FOUND", "There is no such library item.")
     return library.public(row)
+
+
+MatrixRoomId = Annotated[str, Query(min_length=2, max_length=255, pattern=r"^![^\s/]+$")]
+
+
+@router.get("/calls/room")
+def call_room(
+    request: Request, settings: SettingsDep, session: SessionDep, room_id: MatrixRoomId
+) -> dict[str, str | None]:
+    """How the call of a room starts, which the widget service asks when a call opens:
+    `mode` "open" in a class's parents chat (a parent meeting), "lesson" elsewhere; `kind`
+    is the managed room's kind, or None for a room Parta does not manage."""
+    _check_service(request, settings)
+    room = calls.managed_room_by_id(session, room_id)
+    kind = room.kind if room is not None else None
+    return {
+        "room_id": room_id,
+        "kind": kind.value if kind is not None else None,
+        "mode": calls.starting_call_mode(kind),
+    }

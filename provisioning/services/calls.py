@@ -1,11 +1,16 @@
 """Calls in a school's rooms beyond the defaults: the admin UI's button and `!call`.
 
 The choice is desired state (`managed_rooms.call_widget`); the reconciler's next run puts
-the widget into the room or takes it out, like any other state it keeps.
+the widget into the room or takes it out, like any other state it keeps. How a room's
+call starts (a lesson, or an open meeting in a class's parents chat) is decided here too,
+from the room's kind, and the widget service asks it (`/internal/calls/room`).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provisioning.audit import record_audit
@@ -15,6 +20,23 @@ from provisioning.reconciler.desired import has_call_by_default
 from provisioning.services.schools import DomainError
 
 _SPACES = (RoomKind.SCHOOL_SPACE, RoomKind.CLASS_SPACE)
+# Rooms whose call is a meeting of equals, not a lesson: a class's parents chat holds the
+# parent meetings, where every parent may speak without being given the floor.
+_MEETING_ROOMS = frozenset({RoomKind.CLASS_PARENTS})
+
+CallMode = Literal["lesson", "open"]  # as the call widget names them (widgets.call.moderation)
+
+
+def managed_room_by_id(session: Session, room_id: str) -> ManagedRoom | None:
+    """The managed room with this Matrix room ID; None for a room Parta does not manage."""
+    return session.scalar(select(ManagedRoom).where(ManagedRoom.room_id == room_id))
+
+
+def starting_call_mode(kind: RoomKind | None) -> CallMode:
+    """How a room's call starts: open in a class's parents chat (a parent meeting), a
+    lesson anywhere else, including rooms Parta does not manage. The call's moderators
+    switch it afterwards."""
+    return "open" if kind in _MEETING_ROOMS else "lesson"
 
 
 def school_room(session: Session, school: School, alias: str) -> ManagedRoom:

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from matrix.room_state import PowerLevelsContent, RoomState
-from widgets.call.moderation import CallError, CallState, Source, floor_is_open
+from widgets.call import messages as m
+from widgets.call.moderation import CallError, CallMode, CallState, Source, floor_is_open
 
 TEACHER, IVAN, MASHA, KOLYA = "@olga:hs", "@ivan:hs", "@masha:hs", "@kolya:hs"
 
@@ -337,3 +339,164 @@ def test_in_an_open_floor_everyone_speaks_and_shows_without_anyone_granting() ->
         call.grant_floor(PARENT, IVAN)  # nobody moderates: nobody decides for others
     call.open_floor = False  # a teacher given power in the room: the usual rules
     assert not call.may_forward(IVAN, Source.AUDIO)
+
+
+def test_an_open_meeting_lets_everyone_speak_until_a_moderator_mutes_them() -> None:
+    call = lesson(IVAN, MASHA)
+    assert call.mode is CallMode.LESSON and call.public()["mode"] == "lesson"
+    call.set_mode(TEACHER, CallMode.OPEN)
+    assert call.public()["mode"] == "open"
+    for pupil in (IVAN, MASHA):  # nobody gave them the floor
+        assert call.may_forward(pupil, Source.AUDIO) and call.may_forward(pupil, Source.CAMERA)
+        assert not call.may_forward(pupil, Source.SCREEN)  # screens stay the teacher's to allow
+    assert call.audio_for(MASHA) == {TEACHER, IVAN}
+    call.mute(TEACHER, IVAN)
+    assert not call.may_forward(IVAN, Source.AUDIO) and call.may_forward(IVAN, Source.CAMERA)
+    assert call.audio_for(MASHA) == {TEACHER}
+    ivan = next(p for p in call.public()["participants"] if p["user_id"] == IVAN)
+    assert ivan["muted"] and not ivan["audio"]
+    # Nothing Ivan does lifts the mute: no message of his, no reconnection.
+    for attempt in (
+        lambda: call.unmute(IVAN, IVAN),
+        lambda: call.grant_floor(IVAN, IVAN),
+        lambda: call.mute(IVAN, MASHA),
+    ):
+        with pytest.raises(CallError, match="not_moderator"):
+            attempt()
+    with pytest.raises(CallError, match="only_moderator_switches_mode"):
+        call.set_mode(IVAN, CallMode.LESSON)
+    call.raise_hand(IVAN, now=5.0)  # he may ask
+    call.leave(IVAN, now=6.0)
+    call.join(IVAN, "Ivan", moderator=False, now=7.0)
+    assert not call.may_forward(IVAN, Source.AUDIO)
+    with pytest.raises(CallError, match="cannot_mute_moderator"):
+        call.mute(TEACHER, TEACHER)
+    call.unmute(TEACHER, IVAN)
+    assert call.may_forward(IVAN, Source.AUDIO)
+    # "Mute everyone" in a meeting mutes, and giving the floor lifts one's mute.
+    call.mute_all(TEACHER)
+    assert not call.may_forward(IVAN, Source.AUDIO) and not call.may_forward(MASHA, Source.AUDIO)
+    assert call.may_forward(TEACHER, Source.AUDIO)
+    call.grant_floor(TEACHER, MASHA)
+    assert call.may_forward(MASHA, Source.AUDIO) and not call.participants[MASHA].muted
+
+
+def test_back_to_a_lesson_only_the_moderators_and_the_floor_speak() -> None:
+    call = lesson(IVAN, MASHA, KOLYA)
+    call.grant_floor(TEACHER, KOLYA)  # explicitly given, before the meeting opened
+    call.set_mode(TEACHER, CallMode.OPEN)
+    call.mute(TEACHER, MASHA)
+    call.set_mode(TEACHER, CallMode.LESSON)
+    assert call.may_forward(TEACHER, Source.AUDIO)
+    assert call.may_forward(KOLYA, Source.AUDIO)  # keeps the floor he was given
+    assert not call.may_forward(IVAN, Source.AUDIO)  # spoke only because it was open
+    assert not call.may_forward(IVAN, Source.CAMERA)  # cameras follow the lesson's rule
+    call.set_mode(TEACHER, CallMode.OPEN)  # a mute outlives the switches
+    assert call.may_forward(IVAN, Source.AUDIO) and not call.may_forward(MASHA, Source.AUDIO)
+    # Mute all in a lesson takes floors, not voices: opening the meeting again gives them.
+    call.set_mode(TEACHER, CallMode.LESSON)
+    call.mute_all(TEACHER)
+    call.set_mode(TEACHER, CallMode.OPEN)
+    assert call.may_forward(IVAN, Source.AUDIO) and call.may_forward(KOLYA, Source.AUDIO)
+
+
+def test_a_muted_participant_made_moderator_speaks() -> None:
+    call = lesson()
+    call.set_mode(TEACHER, CallMode.OPEN)
+    call.mute(TEACHER, IVAN)
+    assert call.set_moderator(IVAN, True)
+    assert call.may_forward(IVAN, Source.AUDIO) and not call.participants[IVAN].muted
+
+
+def test_mode_and_mute_messages_are_validated() -> None:
+    assert m.page_message.validate_python({"type": "mode", "mode": "open"}) == m.Mode(
+        type="mode", mode="open"
+    )
+    muted = m.page_message.validate_python({"type": "unmute", "target": IVAN})
+    assert isinstance(muted, m.Mute) and muted.type == "unmute"
+    for bad in (
+        {"type": "mode", "mode": "broadcast"},
+        {"type": "mode"},
+        {"type": "mode", "mode": "open", "as": TEACHER},  # no other fields
+        {"type": "mute", "target": "ivan"},  # not a user ID
+        {"type": "mute"},
+    ):
+        with pytest.raises(ValidationError):
+            m.page_message.validate_python(bad)
+
+
+meeting_actions = st.lists(
+    st.tuples(
+        st.sampled_from(["raise", "grant", "revoke", "mute_all", "mute", "unmute", "open",
+                         "lesson", "leave", "join", "remove", "promote", "demote"]),
+        st.sampled_from([TEACHER, IVAN, MASHA, KOLYA]),
+        st.sampled_from([TEACHER, IVAN, MASHA, KOLYA]),
+    ),
+    max_size=40,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=meeting_actions)
+def test_a_pupil_is_heard_exactly_when_the_floor_or_an_open_meeting_and_no_mute_allow(
+    steps: list[tuple[str, str, str]],
+) -> None:
+    """A model of the rules, checked against the call after every step: pupils' messages
+    (switching the mode, unmuting themselves) change nothing, and a mute holds until a
+    moderator lifts it."""
+    call = lesson(IVAN, MASHA, KOLYA)
+    granted: set[str] = set()
+    muted: set[str] = set()
+    moderators = {TEACHER}
+    mode = CallMode.LESSON
+    for now, (action, actor, target) in enumerate(steps, start=10):
+        try:
+            if action == "raise":
+                call.raise_hand(actor, now=now)
+            elif action == "grant":
+                call.grant_floor(actor, target)
+                granted.add(target)
+                muted.discard(target)
+            elif action == "revoke":
+                call.revoke_floor(actor, target)
+                granted.discard(target)
+            elif action == "mute_all":
+                call.mute_all(actor)
+                pupils = set(call.participants) - moderators
+                granted -= pupils
+                if mode is CallMode.OPEN:
+                    muted |= pupils
+            elif action == "mute":
+                call.mute(actor, target)
+                muted.add(target)
+                granted.discard(target)
+            elif action == "unmute":
+                call.unmute(actor, target)
+                muted.discard(target)
+            elif action in ("open", "lesson"):
+                call.set_mode(actor, CallMode(action))
+                mode = CallMode(action)
+            elif action == "leave":
+                call.leave(actor, now=now)
+            elif action == "join":
+                call.join(actor, actor, moderator=actor in moderators, now=now)
+            elif action == "remove":
+                call.remove(actor, target, now=now)
+                granted.discard(target)
+                muted.discard(target)
+            elif action in ("promote", "demote") and target != TEACHER:
+                promoted = action == "promote"
+                if call.set_moderator(target, promoted) and promoted:
+                    moderators.add(target)
+                    muted.discard(target)
+                elif promoted is False and target in moderators:
+                    moderators.discard(target)
+                    granted.discard(target)
+        except CallError:
+            continue
+        for person, participant in call.participants.items():
+            heard = participant.connected and (
+                person in moderators
+                or (person not in muted and (person in granted or mode is CallMode.OPEN))
+            )
+            assert call.may_forward(person, Source.AUDIO) == heard, (person, action)

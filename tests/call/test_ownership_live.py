@@ -54,14 +54,20 @@ async def test_a_call_moves_to_the_process_nginx_routes_it_to_whole(
             assert joined["event"] == "joined", joined
         await peers["ivan"].command("send", message={"type": "raise_hand"})
         await peers["teacher"].state_where(lambda s: s["hands"] == [ids["ivan"]], "Ivan's hand")
+        # The teacher makes it an open meeting and mutes Ivan: both go with the call.
+        await peers["teacher"].command("send", message={"type": "mode", "mode": "open"})
+        await peers["teacher"].command("send", message={"type": "mute", "target": ids["ivan"]})
         saved = sub_calls.store.path_for(room.room_id)  # type: ignore[union-attr]
 
         def hand_on_disk() -> bool:
-            return saved.exists() and any(
-                p["hand_raised_at"] for p in json.loads(saved.read_text())["participants"]
+            if not saved.exists():
+                return False
+            data = json.loads(saved.read_text())
+            return data["mode"] == "open" and any(
+                p["hand_raised_at"] and p["muted"] for p in data["participants"]
             )
 
-        await until(hand_on_disk, "Ivan's hand on disk", 10)
+        await until(hand_on_disk, "Ivan's hand, his mute and the open meeting on disk", 10)
 
         # The chosen process is back, and nginx sends Masha there: the call follows her.
         joined = await (await peer(peers, "masha")).join(
@@ -80,9 +86,15 @@ async def test_a_call_moves_to_the_process_nginx_routes_it_to_whole(
 
         def whole(s: dict[str, Any]) -> bool:  # only who is connected is listed
             present = {p["user_id"] for p in s["participants"]}
-            return s["hands"] == [ids["ivan"]] and present == set(ids.values())
+            ivan, masha = person(s, ids["ivan"]), person(s, ids["masha"])
+            meeting = s["mode"] == "open" and bool(masha and masha["audio"])
+            muted = bool(ivan and ivan["muted"] and not ivan["audio"])
+            everyone = present == set(ids.values())
+            return s["hands"] == [ids["ivan"]] and everyone and meeting and muted
 
-        await peers["masha"].state_where(whole, "all three in one call, Ivan's hand still up")
+        await peers["masha"].state_where(
+            whole, "all three in one open meeting, Ivan's hand still up and his mute kept"
+        )
         # The substitute keeps no part of the call and no longer writes its file.
         assert sub_calls.rooms == {}
         assert chosen_calls.locks is not None and chosen_calls.locks.holds(room.room_id)

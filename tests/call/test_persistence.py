@@ -10,7 +10,7 @@ import pytest
 
 from foundation.files import write_atomically
 from tests.call.conftest import until
-from widgets.call.moderation import CallError, CallState, Source
+from widgets.call.moderation import CallError, CallMode, CallState, Source
 from widgets.call.persistence import CallStore, dump_state, load_state
 
 TEACHER, IVAN, MASHA, KOLYA = "@olga:hs", "@ivan:hs", "@masha:hs", "@kolya:hs"
@@ -54,6 +54,33 @@ def test_the_saved_call_is_the_call_with_everyone_disconnected() -> None:
     assert rows[IVAN]["seconds"] == pytest.approx((120.0 - 101.0) + 60.0)
     assert rows[MASHA]["seconds"] == pytest.approx((130.0 - 102.0) + 60.0)
     assert rows[MASHA]["visits"] == 2
+
+
+def test_an_open_meeting_and_its_mutes_are_saved_and_an_older_file_is_a_lesson() -> None:
+    before = lesson()
+    before.set_mode(TEACHER, CallMode.OPEN)
+    before.mute(TEACHER, MASHA)
+    saved = json.loads(json.dumps(dump_state(before, saved_at=130.0)))
+    assert saved["mode"] == "open"
+    call = load_state(saved, last_n=6)
+    assert call.mode is CallMode.OPEN
+    for user in (TEACHER, IVAN, MASHA, KOLYA):
+        call.join(user, user[1:3], moderator=user == TEACHER, now=200.0)
+    assert call.may_forward(KOLYA, Source.AUDIO)  # open to all, no floor needed
+    assert not call.may_forward(MASHA, Source.AUDIO)  # still muted after the move
+    assert call.participants[MASHA].muted
+    # Back to a lesson, saved and loaded again: the floor rules once more.
+    call.set_mode(TEACHER, CallMode.LESSON)
+    again = load_state(json.loads(json.dumps(dump_state(call, saved_at=210.0))), last_n=6)
+    assert again.mode is CallMode.LESSON
+    # A file written before calls had modes and mutes: a lesson, nobody muted.
+    for row in saved["participants"]:
+        del row["muted"]
+    del saved["mode"]
+    old = load_state(saved, last_n=6)
+    assert old.mode is CallMode.LESSON and not old.participants[MASHA].muted
+    with pytest.raises(ValueError):
+        load_state({**saved, "mode": "broadcast"}, last_n=6)
 
 
 def test_a_file_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:

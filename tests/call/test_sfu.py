@@ -22,7 +22,7 @@ from aiortc import (
 
 from tests.call.conftest import until
 from tests.call.pictures import Pattern
-from widgets.call.moderation import CallState, Source
+from widgets.call.moderation import CallMode, CallState, Source
 from widgets.call.sfu import CallRoom, new_peer_connection
 
 TEACHER, IVAN, MASHA = "@olga:hs", "@ivan:hs", "@masha:hs"
@@ -189,3 +189,56 @@ async def test_a_stream_its_page_does_not_fill_gets_no_slot_and_the_claim_widens
     room.set_sending(IVAN, frozenset(Source))
     room.reassign()
     assert slot_of(room, MASHA, (IVAN, Source.AUDIO)) is None
+
+
+async def silent_on(client: Client, mid: str) -> None:
+    """Nothing more arrives on this slot: what was in flight lands, then none for 1.5 s."""
+    await asyncio.sleep(0.5)
+    heard = await client.packets_on(mid)
+    await asyncio.sleep(1.5)
+    assert await client.packets_on(mid) == heard
+
+
+async def test_an_open_meeting_forwards_everyone_and_a_mute_stops_a_voice(
+    lesson: tuple[CallRoom, dict[str, Client]],
+) -> None:
+    room, clients = lesson
+    masha = clients[MASHA]
+    assert slot_of(room, MASHA, (IVAN, Source.AUDIO)) is None
+    room.state.set_mode(TEACHER, CallMode.OPEN)
+    room.reassign()
+    voice = slot_of(room, MASHA, (IVAN, Source.AUDIO))
+    assert voice is not None  # nobody gave Ivan the floor
+    assert slot_of(room, TEACHER, (MASHA, Source.AUDIO)) is not None
+    await until(lambda: masha.packets_on(voice), "Ivan's voice at Masha's in the meeting")
+
+    room.state.mute(TEACHER, IVAN)
+    room.reassign()
+    assert slot_of(room, MASHA, (IVAN, Source.AUDIO)) is None
+    await silent_on(masha, voice)
+    # Ivan's client keeps sending all along; were his stream routed again by mistake, the
+    # packets would still stop at `may_forward`.
+    assert not room.state.may_forward(IVAN, Source.AUDIO)
+
+    room.state.unmute(TEACHER, IVAN)
+    room.reassign()
+    voice = slot_of(room, MASHA, (IVAN, Source.AUDIO))
+    assert voice is not None
+    before = await masha.packets_on(voice)
+    await until(
+        lambda: _more(masha, voice, before),
+        "Ivan's voice again once unmuted",
+    )
+
+    room.state.set_mode(TEACHER, CallMode.LESSON)
+    room.reassign()
+    assert slot_of(room, MASHA, (IVAN, Source.AUDIO)) is None
+    await silent_on(masha, voice)
+    await room.broadcast()
+    last = masha.states[-1]
+    ivan = next(p for p in last["participants"] if p["user_id"] == IVAN)
+    assert last["mode"] == "lesson" and ivan["audio"] is False
+
+
+async def _more(client: Client, mid: str, than: int) -> bool:
+    return await client.packets_on(mid) > than

@@ -79,6 +79,20 @@ class MuteAll(_Message):
     type: Literal["mute_all"]
 
 
+class Mute(_Message):
+    """A moderator mutes someone (`mute`) until a moderator lifts it (`unmute`)."""
+
+    type: Literal["mute", "unmute"]
+    target: str = Field(pattern=USER_ID)
+
+
+class Mode(_Message):
+    """A moderator makes the call a lesson (the floor is given) or an open meeting."""
+
+    type: Literal["mode"]
+    mode: Literal["lesson", "open"]
+
+
 class Cameras(_Message):
     type: Literal["cameras"]
     allowed: bool
@@ -132,6 +146,8 @@ PageMessage = Annotated[
     | LowerHand
     | Floor
     | MuteAll
+    | Mute
+    | Mode
     | Cameras
     | Screen
     | Remove

@@ -9,6 +9,11 @@ Who is a moderator comes from the Matrix room's power (`RoomState.is_moderator`)
 at least the room's `kick` level, which provisioning gives the class's teachers. So a call
 works in any room, managed by Parta or not. In a room where nobody but the bot has that
 power (a family room, a DM) the floor is open to all (`floor_is_open`).
+
+A call has a mode (`CallMode`), which its moderators switch: a lesson, where the floor is
+given, or an open meeting (a parent meeting), where everyone may speak and show their
+camera unless a moderator muted them. A moderator's mute holds until a moderator lifts
+it: nothing a participant sends, and no reconnection, undoes it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ class Source(enum.StrEnum):
     AUDIO = "audio"
     CAMERA = "camera"
     SCREEN = "screen"
+
+
+class CallMode(enum.StrEnum):
+    """How the call gives its voice: the moderators switch it (`CallState.set_mode`)."""
+
+    LESSON = "lesson"  # only moderators and those given the floor speak
+    OPEN = "open"  # everyone speaks and shows their camera, unless a moderator muted them
 
 
 class CallError(Exception):
@@ -66,6 +78,9 @@ class Participant:
     hand_raised_at: float | None = None
     has_floor: bool = False
     may_share_screen: bool = False
+    # A moderator muted them: in an open meeting too, until a moderator lifts it (or gives
+    # them the floor). Kept across reconnections, like the floor.
+    muted: bool = False
     spoke_at: float | None = None  # the last time the SFU heard them (last-N video)
 
 
@@ -111,6 +126,9 @@ class CallState:
     # Nobody but the bot moderates the room (`floor_is_open`): everyone speaks, shows
     # their camera and shares their screen. Read from the room at each join and poll.
     open_floor: bool = False
+    # Lesson or open meeting: chosen from the room's kind when the call starts (a class's
+    # parents chat starts open), then by its moderators.
+    mode: CallMode = CallMode.LESSON
     participants: dict[str, Participant] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)  # by a teacher, for the rest of this call
     visits: list[Visit] = field(default_factory=list)
@@ -159,6 +177,7 @@ class CallState:
         participant.moderator = moderator
         if moderator:
             participant.hand_raised_at = None
+            participant.muted = False  # a moderator's voice is nobody else's to take
         else:
             participant.has_floor = False
             participant.may_share_screen = False
@@ -207,11 +226,30 @@ class CallState:
 
     # --- the teacher's decisions ------------------------------------------------------
 
+    def set_mode(self, actor: str, mode: CallMode) -> None:
+        """A moderator makes the call a lesson or an open meeting.
+
+        Back in a lesson, only moderators and those given the floor speak: whoever spoke
+        only because the meeting was open is silent again, with nothing else to undo.
+        Mutes stay as they are, in both directions.
+
+        Raises:
+            CallError("only_moderator_switches_mode"): the page says so in words.
+        """
+        participant = self.participants.get(actor)
+        if participant is None or not participant.moderator:
+            raise CallError("only_moderator_switches_mode")
+        self.mode = mode
+
     def grant_floor(self, actor: str, target: str) -> None:
-        """The teacher gives a pupil the floor: their microphone (and camera) is forwarded."""
+        """The teacher gives a pupil the floor: their microphone (and camera) is forwarded.
+
+        It lifts a mute as well: giving someone the floor is letting them speak.
+        """
         self._moderator(actor)
         participant = self._present(target)
         participant.has_floor = True
+        participant.muted = False
         participant.hand_raised_at = None
 
     def revoke_floor(self, actor: str, target: str) -> None:
@@ -219,11 +257,36 @@ class CallState:
         self._known(target).has_floor = False
 
     def mute_all(self, actor: str) -> None:
-        """Everyone but the moderators loses the floor; raised hands stay in the queue."""
+        """Everyone but the moderators loses the floor; raised hands stay in the queue.
+
+        In an open meeting everyone but the moderators is muted as well (a lesson needs no
+        mutes: without the floor nobody speaks there).
+        """
         self._moderator(actor)
         for participant in self.participants.values():
             if not participant.moderator:
                 participant.has_floor = False
+                participant.muted = participant.muted or self.mode is CallMode.OPEN
+
+    def mute(self, actor: str, target: str) -> None:
+        """A moderator mutes someone, in any mode, until a moderator unmutes them.
+
+        Raises:
+            CallError("not_moderator"), CallError("not_in_call"),
+            CallError("cannot_mute_moderator"): a moderator's voice is not another's to take.
+        """
+        self._moderator(actor)
+        participant = self._known(target)
+        if participant.moderator:
+            raise CallError("cannot_mute_moderator")
+        participant.muted = True
+        participant.has_floor = False
+
+    def unmute(self, actor: str, target: str) -> None:
+        """A moderator lifts a mute: in an open meeting they speak again, in a lesson they
+        still need the floor. Nobody lifts their own (they are no moderator)."""
+        self._moderator(actor)
+        self._known(target).muted = False
 
     def allow_cameras(self, actor: str, allowed: bool) -> None:
         self._moderator(actor)
@@ -287,10 +350,11 @@ class CallState:
             return False
         if participant.moderator or self.open_floor:
             return True
+        meeting = self.mode is CallMode.OPEN
         if source is Source.AUDIO:
-            return participant.has_floor
+            return not participant.muted and (participant.has_floor or meeting)
         if source is Source.CAMERA:
-            return participant.has_floor or self.cameras_allowed
+            return participant.has_floor or self.cameras_allowed or meeting
         return participant.may_share_screen
 
     def note_speaking(self, user_id: str, *, now: float) -> None:
@@ -338,12 +402,14 @@ class CallState:
             "room_id": self.room_id,
             "cameras_allowed": self.cameras_allowed,
             "open_floor": self.open_floor,
+            "mode": self.mode.value,
             "participants": [
                 {
                     "user_id": p.user_id,
                     "display_name": p.display_name,
                     "moderator": p.moderator,
                     "has_floor": p.has_floor,
+                    "muted": p.muted,
                     "hand_raised": p.hand_raised_at is not None,
                     "may_share_screen": p.may_share_screen or p.moderator or self.open_floor,
                     "audio": self.may_forward(p.user_id, Source.AUDIO),

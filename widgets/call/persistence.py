@@ -1,11 +1,11 @@
 """A call's moderation state on disk, so a lesson survives a restart of the widget service.
 
-Each room's `CallState` (who holds the floor, the hand queue with its order, screen and
-camera permissions, who was removed, the attendance visits) is kept as one JSON file
-under the service's state directory (`Settings.call_state_dir`), named by a hash of the
-room ID. Media is not kept: after a restart every page reconnects (the page retries with
-backoff) and gets a new peer connection, and `CallState.join` puts each person back into
-the state they had.
+Each room's `CallState` (its mode, who holds the floor and who is muted, the hand queue
+with its order, screen and camera permissions, who was removed, the attendance visits)
+is kept as one JSON file under the service's state directory (`Settings.call_state_dir`),
+named by a hash of the room ID. Media is not kept: after a restart every page reconnects
+(the page retries with backoff) and gets a new peer connection, and `CallState.join` puts
+each person back into the state they had.
 
 Writes are atomic (a temporary file in the same directory, flushed, then `os.replace`)
 and debounced: a burst of decisions becomes one write per room per `debounce_s`. While a
@@ -29,7 +29,7 @@ from typing import Any
 
 from foundation.files import write_atomically
 from foundation.lifecycle import cancel_and_wait
-from widgets.call.moderation import CallState, Participant, Presentation, Visit
+from widgets.call.moderation import CallMode, CallState, Participant, Presentation, Visit
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def dump_state(state: CallState, *, saved_at: float) -> dict[str, Any]:
         "room_id": state.room_id,
         "saved_at": saved_at,
         "cameras_allowed": state.cameras_allowed,
+        "mode": state.mode.value,
         "removed": sorted(state.removed),
         "presentation": state.presentation.as_dict() if state.presentation else None,
         "participants": [
@@ -65,6 +66,7 @@ def dump_state(state: CallState, *, saved_at: float) -> dict[str, Any]:
                 "hand_raised_at": p.hand_raised_at,
                 "has_floor": p.has_floor,
                 "may_share_screen": p.may_share_screen,
+                "muted": p.muted,
             }
             for p in state.participants.values()
         ],
@@ -84,7 +86,8 @@ def load_state(data: dict[str, Any], *, last_n: int) -> CallState:
     """The call as it was saved, with nobody connected: each person rejoins into it.
 
     A visit still open when the file was written (the service stopped without seeing the
-    page go) ends at `saved_at`, the last moment the service knew the call.
+    page go) ends at `saved_at`, the last moment the service knew the call. A file
+    written before calls had modes (and mutes) is a lesson with nobody muted.
 
     Raises:
         ValueError: not a call state of this format.
@@ -94,6 +97,7 @@ def load_state(data: dict[str, Any], *, last_n: int) -> CallState:
     saved_at = float(data["saved_at"])
     state = CallState(str(data["room_id"]), last_n=last_n)
     state.cameras_allowed = bool(data["cameras_allowed"])
+    state.mode = CallMode(data.get("mode", CallMode.LESSON.value))  # ValueError if unknown
     state.removed = {str(user) for user in data["removed"]}
     shown = data.get("presentation")
     if isinstance(shown, dict):
@@ -111,6 +115,7 @@ def load_state(data: dict[str, Any], *, last_n: int) -> CallState:
             hand_raised_at=float(hand) if hand is not None else None,
             has_floor=bool(row["has_floor"]),
             may_share_screen=bool(row["may_share_screen"]),
+            muted=bool(row.get("muted", False)),
         )
         state.participants[participant.user_id] = participant
     for row in data["visits"]:

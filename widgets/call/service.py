@@ -13,6 +13,10 @@ and who moderates (`room_access.read_room_members`): a teacher promoted or demot
 Matrix gains or loses the teacher's controls without rejoining, whoever left the room
 leaves its call, and a room where nobody but the bot moderates has its floor open to all.
 
+A call that opens afresh asks the provisioning service how it starts (`starting_mode`):
+an open meeting in a class's parents chat, a lesson elsewhere; its moderators switch the
+mode afterwards (`mode`), and it is saved with the rest of the call.
+
 With several widget processes a call runs in the one holding its lock (`ownership`),
 which nginx chose by hashing the room ID in the socket's URL: a join for another room
 than the URL's is refused, as it would run where nginx does not send the room's others.
@@ -42,7 +46,7 @@ from matrix.openid import OpenIDError, OpenIDVerifier, token_grant
 from matrix.rooms import send_message
 from widgets.call import messages as m
 from widgets.call.attendance import Language, attendance_notice
-from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallState, Source
+from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallMode, CallState, Source
 from widgets.call.ownership import CallLocks
 from widgets.call.persistence import CallStore
 from widgets.call.room_access import (
@@ -52,6 +56,7 @@ from widgets.call.room_access import (
     read_room_members,
 )
 from widgets.call.sfu import DEFAULT_AUDIO_SLOTS, CallRoom
+from widgets.call.starting_mode import ModeUnknown, ProvisioningCallModes
 from widgets.call.turn import TurnIssuer
 
 log = logging.getLogger(__name__)
@@ -92,6 +97,8 @@ class CallService:
     language: Language = "ru"  # the attendance notice's, the school's (`PARTA_LANGUAGE`)
     # With several widget processes: which calls this one runs. None: the only process.
     locks: CallLocks | None = None
+    # Who says how a new call starts (open in a parents chat). None: every call a lesson.
+    modes: ProvisioningCallModes | None = None
     handover_poll_s: float = HANDOVER_POLL_S
     rooms: dict[str, CallRoom] = field(default_factory=dict)
     _emptied_at: dict[str, float] = field(default_factory=dict)
@@ -99,7 +106,7 @@ class CallService:
     _grants: dict[WebSocket, str] = field(default_factory=dict)  # socket -> its OpenID token
     _watcher: asyncio.Task[None] | None = None
     _handovers: asyncio.Task[None] | None = None
-    _taking: dict[str, asyncio.Task[bool]] = field(default_factory=dict)
+    _opening: dict[str, asyncio.Task[CallRoom | None]] = field(default_factory=dict)
 
     async def start(self) -> None:
         """Start saving calls and watching their rooms (and, with several processes, the
@@ -130,6 +137,8 @@ class CallService:
             await self.store.stop()
         if self.locks is not None:
             self.locks.release_all()  # saved first: whoever takes a call over reads it whole
+        if self.modes is not None:
+            await self.modes.close()
 
     async def session(self, socket: WebSocket) -> None:
         """Serve one page from its `join` to its last message."""
@@ -287,6 +296,13 @@ class CallService:
                 state.revoke_floor(actor, target)
             case m.MuteAll():
                 state.mute_all(actor)
+            case m.Mute(type="mute", target=target):
+                state.mute(actor, target)
+            case m.Mute(target=target):
+                state.unmute(actor, target)
+            case m.Mode(mode=mode):
+                state.set_mode(actor, CallMode(mode))
+                log.info("%s made call %s %s", actor, state.room_id, mode)
             case m.Cameras(allowed=allowed):
                 state.allow_cameras(actor, allowed)
             case m.Screen(target=target, allowed=allowed):
@@ -352,21 +368,44 @@ class CallService:
         if room is not None:
             return room
         # Pages joining at once share one attempt: a second lock of this process's own
-        # would fail against the first.
-        attempt = self._taking.get(room_id)
+        # would fail against the first, and a second new call would split the room's.
+        attempt = self._opening.get(room_id)
         if attempt is None:
-            attempt = asyncio.create_task(self._take(room_id), name="call-take")
-            self._taking[room_id] = attempt
-            attempt.add_done_callback(lambda _: self._taking.pop(room_id, None))
-        if not await asyncio.shield(attempt):
+            attempt = asyncio.create_task(self._open(room_id), name="call-open")
+            self._opening[room_id] = attempt
+            attempt.add_done_callback(lambda _: self._opening.pop(room_id, None))
+        return await asyncio.shield(attempt)
+
+    async def _open(self, room_id: str) -> CallRoom | None:
+        if not await self._take(room_id):
             return None
         room = self.rooms.get(room_id)
         if room is None:
-            # The first join since this process took the call: it may have been saved.
+            # The first join since this process took the call: it may have been saved,
+            # with its mode; else it is new, and starts as its room's kind says.
             saved = self.store.load(room_id, last_n=self.last_n) if self.store else None
-            room = CallRoom(saved or CallState(room_id, last_n=self.last_n), self.audio_slots)
+            if saved is None:
+                mode = await self._starting_mode(room_id)
+                saved = CallState(room_id, last_n=self.last_n, mode=mode)
+            room = CallRoom(saved, self.audio_slots)
             self.rooms[room_id] = room
         return room
+
+    async def _starting_mode(self, room_id: str) -> CallMode:
+        """Open in a class's parents chat, a lesson elsewhere: provisioning knows the room.
+
+        Without its answer the call starts as a lesson, the safe side (nobody speaks
+        unless given the floor); the moderator can open it from the page.
+        """
+        if self.modes is None:
+            return CallMode.LESSON
+        try:
+            mode = await self.modes.starting_mode(room_id)
+        except ModeUnknown as exc:
+            log.warning("the call of %s starts as a lesson: %s", room_id, exc)
+            return CallMode.LESSON
+        log.info("the call of %s starts in %s mode", room_id, mode)
+        return mode
 
     async def _take(self, room_id: str) -> bool:
         """Hold the call's lock, asking its holder to give it back if another process has it."""

@@ -65,6 +65,16 @@ const TEXT = {
     media_audio_only: "Камеры нет или доступ к ней запрещён: вы в звонке только со звуком, вас слышно, но не видно.",
     media_video_only: "Микрофона нет или доступ к нему запрещён: вас видно, но не слышно.",
     media_none: "Нет доступа ни к микрофону, ни к камере: вы будете только смотреть и слушать. Чтобы говорить, разрешите микрофон в браузере и обновите страницу.",
+    mode_title: "Режим звонка", mode_lesson: "Урок: слово даёт учитель",
+    mode_open: "Открытое собрание: говорят все",
+    mode_note_lesson: "Урок: говорит учитель и те, кому он дал слово.",
+    mode_note_lesson_moderator: "Урок: участники говорят, только когда вы дадите им слово.",
+    mode_note_open: "Открытое собрание: говорить и включать камеру могут все.",
+    mode_note_open_moderator: "Открытое собрание: говорить и включать камеру могут все. Вы можете выключить участнику микрофон или удалить его из звонка.",
+    mute: "Выключить микрофон", unmute: "Включить микрофон", muted: "микрофон выключен учителем",
+    mic_muted: "Учитель выключил вам микрофон. Включить его снова может только учитель: поднимите руку, чтобы попросить слово.",
+    error_cannot_mute_moderator: "Учителю нельзя выключить микрофон.",
+    error_only_moderator_switches_mode: "Режим звонка переключает только учитель.",
   },
   en: {
     sign_in_title: "Join the call", sign_in_hint: "Sign in with your Parta user name and password.",
@@ -127,6 +137,16 @@ const TEXT = {
     media_audio_only: "No camera, or access to it is denied: you are in the call with sound only, heard but not seen.",
     media_video_only: "No microphone, or access to it is denied: you are seen but not heard.",
     media_none: "No access to a microphone or a camera: you will only watch and listen. To speak, allow the microphone in the browser and reload the page.",
+    mode_title: "Call mode", mode_lesson: "Lesson: the teacher gives the floor",
+    mode_open: "Open meeting: everyone speaks",
+    mode_note_lesson: "Lesson: the teacher speaks, and those the teacher gives the floor.",
+    mode_note_lesson_moderator: "Lesson: participants speak only once you give them the floor.",
+    mode_note_open: "Open meeting: everyone may speak and turn their camera on.",
+    mode_note_open_moderator: "Open meeting: everyone may speak and turn their camera on. You can mute a participant or remove them from the call.",
+    mute: "Mute", unmute: "Unmute", muted: "muted by the teacher",
+    mic_muted: "The teacher muted your microphone. Only the teacher can turn it back on: raise your hand to ask for the floor.",
+    error_cannot_mute_moderator: "A teacher cannot be muted.",
+    error_only_moderator_switches_mode: "Only the teacher switches the call's mode.",
   },
 };
 
@@ -349,7 +369,9 @@ function applyPermissions() {
   // On a phone there is no tooltip: why the microphone is locked, and what to do, in words.
   const locked = !self.audio && Boolean(call.local.audio);
   $("mic-note").hidden = !locked;
-  $("mic-note").textContent = locked ? t(self.hand_raised ? "mic_locked_hand_up" : "mic_locked") : "";
+  const why = self.muted ? "mic_muted" : self.hand_raised ? "mic_locked_hand_up" : "mic_locked";
+  $("mic-note").textContent = locked ? t(why) : "";
+  describeMode(self);
   $("cam").disabled = !self.camera || !call.local.video;
   $("screen").hidden = !self.may_share_screen;
   $("hand").hidden = self.moderator || call.state.open_floor;
@@ -357,6 +379,17 @@ function applyPermissions() {
   $("mic").classList.toggle("off", !(self.audio && call.wantMic));
   $("cam").classList.toggle("off", !(self.camera && call.wantCam));
   $("panel").hidden = !self.moderator;
+}
+
+// The call's mode, and what it means for this person, in one line above the call. A room
+// nobody moderates (a family room) has no mode to speak of: everyone speaks there.
+function describeMode(self) {
+  const mode = call.state.mode;
+  const note = $("mode-note");
+  note.hidden = call.state.open_floor;
+  note.dataset.mode = mode;
+  note.textContent = t(`mode_note_${mode}${self.moderator ? "_moderator" : ""}`);
+  $(mode === "open" ? "mode-open" : "mode-lesson").checked = true;
 }
 
 function streamsBySlot(state) {
@@ -553,6 +586,7 @@ function tile(person, source, track, local) {
   const badges = [];
   if (person.moderator) badges.push(t("teacher"));
   if (person.has_floor) badges.push(t("has_floor"));
+  if (person.muted) badges.push(t("muted"));
   if (person.hand_raised) badges.push("✋");
   box.append(element("figcaption", {}, person.display_name + (local ? " ●" : ""), badges.length ? element("small", {}, " · " + badges.join(" · ")) : ""));
   if (call.levels[person.user_id] > 0.02) box.classList.add("speaking");
@@ -572,11 +606,17 @@ function renderPanel(state) {
     element("button", { onclick: () => send({ type: "grant", target: id }) }, t("give_floor")))) :
     [element("li", { class: "muted" }, t("no_hands"))]));
   $("cameras-allowed").checked = state.cameras_allowed;
-  $("people").replaceChildren(...state.participants.filter((p) => !p.moderator).map((p) => element("li", {},
-    element("span", {}, p.display_name),
-    p.has_floor
+  // In a lesson the teacher gives and takes the floor; in an open meeting everyone has it,
+  // and the teacher mutes (a mute holds until the teacher lifts it).
+  const voice = (p) => state.mode === "open"
+    ? element("button", { class: p.muted ? "" : "secondary", "data-action": p.muted ? "unmute" : "mute",
+      onclick: () => send({ type: p.muted ? "unmute" : "mute", target: p.user_id }) }, t(p.muted ? "unmute" : "mute"))
+    : p.has_floor
       ? element("button", { class: "secondary", onclick: () => send({ type: "revoke", target: p.user_id }) }, t("take_floor"))
-      : element("button", { onclick: () => send({ type: "grant", target: p.user_id }) }, t("give_floor")),
+      : element("button", { onclick: () => send({ type: "grant", target: p.user_id }) }, t("give_floor"));
+  $("people").replaceChildren(...state.participants.filter((p) => !p.moderator).map((p) => element("li", { "data-user": p.user_id },
+    element("span", {}, p.display_name),
+    voice(p),
     element("button", { class: "secondary", onclick: () => send({ type: "screen", target: p.user_id, allowed: !p.may_share_screen }) },
       t(p.may_share_screen ? "forbid_screen" : "allow_screen")),
     element("button", { class: "danger", onclick: () => send({ type: "remove", target: p.user_id }) }, t("remove")))));
@@ -678,6 +718,9 @@ async function start() {
   $("screen").addEventListener("click", toggleScreen);
   $("hand").addEventListener("click", () => send({ type: me() && me().hand_raised ? "lower_hand" : "raise_hand" }));
   $("mute-all").addEventListener("click", () => send({ type: "mute_all" }));
+  for (const id of ["mode-lesson", "mode-open"]) {
+    $(id).addEventListener("change", (event) => send({ type: "mode", mode: event.target.value }));
+  }
   $("cameras-allowed").addEventListener("change", (event) => send({ type: "cameras", allowed: event.target.checked }));
   $("attendance").addEventListener("click", () => send({ type: "attendance" }));
   $("post-attendance").addEventListener("click", () => send({ type: "post_attendance" }));
