@@ -3,7 +3,8 @@
 Prints one JSON object. Measured in the same run:
   (a) decision time of the cached rules (p50/p99 in µs) over a generated region of
       --schools schools (about 600 people each), for the questions Synapse asks most:
-      who may meet whom (DMs), invites and joins into managed rooms, channel posts;
+      who may meet whom (DMs), invites and joins into managed rooms, channel posts and
+      answers (reactions, their content checked);
   (b) createRoom and invite as a teacher sees them (mean ms per request, one at a time),
       and the bot's admin join of --members people into one room (provisioning's path),
       against the same Synapse with the module loaded and without it, alternating
@@ -48,6 +49,8 @@ from provisioning.reconciler.run import reconcile_region  # noqa: E402
 from provisioning.services import schools as svc  # noqa: E402
 
 SERVER = "region.example"
+TEXT = {"msgtype": "m.text", "body": "Завтра контрольная"}
+REACTION = {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$post", "key": "👍"}}
 TARGETS = {"decision_p99_us": 200.0, "create_room_ratio": 1.05, "invite_ratio": 1.05}
 MODULE_MARK = "# --- Child safety: the school policy module"
 # Both sides without people's rate limits, which would otherwise be what is measured
@@ -122,7 +125,13 @@ def measure_decisions(schools: int, samples: int = 200_000) -> dict[str, Any]:
         (
             "post",
             rules.may_post,
-            [(pick(), place(), "m.room.message") for _ in range(samples // 4)],
+            [(pick(), place(), "m.room.message", TEXT) for _ in range(samples // 4)],
+        ),
+        # An answer in a channel: a reaction, its content judged (school_policy.answers).
+        (
+            "answer",
+            rules.may_post,
+            [(pick(), place(), "m.reaction", REACTION) for _ in range(samples // 4)],
         ),
     ]
     timings: dict[str, list[float]] = {}

@@ -11,6 +11,8 @@ Who is in which room, who may post, and how outsiders are kept out, per room kin
 - class chat: pupils and the class's teachers talk; invite only (parents are not in it).
 - class channel: teachers (50) post; pupils and parents read; open to the class space.
 - parents chat: the class teacher and parents; invite only (pupils are not in it).
+In the channels (announcements, materials, events, class channel) everyone also answers polls and
+reacts to posts: `ANSWER_EVENTS` at level 0.
 Archived (graduated) classes keep their rooms and members, read-only.
 Calls: class chats and parents chats have the call widget; a school adds it to any other
 room, or keeps it out of one, in `managed_rooms.call_widget` (admin UI or `!call`).
@@ -67,6 +69,18 @@ _PROTECTED_STATE = (
     "m.space.parent",
 )
 _MODERATOR_STATE = ("m.room.avatar", "m.room.name", "m.room.pinned_events", "m.room.topic")
+# Answering stays open where posting is closed (issue 21): in a channel everyone answers
+# polls (MSC3381: the unstable type Element Web and Element X send, and the stable one),
+# reacts to posts and takes their own back (others' events need `redact`). Starting and
+# ending a poll stay at `events_default`, with the posting: moderators only. The school
+# policy module judges what an answer carries, so that none becomes a message; its
+# `school_policy.answers.ANSWER_EVENTS` holds the same types.
+ANSWER_EVENTS = (
+    "m.poll.response",
+    "m.reaction",
+    "m.room.redaction",
+    "org.matrix.msc3381.poll.response",
+)
 
 # The rooms that have a call by default, and what their call is for.
 _DEFAULT_CALLS = {
@@ -112,10 +126,13 @@ def _power(
     events_default: int,
     moderators_manage: bool = True,
     moderators_add_rooms: bool = False,
+    answers_open: bool = False,
 ) -> PowerLevels:
     # Room version 12: the creating bot has unlimited power and must not be listed in users.
     users = {u: level for u, level in levels.items() if u != bot}
     events = dict.fromkeys(_PROTECTED_STATE, BOT_ONLY)
+    if answers_open:
+        events.update(dict.fromkeys(ANSWER_EVENTS, 0))  # a channel: everyone answers
     for event_type in _MODERATOR_STATE:
         events[event_type] = TEACHER_LEVEL if moderators_manage else BOT_ONLY
     if moderators_add_rooms:
@@ -339,7 +356,7 @@ def _school_rooms(
             name="Объявления школы",
             topic=f"Новости и объявления администрации: {school.name}",
             join_rule=JoinRule("restricted", (space,)),
-            power_levels=_power(bot, admin_levels, events_default=TEACHER_LEVEL),
+            power_levels=_power(bot, admin_levels, events_default=TEACHER_LEVEL, answers_open=True),
             members=members,
             parent=space,
         ),
@@ -357,6 +374,7 @@ def _school_rooms(
                 bot,
                 {**dict.fromkeys(teachers, TEACHER_LEVEL), **admin_levels},
                 events_default=TEACHER_LEVEL,
+                answers_open=True,
             ),
             members=members,
             parent=space,
@@ -376,6 +394,7 @@ def _school_rooms(
                 bot,
                 {**dict.fromkeys(class_teachers, TEACHER_LEVEL), **admin_levels},
                 events_default=TEACHER_LEVEL,
+                answers_open=True,
             ),
             members=members,
             parent=space,
@@ -415,11 +434,17 @@ def _class_rooms(
         **dict.fromkeys(admins, ADMIN_LEVEL),
     }
 
-    def power(events_default: int, *, space: bool = False) -> PowerLevels:
-        # A graduated class is read-only for everyone but the bot.
+    def power(events_default: int, *, space: bool = False, channel: bool = False) -> PowerLevels:
+        # A graduated class is read-only for everyone but the bot: no answers either.
         if archived:
             return _power(bot, {}, events_default=BOT_ONLY, moderators_manage=False)
-        return _power(bot, levels, events_default=events_default, moderators_add_rooms=space)
+        return _power(
+            bot,
+            levels,
+            events_default=events_default,
+            moderators_add_rooms=space,
+            answers_open=channel,
+        )
 
     class_members = people.pupils | people.teachers | people.parents
 
@@ -468,7 +493,7 @@ def _class_rooms(
             join_rule=JoinRule(
                 "invite" if archived else "restricted", () if archived else (space,)
             ),
-            power_levels=power(TEACHER_LEVEL),
+            power_levels=power(TEACHER_LEVEL, channel=True),
             members=frozenset(class_members | {bot}),
             parent=space,
         ),

@@ -87,8 +87,11 @@ def test_the_snapshot_says_who_is_who(session: Session) -> None:
     assert rules.may_meet(d, RULES, "@ivan:hs", "@masha:hs")
     assert rules.may_meet(d, RULES, "@ivan:hs", "@tanya:hs").reason == "outsider"
     assert rules.may_meet(d, RULES, "@anna:hs", "@masha:hs").reason == "other_child"
-    assert rules.may_post(d, RULES, "@olga:hs", "!channel", "m.room.message")
-    assert rules.may_post(d, RULES, "@math:hs", "!channel", "m.room.message").reason == "channel"
+    text = {"msgtype": "m.text", "body": "Завтра контрольная"}
+    assert rules.may_post(d, RULES, "@olga:hs", "!channel", "m.room.message", text)
+    assert rules.may_post(d, RULES, "@math:hs", "!channel", "m.room.message", text).reason == (
+        "channel"
+    )
 
 
 def test_the_file_is_replaced_only_when_it_changes_and_touched_otherwise(tmp_path: Path) -> None:

@@ -149,6 +149,30 @@ def test_power_levels_follow_roles(session: Session) -> None:
     assert desired.rooms[RoomAlias(f"{A5}-chat")].history_visibility == "shared"
 
 
+def test_in_channels_everyone_answers_polls_and_reacts_but_only_moderators_post(
+    session: Session,
+) -> None:
+    school = _school(session)
+    svc.promote(session, school.classes["5А"].school, 2027)  # 11А graduates: its rooms archive
+    session.commit()
+    desired = build_desired(session, BOT)
+    answers = {
+        "org.matrix.msc3381.poll.response": 0,
+        "m.poll.response": 0,
+        "m.reaction": 0,
+        "m.room.redaction": 0,  # taking one's own reaction back
+    }
+    for alias in (f"{A5}-channel", f"{S}-announcements", f"{S}-materials"):
+        levels = desired.rooms[RoomAlias(alias)].power_levels
+        assert dict(levels.events).items() >= answers.items(), alias
+        assert levels.events_default == 50  # messages, and starting or ending a poll
+        assert "org.matrix.msc3381.poll.start" not in dict(levels.events)
+    # A graduated class's channel stays read-only; chats need no entries (everyone posts).
+    for alias in (f"{A11}-channel", f"{A5}-chat", f"{A5}-parents", A5, S, f"{S}-staff"):
+        assert "m.reaction" not in dict(desired.rooms[RoomAlias(alias)].power_levels.events)
+    assert desired.rooms[RoomAlias(f"{A11}-channel")].power_levels.events_default == 100
+
+
 def test_a_moved_pupil_and_their_parent_change_class(session: Session) -> None:
     school = _school(session)
     svc.move_pupil(session, school.people["ivan"], school.classes["5Б"])

@@ -100,6 +100,24 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "ru": "В событиях школы пишут только классные руководители и администрация.",
         "en": "Only class teachers and the administration post the school's events.",
     },
+    "channel_poll_answer": {
+        "ru": "В канале ответ на опрос содержит только выбранные варианты, без текста. "
+        "Выберите вариант в самом опросе; написать учителю можно в личном чате.",
+        "en": "In a channel a poll answer carries only the chosen options, no text. Choose "
+        "an option in the poll itself; to write to the teacher, use a direct chat.",
+    },
+    "channel_reaction": {
+        "ru": "Реакция в канале — это эмодзи или несколько символов (не больше 16) в одной "
+        "строке. Написать учителю можно в личном чате.",
+        "en": "A reaction in a channel is an emoji or a few characters (16 at most) on one "
+        "line. To write to the teacher, use a direct chat.",
+    },
+    "channel_redaction_reason": {
+        "ru": "В канале свою реакцию или ответ убирают без указания причины: её прочли бы все "
+        "участники. Удалите ещё раз, оставив причину пустой.",
+        "en": "In a channel your reaction or answer is taken back without a reason: everyone "
+        "in the room would read it. Remove it again with the reason left empty.",
+    },
     "no_directory": {
         "ru": "Комнаты не публикуются в общем каталоге сервера: в школьные чаты приглашают.",
         "en": "Rooms are not published in the server's directory: people are invited to "

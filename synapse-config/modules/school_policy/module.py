@@ -241,7 +241,9 @@ class SchoolPolicy:
         d = self._store.directory
         if d is None or event.room_id not in d.rooms:
             return NOT_SPAM  # only channels are restricted, and only the snapshot knows them
-        decision = rules.may_post(d, self._rules, event.sender, event.room_id, event.type)
+        decision = rules.may_post(
+            d, self._rules, event.sender, event.room_id, event.type, event.content
+        )
         return self._answer(decision, "post", sender=event.sender, room=event.room_id)
 
     async def _remote_membership(self, event: EventBase) -> SpamAnswer:

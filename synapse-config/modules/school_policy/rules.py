@@ -16,9 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from school_policy.answers import ANSWER_EVENTS, answer_refusal
 from school_policy.directory import (
     ANNOUNCEMENTS,
     CHANNELS,
+    CLASS_CHANNEL,
     PUPIL_ROOMS,
     SCHOOL_EVENTS,
     SCHOOL_MATERIALS,
@@ -46,8 +48,6 @@ BOT_ONLY_STATE = frozenset(
         "m.space.parent",
     }
 )
-# Events a person may always send in a channel: taking back one's own message.
-_ALWAYS_ALLOWED_EVENTS = frozenset({"m.room.redaction"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,22 +284,50 @@ def may_send_state(
     return ALLOW
 
 
-def may_post(d: Directory, rules: Rules, sender: str, room_id: str, event_type: str) -> Decision:
-    """In channels only moderators post, whatever the power levels were changed to by hand."""
+# Who posts in each kind of channel, as the refusal says it.
+_CHANNEL_REFUSALS = {
+    ANNOUNCEMENTS: "announcements",  # the administration
+    SCHOOL_MATERIALS: "materials",  # the school's teachers and administration
+    SCHOOL_EVENTS: "events",  # the school's class teachers and administration
+    CLASS_CHANNEL: "channel",  # the class's teachers and the administration
+}
+
+
+def may_post(
+    d: Directory,
+    rules: Rules,
+    sender: str,
+    room_id: str,
+    event_type: str,
+    content: Mapping[str, Any],
+) -> Decision:
+    """In channels only moderators post, whatever the power levels were changed to by hand.
+
+    Everyone else there answers: a poll response, a reaction, taking one's own back
+    (`answers.py` judges what each carries, so none of them becomes a message). Whatever
+    else they send (a message, a poll of their own, closing a poll) is refused with the
+    channel's sentence. Only a channel's moderators start and end its polls.
+    """
     room = d.rooms.get(room_id)
-    if room is None or room.kind not in CHANNELS or event_type in _ALWAYS_ALLOWED_EVENTS:
+    if room is None or room.kind not in CHANNELS or _moderates(d, sender, room):
         return ALLOW
+    if event_type in ANSWER_EVENTS:
+        reason = answer_refusal(event_type, content)
+        return ALLOW if reason is None else refuse(reason)
+    return refuse(_CHANNEL_REFUSALS[room.kind])
+
+
+def _moderates(d: Directory, sender: str, room: ManagedRoom) -> bool:
+    """Does `sender` post in this channel (whatever power levels they were given)?"""
     if sender == d.bot or d.is_admin_of(sender, room.school):
-        return ALLOW
+        return True
     if room.kind == ANNOUNCEMENTS:
-        return refuse("announcements")
+        return False
     if room.kind == SCHOOL_MATERIALS:
         # Every teacher of the school posts materials; a pupil or parent given power by
         # mistake is still refused.
-        return ALLOW if d.is_staff_of(sender, room.school) else refuse("materials")
+        return d.is_staff_of(sender, room.school)
     if room.kind == SCHOOL_EVENTS:
-        # Class teachers report on their classes' life; the administration was allowed above.
-        return ALLOW if d.is_class_teacher_in(sender, room.school) else refuse("events")
-    if d.teaches_class(sender, room.school_class):
-        return ALLOW
-    return refuse("channel")
+        # Class teachers report on their classes' life (a subject teacher reads).
+        return d.is_class_teacher_in(sender, room.school)
+    return d.teaches_class(sender, room.school_class)
