@@ -238,7 +238,7 @@ async def edit_broadcast(
             broadcast.ends_at if ends_at is None else parse_time("ends_at", ends_at),
         )
         form = _zoned(form)
-        service.check(session, broadcast.school_id, form, viewer=staff)
+        service.check(session, broadcast.school_id, form, viewer=staff, current=broadcast)
         checked = await read_cover(cover)
         new_cover = None if checked is None else (checked, await _uploaded(matrix, checked))
         service.edit(session, broadcast, form, new_cover, viewer=staff)

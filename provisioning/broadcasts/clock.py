@@ -177,16 +177,20 @@ class BroadcastClock:
 
     async def _deliver(self, broadcast_id: int, kind: str, report: TickReport) -> None:
         with self._sessions() as session:
+            if not self._claim(session, broadcast_id, kind):
+                return
             broadcast = session.get(Broadcast, broadcast_id)
-            if broadcast is None or not self._claim(session, broadcast_id, kind):
+            if broadcast is None:
                 return
             room_id = broadcast.audience.room_id
+            names = self._speaker_names(session, broadcast)
+            session.commit()  # no transaction stays open while the homeserver is asked
             try:
                 if room_id is None:
                     raise HomeserverUnavailable(
                         0, HomeserverUnavailable.errcode, "the audience chat is not made yet"
                     )
-                event_id = await self._send(session, broadcast, kind, room_id)
+                event_id = await self._send(broadcast, kind, room_id, names)
             except HomeserverUnavailable as exc:
                 session.execute(
                     delete(BroadcastNotice).where(
@@ -210,12 +214,22 @@ class BroadcastClock:
                     extra={"broadcast_id": broadcast_id, "kind": kind},
                 )
                 return
+            # Conditional updates: a cancellation made while the homeserver was asked stays.
+            row = update(Broadcast).where(Broadcast.id == broadcast_id)
             if kind == "start":
-                broadcast.state = BroadcastState.LIVE
-            elif kind == "end" and broadcast.state is not BroadcastState.CANCELLED:
-                broadcast.state = BroadcastState.ENDED
-            if kind == "announce" or kind.startswith("update:"):
-                broadcast.announcement_event_id = event_id or broadcast.announcement_event_id
+                session.execute(
+                    row.where(Broadcast.state == BroadcastState.SCHEDULED).values(
+                        state=BroadcastState.LIVE
+                    )
+                )
+            elif kind == "end":
+                session.execute(
+                    row.where(
+                        Broadcast.state.in_((BroadcastState.SCHEDULED, BroadcastState.LIVE))
+                    ).values(state=BroadcastState.ENDED)
+                )
+            elif event_id and (kind == "announce" or kind.startswith("update:")):
+                session.execute(row.values(announcement_event_id=event_id))
             self._finish(session, broadcast_id, kind, event_id=event_id, sent_at=utcnow())
             report.sent.append((broadcast_id, kind))
 
@@ -227,8 +241,17 @@ class BroadcastClock:
         )
         session.commit()
 
+    @staticmethod
+    def _speaker_names(session: Session, broadcast: Broadcast) -> dict[str, str]:
+        found = session.execute(
+            select(Person.matrix_user_id, Person.display_name).where(
+                Person.matrix_user_id.in_(broadcast.speakers)
+            )
+        ).tuples()
+        return {user_id: name for user_id, name in found if user_id}
+
     async def _send(
-        self, session: Session, broadcast: Broadcast, kind: str, room_id: str
+        self, broadcast: Broadcast, kind: str, room_id: str, names: dict[str, str]
     ) -> str | None:
         settings, client, bid = self._settings, self._client, broadcast.id
 
@@ -238,19 +261,12 @@ class BroadcastClock:
             )
 
         if kind == "announce" or kind.startswith("update:"):
-            names = dict(
-                session.execute(
-                    select(Person.matrix_user_id, Person.display_name).where(
-                        Person.matrix_user_id.in_(broadcast.speakers)
-                    )
-                ).tuples()
-            )
             await post(notices.cover_image(broadcast), "-cover")
             content = notices.announcement(
                 settings,
                 broadcast,
                 room_id,
-                {k: v for k, v in names.items() if k},
+                names,
                 update=kind != "announce",
             )
             return await post(content)

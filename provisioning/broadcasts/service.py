@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from provisioning.audit import record_audit
@@ -253,15 +253,30 @@ def check(
     form: BroadcastForm,
     *,
     viewer: Access,
+    current: Broadcast | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Check a form without storing it, before the cover is uploaded to the homeserver.
+    """Check a form without storing it, before the cover is uploaded to the homeserver
+    (`current`: the broadcast an edit changes).
 
     Raises:
         BroadcastInvalid: a field is wrong; the message names it.
         BroadcastForbidden: the person may not use the chat.
     """
-    _checked(session, school_id, form, viewer, now or utcnow())
+    room = _checked(session, school_id, form, viewer, now or utcnow())[3]
+    if current is not None:
+        _same_room(current, room)
+
+
+def _same_room(broadcast: Broadcast, room: ManagedRoom) -> None:
+    """An edit keeps the chat: the update goes where the announcement went."""
+    if room.alias != broadcast.audience_alias:
+        raise BroadcastInvalid(
+            N_(
+                "audience_room: a broadcast stays in the chat it was announced in; cancel it "
+                "and schedule a new one in the other chat."
+            )
+        )
 
 
 def require_editable(broadcast: Broadcast, viewer: Access, now: datetime | None = None) -> None:
@@ -275,9 +290,8 @@ def require_editable(broadcast: Broadcast, viewer: Access, now: datetime | None 
         raise BroadcastForbidden(
             N_("You may change broadcasts only in the chats of the classes you teach.")
         )
-    if broadcast.state is not BroadcastState.SCHEDULED or as_utc(broadcast.starts_at) <= (
-        now or utcnow()
-    ):
+    started = as_utc(broadcast.starts_at) <= (now or utcnow())
+    if broadcast.state is not BroadcastState.SCHEDULED or started:
         raise BroadcastInvalid(
             N_("The broadcast has started or is over; it can no longer be changed.")
         )
@@ -292,14 +306,18 @@ def edit(
     viewer: Access,
     now: datetime | None = None,
 ) -> None:
-    """Change a broadcast before it starts; the clock posts one update into the chat."""
+    """Change a broadcast before it starts; the clock posts one update into the chat.
+
+    Raises:
+        BroadcastInvalid, BroadcastForbidden: see `check` and `require_editable`.
+    """
     moment = now or utcnow()
     require_editable(broadcast, viewer, moment)
     title, description, speakers, room = _checked(
         session, broadcast.school_id, form, viewer, moment
     )
+    _same_room(broadcast, room)
     broadcast.title, broadcast.description, broadcast.speakers = title, description, speakers
-    broadcast.audience_alias = room.alias
     broadcast.starts_at, broadcast.ends_at = form.starts_at, form.ends_at
     if cover is not None:
         checked, mxc = cover
@@ -347,12 +365,15 @@ def cancel(
 
 
 def of_school(session: Session, viewer: Access, school_id: int) -> list[Broadcast]:
-    """The school's broadcasts this person may see: upcoming and live first, by start."""
-    over = case((Broadcast.state.in_((BroadcastState.SCHEDULED, BroadcastState.LIVE)), 0), else_=1)
+    """The school's broadcasts this person may see: live and upcoming first (soonest
+    first), then the ended and cancelled (latest first); the latest 200."""
     rows = session.scalars(
         select(Broadcast)
         .where(Broadcast.school_id == school_id)
-        .order_by(over, Broadcast.starts_at)
+        .order_by(Broadcast.starts_at.desc())
         .limit(200)
     ).all()
-    return [row for row in rows if may_use_room(viewer, row.audience)]
+    visible = [row for row in rows if may_use_room(viewer, row.audience)]
+    active = (BroadcastState.SCHEDULED, BroadcastState.LIVE)
+    upcoming = sorted((r for r in visible if r.state in active), key=lambda r: as_utc(r.starts_at))
+    return upcoming + [r for r in visible if r.state not in active]

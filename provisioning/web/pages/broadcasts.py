@@ -143,7 +143,7 @@ async def _save(
     try:
         if broadcast is not None:
             service.require_editable(broadcast, viewer)
-        service.check(session, school.id, form, viewer=viewer)
+        service.check(session, school.id, form, viewer=viewer, current=broadcast)
         checked = await read_cover(cover)
         if checked is None and broadcast is None:
             raise service.BroadcastInvalid(service.COVER_MISSING)
