@@ -53,23 +53,36 @@ def test_a_phone_photo_turned_by_exif_counts_as_it_is_shown() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"%PDF-1.7\n", b"GIF89a" + b"\0" * 100, picture(1000, 600)[:200]],
-    ids=["empty", "pdf", "broken-gif", "truncated-jpeg"],
+    [
+        b"",
+        b"%PDF-1.7\n",
+        b"GIF89a" + b"\0" * 100,
+        picture(1000, 600)[:200],
+        picture(1000, 600)[:-300],
+        picture(1000, 600, "PNG")[:-100],
+        picture(1000, 600, "WEBP")[:-100],
+    ],
+    ids=["empty", "pdf", "gif", "jpeg-head", "truncated-jpeg", "truncated-png", "truncated-webp"],
 )
 def test_what_is_not_a_picture_is_refused(data: bytes) -> None:
-    with pytest.raises(CoverRefused, match="JPEG, PNG or WebP"):
+    with pytest.raises(CoverRefused, match="JPEG, PNG or WebP|is empty"):
         check_cover(data)
 
 
 def _declared_png(width: int, height: int) -> bytes:
-    """A PNG's signature and header declaring any size, with no pixels after them."""
+    """A PNG declaring any size, whose pixel data is a few bytes (never decoded here)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + header
     return (
         b"\x89PNG\r\n\x1a\n"
-        + struct.pack(">I", len(header))
-        + chunk
-        + struct.pack(">I", zlib.crc32(chunk))
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
     )
 
 

@@ -45,17 +45,23 @@ class Cover:
     mimetype: str
 
 
-def _read_through(image: Image.Image) -> None:
+def _read_through(data: bytes) -> None:
     """Read the whole file, so a truncated or corrupt one is refused here and not shown
     broken in the chat. A JPEG is decoded at an eighth of its size (`draft`), which is
-    enough to reach its end; a PNG checks its checksums without decoding (`verify`)."""
-    if image.format == "JPEG":
-        image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
-        image.load()
-    elif image.format == "PNG":
-        image.verify()
-    else:
-        image.load()
+    enough to reach its end; a PNG checks its checksums without decoding (`verify`, which
+    wants an image just opened).
+
+    Raises:
+        OSError, SyntaxError, ValueError: the file is truncated or corrupt.
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format == "JPEG":
+            image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
+            image.load()
+        elif image.format == "PNG":
+            image.verify()
+        else:
+            image.load()
 
 
 def check_cover(data: bytes) -> Cover:
@@ -87,10 +93,11 @@ def check_cover(data: bytes) -> Cover:
             raise CoverRefused(_NOT_A_PICTURE)
         if width * height > MAX_PIXELS:
             raise CoverRefused(_TOO_MANY_PIXELS)
-        orientation = image.getexif().get(_EXIF_ORIENTATION)
         try:
-            _read_through(image)
-        except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt
+            # A phone's photo says how it is shown; PNG's `getexif` would decode it all.
+            orientation = image.getexif().get(_EXIF_ORIENTATION) if kind != "PNG" else None
+            _read_through(data)
+        except (OSError, SyntaxError, ValueError, RuntimeError) as exc:  # truncated, corrupt
             raise CoverRefused(_NOT_A_PICTURE) from exc
     if orientation in _TURNED:
         width, height = height, width
