@@ -65,7 +65,7 @@ def test_a_phone_photo_turned_by_exif_counts_as_it_is_shown() -> None:
     ids=["empty", "pdf", "gif", "jpeg-head", "truncated-jpeg", "truncated-png", "truncated-webp"],
 )
 def test_what_is_not_a_picture_is_refused(data: bytes) -> None:
-    with pytest.raises(CoverRefused, match="JPEG, PNG or WebP|is empty"):
+    with pytest.raises(CoverRefused, match=r"JPEG, PNG or WebP|is empty"):
         check_cover(data)
 
 

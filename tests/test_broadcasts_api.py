@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -138,11 +138,13 @@ async def test_a_director_schedules_a_broadcast_the_chat_hears_of_it_and_its_can
 ) -> None:
     school = callers.school
     title = "Открытый урок физики"
-    created = await callers.director.post(
-        callers.url, data=_form(school, title=title), files=_cover()
-    )
+    moscow = timezone(timedelta(hours=3))
+    starts = (datetime.now(UTC) + timedelta(days=2)).astimezone(moscow)
+    form = _form(school, title=title, starts_at=starts.isoformat())
+    created = await callers.director.post(callers.url, data=form, files=_cover())
     assert created.status_code == 201, created.text
     broadcast = created.json()
+    assert datetime.fromisoformat(broadcast["starts_at"]) == starts  # the same moment
     assert broadcast["state"] == "scheduled"
     assert broadcast["cover"]["width"] == 1200 and broadcast["cover"]["height"] == 675
     assert broadcast["cover"]["mxc"].startswith("mxc://")

@@ -247,7 +247,7 @@ class BroadcastClock:
             select(Person.matrix_user_id, Person.display_name).where(
                 Person.matrix_user_id.in_(broadcast.speakers)
             )
-        ).tuples()
+        )
         return {user_id: name for user_id, name in found if user_id}
 
     async def _send(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from sqlalchemy import or_, select
@@ -222,8 +222,8 @@ def create(
         description=description,
         speakers=speakers,
         audience_alias=room.alias,
-        starts_at=form.starts_at,
-        ends_at=form.ends_at,
+        starts_at=form.starts_at.astimezone(UTC),
+        ends_at=form.ends_at.astimezone(UTC),
         cover_mxc=cover_mxc,
         cover_width=cover.width,
         cover_height=cover.height,
@@ -318,7 +318,9 @@ def edit(
     )
     _same_room(broadcast, room)
     broadcast.title, broadcast.description, broadcast.speakers = title, description, speakers
-    broadcast.starts_at, broadcast.ends_at = form.starts_at, form.ends_at
+    # Stored in UTC: SQLite keeps a moment's digits and drops its zone.
+    broadcast.starts_at = form.starts_at.astimezone(UTC)
+    broadcast.ends_at = form.ends_at.astimezone(UTC)
     if cover is not None:
         checked, mxc = cover
         broadcast.cover_mxc, broadcast.cover_mimetype = mxc, checked.mimetype
