@@ -91,8 +91,16 @@ def test_the_form_refuses_small_and_portrait_covers_and_lists_a_good_broadcast(
     expect(row).to_contain_text("отменена")
 
 
-def test_a_teacher_chooses_only_their_classs_chat_on_a_phone(
-    region: LocalDeployment, browser_phone: BrowserContext, school: BroadcastSchool
+def _fits(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"{page.url} is {width} px wide on a 390 px phone"
+
+
+def test_a_teacher_schedules_into_their_classs_chat_on_a_phone(
+    region: LocalDeployment,
+    browser_phone: BrowserContext,
+    school: BroadcastSchool,
+    tmp_path: Path,
 ) -> None:
     base = region.settings.provisioning_url
     page = browser_phone.new_page()
@@ -105,9 +113,27 @@ def test_a_teacher_chooses_only_their_classs_chat_on_a_phone(
     class_prefix = school.other_chat_alias.removesuffix("chat")
     assert school.other_chat_alias in values, values
     assert all(value.startswith(class_prefix) for value in values), values
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, f"the form is {width} px wide on a 390 px phone"
+    _fits(page)
     screenshot(page, "broadcast-form-phone")
+
+    cover = tmp_path / "cover.png"
+    cover.write_bytes(picture(1280, 720, "PNG"))
+    page.fill("input[name=title]", "Родительское собрание 6Б: итоги четверти")
+    page.check(f"input[name=speakers][value='{school.other_teacher}']")
+    page.select_option("select[name=audience_room]", school.other_chat_alias)
+    page.fill("input[name=date]", (date.today() + timedelta(days=3)).isoformat())
+    page.fill("input[name=time_from]", "18:00")
+    page.fill("input[name=time_to]", "19:00")
+    page.set_input_files("input[name=cover]", str(cover))
+    page.click("form.broadcast-form button[type=submit]")
+    expect(page).to_have_url(f"{base}/schools/{school.school_id}#broadcasts")
+    row = page.locator("#broadcasts li.broadcast", has_text="Родительское собрание 6Б")
+    expect(row).to_contain_text("18:00")
+    _fits(page)
+    row.locator("a").click()
+    expect(page.locator("#cancel")).to_be_visible()
+    _fits(page)
+    screenshot(page, "broadcast-page-phone")
 
 
 @pytest.fixture
