@@ -18,7 +18,7 @@ from tests.harness.broadcasts import picture
 
 
 def test_a_landscape_picture_of_830_by_540_or_more_is_a_cover() -> None:
-    for kind, mimetype in (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp")):
+    for kind, mimetype in (("JPEG", "image/jpeg"), ("PNG", "image/png")):
         cover = check_cover(picture(830, 540, kind))
         assert (cover.width, cover.height, cover.mimetype) == (830, 540, mimetype)
 
@@ -60,12 +60,12 @@ def test_a_phone_photo_turned_by_exif_counts_as_it_is_shown() -> None:
         picture(1000, 600)[:200],
         picture(1000, 600)[:-300],
         picture(1000, 600, "PNG")[:-100],
-        picture(1000, 600, "WEBP")[:-100],
+        picture(1000, 600, "WEBP"),
     ],
-    ids=["empty", "pdf", "gif", "jpeg-head", "truncated-jpeg", "truncated-png", "truncated-webp"],
+    ids=["empty", "pdf", "gif", "jpeg-head", "truncated-jpeg", "truncated-png", "webp"],
 )
 def test_what_is_not_a_picture_is_refused(data: bytes) -> None:
-    with pytest.raises(CoverRefused, match=r"JPEG, PNG or WebP|is empty"):
+    with pytest.raises(CoverRefused, match=r"JPEG or PNG|is empty"):
         check_cover(data)
 
 

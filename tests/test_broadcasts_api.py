@@ -178,7 +178,7 @@ async def test_a_director_schedules_a_broadcast_the_chat_hears_of_it_and_its_can
     [
         ("small", "800×500"),
         ("portrait", "not landscape"),
-        ("not_an_image", "not one"),
+        ("not_an_image", "JPEG or PNG"),
         ("outsider_speaker", "is not a person of this school"),
         ("foreign_room", "is not one of this school's chats"),
         ("ends_before_start", "must end after it starts"),
