@@ -14,8 +14,10 @@ from foundation.lifecycle import running
 from foundation.settings import Settings
 from foundation.web import ApiError, bearer_token, install_error_handlers, install_request_log
 from matrix.client import MatrixClient, RetryPolicy
-from provisioning.api import health, internal, school_year, v1
+from provisioning.api import broadcasts, health, internal, school_year, v1
 from provisioning.api.auth import TokenCache, verified_user
+from provisioning.broadcasts.clock import BroadcastClock
+from provisioning.broadcasts.cover import MAX_COVER_BYTES
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
 from provisioning.policy.snapshot import refresh_snapshot
@@ -38,6 +40,12 @@ def body_allowances(settings: Settings) -> list[Allowance]:
         Allowance("POST", rf"{school}/import", ROSTER_MAX_BYTES, FORM_OVERHEAD_BYTES),
         Allowance("POST", r"/library(/[0-9]+)?", upload, FORM_OVERHEAD_BYTES),
         Allowance("POST", r"/library/import", LIBRARY_IMPORT_MAX_BYTES, FORM_OVERHEAD_BYTES),
+        # A broadcast's form with its cover, through the API and the admin UI.
+        Allowance("POST", rf"/api/v1{school}/broadcasts", MAX_COVER_BYTES, FORM_OVERHEAD_BYTES),
+        Allowance(
+            "PATCH", rf"/api/v1{school}/broadcasts/[0-9]+", MAX_COVER_BYTES, FORM_OVERHEAD_BYTES
+        ),
+        Allowance("POST", rf"{school}/broadcasts(/[0-9]+)?", MAX_COVER_BYTES, FORM_OVERHEAD_BYTES),
     ]
 
 
@@ -99,10 +107,19 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.reconciler = ReconcileScheduler(
             run, debounce=settings.reconcile_debounce_s, period=settings.reconcile_interval_s
         )
+        # Broadcasts' notices: bounded waits (a few tries within 30 s), then the next tick.
+        broadcast_client = MatrixClient(
+            settings.homeserver_url,
+            settings.as_token.get_secret_value(),
+            timeout=15.0,
+            retry=RetryPolicy(attempts=3, deadline=30.0),
+        )
+        app.state.broadcasts = BroadcastClock(broadcast_client, sessions, settings)
         try:
-            async with running(app.state.reconciler):
+            async with running(app.state.reconciler, app.state.broadcasts):
                 yield
         finally:
+            await broadcast_client.close()
             await reconciler_client.close()
             await app.state.matrix.close()
             engine.dispose()
@@ -122,6 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_request_log(app)
     app.include_router(health.router)
     app.include_router(v1.router)
+    app.include_router(broadcasts.router)
     app.include_router(school_year.router)
     app.include_router(internal.router)
     install_web(app, settings)

@@ -499,3 +499,72 @@ class RefusedAction(Base):
     first_refused_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_refused_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BroadcastState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
+class Broadcast(Base):
+    """A scheduled broadcast (трансляция) of a school into one of its chats: the audience
+    is that chat's members, the speakers are people of the school (issue 21).
+
+    `version` counts the edits: each edit after the announcement posts one update, keyed
+    by it in `broadcast_notices`. The cover is Matrix media the bot uploaded.
+    """
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(4000), default="")
+    speakers: Mapped[list[str]] = mapped_column(JSON, default=list)  # Matrix user IDs
+    audience_alias: Mapped[str] = mapped_column(
+        ForeignKey("managed_rooms.alias", ondelete="CASCADE")
+    )
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cover_mxc: Mapped[str] = mapped_column(String(500))
+    cover_width: Mapped[int] = mapped_column()
+    cover_height: Mapped[int] = mapped_column()
+    cover_bytes: Mapped[int] = mapped_column()
+    cover_mimetype: Mapped[str] = mapped_column(String(64))
+    state: Mapped[BroadcastState] = mapped_column(
+        Enum(BroadcastState, native_enum=False, length=16, values_callable=_values),
+        default=BroadcastState.SCHEDULED,
+    )
+    version: Mapped[int] = mapped_column(default=1)
+    created_by: Mapped[str] = mapped_column(String(255))  # a Matrix user ID
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    announcement_event_id: Mapped[str | None] = mapped_column(String(255))
+
+    audience: Mapped[ManagedRoom] = relationship()
+
+
+class BroadcastNotice(Base):
+    """One message (or widget change) the bot owes a broadcast's audience, sent once.
+
+    The unique (broadcast, kind) pair is the claim: of two provisioning processes, or a
+    tick and its retry, only the one that inserts the row sends; the Matrix transaction
+    ID is derived from the same pair, so a send retried after a lost answer is one event.
+    Kinds: `announce`, `update:<version>`, `remind_day`, `remind_15m`, `start`, `end`,
+    `cancel`. A homeserver refusal is recorded here (`errcode`) and never tried again.
+    """
+
+    __tablename__ = "broadcast_notices"
+    __table_args__ = (UniqueConstraint("broadcast_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    errcode: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(String(500))

@@ -51,6 +51,9 @@ ACTION_LABELS: Final[dict[str, str]] = {
     "library.edit": N_("Library item changed"),
     "library.withdraw": N_("Withdrawn from the library"),
     "library.restore": N_("Published again in the library"),
+    "broadcast.scheduled": N_("Broadcast scheduled"),
+    "broadcast.edited": N_("Broadcast changed"),
+    "broadcast.cancelled": N_("Broadcast cancelled"),
 }
 
 ACTOR_LABELS: Final[dict[str, str]] = {

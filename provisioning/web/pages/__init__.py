@@ -8,6 +8,7 @@ from provisioning.web.deps import verify_csrf
 from provisioning.web.pages import (
     audit,
     auth,
+    broadcasts,
     gallery,
     home,
     invites,
@@ -22,7 +23,8 @@ from provisioning.web.pages import (
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 for module in (
-    auth, home, schools, audit, rooms, people, invites, requests, roster, library, gallery,
+    auth, home, schools, broadcasts, audit, rooms, people, invites, requests, roster, library,
+    gallery,
 ):  # fmt: skip
     router.include_router(module.router)
 router.include_router(school_year.router)  # last: its routes never shadow another module's

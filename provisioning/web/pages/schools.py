@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
+from provisioning.broadcasts import service as broadcasts
 from provisioning.db.models import InviteLink, Region, School, SchoolClass
 from provisioning.i18n import N_
 from provisioning.services import directory, requests
@@ -135,6 +136,7 @@ def school_page(
         request, "school.html", overview=overview, school=school, manage=manage,
         class_error=None, class_label="", links=links, children={}, school_class=None,
         applications=applications, class_labels=class_labels, refusals=refusals,
+        broadcasts=broadcasts.of_school(session, viewer, school.id),
     )  # fmt: skip
 
 
