@@ -20,6 +20,7 @@ from provisioning.broadcasts.clock import BroadcastClock
 from provisioning.broadcasts.cover import MAX_COVER_BYTES
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
+from provisioning.meetings.clock import MeetingClock
 from provisioning.policy.snapshot import refresh_snapshot
 from provisioning.reconciler.run import RunReport, reconcile_region
 from provisioning.reconciler.scheduler import ReconcileScheduler
@@ -114,7 +115,10 @@ def create_app(settings: Settings) -> FastAPI:
             timeout=15.0,
             retry=RetryPolicy(attempts=3, deadline=30.0),
         )
-        app.state.broadcasts = BroadcastClock(broadcast_client, sessions, settings)
+        app.state.meetings = MeetingClock(broadcast_client, sessions, settings)
+        app.state.broadcasts = BroadcastClock(
+            broadcast_client, sessions, settings, parts=(app.state.meetings,)
+        )
         try:
             async with running(app.state.reconciler, app.state.broadcasts):
                 yield
