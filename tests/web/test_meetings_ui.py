@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select, update
 
 from matrix.client import MatrixClient
@@ -215,3 +215,25 @@ def test_a_subject_teacher_or_another_classs_teacher_is_refused(
     assert status == 403
     page.goto(_class_url(region, school))
     expect(page.locator("#meetings")).to_have_count(0)
+
+
+def test_the_pages_fit_a_phone(
+    region: LocalDeployment, browser: Browser, school: MeetingSchool
+) -> None:
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844}, locale="ru-RU", is_mobile=True, has_touch=True
+    )
+    phone.set_default_timeout(20_000)
+    try:
+        page = _signed_in(region, phone, school.class_teacher)
+        for url in (
+            _class_url(region, school),
+            f"{_class_url(region, school)}/meetings/new",
+            f"{_class_url(region, school)}/meetings/{_latest_meeting(region, school)}",
+        ):
+            page.goto(url)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{url} is {width} px wide on a 390 px phone"
+        screenshot(page, "meeting-phone")
+    finally:
+        phone.close()
