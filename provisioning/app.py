@@ -14,7 +14,7 @@ from foundation.lifecycle import running
 from foundation.settings import Settings
 from foundation.web import ApiError, bearer_token, install_error_handlers, install_request_log
 from matrix.client import MatrixClient, RetryPolicy
-from provisioning.api import broadcasts, health, internal, school_year, v1
+from provisioning.api import broadcasts, health, internal, meetings, school_year, v1
 from provisioning.api.auth import TokenCache, verified_user
 from provisioning.broadcasts.clock import BroadcastClock
 from provisioning.broadcasts.cover import MAX_COVER_BYTES
@@ -144,6 +144,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(v1.router)
     app.include_router(broadcasts.router)
+    app.include_router(meetings.router)
     app.include_router(school_year.router)
     app.include_router(internal.router)
     install_web(app, settings)
