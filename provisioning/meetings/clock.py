@@ -112,13 +112,22 @@ class MeetingClock:
             if meeting is None or school_class is None:
                 return
             room_id, label = meeting.room.room_id, school_class.label
+            # Minutes are a correction only when earlier minutes reached the chat.
+            posted = session.scalar(
+                select(MeetingNotice.id).where(
+                    MeetingNotice.meeting_id == meeting_id,
+                    MeetingNotice.kind.startswith("minutes:"),
+                    MeetingNotice.kind != kind,
+                    MeetingNotice.sent_at.is_not(None),
+                )
+            )
             session.commit()  # no transaction stays open while the homeserver is asked
             try:
                 if room_id is None:
                     raise HomeserverUnavailable(
                         0, HomeserverUnavailable.errcode, "the parents chat is not made yet"
                     )
-                content = self._content(meeting, kind, label, room_id)
+                content = self._content(meeting, kind, label, room_id, posted is not None)
                 event_id = await rooms.send_message(
                     self._client, room_id, content, transaction_id=_txn(meeting_id, kind)
                 )
@@ -141,7 +150,7 @@ class MeetingClock:
             report.sent.append((meeting_id, kind))
 
     def _content(
-        self, meeting: ParentMeeting, kind: str, label: str, room_id: str
+        self, meeting: ParentMeeting, kind: str, label: str, room_id: str, corrects: bool
     ) -> dict[str, Any]:
         settings = self._settings
         if kind == "announce" or kind.startswith("update:"):
@@ -153,8 +162,7 @@ class MeetingClock:
         if kind == "cancel":
             return notices.cancelled(settings, meeting, label)
         if kind.startswith("minutes:"):
-            correction = kind != "minutes:1"
-            return notices.minutes(settings, meeting, label, correction=correction)
+            return notices.minutes(settings, meeting, label, correction=corrects)
         raise ValueError(f"unknown meeting notice {kind!r}")
 
     @staticmethod

@@ -174,8 +174,11 @@ def test_a_reminder_the_start_and_the_minutes_reach_the_parents(
             .values(starts_at=datetime.now(UTC) - timedelta(minutes=5))
         )
         session.commit()
-    assert [k for mid, k in _tick(region, datetime.now(UTC)) if mid == meeting_id] == ["start"]
+    # The service's own clock may be first to see the start: either way, one message.
+    sent = [k for mid, k in _tick(region, datetime.now(UTC)) if mid == meeting_id]
+    assert sent in (["start"], [])
     started = parent.wait_for("5А класса начинается")
+    assert parent.count("5А класса начинается") == 1
     assert "/call/?room_id=" in started
 
     page.reload()
