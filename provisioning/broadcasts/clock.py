@@ -140,11 +140,13 @@ class BroadcastClock:
         """Send everything due at `now` (default: the real time); one tick at a time."""
         moment = now or utcnow()
         report = TickReport()
-        async with self._lock:
-            for broadcast_id, kind in self._due(moment):
-                await self._deliver(broadcast_id, kind, report)
-        for part in self._parts:  # each part reports to its own caller's tests
-            await part.tick(moment)
+        try:
+            async with self._lock:
+                for broadcast_id, kind in self._due(moment):
+                    await self._deliver(broadcast_id, kind, report)
+        finally:  # a failing broadcast does not hold the other schedules back
+            for part in self._parts:  # each part reports to its own caller's tests
+                await part.tick(moment)
         return report
 
     def _due(self, now: datetime) -> list[tuple[int, str]]:
