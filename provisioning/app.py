@@ -14,12 +14,13 @@ from foundation.lifecycle import running
 from foundation.settings import Settings
 from foundation.web import ApiError, bearer_token, install_error_handlers, install_request_log
 from matrix.client import MatrixClient, RetryPolicy
-from provisioning.api import broadcasts, health, internal, school_year, v1
+from provisioning.api import broadcasts, health, internal, meetings, school_year, v1
 from provisioning.api.auth import TokenCache, verified_user
 from provisioning.broadcasts.clock import BroadcastClock
 from provisioning.broadcasts.cover import MAX_COVER_BYTES
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
+from provisioning.meetings.clock import MeetingClock
 from provisioning.policy.snapshot import refresh_snapshot
 from provisioning.reconciler.run import RunReport, reconcile_region
 from provisioning.reconciler.scheduler import ReconcileScheduler
@@ -114,7 +115,10 @@ def create_app(settings: Settings) -> FastAPI:
             timeout=15.0,
             retry=RetryPolicy(attempts=3, deadline=30.0),
         )
-        app.state.broadcasts = BroadcastClock(broadcast_client, sessions, settings)
+        app.state.meetings = MeetingClock(broadcast_client, sessions, settings)
+        app.state.broadcasts = BroadcastClock(
+            broadcast_client, sessions, settings, parts=(app.state.meetings,)
+        )
         try:
             async with running(app.state.reconciler, app.state.broadcasts):
                 yield
@@ -140,6 +144,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(v1.router)
     app.include_router(broadcasts.router)
+    app.include_router(meetings.router)
     app.include_router(school_year.router)
     app.include_router(internal.router)
     install_web(app, settings)

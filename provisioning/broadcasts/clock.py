@@ -19,7 +19,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -50,6 +50,12 @@ class TickReport:
     sent: list[tuple[int, str]] = field(default_factory=list)
     refused: list[tuple[int, str, str]] = field(default_factory=list)  # id, kind, errcode
     unavailable: list[tuple[int, str]] = field(default_factory=list)
+
+
+class ClockPart(Protocol):
+    """Another schedule on this clock (parent meetings): ticked after the broadcasts."""
+
+    async def tick(self, now: datetime | None = None) -> TickReport: ...
 
 
 def due(broadcast: Broadcast, done: set[str], now: datetime) -> list[str]:
@@ -94,11 +100,13 @@ class BroadcastClock:
         settings: Settings,
         *,
         period: float = 30.0,
+        parts: tuple[ClockPart, ...] = (),
     ) -> None:
         self._client = client
         self._sessions = sessions
         self._settings = settings
         self._period = period
+        self._parts = parts  # one loop, one `request()`, for every schedule
         self._wanted = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -132,9 +140,13 @@ class BroadcastClock:
         """Send everything due at `now` (default: the real time); one tick at a time."""
         moment = now or utcnow()
         report = TickReport()
-        async with self._lock:
-            for broadcast_id, kind in self._due(moment):
-                await self._deliver(broadcast_id, kind, report)
+        try:
+            async with self._lock:
+                for broadcast_id, kind in self._due(moment):
+                    await self._deliver(broadcast_id, kind, report)
+        finally:  # a failing broadcast does not hold the other schedules back
+            for part in self._parts:  # each part reports to its own caller's tests
+                await part.tick(moment)
         return report
 
     def _due(self, now: datetime) -> list[tuple[int, str]]:

@@ -568,3 +568,67 @@ class BroadcastNotice(Base):
     event_id: Mapped[str | None] = mapped_column(String(255))
     errcode: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(String(500))
+
+
+class MeetingState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
+
+
+class ParentMeeting(Base):
+    """A parent meeting a class teacher schedules in the class's parents chat (issue 21).
+
+    Remote (everyone joins the chat's call) or hybrid (the classroom's computer joins the
+    same call as one participant). Whether it is upcoming, under way or over follows from
+    the clock; only a cancellation is stored. `version` counts edits (each posts one update)
+    and `minutes_version` the saves of the minutes (the first posts them, later a correction),
+    keyed by them in `meeting_notices`.
+    """
+
+    __tablename__ = "parent_meetings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    class_id: Mapped[int] = mapped_column(
+        ForeignKey("school_classes.id", ondelete="CASCADE"), index=True
+    )
+    room_alias: Mapped[str] = mapped_column(ForeignKey("managed_rooms.alias", ondelete="CASCADE"))
+    agenda: Mapped[str] = mapped_column(String(2000))
+    hybrid: Mapped[bool] = mapped_column(default=False)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[MeetingState] = mapped_column(
+        Enum(MeetingState, native_enum=False, length=16, values_callable=_values),
+        default=MeetingState.SCHEDULED,
+    )
+    version: Mapped[int] = mapped_column(default=1)
+    created_by: Mapped[str] = mapped_column(String(255))  # a Matrix user ID
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    minutes: Mapped[str | None] = mapped_column(Text)
+    minutes_version: Mapped[int] = mapped_column(default=0)
+    minutes_by: Mapped[str | None] = mapped_column(String(255))
+    minutes_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    room: Mapped[ManagedRoom] = relationship()
+
+
+class MeetingNotice(Base):
+    """One message the bot owes a parent meeting's chat, sent once (as `BroadcastNotice`).
+
+    Kinds: `announce`, `update:<version>`, `remind_day`, `remind_15m`, `start`, `cancel`,
+    `minutes:<minutes_version>`.
+    """
+
+    __tablename__ = "meeting_notices"
+    __table_args__ = (UniqueConstraint("meeting_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("parent_meetings.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    errcode: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(String(500))

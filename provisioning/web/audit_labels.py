@@ -54,6 +54,10 @@ ACTION_LABELS: Final[dict[str, str]] = {
     "broadcast.scheduled": N_("Broadcast scheduled"),
     "broadcast.edited": N_("Broadcast changed"),
     "broadcast.cancelled": N_("Broadcast cancelled"),
+    "meeting.scheduled": N_("Parent meeting scheduled"),
+    "meeting.edited": N_("Parent meeting changed"),
+    "meeting.cancelled": N_("Parent meeting cancelled"),
+    "meeting.minutes": N_("Parent meeting minutes saved"),
 }
 
 ACTOR_LABELS: Final[dict[str, str]] = {

@@ -13,6 +13,7 @@ from provisioning.web.pages import (
     home,
     invites,
     library,
+    meetings,
     people,
     requests,
     rooms,
@@ -23,8 +24,8 @@ from provisioning.web.pages import (
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 for module in (
-    auth, home, schools, broadcasts, audit, rooms, people, invites, requests, roster, library,
-    gallery,
+    auth, home, schools, broadcasts, meetings, audit, rooms, people, invites, requests,
+    roster, library, gallery,
 ):  # fmt: skip
     router.include_router(module.router)
 router.include_router(school_year.router)  # last: its routes never shadow another module's

@@ -14,6 +14,7 @@ from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soo
 from provisioning.broadcasts import service as broadcasts
 from provisioning.db.models import InviteLink, Region, School, SchoolClass
 from provisioning.i18n import N_
+from provisioning.meetings import service as meetings
 from provisioning.services import directory, requests
 from provisioning.services import schools as svc
 from provisioning.services.access import Access
@@ -193,11 +194,15 @@ def class_page(
         join_request.id: requests.who_knocked(session, school_class, join_request.user_id)
         for join_request in join_requests
     }
+    may_hold = meetings.may_hold(viewer, school_class)
+    held = meetings.of_class(session, school_class.id) if may_hold else []
     return render(
         request, "class.html", school=school, members=members, manage=manage, links=links,
         children=children, school_class=school_class, join_requests=join_requests,
         knockers=knockers,
         class_links=calls,
+        may_hold_meetings=may_hold,
+        meetings=[(meeting, meetings.phase(meeting)) for meeting in held],
     )  # fmt: skip
 
 
