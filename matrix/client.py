@@ -76,6 +76,11 @@ class MatrixClient:
     async def close(self) -> None:
         await self._http.aclose()
 
+    def with_token(self, access_token: str) -> TokenClient:
+        """A client calling as someone else (a token from `accounts.login_as`), over this
+        client's connections."""
+        return TokenClient(self._http, access_token)
+
     async def __aenter__(self) -> MatrixClient:
         return self
 

@@ -51,6 +51,8 @@ ACTION_LABELS: Final[dict[str, str]] = {
     "library.edit": N_("Library item changed"),
     "library.withdraw": N_("Withdrawn from the library"),
     "library.restore": N_("Published again in the library"),
+    "poll.created": N_("Poll started"),
+    "poll.ended": N_("Poll ended"),
 }
 
 ACTOR_LABELS: Final[dict[str, str]] = {

@@ -12,6 +12,7 @@ from provisioning.web.pages import (
     invites,
     library,
     people,
+    polls,
     requests,
     rooms,
     roster,
@@ -20,6 +21,18 @@ from provisioning.web.pages import (
 )
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
-for module in (auth, home, schools, audit, rooms, people, invites, requests, roster, library):
+for module in (
+    auth,
+    home,
+    schools,
+    audit,
+    rooms,
+    people,
+    invites,
+    requests,
+    roster,
+    library,
+    polls,
+):
     router.include_router(module.router)
 router.include_router(school_year.router)  # last: its routes never shadow another module's
