@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from matrix.client import MatrixClient, path
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+
+from matrix.client import MatrixClient, TokenClient, path
+from matrix.errors import MatrixError
 
 
 async def ensure_local_user(
@@ -56,3 +63,22 @@ async def login_as(client: MatrixClient, user_id: str, *, valid_until_ms: int) -
         body={"valid_until_ms": valid_until_ms},
     )
     return str(answer["access_token"])
+
+
+@contextlib.asynccontextmanager
+async def acting_as(
+    client: MatrixClient, user_id: str, *, lifetime_s: float = 300.0
+) -> AsyncIterator[TokenClient]:
+    """A client with a local person's own short-lived token, logged out afterwards.
+
+    For one action a person takes through Parta's UI that must be theirs in Matrix (a
+    poll they start): the appservice's identity assertion (`?user_id=`) only covers its
+    own namespace, and this leaves no token behind once the action is done.
+    """
+    token = await login_as(client, user_id, valid_until_ms=int((time.time() + lifetime_s) * 1000))
+    person = client.with_token(token)
+    try:
+        yield person
+    finally:
+        with contextlib.suppress(MatrixError, httpx.HTTPError):  # it expires by itself anyway
+            await person.request("POST", path("logout"), body={})

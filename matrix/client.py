@@ -106,6 +106,11 @@ class MatrixClient:
             raise error_from_response(response.status_code, json_answer(response))
         return response
 
+    def with_token(self, access_token: str) -> TokenClient:
+        """A client calling as someone else (a token from `accounts.login_as`), over this
+        client's connections."""
+        return TokenClient(self._http, access_token)
+
     async def __aenter__(self) -> MatrixClient:
         return self
 

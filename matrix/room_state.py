@@ -202,6 +202,15 @@ class RoomState:
         return self._levels.kick
 
     @property
+    def redact_level(self) -> int:
+        return self._levels.redact
+
+    def may_redact_others(self, user_id: str) -> bool:
+        """At least the room's `redact` level: who may remove others' events, and so (by
+        MSC3381) end a poll someone else started."""
+        return self.level_of(user_id) >= self.redact_level
+
+    @property
     def users_default(self) -> int:
         return self._levels.users_default
 

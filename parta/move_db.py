@@ -46,7 +46,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 import provisioning.appservice.store
-import provisioning.db.models  # noqa: F401 - registers the tables copied below
+import provisioning.db.models
+import provisioning.db.polls  # noqa: F401 - registers the tables copied below
 from foundation.files import write_atomically
 from foundation.settings import CONFIG_FILE_NAME, Settings
 from parta.deployment import SYNAPSE_MODULES_DIR, LocalDeployment, UpReport

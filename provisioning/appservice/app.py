@@ -38,7 +38,7 @@ from foundation.web import (
 from matrix.appservice import select_state_events
 from matrix.bot import ensure_bot_is_server_admin
 from matrix.client import MatrixClient
-from provisioning.appservice import commands
+from provisioning.appservice import commands, polls
 from provisioning.appservice.inbox import Recorded, fingerprint_of, record_transaction
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import upgrade_to_head
@@ -197,12 +197,17 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> dict[str, Any]:
         events = body.events
         state_events = select_state_events(events)
+        poll_events = polls.translate(events)
+        # An end counts only from a room's moderators (or the poll's creator): their
+        # power is read now, since storing runs in a thread without the network.
+        ends_by_redactors = await polls.judge_ends(request.app.state.matrix, poll_events)
 
         def store() -> Recorded:
             with factory() as session:
                 return record_transaction(
                     session, txn_id, state_events, bot_user_id=settings.bot_user_id,
-                    fingerprint=fingerprint_of(events),
+                    fingerprint=fingerprint_of(events), poll_events=poll_events,
+                    ends_by_redactors=ends_by_redactors,
                 )  # fmt: skip
 
         recorded = await run_in_threadpool(store)
@@ -216,7 +221,12 @@ def create_app(settings: Settings) -> FastAPI:
             request.app.state.bridge.transactions_processed += 1
             log.info(
                 "transaction processed",
-                extra={"txn_id": txn_id, "events": len(events), "kept": len(state_events)},
+                extra={
+                    "txn_id": txn_id,
+                    "events": len(events),
+                    "kept": len(state_events),
+                    "poll_events": len(poll_events),
+                },
             )
         else:
             log.info("transaction already processed", extra={"txn_id": txn_id})

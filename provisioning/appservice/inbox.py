@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from matrix.appservice import StateEvent
-from provisioning.appservice import knocks
+from matrix.polls import PollEvent
+from provisioning.appservice import knocks, polls
 from provisioning.appservice.store import AppserviceTransaction, InboxEvent
 from provisioning.db.models import ManagedRoom
 
@@ -39,6 +40,8 @@ def record_transaction(
     *,
     bot_user_id: str,
     fingerprint: str,
+    poll_events: list[PollEvent] | None = None,
+    ends_by_redactors: Mapping[polls.SenderInRoom, bool] | None = None,
 ) -> Recorded:
     """Store a transaction and its state events once; not `processed` if it was already.
 
@@ -50,7 +53,9 @@ def record_transaction(
     The transaction row and its events commit together, so a crash between them cannot
     leave a transaction marked processed with its events lost, or the other way round.
     A managed room whose state someone other than the bot changed is marked dirty, so the
-    reconciler's next run reads it from Synapse and repairs it.
+    reconciler's next run reads it from Synapse and repairs it. Poll events
+    (`appservice.polls`) are kept in the same database transaction, with whether each
+    end's sender may redact in its room (`ends_by_redactors`, read before).
     """
     seen = session.get(AppserviceTransaction, txn_id)
     # A row from before fingerprints (None) is taken as the same transaction, as before.
@@ -102,6 +107,7 @@ def record_transaction(
             update(ManagedRoom).where(ManagedRoom.room_id.in_(changed_by_others)).values(dirty=True)
         )
     placed = knocks.record(session, knocks.translate(events, bot_user_id=bot_user_id))
+    polls.record(session, poll_events or [], ends_by_redactors or {})
     try:
         session.commit()
     except IntegrityError:

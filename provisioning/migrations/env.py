@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import Engine, create_engine
 
 import provisioning.appservice.store  # registers the appservice's tables
-import provisioning.db.models  # noqa: F401 - registers provisioning's tables
+import provisioning.db.models
+import provisioning.db.polls  # noqa: F401 - registers the polls' tables
 from provisioning.db.base import Base
 
 config = context.config

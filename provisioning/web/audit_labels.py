@@ -58,6 +58,8 @@ ACTION_LABELS: Final[dict[str, str]] = {
     "meeting.edited": N_("Parent meeting changed"),
     "meeting.cancelled": N_("Parent meeting cancelled"),
     "meeting.minutes": N_("Parent meeting minutes saved"),
+    "poll.created": N_("Poll started"),
+    "poll.ended": N_("Poll ended"),
 }
 
 ACTOR_LABELS: Final[dict[str, str]] = {

@@ -172,6 +172,17 @@ def test_is_moderator_at_the_kick_level(
     assert state.is_moderator(user) is moderates
 
 
+def test_may_redact_others_at_the_redact_level() -> None:
+    """MSC3381: who may end someone else's poll; the room's `redact`, not its `kick`."""
+    state = room("12", {"users": {OTHER: 50, EXTRA: 30}, "redact": 30, "kick": 60})
+    assert state.redact_level == 30
+    assert state.may_redact_others(EXTRA) and state.may_redact_others(OTHER)
+    assert not state.is_moderator(EXTRA)  # below kick, yet may redact
+    assert not state.may_redact_others(BOT)  # users_default 0
+    assert state.may_redact_others(CREATOR)  # room version 12: unlimited
+    assert not room("12", {"users": {OTHER: 49}}).may_redact_others(OTHER)  # default 50
+
+
 def test_defaults_of_a_power_levels_event() -> None:
     assert PowerLevelsContent.parse({}) == PowerLevelsContent(
         users={},

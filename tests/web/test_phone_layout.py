@@ -20,6 +20,7 @@ from sqlalchemy import select
 from parta.deployment import LocalDeployment
 from provisioning.app import create_app
 from provisioning.db.models import EnrolmentRole, Region, Role, RosterImport
+from provisioning.db.polls import Poll, PollResponse
 from provisioning.services import invites
 from provisioning.services import library as library_svc
 from provisioning.services import schools as svc
@@ -120,15 +121,31 @@ def school(region: LocalDeployment) -> SchoolOnAPhone:
             person_ids=[pupil.id],
         )  # fmt: skip
         session.add(record)
+        poll = Poll(
+            event_id=f"$phone-poll-{tag}", room_id=f"!phone-{tag}:{region.settings.server_name}",
+            school_id=school_row.id, class_id=school_class.id,
+            creator=setup.people["teacher"].user_id,
+            question="Когда удобнее провести родительское собрание седьмого класса в четверти?",
+            kind="org.matrix.msc3381.poll.disclosed", max_selections=1, origin_server_ts=1,
+            answers=[{"id": "a1", "text": "Во вторник после уроков, в актовом зале школы"},
+                     {"id": "a2", "text": "В четверг вечером, по видеосвязи"}],
+        )  # fmt: skip
+        session.add(poll)
+        session.add(PollResponse(
+            event_id=f"$phone-vote-{tag}", poll_event_id=poll.event_id, room_id=poll.room_id,
+            sender=setup.people["parent"].user_id, origin_server_ts=2, selections=["a2"],
+        ))  # fmt: skip
         session.commit()
         setup.values = {
             "school_id": str(school_row.id), "class_id": str(school_class.id),
             "invite_id": str(invite.id), "token": invite.token, "import_id": str(record.id),
             "item_id": str(item.id), "locale": "ru", "kind": "svg",
-            "person_id": str(setup.people["pupil"].person_id),
+            "person_id": str(setup.people["pupil"].person_id), "poll_id": str(poll.id),
             # A broadcast's page needs a chat on Matrix, which this school never gets: the
             # page is walked as its refusal; tests/web/test_broadcasts_ui.py measures it.
             "broadcast_id": "1",
+            # Likewise a parent meeting (tests/web/test_meetings_ui.py measures its pages).
+            "meeting_id": "1",
         }  # fmt: skip
     for person in setup.people.values():
         run_async(set_password(region, person.user_id, person.name))

@@ -15,6 +15,7 @@ from provisioning.web.pages import (
     library,
     meetings,
     people,
+    polls,
     requests,
     rooms,
     roster,
@@ -25,7 +26,7 @@ from provisioning.web.pages import (
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 for module in (
     auth, home, schools, broadcasts, meetings, audit, rooms, people, invites, requests,
-    roster, library, gallery,
+    roster, library, gallery, polls,
 ):  # fmt: skip
     router.include_router(module.router)
 router.include_router(school_year.router)  # last: its routes never shadow another module's
