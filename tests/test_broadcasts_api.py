@@ -36,6 +36,8 @@ from tests.harness.broadcasts import (
 )
 from tests.harness.region import region_session
 from tests.harness.waiting import eventually
+from widgets.call.moderation import CallMode
+from widgets.call.starting_mode import CallStart, ProvisioningCallModes
 
 
 @dataclass
@@ -333,3 +335,30 @@ async def test_reminders_come_once_the_widget_opens_at_the_start_and_goes_at_the
         ] == "ended"
     finally:
         engine.dispose()
+
+
+async def test_a_call_in_the_audience_chat_knows_the_broadcast_s_stage_while_it_is_open(
+    region: LocalDeployment, callers: Callers
+) -> None:
+    """What the widget service asks when a call opens (`/internal/calls/room`): from a
+    quarter of an hour before the start, the broadcast and its speakers; not once it is
+    cancelled."""
+    school = callers.school
+    modes = ProvisioningCallModes.from_settings(region.settings)
+    try:
+        soon = datetime.now(UTC) + timedelta(minutes=10)
+        form = _form(school, title="Сцена открыта", starts_at=soon.isoformat(),
+                     ends_at=(soon + timedelta(hours=1)).isoformat())  # fmt: skip
+        created = await callers.director.post(callers.url, data=form, files=_cover())
+        assert created.status_code == 201, created.text
+        broadcast = created.json()
+        start = await modes.starting(school.chat_room_id)
+        assert start == CallStart(
+            CallMode.LESSON, broadcast["id"], frozenset({school.director, school.teacher})
+        )
+        cancelled = await callers.director.post(f"{callers.url}/{broadcast['id']}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        after = await modes.starting(school.chat_room_id)
+        assert after.broadcast_id != broadcast["id"] and after.mode is CallMode.LESSON
+    finally:
+        await modes.close()

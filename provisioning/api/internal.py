@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
 from foundation.web import ApiError, bearer_token
 from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
+from provisioning.db.base import utcnow
 from provisioning.db.models import LibraryItem, Person
 from provisioning.services import calls, library
 from provisioning.services.access import load_access
@@ -83,15 +84,18 @@ MatrixRoomId = Annotated[str, Query(min_length=2, max_length=255, pattern=r"^![^
 @router.get("/calls/room")
 def call_room(
     request: Request, settings: SettingsDep, session: SessionDep, room_id: MatrixRoomId
-) -> dict[str, str | None]:
+) -> dict[str, Any]:
     """How the call of a room starts, which the widget service asks when a call opens:
     `mode` "open" in a class's parents chat (a parent meeting), "lesson" elsewhere; `kind`
-    is the managed room's kind, or None for a room Parta does not manage."""
+    is the managed room's kind, or None for a room Parta does not manage. While a
+    broadcast's stage is open in the room, `broadcast` names it and its speakers."""
     _check_service(request, settings)
     room = calls.managed_room_by_id(session, room_id)
     kind = room.kind if room is not None else None
+    live = calls.live_broadcast(session, room_id, utcnow())
     return {
         "room_id": room_id,
         "kind": kind.value if kind is not None else None,
         "mode": calls.starting_call_mode(kind),
+        "broadcast": None if live is None else {"id": live.id, "speakers": list(live.speakers)},
     }

@@ -8,13 +8,15 @@ from the room's kind, and the widget service asks it (`/internal/calls/room`).
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provisioning.audit import record_audit
-from provisioning.db.models import ManagedRoom, RoomKind, School
+from provisioning.db.base import as_utc
+from provisioning.db.models import Broadcast, BroadcastState, ManagedRoom, RoomKind, School
 from provisioning.i18n import N_
 from provisioning.reconciler.desired import has_call_by_default
 from provisioning.services.schools import DomainError
@@ -30,6 +32,28 @@ CallMode = Literal["lesson", "open"]  # as the call widget names them (widgets.c
 def managed_room_by_id(session: Session, room_id: str) -> ManagedRoom | None:
     """The managed room with this Matrix room ID; None for a room Parta does not manage."""
     return session.scalar(select(ManagedRoom).where(ManagedRoom.room_id == room_id))
+
+
+# Speakers may take the stage this long before a broadcast starts, to check their camera.
+STAGE_OPENS_BEFORE = timedelta(minutes=15)
+
+
+def live_broadcast(session: Session, room_id: str, now: datetime) -> Broadcast | None:
+    """The broadcast whose audience is this room and whose stage is open now: from a
+    quarter of an hour before its start to its end, unless cancelled."""
+    pending = session.scalars(
+        select(Broadcast)
+        .join(ManagedRoom, ManagedRoom.alias == Broadcast.audience_alias)
+        .where(
+            ManagedRoom.room_id == room_id,
+            Broadcast.state.in_((BroadcastState.SCHEDULED, BroadcastState.LIVE)),
+        )
+        .order_by(Broadcast.starts_at)
+    )
+    for broadcast in pending:  # SQLite keeps no zone: compare as UTC here
+        if as_utc(broadcast.starts_at) - STAGE_OPENS_BEFORE <= now < as_utc(broadcast.ends_at):
+            return broadcast
+    return None
 
 
 def starting_call_mode(kind: RoomKind | None) -> CallMode:

@@ -83,6 +83,21 @@ def test_an_open_meeting_and_its_mutes_are_saved_and_an_older_file_is_a_lesson()
         load_state({**saved, "mode": "broadcast"}, last_n=6)
 
 
+def test_a_broadcast_s_stage_moves_with_the_call_and_an_older_file_has_none() -> None:
+    before = lesson()
+    before.start_broadcast(12, [KOLYA])
+    saved = json.loads(json.dumps(dump_state(before, saved_at=130.0)))
+    call = load_state(saved, last_n=6)
+    assert (call.broadcast_id, call.stage) == (12, frozenset({KOLYA}))
+    for user in (TEACHER, KOLYA, MASHA):
+        call.join(user, user[1:3], moderator=user == TEACHER, now=200.0)
+    assert call.may_forward(KOLYA, Source.AUDIO) and not call.may_forward(MASHA, Source.AUDIO)
+    call.end_broadcast()
+    assert not call.may_forward(KOLYA, Source.AUDIO)  # off the stage: the floor rules again
+    del saved["broadcast_id"], saved["stage"]
+    assert load_state(saved, last_n=6).broadcast_id is None
+
+
 def test_a_file_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
     target = tmp_path / "calls" / "a.json"
     write_atomically(target, "old")

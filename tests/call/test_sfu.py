@@ -22,7 +22,7 @@ from aiortc import (
 
 from tests.call.conftest import until
 from tests.call.pictures import Pattern
-from widgets.call.moderation import CallMode, CallState, Source
+from widgets.call.moderation import CallError, CallMode, CallState, Source
 from widgets.call.sfu import CallRoom, new_peer_connection
 
 TEACHER, IVAN, MASHA = "@olga:hs", "@ivan:hs", "@masha:hs"
@@ -242,3 +242,39 @@ async def test_an_open_meeting_forwards_everyone_and_a_mute_stops_a_voice(
 
 async def _more(client: Client, mid: str, than: int) -> bool:
     return await client.packets_on(mid) > than
+
+
+async def test_a_broadcast_s_audience_only_receives_until_brought_on_stage(
+    lesson: tuple[CallRoom, dict[str, Client]],
+) -> None:
+    """Ivan is a speaker of the room's broadcast; Masha is the audience. Both clients
+    publish from the start; only the stage's reaches anyone, whatever the room allows."""
+    room, clients = lesson
+    masha, teacher = clients[MASHA], clients[TEACHER]
+    room.state.start_broadcast(7, [IVAN])
+    room.state.open_floor = True  # a room nobody moderates would open the floor: not here
+    room.reassign()
+    voice = slot_of(room, MASHA, (IVAN, Source.AUDIO))
+    assert voice is not None and slot_of(room, MASHA, (IVAN, Source.CAMERA)) is not None
+    await until(lambda: masha.packets_on(voice), "the speaker's voice at a viewer's")
+    assert slot_of(room, TEACHER, (MASHA, Source.AUDIO)) is None
+    assert slot_of(room, IVAN, (MASHA, Source.CAMERA)) is None
+    assert not room.state.may_forward(MASHA, Source.AUDIO)
+    with pytest.raises(CallError, match="broadcast_audience_listens"):
+        room.state.set_mode(TEACHER, CallMode.OPEN)
+
+    # The moderator brings Masha on stage with the floor, and takes her off again.
+    room.state.grant_floor(TEACHER, MASHA)
+    room.reassign()
+    question = slot_of(room, TEACHER, (MASHA, Source.AUDIO))
+    assert question is not None
+    await until(lambda: teacher.packets_on(question), "the viewer's question at the teacher's")
+    room.state.revoke_floor(TEACHER, MASHA)
+    room.reassign()
+    assert slot_of(room, TEACHER, (MASHA, Source.AUDIO)) is None
+    await silent_on(teacher, question)
+    await room.broadcast()
+    last = masha.states[-1]
+    assert last["broadcast_id"] == 7
+    on_stage = {p["user_id"]: p["on_stage"] for p in last["participants"]}
+    assert on_stage == {TEACHER: False, IVAN: True, MASHA: False}

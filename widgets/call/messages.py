@@ -41,6 +41,9 @@ class Join(_Message):
     type: Literal["join"]
     room_id: str = Field(pattern=ROOM_ID)
     openid: OpenIDToken
+    # Opened from a broadcast's widget (`broadcast_id` in the page's address); the
+    # service asks provisioning whether it is live in the room before it counts.
+    broadcast_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 class Answer(_Message):

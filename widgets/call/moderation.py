@@ -19,6 +19,7 @@ it: nothing a participant sends, and no reconnection, undoes it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +134,12 @@ class CallState:
     removed: set[str] = field(default_factory=set)  # by a teacher, for the rest of this call
     visits: list[Visit] = field(default_factory=list)
     presentation: Presentation | None = None
+    # A live broadcast in this room (issue 21): its speakers are on the stage and publish
+    # camera, microphone and screen without being given the floor; everyone else is the
+    # audience and only receives, unless a moderator gives them the floor (brings them on
+    # the stage). The call stays a lesson: an audience of thousands never speaks at once.
+    broadcast_id: int | None = None
+    stage: frozenset[str] = frozenset()
 
     # --- coming and going -------------------------------------------------------------
 
@@ -226,6 +233,15 @@ class CallState:
 
     # --- the teacher's decisions ------------------------------------------------------
 
+    def start_broadcast(self, broadcast_id: int, speakers: Iterable[str]) -> None:
+        """The room's broadcast is live: its speakers take the stage, the rest listen."""
+        self.broadcast_id, self.stage = broadcast_id, frozenset(speakers)
+        self.mode = CallMode.LESSON
+
+    def end_broadcast(self) -> None:
+        """The broadcast is over: its speakers leave the stage (moderators stay so)."""
+        self.broadcast_id, self.stage = None, frozenset()
+
     def set_mode(self, actor: str, mode: CallMode) -> None:
         """A moderator makes the call a lesson or an open meeting.
 
@@ -239,6 +255,8 @@ class CallState:
         participant = self.participants.get(actor)
         if participant is None or not participant.moderator:
             raise CallError("only_moderator_switches_mode")
+        if self.broadcast_id is not None and mode is CallMode.OPEN:
+            raise CallError("broadcast_audience_listens")
         self.mode = mode
 
     def grant_floor(self, actor: str, target: str) -> None:
@@ -348,7 +366,11 @@ class CallState:
         participant = self.participants.get(user_id)
         if participant is None or not participant.connected:
             return False
-        if participant.moderator or self.open_floor:
+        if participant.moderator:
+            return True
+        if user_id in self.stage:
+            return not participant.muted if source is Source.AUDIO else True
+        if self.open_floor and self.broadcast_id is None:
             return True
         meeting = self.mode is CallMode.OPEN
         if source is Source.AUDIO:
@@ -377,7 +399,7 @@ class CallState:
                 chosen.add((participant.user_id, Source.SCREEN))
             if not self.may_forward(participant.user_id, Source.CAMERA):
                 continue
-            if participant.moderator or participant.has_floor:
+            if participant.moderator or participant.has_floor or participant.user_id in self.stage:
                 chosen.add((participant.user_id, Source.CAMERA))
             else:
                 speakers.append(participant)
@@ -403,11 +425,13 @@ class CallState:
             "cameras_allowed": self.cameras_allowed,
             "open_floor": self.open_floor,
             "mode": self.mode.value,
+            "broadcast_id": self.broadcast_id,
             "participants": [
                 {
                     "user_id": p.user_id,
                     "display_name": p.display_name,
                     "moderator": p.moderator,
+                    "on_stage": p.user_id in self.stage,
                     "has_floor": p.has_floor,
                     "muted": p.muted,
                     "hand_raised": p.hand_raised_at is not None,

@@ -55,6 +55,8 @@ def dump_state(state: CallState, *, saved_at: float) -> dict[str, Any]:
         "saved_at": saved_at,
         "cameras_allowed": state.cameras_allowed,
         "mode": state.mode.value,
+        "broadcast_id": state.broadcast_id,
+        "stage": sorted(state.stage),
         "removed": sorted(state.removed),
         "presentation": state.presentation.as_dict() if state.presentation else None,
         "participants": [
@@ -98,6 +100,10 @@ def load_state(data: dict[str, Any], *, last_n: int) -> CallState:
     state = CallState(str(data["room_id"]), last_n=last_n)
     state.cameras_allowed = bool(data["cameras_allowed"])
     state.mode = CallMode(data.get("mode", CallMode.LESSON.value))  # ValueError if unknown
+    broadcast_id = data.get("broadcast_id")
+    if broadcast_id is not None:  # files of calls before broadcasts have none
+        state.start_broadcast(int(broadcast_id), (str(u) for u in data.get("stage", ())))
+        state.mode = CallMode(data.get("mode", CallMode.LESSON.value))
     state.removed = {str(user) for user in data["removed"]}
     shown = data.get("presentation")
     if isinstance(shown, dict):

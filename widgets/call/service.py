@@ -56,7 +56,7 @@ from widgets.call.room_access import (
     read_room_members,
 )
 from widgets.call.sfu import DEFAULT_AUDIO_SLOTS, CallRoom
-from widgets.call.starting_mode import ModeUnknown, ProvisioningCallModes
+from widgets.call.starting_mode import CallStart, ModeUnknown, ProvisioningCallModes
 from widgets.call.turn import TurnIssuer
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,12 @@ class CallService:
             await socket.close(code=TRY_AGAIN_LATER, reason="call_busy")
             return None
         self._emptied_at.pop(join.room_id, None)
+        if join.broadcast_id is not None and join.broadcast_id != room.state.broadcast_id:
+            # A page opened from a broadcast's widget: a call already running in the room
+            # becomes its stage, if provisioning says the broadcast is live there now.
+            start = await self._starting(join.room_id)
+            if start.broadcast_id == join.broadcast_id:
+                room.state.start_broadcast(start.broadcast_id, start.speakers)
         room.state.open_floor = access.open_floor
         try:
             room.state.join(
@@ -385,27 +391,36 @@ class CallService:
             # with its mode; else it is new, and starts as its room's kind says.
             saved = self.store.load(room_id, last_n=self.last_n) if self.store else None
             if saved is None:
-                mode = await self._starting_mode(room_id)
-                saved = CallState(room_id, last_n=self.last_n, mode=mode)
+                start = await self._starting(room_id)
+                saved = CallState(room_id, last_n=self.last_n, mode=start.mode)
+                if start.broadcast_id is not None:
+                    saved.start_broadcast(start.broadcast_id, start.speakers)
+            elif saved.broadcast_id is not None:
+                # A broadcast's call saved earlier: its stage stays only while it is live.
+                start = await self._starting(room_id)
+                if start.broadcast_id != saved.broadcast_id:
+                    saved.end_broadcast()
             room = CallRoom(saved, self.audio_slots)
             self.rooms[room_id] = room
         return room
 
-    async def _starting_mode(self, room_id: str) -> CallMode:
-        """Open in a class's parents chat, a lesson elsewhere: provisioning knows the room.
+    async def _starting(self, room_id: str) -> CallStart:
+        """Open in a class's parents chat, a lesson elsewhere, a stage while the room's
+        broadcast is live: provisioning knows the room.
 
         Without its answer the call starts as a lesson, the safe side (nobody speaks
         unless given the floor); the moderator can open it from the page.
         """
         if self.modes is None:
-            return CallMode.LESSON
+            return CallStart(CallMode.LESSON)
         try:
-            mode = await self.modes.starting_mode(room_id)
+            start = await self.modes.starting(room_id)
         except ModeUnknown as exc:
             log.warning("the call of %s starts as a lesson: %s", room_id, exc)
-            return CallMode.LESSON
-        log.info("the call of %s starts in %s mode", room_id, mode)
-        return mode
+            return CallStart(CallMode.LESSON)
+        log.info("the call of %s starts in %s mode (broadcast %s)", room_id, start.mode,
+                 start.broadcast_id)  # fmt: skip
+        return start
 
     async def _take(self, room_id: str) -> bool:
         """Hold the call's lock, asking its holder to give it back if another process has it."""

@@ -12,7 +12,7 @@ it afterwards.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,12 +27,29 @@ class ModeUnknown(Exception):
     """The provisioning service did not say how the call starts (down, or misconfigured)."""
 
 
+class _Broadcast(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: int = Field(ge=1)
+    speakers: list[Annotated[str, Field(max_length=255)]] = Field(max_length=100)
+
+
 class _Answer(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     room_id: str = Field(max_length=255)
     kind: str | None = Field(default=None, max_length=64)
     mode: Literal["lesson", "open"]
+    broadcast: _Broadcast | None = None
+
+
+@dataclass(frozen=True)
+class CallStart:
+    """How a call opens: its mode, and the broadcast whose stage is open in the room."""
+
+    mode: CallMode
+    broadcast_id: int | None = None
+    speakers: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -53,7 +70,11 @@ class ProvisioningCallModes:
         await self.http.aclose()
 
     async def starting_mode(self, room_id: str) -> CallMode:
-        """The mode the room's call starts in.
+        """The mode alone (see `starting`)."""
+        return (await self.starting(room_id)).mode
+
+    async def starting(self, room_id: str) -> CallStart:
+        """The mode the room's call starts in, and its live broadcast if any.
 
         Raises:
             ModeUnknown: no usable answer; the caller starts a lesson (the safe side:
@@ -75,4 +96,7 @@ class ProvisioningCallModes:
             raise ModeUnknown(f"the provisioning service's answer is not one: {exc}") from exc
         if answer.room_id != room_id:
             raise ModeUnknown("the provisioning service answered for another room")
-        return CallMode(answer.mode)
+        if answer.broadcast is None:
+            return CallStart(CallMode(answer.mode))
+        live = answer.broadcast
+        return CallStart(CallMode.LESSON, live.id, frozenset(live.speakers))

@@ -75,6 +75,7 @@ const TEXT = {
     mic_muted: "Учитель выключил вам микрофон. Включить его снова может только учитель: поднимите руку, чтобы попросить слово.",
     error_cannot_mute_moderator: "Учителю нельзя выключить микрофон.",
     error_only_moderator_switches_mode: "Режим звонка переключает только учитель.",
+    error_broadcast_audience_listens: "Во время трансляции слушатели не говорят все сразу: учитель выводит на сцену по одному.",
   },
   en: {
     sign_in_title: "Join the call", sign_in_hint: "Sign in with your Parta user name and password.",
@@ -147,6 +148,7 @@ const TEXT = {
     mic_muted: "The teacher muted your microphone. Only the teacher can turn it back on: raise your hand to ask for the floor.",
     error_cannot_mute_moderator: "A teacher cannot be muted.",
     error_only_moderator_switches_mode: "Only the teacher switches the call's mode.",
+    error_broadcast_audience_listens: "During a broadcast the audience does not all speak at once: the teacher brings people on stage one by one.",
   },
 };
 
@@ -157,6 +159,10 @@ const { byId: $, element } = PartaDom;
 
 const call = {
   roomId: params.get("room_id") || "",
+  // Opened from a broadcast's widget: the SFU puts its speakers on the stage.
+  broadcastId: /^[1-9][0-9]{0,8}$/.test(params.get("broadcast_id") || "")
+    ? Number(params.get("broadcast_id"))
+    : null,
   config: null,
   openid: null,
   widget: null, // {api, ready} inside a Matrix client
@@ -273,7 +279,9 @@ async function join() {
   }
   const socket = new WebSocket(socketUrl());
   call.socket = socket;
-  socket.onopen = () => socket.send(JSON.stringify({ type: "join", room_id: call.roomId, openid }));
+  const joining = { type: "join", room_id: call.roomId, openid };
+  if (call.broadcastId !== null) joining.broadcast_id = call.broadcastId;
+  socket.onopen = () => socket.send(JSON.stringify(joining));
   socket.onmessage = (event) => onMessage(JSON.parse(event.data));
   socket.onclose = (event) => {
     if (call.socket !== socket || call.ended) return;
