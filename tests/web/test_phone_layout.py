@@ -129,6 +129,8 @@ def school(region: LocalDeployment) -> SchoolOnAPhone:
             # A broadcast's page needs a chat on Matrix, which this school never gets: the
             # page is walked as its refusal; tests/web/test_broadcasts_ui.py measures it.
             "broadcast_id": "1",
+            # Likewise a parent meeting (its chat is never made here): walked as its refusal.
+            "meeting_id": "1",
         }  # fmt: skip
     for person in setup.people.values():
         run_async(set_password(region, person.user_id, person.name))
