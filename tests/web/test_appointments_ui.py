@@ -196,21 +196,27 @@ def test_a_parent_of_another_school_neither_sees_nor_books(
         slot_id = session.scalar(
             select(AppointmentSlot.id).where(AppointmentSlot.school_id == school.school_id)
         )
-    assert slot_id is not None, "the first test offers the slots"
+        booking_id = session.scalar(
+            select(AppointmentBooking.id)
+            .join(AppointmentSlot)
+            .where(AppointmentSlot.school_id == school.school_id)
+        )
+    assert slot_id is not None and booking_id is not None, "the first test books"
     page = _signed_in(region, context, school.stranger)
     expect(page.locator("#open-slots")).to_contain_text("нет свободного времени")
     token = page.locator("input[name=csrf_token]").first.get_attribute("value")
     base = region.settings.provisioning_url
     statuses = page.evaluate(
-        """async ([base, slot, token]) => {
+        """async ([base, slot, token, booking]) => {
             const post = async (url) => (await fetch(base + url,
               {method: 'POST', body: new URLSearchParams({csrf_token: token})})).status;
             return [await post(`/appointments/slots/${slot}/book`),
-                    await post(`/appointments/slots/${slot}/cancel`)];
+                    await post(`/appointments/slots/${slot}/cancel`),
+                    await post(`/appointments/bookings/${booking}/cancel`)];
         }""",
-        [base, slot_id, token],
+        [base, slot_id, token, booking_id],
     )
-    assert statuses == [404, 404]
+    assert statuses == [404, 404, 404]
     # Without the CSRF token the server refuses before looking.
     status = page.evaluate(
         """async (url) => (await fetch(url, {method: 'POST'})).status""",
