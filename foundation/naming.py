@@ -12,7 +12,8 @@ import re
 # Every room alias Parta manages starts with one of these; the appservice registration
 # reserves them (exclusive namespace), and the reconciler maps such aliases back to rows.
 # `docs-` rooms (a person's "Мои документы") are made by the documents service, on first use.
-MANAGED_ALIAS_PREFIXES: tuple[str, ...] = ("region-", "school-", "family-", "docs-")
+# `appt-` rooms (an appointment of a teacher and a parent) are made by provisioning at booking.
+MANAGED_ALIAS_PREFIXES: tuple[str, ...] = ("region-", "school-", "family-", "docs-", "appt-")
 
 # Russian to Latin, readable (close to the Russian passport's ICAO table, with й→y, ю→yu,
 # я→ya as people write their names in Latin letters), lower case only.

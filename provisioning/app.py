@@ -16,6 +16,7 @@ from foundation.web import ApiError, bearer_token, install_error_handlers, insta
 from matrix.client import MatrixClient, RetryPolicy
 from provisioning.api import broadcasts, health, internal, meetings, school_year, v1
 from provisioning.api.auth import TokenCache, verified_user
+from provisioning.appointments.clock import AppointmentClock
 from provisioning.broadcasts.clock import BroadcastClock
 from provisioning.broadcasts.cover import MAX_COVER_BYTES
 from provisioning.db.engine import make_engine, make_session_factory
@@ -116,8 +117,12 @@ def create_app(settings: Settings) -> FastAPI:
             retry=RetryPolicy(attempts=3, deadline=30.0),
         )
         app.state.meetings = MeetingClock(broadcast_client, sessions, settings)
+        app.state.appointments = AppointmentClock(broadcast_client, sessions, settings)
         app.state.broadcasts = BroadcastClock(
-            broadcast_client, sessions, settings, parts=(app.state.meetings,)
+            broadcast_client,
+            sessions,
+            settings,
+            parts=(app.state.meetings, app.state.appointments),
         )
         try:
             async with running(app.state.reconciler, app.state.broadcasts):

@@ -113,6 +113,7 @@ def test_appservice_registration_reserves_bot_and_managed_aliases(tmp_path: Path
         r"#school\-.*:school\.example\.org",
         r"#family\-.*:school\.example\.org",
         r"#docs\-.*:school\.example\.org",  # a person's documents room
+        r"#appt\-.*:school\.example\.org",  # an appointment's room
     ]
 
 

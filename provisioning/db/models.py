@@ -632,3 +632,79 @@ class MeetingNotice(Base):
     event_id: Mapped[str | None] = mapped_column(String(255))
     errcode: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(String(500))
+
+
+class AppointmentSlot(Base):
+    """One time a teacher or the director offers for a talk with a parent (issue 21).
+
+    Slots come in offers (`offer_id`): one form generates several slots of a length, or a
+    single one; a parent books at most one slot of an offer. A cancelled slot is kept (its
+    booking is cancelled with it and the parent told) but nobody can book it again.
+    """
+
+    __tablename__ = "appointment_slots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    offer_id: Mapped[str] = mapped_column(String(32), index=True)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    host: Mapped[Person] = relationship()
+
+
+class AppointmentBooking(Base):
+    """A parent's booking of a slot, and the private room the bot makes for it.
+
+    Two parents cannot hold one slot: `holds_slot` is the slot's ID while the booking
+    stands and NULL once cancelled, under a unique constraint (NULLs never collide, on
+    SQLite and PostgreSQL alike), so a cancelled booking frees the slot. `holds_offer` does
+    the same for "one slot per offer and parent".
+    """
+
+    __tablename__ = "appointment_bookings"
+    __table_args__ = (
+        UniqueConstraint("holds_slot"),
+        UniqueConstraint("holds_offer", "parent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slot_id: Mapped[int] = mapped_column(
+        ForeignKey("appointment_slots.id", ondelete="CASCADE"), index=True
+    )
+    parent_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    child_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    holds_slot: Mapped[int | None] = mapped_column()
+    holds_offer: Mapped[str | None] = mapped_column(String(32))
+    room_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_by: Mapped[str | None] = mapped_column(String(16))  # "parent" or "host"
+
+    slot: Mapped[AppointmentSlot] = relationship()
+    parent: Mapped[Person] = relationship(foreign_keys=[parent_id])
+    child: Mapped[Person] = relationship(foreign_keys=[child_id])
+
+
+class AppointmentNotice(Base):
+    """One message the bot owes a booking's room, sent once (as `MeetingNotice`).
+
+    Kinds: `booked`, `remind_day`, `remind_15m`, `cancel`.
+    """
+
+    __tablename__ = "appointment_notices"
+    __table_args__ = (UniqueConstraint("booking_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(
+        ForeignKey("appointment_bookings.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    errcode: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(String(500))

@@ -58,6 +58,10 @@ ACTION_LABELS: Final[dict[str, str]] = {
     "meeting.edited": N_("Parent meeting changed"),
     "meeting.cancelled": N_("Parent meeting cancelled"),
     "meeting.minutes": N_("Parent meeting minutes saved"),
+    "appointment.offered": N_("Appointment slots offered"),
+    "appointment.booked": N_("Appointment booked"),
+    "appointment.cancelled": N_("Appointment cancelled by the parent"),
+    "appointment.slot_cancelled": N_("Appointment slot cancelled"),
     "poll.created": N_("Poll started"),
     "poll.ended": N_("Poll ended"),
 }

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 
 from provisioning.web.deps import verify_csrf
 from provisioning.web.pages import (
+    appointments,
     audit,
     auth,
     broadcasts,
@@ -25,8 +26,8 @@ from provisioning.web.pages import (
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 for module in (
-    auth, home, schools, broadcasts, meetings, audit, rooms, people, invites, requests,
-    roster, library, gallery, polls,
+    auth, home, schools, broadcasts, meetings, appointments, audit, rooms, people, invites,
+    requests, roster, library, gallery, polls,
 ):  # fmt: skip
     router.include_router(module.router)
 router.include_router(school_year.router)  # last: its routes never shadow another module's

@@ -20,6 +20,7 @@ from provisioning.services.directory import family_of
 from provisioning.services.waiting import classes_waiting_for_confirmation, waiting_in_classes
 from provisioning.web import call_links
 from provisioning.web.deps import Viewer
+from provisioning.web.pages.appointments import parent_view
 from provisioning.web.render import render
 
 router = APIRouter()
@@ -107,4 +108,5 @@ def dashboard(
         class_links=call_links.class_links(session, settings, linked),
         family_calls=call_links.family_calls(session, settings, viewer.person_id, families),
         my_documents=call_links.documents_url(settings),
+        **parent_view(session, viewer),
     )

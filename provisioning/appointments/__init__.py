@@ -1,0 +1,1 @@
+"""Individual appointments: slots offered by a teacher or the director, booked by parents."""
