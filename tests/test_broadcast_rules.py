@@ -8,7 +8,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from provisioning.broadcasts.clock import due
 from provisioning.broadcasts.cover import MAX_PIXELS, CoverRefused, check_cover
@@ -67,6 +67,17 @@ def test_a_phone_photo_turned_by_exif_counts_as_it_is_shown() -> None:
 def test_what_is_not_a_picture_is_refused(data: bytes) -> None:
     with pytest.raises(CoverRefused, match=r"JPEG or PNG|is empty"):
         check_cover(data)
+
+
+def test_a_truncated_picture_is_refused_even_where_pillow_accepts_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Importing Synapse turns Pillow's process-wide `LOAD_TRUNCATED_IMAGES` on."""
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    for data in (picture(1000, 600)[:-300], picture(1000, 600, "PNG")[:-100]):
+        with pytest.raises(CoverRefused, match="JPEG or PNG"):
+            check_cover(data)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # left as it was found
 
 
 def _declared_png(width: int, height: int) -> bytes:

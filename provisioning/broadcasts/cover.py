@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Final
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from provisioning.i18n import N_
 from provisioning.services.schools import DomainError
@@ -55,12 +55,18 @@ def _read_through(data: bytes) -> None:
     Raises:
         OSError, SyntaxError, ValueError: the file is truncated or corrupt.
     """
-    with Image.open(io.BytesIO(data)) as image:
-        if image.format == "JPEG":
-            image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
-            image.load()
-        else:
-            image.verify()
+    # Pillow's switch to accept truncated files is process-wide, and importing Synapse
+    # (which the region's tools may do in this process) turns it on: keep it off here.
+    accepting, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format == "JPEG":
+                image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
+                image.load()
+            else:
+                image.verify()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = accepting
 
 
 def check_cover(data: bytes) -> Cover:
