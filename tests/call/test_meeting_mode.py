@@ -235,7 +235,9 @@ async def test_a_call_in_a_class_parents_chat_starts_as_an_open_meeting(
             ).json()
             for room_id in (meeting.room_id, rooms.chat_id, "!not-parta's:" + settings.server_name)
         }
-        parents_chat = {"room_id": meeting.room_id, "kind": "class_parents", "mode": "open"}
+        parents_chat = {
+            "room_id": meeting.room_id, "kind": "class_parents", "mode": "open", "broadcast": None,
+        }  # fmt: skip
         assert asked[meeting.room_id] == parents_chat
         assert asked[rooms.chat_id]["kind"] == "class_chat"
         assert asked[rooms.chat_id]["mode"] == "lesson"
