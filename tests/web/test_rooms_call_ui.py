@@ -76,7 +76,9 @@ def call_school(region: LocalDeployment) -> CallSchool:
             ids = session.scalars(
                 select(ManagedRoom.room_id).where(ManagedRoom.school_id == setup.school_id)
             ).all()
-            if len(ids) == 8 and all(ids):  # 4 of the school, 4 of its class
+            # The school's space, announcements, materials, events and staff room; the
+            # class's four.
+            if len(ids) == 9 and all(ids):
                 return setup
             time.sleep(1)
     pytest.fail(f"the school's rooms were not created: {ids}")

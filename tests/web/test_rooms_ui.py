@@ -59,17 +59,18 @@ def test_a_school_admin_opens_a_room_to_other_regions_and_closes_it(
     expect(page.locator("#classes table")).to_contain_text("7В")
     school_url = page.url
     school_id = int(school_url.rsplit("/", 1)[1])
-    _wait_for_rooms(region, school_id, 8)  # 4 of the school, 4 of the class
+    _wait_for_rooms(region, school_id, 9)  # 5 of the school, 4 of the class
 
     page.click("text=Комнаты и другие регионы")
     expect(page.locator("h1")).to_have_text("Комнаты и другие регионы")
     # This region federates with nobody: the page says so instead of promising guests.
     expect(page.locator(".error")).to_contain_text("PARTA_FEDERATION_ALLOW_LIST")
     rows = page.locator("table.rooms tbody tr")
-    expect(rows).to_have_count(8)
+    expect(rows).to_have_count(9)
     expect(rows.first).to_contain_text("Пространство школы")
     expect(rows.nth(2)).to_contain_text("Материалы школы")
-    expect(rows.nth(7)).to_contain_text("Чат родителей класса 7В")
+    expect(rows.nth(3)).to_contain_text("События школы")
+    expect(rows.nth(8)).to_contain_text("Чат родителей класса 7В")
     staff_alias = f"school-lic-{tag}-staff"
     staff = page.locator(f"#room-{staff_alias}")
     expect(staff).to_contain_text(f"#{staff_alias}:{s.server_name}")
