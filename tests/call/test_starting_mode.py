@@ -11,14 +11,14 @@ import pytest
 from parta.deployment import LocalDeployment
 from tests.harness.ports import free_ports
 from widgets.call.moderation import CallMode
-from widgets.call.starting_mode import ModeUnknown, ProvisioningCallModes
+from widgets.call.starting_mode import CallStart, ModeUnknown, ProvisioningCallModes
 
 
 async def test_a_room_parta_does_not_manage_starts_as_a_lesson(region: LocalDeployment) -> None:
     modes = ProvisioningCallModes.from_settings(region.settings)
     try:
         room_id = "!somebody-elses:" + region.settings.server_name
-        assert await modes.starting_mode(room_id) is CallMode.LESSON
+        assert await modes.starting(room_id) == CallStart(CallMode.LESSON)
     finally:
         await modes.close()
 
@@ -32,6 +32,6 @@ async def test_without_an_answer_the_service_is_told_why(region: LocalDeployment
     for modes, reason in ((wrong_token, "HTTP 403"), (nobody, "did not answer")):
         try:
             with pytest.raises(ModeUnknown, match=reason):
-                await modes.starting_mode("!room:" + region.settings.server_name)
+                await modes.starting("!room:" + region.settings.server_name)
         finally:
             await modes.close()

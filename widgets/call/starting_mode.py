@@ -69,10 +69,6 @@ class ProvisioningCallModes:
     async def close(self) -> None:
         await self.http.aclose()
 
-    async def starting_mode(self, room_id: str) -> CallMode:
-        """The mode alone (see `starting`)."""
-        return (await self.starting(room_id)).mode
-
     async def starting(self, room_id: str) -> CallStart:
         """The mode the room's call starts in, and its live broadcast if any.
 
