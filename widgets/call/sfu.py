@@ -66,6 +66,8 @@ SPEAKER_RESORT_S = 1.0  # how often a new voice may re-arrange the last-N video
 
 StreamKey = tuple[str, Source]  # whose, and which of their streams
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# Sees every packet the SFU forwards (a recorder): called at once, it must not block.
+StreamListener = Callable[[StreamKey, RtpPacket, RTCRtpCodecParameters], None]
 
 
 def _codecs(kind: str, names: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
@@ -155,6 +157,8 @@ class CallRoom:
     _codec_notices: list[tuple[str, StreamKey]] = field(default_factory=list)
     _codec_told: set[tuple[str, StreamKey]] = field(default_factory=set)
     forwarded_packets: int = 0
+    # Given every packet that may be forwarded, whether or not anyone receives it.
+    listeners: list[StreamListener] = field(default_factory=list)
 
     @property
     def video_slots(self) -> int:
@@ -320,6 +324,8 @@ class CallRoom:
                 return  # not allowed to send this: it reaches nobody
             if source is Source.AUDIO:
                 self._note_voice(user_id, packet)
+            for listener in self.listeners:
+                listener(key, packet, codec)
             sent, pending = fan_out(self._routes.get(key, ()), packet, codec, key)
             for rest in pending:  # the few that wait for a keyframe or the slow path
                 sent += await rest
@@ -336,6 +342,10 @@ class CallRoom:
         if now - self._last_resort >= SPEAKER_RESORT_S:
             self._last_resort = now
             self.reassign()
+
+    async def request_keyframe(self, key: StreamKey) -> None:
+        """Ask a stream's publisher for a keyframe (a recorder starting), rate-limited."""
+        await self._keyframe_for(key)
 
     async def _keyframe_for(self, source: object) -> None:
         """A slot switched to this stream, or a subscriber lost pictures: ask its publisher."""
