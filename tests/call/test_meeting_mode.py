@@ -60,9 +60,22 @@ async def audio_not_from(frame: Frame, user_id: str) -> int:
 
 
 async def stays_silent(frame: Frame, but: str) -> None:
-    """Nothing but `but`'s voice reaches the page: what was in flight lands, then no more."""
-    await asyncio.sleep(1.0)
+    """Nothing but `but`'s voice reaches the page: what was in flight lands, then no more.
+
+    On a loaded machine the page's statistics may lag the SFU by more than a second, so
+    first the count must settle (a second without a new packet, within `WAIT_S`); then it
+    must stay so for two seconds more.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
     heard = await audio_not_from(frame, but)
+    while True:
+        await asyncio.sleep(1.0)
+        now_heard = await audio_not_from(frame, but)
+        if now_heard == heard:
+            break
+        assert loop.time() < deadline, f"other voices kept reaching the page: {now_heard}"
+        heard = now_heard
     await asyncio.sleep(2.0)
     assert await audio_not_from(frame, but) == heard
 

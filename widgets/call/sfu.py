@@ -103,7 +103,7 @@ def new_peer_connection(
     )
 
 
-def _transceiver(
+def add_transceiver(
     pc: RTCPeerConnection, kind: str, direction: str, video: tuple[str, ...] = VIDEO_CODECS
 ) -> RTCRtpTransceiver:
     transceiver = pc.addTransceiver(kind, direction=direction)
@@ -177,11 +177,11 @@ class CallRoom:
         publish = self._publish_codecs()
         for source in PUBLISHED:
             kind = "audio" if source is Source.AUDIO else "video"
-            peer.receivers.append(_transceiver(pc, kind, "recvonly", publish))
+            peer.receivers.append(add_transceiver(pc, kind, "recvonly", publish))
         senders: list[tuple[RTCRtpTransceiver, ForwardingSender]] = []
         for kind, count in (("audio", self.audio_slots), ("video", self.video_slots)):
             for _ in range(count):
-                transceiver = _transceiver(pc, kind, "sendonly")
+                transceiver = add_transceiver(pc, kind, "sendonly")
                 sender = ForwardingSender(transceiver.sender, self._keyframe_for, transceiver)
                 senders.append((transceiver, sender))
 
