@@ -12,7 +12,7 @@ import difflib
 import ipaddress
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
@@ -38,6 +38,8 @@ SECRET_FIELDS = (
     "worker_replication_secret",
 )
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "password"}
+# An edge's address for a page (`call_edges`): a path on the widgets' host, or another host's.
+CALL_EDGE_URL = r"^(wss?://[A-Za-z0-9.:\[\]-]+)?/call/edge/[0-9]{1,3}/ws$"
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 _LOCALPART = re.compile(r"^[a-z0-9._=/-]+$")
 
@@ -177,6 +179,21 @@ class Settings(BaseSettings):
     # unset means one per core in production and one in development. They listen on
     # consecutive loopback ports from `widgets_port`; nginx sends each call to one of them.
     widget_processes: int | None = Field(default=None, ge=1, le=64)
+    # A live broadcast's audience watches from edges (docs/broadcasts.md, "Thousands of
+    # viewers"): where pages reach each edge, a path on the widgets' host or an address on
+    # another host, each ending in `/call/edge/<n>/ws`. Unset: with several widget
+    # processes, every process of this host is an edge for the others' broadcasts; with one,
+    # there are none and the audience watches the call itself.
+    call_edges: list[Annotated[str, Field(pattern=CALL_EDGE_URL, max_length=512)]] = Field(
+        default_factory=list, max_length=256
+    )
+    # This host's first widget process's place in `call_edges` (1 = the first), for edges
+    # on several hosts: each host lists all of them and says which are its own.
+    call_edge_first: int = Field(default=1, ge=1, le=256)
+    call_edge_viewers: int = Field(default=300, ge=1, le=10_000)  # one edge's most viewers
+    # Where an edge reaches any room's broadcast origin (ws://, routed by room); unset:
+    # this host's nginx on loopback, which sends a room's link where its call runs.
+    call_origin_url: str = Field(default="", pattern=r"^(wss?://[^\s/]+)?$", max_length=512)
 
     # A demo school with demo accounts, loaded by `./deploy.sh` in development.
     demo_school: bool = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,11 +26,14 @@ from foundation.settings import Settings
 from foundation.web import bearer_token, install_error_handlers, install_request_log
 from matrix.client import MatrixClient
 from matrix.openid import OpenIDVerifier, ServerResolver
+from widgets.call.edge import EdgeDirectory
+from widgets.call.edge_service import EdgeService
 from widgets.call.ownership import CallLocks
 from widgets.call.persistence import CallStore
 from widgets.call.rtp_forwarding import check_aiortc_version
 from widgets.call.service import EMPTY_CALL_KEPT_S, CallService
 from widgets.call.starting_mode import ProvisioningCallModes
+from widgets.call.tickets import TicketSigner, key_from
 from widgets.call.turn import TurnIssuer
 from widgets.documents.disk import DiskAlarm
 from widgets.documents.routes import documents_router
@@ -102,10 +106,30 @@ def _signed_in_to(documents: DocumentsService) -> SignedIn:
     return signed_in
 
 
+@dataclass(frozen=True)
+class EdgePlan:
+    """This process's part in broadcasts' trees: the edges it sends its audiences to, and
+    its own address as an edge (None: it is none)."""
+
+    others: tuple[str, ...]
+    own: str | None
+
+    @classmethod
+    def of(cls, settings: Settings, process: int, processes: int) -> EdgePlan:
+        urls = list(settings.call_edges)
+        if not urls and processes > 1:
+            urls = [f"/call/edge/{number}/ws" for number in range(1, processes + 1)]
+        index = settings.call_edge_first + process - 2
+        own = urls[index] if 0 <= index < len(urls) else None
+        return cls(tuple(url for url in urls if url != own), own)
+
+
 def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> FastAPI:
     check_aiortc_version()  # refuse to start on an aiortc the forwarding was not written for
     turn = TurnIssuer.from_settings(settings)  # None without TURN (loopback needs none)
     documents = DocumentsService.from_settings(settings, OpenIDVerifier(_resolver(settings)))
+    plan = EdgePlan.of(settings, process, processes)
+    signer = TicketSigner(key_from(settings.as_token.get_secret_value()))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,9 +149,27 @@ def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> F
                 language=settings.language,
                 locks=CallLocks(settings.call_state_dir) if processes > 1 else None,
                 modes=ProvisioningCallModes.from_settings(settings),
+                edges=EdgeDirectory(plan.others, settings.call_edge_viewers)
+                if plan.others
+                else None,
+                signer=signer,
             )
             app.state.calls = calls
-            async with running(documents, calls):
+            edge = None
+            if plan.own is not None:
+                origin = settings.call_origin_url or f"ws://127.0.0.1:{settings.synapse_port}"
+                edge = EdgeService(
+                    signer,
+                    plan.own,
+                    origin,
+                    matrix,
+                    settings.bot_user_id,
+                    capacity=settings.call_edge_viewers,
+                    turn=turn,
+                    access_poll_s=settings.call_access_poll_s,
+                )
+            app.state.edge = edge
+            async with running(documents, calls, *([edge] if edge else [])):
                 yield
 
     app = FastAPI(title="Parta widgets", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -155,6 +197,7 @@ def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> F
             "status": "ok",
             "process": process,
             "calls": len(calls.rooms),
+            "edge_viewers": app.state.edge.viewers if app.state.edge else 0,
             "media_disk": disk.status(),
         }
 
@@ -205,5 +248,20 @@ def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> F
     async def call_socket(socket: WebSocket) -> None:
         calls: CallService = app.state.calls
         await calls.session(socket)
+
+    @app.websocket("/call/edge/link")
+    async def edge_link(socket: WebSocket) -> None:
+        """An edge's link to a broadcast's call here (nginx serves it on loopback only)."""
+        calls: CallService = app.state.calls
+        await calls.edge_link(socket)
+
+    @app.websocket("/call/edge/{number}/ws")
+    async def edge_socket(socket: WebSocket, number: int) -> None:
+        """A viewer's page, sent here by a broadcast's origin with a ticket."""
+        edge: EdgeService | None = app.state.edge
+        if edge is None or not edge.edge_id.endswith(f"/call/edge/{number}/ws"):
+            await socket.close(code=1008, reason="not_an_edge")
+            return
+        await edge.session(socket)
 
     return app

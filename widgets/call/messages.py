@@ -46,6 +46,17 @@ class Join(_Message):
     broadcast_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
+class EdgeLink(_Message):
+    """An edge's first message on its link to a broadcast's origin (`edge`, `tickets`)."""
+
+    type: Literal["link"]
+    room_id: str = Field(pattern=ROOM_ID)
+    proof: str = Field(min_length=1, max_length=2048)
+
+
+edge_link_message: TypeAdapter[EdgeLink] = TypeAdapter(EdgeLink)
+
+
 class Answer(_Message):
     type: Literal["answer"]
     sdp: str = Field(min_length=1, max_length=100_000)

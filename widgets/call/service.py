@@ -46,6 +46,7 @@ from matrix.openid import OpenIDError, OpenIDVerifier, token_grant
 from matrix.rooms import send_message
 from widgets.call import messages as m
 from widgets.call.attendance import Language, attendance_notice
+from widgets.call.edge import ChannelClosed, EdgeDirectory, is_edge_peer, serve_edge
 from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallMode, CallState, Source
 from widgets.call.ownership import CallLocks
 from widgets.call.persistence import CallStore
@@ -57,6 +58,7 @@ from widgets.call.room_access import (
 )
 from widgets.call.sfu import DEFAULT_AUDIO_SLOTS, CallRoom
 from widgets.call.starting_mode import CallStart, ModeUnknown, ProvisioningCallModes
+from widgets.call.tickets import TICKET_TTL_S, TicketError, TicketSigner, ViewerTicket
 from widgets.call.turn import TurnIssuer
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,10 @@ class CallService:
     # Who says how a new call starts (open in a parents chat). None: every call a lesson.
     modes: ProvisioningCallModes | None = None
     handover_poll_s: float = HANDOVER_POLL_S
+    # Where a live broadcast's audience watches (`edge`): None, all of it here. The
+    # signer writes the viewers' tickets and checks the edges' links.
+    edges: EdgeDirectory | None = None
+    signer: TicketSigner | None = None
     rooms: dict[str, CallRoom] = field(default_factory=dict)
     _emptied_at: dict[str, float] = field(default_factory=dict)
     _sockets: dict[tuple[str, str], WebSocket] = field(default_factory=dict)
@@ -107,6 +113,7 @@ class CallService:
     _watcher: asyncio.Task[None] | None = None
     _handovers: asyncio.Task[None] | None = None
     _opening: dict[str, asyncio.Task[CallRoom | None]] = field(default_factory=dict)
+    _links: dict[str, set[WebSocket]] = field(default_factory=dict)  # room -> edges' sockets
 
     async def start(self) -> None:
         """Start saving calls and watching their rooms (and, with several processes, the
@@ -228,6 +235,8 @@ class CallService:
             start = await self._starting(join.room_id)
             if start.broadcast_id == join.broadcast_id:
                 room.state.start_broadcast(start.broadcast_id, start.speakers)
+        if await self._sent_to_edge(socket, room, user_id, access.display_name, access.moderator):
+            return None
         room.state.open_floor = access.open_floor
         try:
             room.state.join(
@@ -262,6 +271,71 @@ class CallService:
         )
         log.info("%s joined the call of %s", user_id, join.room_id)
         return room, user_id
+
+    async def _sent_to_edge(
+        self, socket: WebSocket, room: CallRoom, user_id: str, name: str, moderator: bool
+    ) -> bool:
+        """A live broadcast's audience watches from an edge: the page goes there with a
+        ticket. The stage, the moderators and whoever was given the floor stay here, and
+        so does everyone while no edge has room."""
+        state = room.state
+        if self.edges is None or self.signer is None or state.broadcast_id is None:
+            return False
+        known = state.participants.get(user_id)
+        if moderator or user_id in state.stage or (known is not None and known.has_floor):
+            return False
+        url = self.edges.choose()
+        if url is None:
+            log.warning("every edge is full: %s watches %s from its origin", user_id,
+                        state.room_id)  # fmt: skip
+            return False
+        ticket = ViewerTicket(
+            state.room_id, user_id, name, state.broadcast_id, time.time() + TICKET_TTL_S
+        )
+        await socket.send_json({"type": "edge", "url": url, "ticket": self.signer.viewer(ticket)})
+        await socket.close(code=1000, reason="edge")
+        return True
+
+    async def edge_link(self, socket: WebSocket) -> None:
+        """An edge links to a live broadcast's call here, to relay it to its viewers."""
+        await socket.accept()
+        try:
+            message = await asyncio.wait_for(socket.receive(), JOIN_TIMEOUT_S)
+        except TimeoutError:
+            await _refuse(socket, "join_timeout")
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        text: str | bytes = message.get("text") or message.get("bytes") or ""
+        if self.signer is None or len(text) > JOIN_MAX_BYTES:
+            await _refuse(socket, "bad_join")
+            return
+        try:
+            link = m.edge_link_message.validate_json(text)
+            edge_id = self.signer.open_link(link.proof, link.room_id, time.time())
+            routed = _routed_room(socket)
+        except (ValidationError, ValueError, TicketError):
+            await _refuse(socket, "bad_join")
+            return
+        if routed != link.room_id and (routed is not None or self.locks is not None):
+            await _refuse(socket, "bad_join")
+            return
+        room = await self._call_of(link.room_id)
+        if room is None:
+            await socket.close(code=TRY_AGAIN_LATER, reason="call_busy")
+            return
+        if room.state.broadcast_id is None:
+            await _refuse(socket, "no_broadcast")
+            return
+        links = self._links.setdefault(link.room_id, set())
+        links.add(socket)
+        try:
+            await serve_edge(
+                room, edge_id, _SocketChannel(socket), self.edges.report if self.edges else None
+            )
+        finally:
+            links.discard(socket)
+            await _close(socket, "unlinked")
 
     async def _serve(self, socket: WebSocket, room: CallRoom, user_id: str) -> None:
         await room.broadcast()
@@ -464,6 +538,7 @@ class CallService:
                 log.error("could not save the call of %s to give it back: %s", room_id, exc)
         if self.locks is not None:
             self.locks.release(room_id)
+        sockets.extend(self._links.pop(room_id, ()))  # the edges link again, to where it went
         for socket in sockets:
             if socket is not None and socket.application_state is WebSocketState.CONNECTED:
                 with contextlib.suppress(RuntimeError, WebSocketDisconnect):
@@ -536,7 +611,9 @@ class CallService:
         """An empty call keeps its hands and floors a while for a teacher's return."""
         now = self.clock()
         for room_id, room in list(self.rooms.items()):
-            if any(p.connected for p in room.state.participants.values()):
+            if any(p.connected for p in room.state.participants.values()) or any(
+                is_edge_peer(peer) for peer in room.peers
+            ):  # people here, or watching through an edge
                 self._emptied_at.pop(room_id, None)
                 continue
             since = self._emptied_at.setdefault(room_id, now)
@@ -566,6 +643,30 @@ def _routed_room(socket: WebSocket) -> str | None:
                 raise ValueError("room_id not in its canonical spelling")
             return room_id
     return None
+
+
+class _SocketChannel:
+    """An edge's link, as the origin sees it: JSON objects over the edge's WebSocket."""
+
+    def __init__(self, socket: WebSocket) -> None:
+        self._socket = socket
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self._socket.application_state is not WebSocketState.CONNECTED:
+            raise ChannelClosed("the edge went away")
+        try:
+            await self._socket.send_json(message)
+        except (RuntimeError, WebSocketDisconnect) as exc:
+            raise ChannelClosed("the edge went away") from exc
+
+    async def receive(self) -> dict[str, Any]:
+        try:
+            message = await self._socket.receive_json()
+        except (RuntimeError, WebSocketDisconnect, ValueError) as exc:
+            raise ChannelClosed("the edge went away") from exc
+        if not isinstance(message, dict):
+            raise ChannelClosed("not an object")
+        return message
 
 
 def _require_moderator(state: CallState, actor: str) -> None:

@@ -57,6 +57,7 @@ const TEXT = {
     error_codec_unsupported: "Ваш браузер не может показать это видео: его формат не поддерживается. Попробуйте другой браузер.",
     left_room_text: "Вы больше не участник этого чата, поэтому звонок для вас закончился.",
     mic_locked: "Ваш микрофон выключен: говорить можно, когда учитель даст вам слово. Чтобы попросить слово, поднимите руку.",
+    mic_audience: "Вы зритель трансляции: вы видите и слышите выступающих. Вопросы можно задать в чате.",
     mic_locked_hand_up: "Ваш микрофон выключен. Вы подняли руку: микрофон включится, когда учитель даст вам слово.",
     no_room_title: "Какой звонок открыть?",
     no_room_text: "В адресе этой страницы нет звонка: не хватает room_id — кода комнаты Matrix, который начинается с «!» (…/call/?room_id=!…). Откройте звонок из чата в Element (звонок «Урок» или «Родительское собрание») или по ссылке «Урок» на вашей странице в Парте.",
@@ -130,6 +131,7 @@ const TEXT = {
     error_codec_unsupported: "Your browser cannot show this video: its format is not supported. Try another browser.",
     left_room_text: "You are no longer in this chat, so the call has ended for you.",
     mic_locked: "Your microphone is off: you may speak once the teacher gives you the floor. To ask for it, raise your hand.",
+    mic_audience: "You are watching a broadcast: you see and hear the speakers. Ask your questions in the chat.",
     mic_locked_hand_up: "Your microphone is off. Your hand is up: the microphone turns on when the teacher gives you the floor.",
     no_room_title: "Which call?",
     no_room_text: "This page's address names no call: it lacks room_id, the Matrix room's ID that starts with “!” (…/call/?room_id=!…). Open the call from the chat in Element (the «Урок» or «Родительское собрание» call) or through the «Lesson» link on your page in Parta.",
@@ -267,6 +269,12 @@ function socketUrl() {
   return `${scheme}//${location.host}/call/ws?room_id=${encodeURIComponent(call.roomId)}`;
 }
 
+function edgeUrl(url) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const base = url.startsWith("/") ? `${scheme}//${location.host}${url}` : url;
+  return `${base}?room_id=${encodeURIComponent(call.roomId)}`;
+}
+
 async function join() {
   show("call");
   call.ended = false;
@@ -277,15 +285,30 @@ async function join() {
   } catch (error) {
     return end("error", t("error_invalid_token"));
   }
-  const socket = new WebSocket(socketUrl());
+  // A broadcast's origin may send this page to an edge to watch from (with a ticket, good
+  // for a minute): it joins there once; whatever closes that socket, back to the origin.
+  const edge = call.edge;
+  call.edge = null;
+  const socket = new WebSocket(edge ? edgeUrl(edge.url) : socketUrl());
   call.socket = socket;
-  const joining = { type: "join", room_id: call.roomId, openid };
-  if (call.broadcastId !== null) joining.broadcast_id = call.broadcastId;
+  const joining = edge
+    ? { type: "join", room_id: call.roomId, ticket: edge.ticket }
+    : { type: "join", room_id: call.roomId, openid };
+  if (!edge && call.broadcastId !== null) joining.broadcast_id = call.broadcastId;
   socket.onopen = () => socket.send(JSON.stringify(joining));
   socket.onmessage = (event) => onMessage(JSON.parse(event.data));
   socket.onclose = (event) => {
     if (call.socket !== socket || call.ended) return;
     closePeer();
+    if (call.edge) return join(); // sent to an edge: go now
+    // An edge's refusal of its ticket (too old, say) is no reason to give up: the origin
+    // writes a new one. Its other closes (the broadcast over, the edge full) go back too.
+    const final = event.code === 1009 || (event.code === 1008 && event.reason !== "bad_join");
+    if (edge && !final) {
+      setStatus("reconnecting");
+      const wait = Math.min(15000, 500 * 2 ** call.retries++); // back to the origin
+      return setTimeout(() => { if (!call.ended) join(); }, wait);
+    }
     // Closed on purpose (RFC 6455: 1008 policy, 1009 too large): say why, do not retry.
     // The service's own reasons have words; a transport's reason (English) does not.
     if (event.code === 1008 || event.code === 1009) {
@@ -306,6 +329,7 @@ function send(message) {
 async function onMessage(message) {
   switch (message.type) {
     case "offer": return await answerOffer(message);
+    case "edge": call.edge = { url: message.url, ticket: message.ticket }; return;
     case "state": return render(message);
     case "attendance": return showAttendance(message.people);
     case "attendance_posted": return flash(t("attendance_posted"));
@@ -377,12 +401,12 @@ function applyPermissions() {
   // On a phone there is no tooltip: why the microphone is locked, and what to do, in words.
   const locked = !self.audio && Boolean(call.local.audio);
   $("mic-note").hidden = !locked;
-  const why = self.muted ? "mic_muted" : self.hand_raised ? "mic_locked_hand_up" : "mic_locked";
+  const why = self.audience ? "mic_audience" : self.muted ? "mic_muted" : self.hand_raised ? "mic_locked_hand_up" : "mic_locked";
   $("mic-note").textContent = locked ? t(why) : "";
   describeMode(self);
   $("cam").disabled = !self.camera || !call.local.video;
   $("screen").hidden = !self.may_share_screen;
-  $("hand").hidden = self.moderator || call.state.open_floor;
+  $("hand").hidden = self.moderator || call.state.open_floor || Boolean(self.audience);
   $("hand").textContent = t(self.hand_raised ? "lower_hand" : "raise_hand");
   $("mic").classList.toggle("off", !(self.audio && call.wantMic));
   $("cam").classList.toggle("off", !(self.camera && call.wantCam));
