@@ -157,7 +157,9 @@ def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> F
             app.state.calls = calls
             edge = None
             if plan.own is not None:
-                origin = settings.call_origin_url or f"ws://127.0.0.1:{settings.synapse_port}"
+                origin = settings.call_origin_url or (
+                    f"ws://{settings.bind_address}:{settings.synapse_port}"
+                )
                 edge = EdgeService(
                     signer,
                     plan.own,
