@@ -78,3 +78,21 @@ def test_the_load_benchmark_measures_both_modes_in_one_run() -> None:
         assert result[f"{mode}_max_users"] in (0, 30, 60)
     assert processes["monolith"] == {"synapse"}
     assert {"synapse", "synapse-synchrotron1", "synapse-event_persister2"} <= processes["workers"]
+
+
+def test_the_broadcast_benchmark_sends_pictures_through_an_edge_and_reports_its_keys() -> None:
+    """A small run: the viewers receive the speaker's frames through the edge process,
+    and the figures the issue asks for are there (their values are the benchmark's)."""
+    done = subprocess.run(
+        [sys.executable, "bench/broadcast.py", "--viewers", "4", "--seconds", "3",
+         "--per-process", "4", "--min-fps", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    (run,) = result["runs"]
+    assert run["fps_mean"] > 5 and run["latency_samples"] > 0, run
+    for key in ("viewers_per_edge", "targets_met"):
+        assert key in result
+    for key in ("edge_cpu_pct", "origin_cpu_per_edge_pct", "latency_p99_ms"):
+        assert key in run
