@@ -40,6 +40,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pylibsrtp
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -56,6 +58,7 @@ from websockets.exceptions import ConnectionClosed  # noqa: E402
 from bench.harness import cpu_seconds, free_ports  # noqa: E402
 from bench.sfu import Camera  # noqa: E402
 from foundation.memory import freeze_startup_objects  # noqa: E402
+from widgets.call import edge as edge_module  # noqa: E402
 from widgets.call import rtp_forwarding  # noqa: E402
 from widgets.call.edge import ChannelClosed, EdgeRoom, serve_edge  # noqa: E402
 from widgets.call.moderation import CallState  # noqa: E402
@@ -107,7 +110,8 @@ async def serve_origin(port: int) -> None:
     async def session(socket: ServerConnection) -> None:
         hello = json.loads(await socket.recv())
         if hello.get("stats"):
-            samples, _ = dict(arrivals), arrivals.clear()
+            samples = dict(arrivals)
+            arrivals.clear()
             await socket.send(json.dumps({"arrivals": list(samples.items())}))
             return
         if hello.get("link"):
@@ -139,6 +143,16 @@ async def serve_edge_process(port: int, origin: str) -> None:
             await socket.send(json.dumps({"link": True}))
             yield _ClientChannel(socket)
 
+    sent: dict[int, float] = {}
+    original = edge_module.fan_out  # type: ignore[attr-defined]
+
+    def timed_fan_out(senders: Any, packet: Any, codec: Any, source: Any) -> Any:
+        outcome = original(senders, packet, codec, source)
+        if codec.mimeType.lower().startswith("video/") and len(sent) < 200_000:
+            sent[_key(packet.payload)] = time.monotonic()  # every viewer's copy is out
+        return outcome
+
+    edge_module.fan_out = timed_fan_out  # type: ignore[attr-defined]
     edge = EdgeRoom("!conference:localhost", 1, link)
     edge.start()
     await asyncio.wait_for(edge.ready.wait(), TIMEOUT_S)
@@ -147,7 +161,9 @@ async def serve_edge_process(port: int, origin: str) -> None:
         hello = json.loads(await socket.recv())
         if hello.get("stats"):
             connected = sum(1 for v in edge.viewers.values() if v.pc.connectionState == "connected")
-            await socket.send(json.dumps({"connected": connected}))
+            samples = dict(sent)
+            sent.clear()
+            await socket.send(json.dumps({"connected": connected, "sent": list(samples.items())}))
             return
         user = hello["user"]
         offer = await edge.connect(user, user, _ignore)
@@ -205,34 +221,65 @@ async def run_speaker(url: str) -> None:
     await negotiate(url, SPEAKER, new_peer_connection(), publish=True)
 
 
+class _CountingSrtp:
+    """Stands in for a cheap viewer's SRTP session after DTLS: video frames are counted
+    from the RTP header, which SRTP leaves in the clear (marker bit, payload type), and
+    the packet goes no further: no decryption, no jitter buffer, no decoding. RTCP still
+    goes through the real session."""
+
+    def __init__(self, real: Any, video_types: set[int], count: Any) -> None:
+        self._real, self._video_types, self._count = real, video_types, count
+
+    def unprotect(self, data: bytes) -> bytes:
+        if data[1] & 0x80 and data[1] & 0x7F in self._video_types:
+            self._count(int.from_bytes(data[2:4], "big"))
+        raise pylibsrtp.Error("counted")  # aiortc drops it here, quietly
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        result: bytes = self._real.unprotect_rtcp(data)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 async def run_viewers(url: str, first: int, count: int, seconds: float) -> None:
-    frames = [0] * count
+    """Viewers, one peer connection each. One in ten takes the whole receiving path and
+    records when each video packet arrived (the latency); the others count frames from
+    the RTP header only, so that the load generator costs less than the edge it loads."""
+    # Each viewer's frames in the window, by their last packet's sequence number: a
+    # retransmitted packet (a NACK answered) is not a second frame.
+    frames: list[set[int]] = [set() for _ in range(count)]
     arrivals: list[tuple[int, float]] = []
     recording = [False]
     peers = []
 
     def counter(index: int) -> Any:
-        sampled = (first + index) % SAMPLE_EVERY == 0
-
         async def on_packet(packet: Any, codec: Any) -> None:
-            if not codec.mimeType.lower().startswith("video/"):
+            if not codec.mimeType.lower().startswith("video/") or not recording[0]:
                 return
             if packet.marker:
-                frames[index] += 1
-            if sampled and recording[0]:
+                frames[index].add(packet.sequence_number)
+            if recording[0]:
                 arrivals.append((_key(packet.payload), time.monotonic()))
 
         return on_packet
+
+    def sampled(index: int) -> bool:
+        return (first + index) % SAMPLE_EVERY == 0
 
     tasks = []
     for index in range(count):
         pc = new_peer_connection()
         peers.append(pc)
+        if sampled(index):
 
-        @pc.on("track")
-        def _on_track(track: MediaStreamTrack, pc: RTCPeerConnection = pc, i: int = index) -> None:
-            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
-            rtp_forwarding.PacketTap(receiver, counter(i))
+            @pc.on("track")
+            def _on_track(
+                track: MediaStreamTrack, pc: RTCPeerConnection = pc, i: int = index
+            ) -> None:
+                transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
+                rtp_forwarding.PacketTap(transceiver.receiver, counter(i))
 
         user = f"@viewer{first + index}:localhost"
         tasks.append(asyncio.ensure_future(negotiate(url, user, pc, publish=False)))
@@ -242,13 +289,31 @@ async def run_viewers(url: str, first: int, count: int, seconds: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("the viewers did not all connect")
         await asyncio.sleep(0.1)
+    for index, pc in enumerate(peers):
+        if sampled(index):
+            continue
+        dtls = pc.getTransceivers()[0].receiver.transport
+        video_types = {
+            codec.payloadType
+            for t in pc.getTransceivers()
+            if t.kind == "video"
+            for codec in t._codecs
+            if codec.payloadType is not None and not codec.mimeType.lower().endswith("/rtx")
+        }
+
+        def tally(sequence_number: int, i: int = index) -> None:
+            if recording[0]:
+                frames[i].add(sequence_number)
+
+        dtls._rx_srtp = _CountingSrtp(dtls._rx_srtp, video_types, tally)  # type: ignore[assignment]
     print("connected", flush=True)
     sys.stdin.readline()  # the bench says when the window starts
-    start = list(frames)
     recording[0] = True
+    started = time.monotonic()
     await asyncio.sleep(seconds)
     recording[0] = False
-    fps = [(frames[i] - start[i]) / seconds for i in range(count)]
+    window = time.monotonic() - started  # a busy process wakes late: the real window
+    fps = [len(frames[i]) / window for i in range(count)]
     print(json.dumps({"fps": fps, "arrivals": arrivals}), flush=True)
     for task in tasks:
         task.cancel()
@@ -311,22 +376,25 @@ def measure(n: int, seconds: float, per_process: int, nice: int) -> dict[str, An
         for child in viewers:
             _ready(child, "connected")
         asyncio.run(_ask(origin_url, {"stats": True}))  # forget what came before the window
+        asyncio.run(_ask(edge_url, {"stats": True}))
         for child in viewers:
             assert child.stdin is not None
             child.stdin.write("go\n")
             child.stdin.flush()
         origin_cpu, edge_cpu = _window([origin.pid, edge.pid], seconds)
-        sent = dict(asyncio.run(_ask(origin_url, {"stats": True}))["arrivals"])
+        arrived = dict(asyncio.run(_ask(origin_url, {"stats": True}))["arrivals"])
+        forwarded = asyncio.run(_ask(edge_url, {"stats": True}))["sent"]
+        latencies = sorted((at - arrived[key]) * 1000 for key, at in forwarded if key in arrived)
         fps: list[float] = []
-        latencies: list[float] = []
+        at_viewers: list[float] = []
         for child in viewers:
             out, _ = child.communicate(timeout=TIMEOUT_S + seconds)
             report = json.loads(out.strip().splitlines()[-1])
             fps.extend(report["fps"])
-            latencies.extend(
-                (at - sent[key]) * 1000 for key, at in report["arrivals"] if key in sent
+            at_viewers.extend(
+                (at - arrived[key]) * 1000 for key, at in report["arrivals"] if key in arrived
             )
-        latencies.sort()
+        at_viewers.sort()
         return {
             "n": n,
             "fps_min": round(min(fps), 1),
@@ -336,6 +404,9 @@ def measure(n: int, seconds: float, per_process: int, nice: int) -> dict[str, An
             if latencies
             else None,
             "latency_samples": len(latencies),
+            "viewer_app_latency_p99_ms": round(at_viewers[int(len(at_viewers) * 0.99)], 2)
+            if at_viewers
+            else None,
             "edge_cpu_pct": edge_cpu,
             "origin_cpu_pct": origin_cpu,
             "origin_alone_cpu_pct": origin_alone,
