@@ -25,6 +25,7 @@ from foundation.settings import Settings
 from foundation.web import bearer_token, install_error_handlers, install_request_log
 from matrix.client import MatrixClient
 from matrix.openid import OpenIDVerifier, ServerResolver
+from widgets.call.broadcast_recording import BroadcastRecordings
 from widgets.call.ownership import CallLocks
 from widgets.call.persistence import CallStore
 from widgets.call.rtp_forwarding import check_aiortc_version
@@ -113,6 +114,7 @@ def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> F
         async with MatrixClient(
             settings.homeserver_url, settings.as_token.get_secret_value()
         ) as matrix:
+            recordings = BroadcastRecordings.from_settings(matrix, settings, process=process)
             calls = CallService(
                 OpenIDVerifier(resolver),
                 matrix,
@@ -125,9 +127,11 @@ def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> F
                 language=settings.language,
                 locks=CallLocks(settings.call_state_dir) if processes > 1 else None,
                 modes=ProvisioningCallModes.from_settings(settings),
+                recordings=recordings,
             )
             app.state.calls = calls
-            async with running(documents, calls):
+            # Recordings stop after the calls: their last stages are posted on the way out.
+            async with running(documents, recordings, calls):
                 yield
 
     app = FastAPI(title="Parta widgets", lifespan=lifespan, docs_url=None, redoc_url=None)
