@@ -16,8 +16,8 @@ Run as `python -m tests.call.peer_process`; it is driven by JSON lines. On stdin
 
 On stdout: `{"event": "ready"}`, `"joined"`, `"refused"` (with the reason, the close
 code, and how many peer connections were made: none), `"message"` (everything the SFU
-sends but the offer), `"closed"`, `"stats"` (frames decoded, keyframes the publisher was
-asked for, packets dropped).
+sends but the offer), `"closed"`, `"stats"` (frames decoded, frames its cameras sent, keyframes the
+publisher was asked for, packets dropped).
 
 `PeerProcess` is the test's side: it starts one, sends commands and waits for events,
 every wait bounded in time.
@@ -64,9 +64,11 @@ class Noise(VideoStreamTrack):
     def __init__(self, width: int = 320, height: int = 240) -> None:
         super().__init__()
         self.width, self.height = width, height
+        self.sent = 0  # frames handed to the encoder
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
+        self.sent += 1
         picture = av.VideoFrame(width=self.width, height=self.height, format="yuv420p")
         for plane in picture.planes:
             plane.update(os.urandom(plane.buffer_size))
@@ -156,6 +158,7 @@ class Page:
         self.pc: RTCPeerConnection | None = None
         self.peer_connections = 0
         self.frames: dict[str, int] = {}
+        self.cameras: list[Noise] = []  # every camera this page published
         self.tasks: set[asyncio.Task[None]] = set()
         self.reader: asyncio.Task[None] | None = None
 
@@ -205,6 +208,7 @@ class Page:
             Noise() if "camera" in publish else None,
             None,
         ]
+        self.cameras += [t for t in tracks if isinstance(t, Noise)]
         for transceiver, track in zip(transceivers[:3], tracks, strict=True):
             if track is None:
                 transceiver.direction = "inactive"
@@ -283,6 +287,7 @@ async def main() -> None:
                 emit(
                     "stats",
                     frames=sum(page.frames.values()),
+                    frames_sent=sum(camera.sent for camera in page.cameras),
                     by_slot=page.frames,
                     keyframes_asked=KEYFRAMES_ASKED[0],
                     keyframes_received=KEYFRAMES_RECEIVED[0],
