@@ -2,7 +2,8 @@
 
 Run as `python -m tests.call.peer_process`; it is driven by JSON lines. On stdin:
 
-- `{"cmd": "join", "url": ws_url, "room_id": ..., "openid": {...}, "publish": ["camera"]}`:
+- `{"cmd": "join", "url": ws_url, "room_id": ..., "openid": {...}, "publish": ["camera"],
+  "broadcast_id": 7}` (optional, as a broadcast's widget opens the page):
   connect to the call service's WebSocket, sign in with the OpenID token, answer the
   SFU's offer (publishing a generated VP8 camera and/or a silent microphone) and receive
   every slot. Joining again replaces the previous socket and peer connection.
@@ -162,11 +163,16 @@ class Page:
         self.tasks: set[asyncio.Task[None]] = set()
         self.reader: asyncio.Task[None] | None = None
 
-    async def join(self, url: str, room_id: str, openid: Any, publish: list[str]) -> None:
+    async def join(
+        self, url: str, room_id: str, openid: Any, publish: list[str], broadcast_id: int | None
+    ) -> None:
         await self.leave()
         socket = await connect(url)
         self.socket = socket
-        await socket.send(json.dumps({"type": "join", "room_id": room_id, "openid": openid}))
+        join = {"type": "join", "room_id": room_id, "openid": openid}
+        if broadcast_id is not None:  # a page opened from a broadcast's widget
+            join["broadcast_id"] = broadcast_id
+        await socket.send(json.dumps(join))
         try:
             async with asyncio.timeout(WAIT_S):
                 first = json.loads(await socket.recv())
@@ -272,7 +278,7 @@ async def main() -> None:
             case "join":
                 await page.join(
                     command["url"], command["room_id"], command["openid"],
-                    command.get("publish", []),
+                    command.get("publish", []), command.get("broadcast_id"),
                 )  # fmt: skip
             case "send":
                 if page.socket is not None:
@@ -363,11 +369,17 @@ class PeerProcess:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
 
     async def join(
-        self, url: str, room_id: str, openid: Any, publish: tuple[str, ...] = ()
+        self,
+        url: str,
+        room_id: str,
+        openid: Any,
+        publish: tuple[str, ...] = (),
+        broadcast_id: int | None = None,
     ) -> dict[str, Any]:
-        """Join the call; the `joined` or `refused` event."""
+        """Join the call (from a broadcast's widget: `broadcast_id`); `joined` or `refused`."""
         start = len(self.events)
-        await self.command("join", url=url, room_id=room_id, openid=openid, publish=publish)
+        await self.command("join", url=url, room_id=room_id, openid=openid, publish=publish,
+                           broadcast_id=broadcast_id)  # fmt: skip
         return await self.wait_for(
             lambda e: e["event"] in ("joined", "refused"), "the join's answer", after=start
         )

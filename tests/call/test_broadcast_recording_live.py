@@ -14,12 +14,12 @@ from typing import Any
 import av
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from matrix.client import MatrixClient, path
 from matrix.media import open_file
 from parta.deployment import LocalDeployment
-from provisioning.db.models import Broadcast, ManagedRoom
+from provisioning.db.models import Broadcast, BroadcastState, ManagedRoom
 from tests.call.conftest import serving, until
 from tests.call.peer_process import PeerProcess
 from tests.call.test_recording import H264, Clock, Publisher, record
@@ -36,13 +36,16 @@ from widgets.call.broadcast_recording import (
 )
 from widgets.call.moderation import Source
 from widgets.call.recording import Recording
-from widgets.call.service import CallService
+from widgets.call.service import EMPTY_CALL_KEPT_S, CallService
 
 STAGE_S = 12.0  # how long the broadcast still runs when the speaker arrives
 
 
-def _live_broadcast(region: LocalDeployment, room_id: str, speaker: str, school_id: int) -> int:
-    """A broadcast in the room that started a minute ago and ends in a few seconds."""
+def _live_broadcast(
+    region: LocalDeployment, room_id: str, speaker: str, school_id: int,
+    lasts: timedelta = timedelta(seconds=STAGE_S + 8),
+) -> int:  # fmt: skip
+    """A broadcast in the room that started a minute ago and ends after `lasts`."""
     now = datetime.now(UTC)
     with region_session(region) as session:
         room = session.scalar(select(ManagedRoom).where(ManagedRoom.room_id == room_id))
@@ -50,7 +53,7 @@ def _live_broadcast(region: LocalDeployment, room_id: str, speaker: str, school_
         broadcast = Broadcast(
             school_id=school_id, title="Открытый урок", speakers=[speaker],
             audience_alias=room.alias, starts_at=now - timedelta(minutes=1),
-            ends_at=now + timedelta(seconds=STAGE_S + 8), cover_mxc="mxc://test/cover",
+            ends_at=now + lasts, cover_mxc="mxc://test/cover",
             cover_width=1200, cover_height=675, cover_bytes=1, cover_mimetype="image/jpeg",
             created_by=speaker,
         )  # fmt: skip
@@ -183,3 +186,73 @@ async def test_an_h264_recording_is_posted_as_mp4_and_a_failed_upload_is_tried_a
     info = content["info"]
     assert (info["mimetype"], info["w"], info["h"]) == ("video/mp4", 640, 480)
     assert 1500 <= info["duration"] <= 2500, info
+
+
+async def test_a_stage_s_recording_is_posted_when_the_service_stops_or_forgets_the_call(
+    region: LocalDeployment, bot: MatrixClient, school: BroadcastSchool
+) -> None:
+    """A broadcast that runs on: the widget service stops mid-broadcast (the recording so
+    far is posted on the way out); a new process resumes the saved call, still a stage,
+    and records until the empty call is forgotten."""
+    room_id = school.chat_room_id
+    async with logged_in(region, school.teacher, PASSWORD) as client:
+        token = await openid_token(client)
+    broadcast_id = await asyncio.to_thread(
+        _live_broadcast, region, room_id, school.teacher, school.school_id, timedelta(hours=1)
+    )
+    before = {e["event_id"] for e in await _videos(bot, room_id)}
+
+    async def new_videos() -> list[dict[str, Any]]:
+        return [e for e in await _videos(bot, room_id) if e["event_id"] not in before]
+
+    speaker = await PeerProcess("speaker").start()
+    try:
+        for ending in ("stop", "forget"):
+            await _record_then(ending, region, speaker, token, room_id, broadcast_id)
+            if ending == "forget":
+                await until(new_videos, "the forgotten call's recording in the chat")
+            # `stop`: leaving `serving` stopped the service, which waits for its uploads.
+            assert len(await new_videos()) == 1 + (ending == "forget"), ending
+    finally:
+        await speaker.command("quit")
+        await speaker.wait_for(lambda e: e["event"] == "exited", "the speaker to quit")
+        with region_session(region) as session:
+            session.execute(
+                update(Broadcast).where(Broadcast.id == broadcast_id).values(
+                    state=BroadcastState.CANCELLED, ends_at=datetime.now(UTC)
+                )
+            )  # fmt: skip
+            session.commit()
+
+
+async def _record_then(
+    ending: str, region: LocalDeployment, speaker: PeerProcess, token: dict[str, object],
+    room_id: str, broadcast_id: int,
+) -> None:  # fmt: skip
+    """A widget service records the speaker a second, then stops or forgets the call.
+
+    The page comes from the broadcast's widget (`broadcast_id`): the room's call, saved
+    by an earlier test, becomes the stage."""
+    app = create_app(region.settings)
+    async with serving(app) as url:
+        calls: CallService = app.state.calls
+        joined = await speaker.join(
+            url.replace("http://", "ws://") + "/call/ws", room_id, token,
+            publish=("camera", "microphone"), broadcast_id=broadcast_id,
+        )  # fmt: skip
+        assert joined["event"] == "joined", joined
+        room = calls.rooms[room_id]
+        assert room.state.broadcast_id == broadcast_id
+        assert calls.recordings is not None
+        recorder = calls.recordings.recorders[room_id]
+        await until(lambda: any(p.recording.frames_written > 30 for p in recorder._parts.values()),
+                    "a second of the speaker recorded")  # fmt: skip
+        if ending != "forget":
+            return
+        await speaker.command("drop_socket")
+        (user_id,) = room.state.stage
+        await until(lambda: not room.state.participants[user_id].connected, "the speaker gone")
+        later = calls.clock() + EMPTY_CALL_KEPT_S + 1
+        calls.clock = lambda: later
+        calls._forget_empty_calls()  # what the next leave in the service does
+        assert room_id not in calls.rooms and room_id not in calls.recordings.recorders
