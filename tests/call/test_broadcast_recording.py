@@ -86,6 +86,34 @@ async def test_only_the_speakers_are_recorded_in_parts_within_the_size_limit(
     assert caption(finished[1]) == "Запись трансляции «Открытый урок» — Имя iv, часть 2"
 
 
+async def test_a_speaker_who_reconnects_is_recorded_in_a_new_part(tmp_path: Path) -> None:
+    """Their new connection's RTP starts from other numbers: a part of its own, which
+    starts at the keyframe the recorder asks for."""
+    state = CallState("!chat:hs")
+    state.join(IVAN, "Иван", moderator=False, now=time.monotonic())
+    state.start_broadcast(BROADCAST.broadcast_id, [IVAN])
+    room = CallRoom(state)
+    recorder = StageRecorder(room, BROADCAST, tmp_path / "stage", RecordingLimits(10**7, 600))
+    first, second = Client(IVAN), Client(IVAN)
+    try:
+        await first.join(room)
+        await until(lambda: any(p.recording.frames_written > 15 for p in recorder._parts.values()),
+                    "the first connection recorded")  # fmt: skip
+        await second.join(room)  # a reload: the newest connection replaces the first
+        await until(lambda: recorder._parts_started.get((IVAN, Source.CAMERA)) == 2
+                    and recorder._parts[(IVAN, Source.CAMERA)].recording.frames_written > 15,
+                    "the second connection recorded")  # fmt: skip
+        finished = recorder.finish()
+    finally:
+        await room.close()
+        await asyncio.gather(first.close(), second.close())
+    assert [f.part for f in finished] == [1, 2]
+    for recording in finished:
+        assert decoded_frames(recording.path) == recording.frames
+        with av.open(str(recording.path)) as container:
+            assert sum(1 for _ in container.decode(audio=0)) > 0, "the voice is in each part"
+
+
 def test_a_stream_without_a_picture_leaves_no_file(tmp_path: Path) -> None:
     """A stage that closes before the speaker's first keyframe: nothing to post, and
     nothing left on disk (the part's file was made when its first packet came)."""

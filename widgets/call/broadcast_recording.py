@@ -67,7 +67,9 @@ UPLOAD_ATTEMPTS = 3
 UPLOAD_RETRY_S = 5.0  # times the attempt number
 UPLOAD_TIMEOUT = httpx.Timeout(60.0, read=600.0, write=600.0)
 UPLOADS_AT_ONCE = 2
-STOP_WAIT_S = 300.0  # at the service's stop, uploads still running are given this long
+# At the service's stop, uploads still running get this long: within the 20 s the
+# supervisor gives a stopping service before SIGKILL (systemd gives 90 s).
+STOP_WAIT_S = 15.0
 CHUNK_BYTES = 256 * 1024
 _MIMETYPES = {"webm": "video/webm", "mp4": "video/mp4"}
 _VIDEO = (Source.CAMERA, Source.SCREEN)
@@ -240,9 +242,10 @@ class StageRecorder:
         part.frame_bytes += len(packet.payload)
         if part.frame_bytes > MAX_FRAME_BYTES:
             return  # the frame is dropped: the recording sees a packet missing
-        part.bytes_in += len(packet.payload) + PACKET_OVERHEAD_BYTES
         part.recording.add(packet, codec)
-        if not part.recording.started:
+        if part.recording.started:  # before its first keyframe, the file holds nothing
+            part.bytes_in += len(packet.payload) + PACKET_OVERHEAD_BYTES
+        else:
             now = self._clock()
             if now - part.keyframe_asked_at >= KEYFRAME_RETRY_S:
                 part.keyframe_asked_at = now
@@ -268,8 +271,13 @@ class StageRecorder:
     def _new_part(self, key: StreamKey, codec_name: str) -> _Part | None:
         number = self._parts_started.get(key, 0) + 1
         if number > self.limits.max_parts:
-            log.warning("call %s: %s's %s recorded in %d parts already; no more",
-                        self.room.state.room_id, key[0], key[1], self.limits.max_parts)  # fmt: skip
+            log.warning(
+                "call %s: %s's %s recorded in %d parts already; no more",
+                self.room.state.room_id,
+                key[0],
+                key[1],
+                self.limits.max_parts,
+            )
             self._given_up.add(key)
             return None
         self._parts_started[key] = number
@@ -279,8 +287,9 @@ class StageRecorder:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         participant = self.room.state.participants.get(key[0])
         recording = Recording(path, codec_name, on_keyframe_needed=lambda: self._ask_keyframe(key))
-        part = _Part(recording, number, participant.display_name if participant else key[0],
-                     self._clock())  # fmt: skip
+        part = _Part(
+            recording, number, participant.display_name if participant else key[0], self._clock()
+        )
         self._parts[key] = part
         part.keyframe_asked_at = part.started_at
         self._ask_keyframe(key)  # a file starts at a keyframe: ask for one now
@@ -293,13 +302,17 @@ class StageRecorder:
 
     def _end_part(self, key: StreamKey) -> None:
         part = self._parts.pop(key, None)
-        if part is not None:
+        if part is None:
+            return
+        try:
+            part.recording.close()
+        except Exception:
+            log.exception("could not finish the recording %s", part.recording.path)
+            part.recording.frames_written = 0  # not posted
+        if part.recording.frames_written > 0:
             self._finished.append((key, part))
-            try:
-                part.recording.close()
-            except Exception:
-                log.exception("could not finish the recording %s", part.recording.path)
-                part.recording.frames_written = 0  # not posted; its file is deleted
+        else:
+            part.recording.path.unlink(missing_ok=True)  # no picture: nothing to post
 
     def _give_up(self, key: StreamKey) -> None:
         self._given_up.add(key)
@@ -318,21 +331,22 @@ class StageRecorder:
             task.cancel()
         for key in list(self._parts):
             self._end_part(key)
-        kept = [(key, p) for key, p in self._finished if p.recording.frames_written > 0]
-        for _, part in self._finished:
-            if part.recording.frames_written == 0:
-                part.recording.path.unlink(missing_ok=True)
-        self._finished = []
+        kept, self._finished = self._finished, []
         finished = []
         for key, part in kept:
             count = sum(1 for k, _ in kept if k == key)
             number = sum(1 for k, p in kept if k == key and p.number <= part.number)
             finished.append(
                 FinishedRecording(
-                    self.broadcast, part.recording.path, key[0], part.speaker, key[1],
-                    number if count > 1 else 0, part.recording.frames_written,
+                    self.broadcast,
+                    part.recording.path,
+                    key[0],
+                    part.speaker,
+                    key[1],
+                    number if count > 1 else 0,
+                    part.recording.frames_written,
                 )
-            )  # fmt: skip
+            )
         return sorted(finished, key=lambda f: (f.speaker, f.user_id, f.source.value, f.part))
 
 
@@ -407,11 +421,20 @@ class RecordingPoster:
             except httpx.HTTPError as exc:
                 permanent, reason = False, type(exc).__name__
             if permanent or attempt == self.attempts:
-                log.error("recording of %s not uploaded (attempt %d of %d): %s",
-                          where, attempt, self.attempts, reason)  # fmt: skip
+                log.error(
+                    "recording of %s not uploaded (attempt %d of %d): %s",
+                    where,
+                    attempt,
+                    self.attempts,
+                    reason,
+                )
                 return None
-            log.warning("recording of %s: upload attempt %d failed (%s); trying again",
-                        where, attempt, reason)  # fmt: skip
+            log.warning(
+                "recording of %s: upload attempt %d failed (%s); trying again",
+                where,
+                attempt,
+                reason,
+            )
             await asyncio.sleep(self.retry_s * attempt)
         return None
 
@@ -478,11 +501,16 @@ class BroadcastRecordings:
         if current is not None and current.room is room and current.broadcast == broadcast:
             return
         self.close(broadcast.room_id)
-        self.recorders[broadcast.room_id] = StageRecorder(
-            room, broadcast, self.directory / secrets.token_hex(8), self.limits
+        try:
+            self.recorders[broadcast.room_id] = StageRecorder(
+                room, broadcast, self.directory / secrets.token_hex(8), self.limits
+            )
+        except OSError as exc:  # the call goes on unrecorded rather than refusing its pages
+            log.error("the stage of %s cannot be recorded: %s", broadcast.room_id, exc)
+            return
+        log.info(
+            "recording the stage of broadcast %s in %s", broadcast.broadcast_id, broadcast.room_id
         )
-        log.info("recording the stage of broadcast %s in %s", broadcast.broadcast_id,
-                 broadcast.room_id)  # fmt: skip
 
     def close(self, room_id: str) -> None:
         """The stage closed: finish its files now, upload and post them in the background."""
