@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import av
+from aiortc import AudioStreamTrack, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
@@ -112,6 +113,49 @@ async def test_a_speaker_who_reconnects_is_recorded_in_a_new_part(tmp_path: Path
         assert decoded_frames(recording.path) == recording.frames
         with av.open(str(recording.path)) as container:
             assert sum(1 for _ in container.decode(audio=0)) > 0, "the voice is in each part"
+
+
+class Presenter(Client):
+    """A speaker's page sharing a screen besides its camera and microphone."""
+
+    async def answer(self, offer: RTCSessionDescription) -> str:
+        await self.pc.setRemoteDescription(offer)
+        transceivers = self.pc.getTransceivers()
+        for transceiver, track in zip(
+            transceivers[:3], (AudioStreamTrack(), Pattern(), Pattern()), strict=True
+        ):
+            transceiver.sender.replaceTrack(track)
+            transceiver.direction = "sendonly"
+        for transceiver in transceivers[3:]:
+            transceiver.direction = "inactive"
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+
+async def test_a_shared_screen_is_a_recording_of_its_own_with_the_speaker_s_voice(
+    tmp_path: Path,
+) -> None:
+    state = CallState("!chat:hs")
+    state.join(IVAN, "Иван", moderator=False, now=time.monotonic())
+    state.start_broadcast(BROADCAST.broadcast_id, [IVAN])
+    room = CallRoom(state)
+    recorder = StageRecorder(room, BROADCAST, tmp_path / "stage", RecordingLimits(10**7, 600))
+    presenter = Presenter(IVAN)
+    try:
+        await presenter.join(room)
+        await until(lambda: len(recorder._parts) == 2 and all(
+            p.recording.frames_written > 15 for p in recorder._parts.values()),
+            "the camera and the screen recorded")  # fmt: skip
+        finished = recorder.finish()
+    finally:
+        await room.close()
+        await presenter.close()
+    assert [(f.source, f.part) for f in finished] == [(Source.CAMERA, 0), (Source.SCREEN, 0)]
+    assert caption(finished[1]) == "Запись трансляции «Открытый урок» — Иван (экран)"
+    for recording in finished:
+        assert decoded_frames(recording.path) == recording.frames
+        with av.open(str(recording.path)) as container:
+            assert sum(1 for _ in container.decode(audio=0)) > 0, "the voice is in each file"
 
 
 def test_a_stream_without_a_picture_leaves_no_file(tmp_path: Path) -> None:
