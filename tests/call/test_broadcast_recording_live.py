@@ -205,6 +205,7 @@ async def test_a_stage_s_recording_is_posted_when_the_service_stops_or_forgets_t
     async def new_videos() -> list[dict[str, Any]]:
         return [e for e in await _videos(bot, room_id) if e["event_id"] not in before]
 
+    recordings = region.settings.call_state_dir / "recordings"
     speaker = await PeerProcess("speaker").start()
     try:
         for ending in ("stop", "forget"):
@@ -213,6 +214,7 @@ async def test_a_stage_s_recording_is_posted_when_the_service_stops_or_forgets_t
                 await until(new_videos, "the forgotten call's recording in the chat")
             # `stop`: leaving `serving` stopped the service, which waits for its uploads.
             assert len(await new_videos()) == 1 + (ending == "forget"), ending
+            await until(lambda: not any(recordings.rglob("*.*")), "the temp files deleted")
     finally:
         await speaker.command("quit")
         await speaker.wait_for(lambda e: e["event"] == "exited", "the speaker to quit")
