@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     # How often a live call asks its room who is in it and who moderates (a teacher
     # promoted or demoted in Matrix mid-call, a pupil who left the room).
     call_access_poll_s: float = Field(default=15.0, ge=0.1, le=600)
+    # Recording a broadcast's stage (docs/broadcasts.md#recording): each speaker's stream
+    # is written in parts of at most this size and this length; each part is one upload,
+    # so it is also held under `max_upload_size_mb` (whichever is smaller).
+    call_recording_max_mb: int = Field(default=100, ge=1, le=4096)
+    call_recording_max_s: float = Field(default=3600.0, ge=10, le=12 * 3600)
 
     # TURN (coturn) for call clients behind NAT: off unless `turn_host` (or `turn_uris`) is
     # set, since loopback needs none. Relayed media uses the relay port range; peers on
@@ -507,6 +512,11 @@ class Settings(BaseSettings):
     def call_state_dir(self) -> Path:
         """The widget service's saved calls (floor, hands, attendance), one file a room."""
         return self.var_dir / "calls"
+
+    @property
+    def call_recording_max_bytes(self) -> int:
+        """One recording part's size limit: the setting, and what the homeserver takes."""
+        return min(self.call_recording_max_mb, self.max_upload_size_mb) * 1024 * 1024
 
     @property
     def documents_state_dir(self) -> Path:

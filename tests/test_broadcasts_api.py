@@ -341,8 +341,8 @@ async def test_a_call_in_the_audience_chat_knows_the_broadcast_s_stage_while_it_
     region: LocalDeployment, callers: Callers
 ) -> None:
     """What the widget service asks when a call opens (`/internal/calls/room`): from a
-    quarter of an hour before the start, the broadcast and its speakers; not once it is
-    cancelled."""
+    quarter of an hour before the start, the broadcast, its speakers, its title (for its
+    recordings) and its end (when the stage closes); not once it is cancelled."""
     school = callers.school
     modes = ProvisioningCallModes.from_settings(region.settings)
     try:
@@ -354,8 +354,15 @@ async def test_a_call_in_the_audience_chat_knows_the_broadcast_s_stage_while_it_
         broadcast = created.json()
         start = await modes.starting(school.chat_room_id)
         assert start == CallStart(
-            CallMode.LESSON, broadcast["id"], frozenset({school.director, school.teacher})
-        )
+            CallMode.LESSON, broadcast["id"], frozenset({school.director, school.teacher}),
+            "Сцена открыта", soon + timedelta(hours=1),
+        )  # fmt: skip
+        raw = await modes.http.get(
+            "/internal/calls/room", params={"room_id": school.chat_room_id},
+            headers={"Authorization": f"Bearer {modes.token}"},
+        )  # fmt: skip
+        ends_at = raw.json()["broadcast"]["ends_at"]
+        assert ends_at == (soon + timedelta(hours=1)).astimezone(UTC).isoformat(), ends_at
         cancelled = await callers.director.post(f"{callers.url}/{broadcast['id']}/cancel")
         assert cancelled.status_code == 200, cancelled.text
         after = await modes.starting(school.chat_room_id)

@@ -26,6 +26,7 @@ from foundation.settings import Settings
 from foundation.web import bearer_token, install_error_handlers, install_request_log
 from matrix.client import MatrixClient
 from matrix.openid import OpenIDVerifier, ServerResolver
+from widgets.call.broadcast_recording import BroadcastRecordings
 from widgets.call.edge import EdgeDirectory
 from widgets.call.edge_service import EdgeService
 from widgets.call.ownership import CallLocks
@@ -137,6 +138,7 @@ def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> F
         async with MatrixClient(
             settings.homeserver_url, settings.as_token.get_secret_value()
         ) as matrix:
+            recordings = BroadcastRecordings.from_settings(matrix, settings, process=process)
             calls = CallService(
                 OpenIDVerifier(resolver),
                 matrix,
@@ -149,6 +151,7 @@ def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> F
                 language=settings.language,
                 locks=CallLocks(settings.call_state_dir) if processes > 1 else None,
                 modes=ProvisioningCallModes.from_settings(settings),
+                recordings=recordings,
                 edges=EdgeDirectory(plan.others, settings.call_edge_viewers)
                 if plan.others
                 else None,
@@ -171,7 +174,8 @@ def create_app(settings: Settings, *, process: int = 1, processes: int = 1) -> F
                     access_poll_s=settings.call_access_poll_s,
                 )
             app.state.edge = edge
-            async with running(documents, calls, *([edge] if edge else [])):
+            # Recordings stop after the calls: their last stages are posted on the way out.
+            async with running(documents, recordings, calls, *([edge] if edge else [])):
                 yield
 
     app = FastAPI(title="Parta widgets", lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from foundation.web import ApiError, bearer_token
 from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
-from provisioning.db.base import utcnow
-from provisioning.db.models import LibraryItem, Person
+from provisioning.db.base import as_utc, utcnow
+from provisioning.db.models import Broadcast, LibraryItem, Person
 from provisioning.services import calls, library
 from provisioning.services.access import load_access
 
@@ -88,7 +88,8 @@ def call_room(
     """How the call of a room starts, which the widget service asks when a call opens:
     `mode` "open" in a class's parents chat (a parent meeting), "lesson" elsewhere; `kind`
     is the managed room's kind, or None for a room Parta does not manage. While a
-    broadcast's stage is open in the room, `broadcast` names it and its speakers."""
+    broadcast's stage is open in the room, `broadcast` names it, its speakers, its title
+    (its recordings' caption) and its end (ISO 8601, UTC), when the stage closes."""
     _check_service(request, settings)
     room = calls.managed_room_by_id(session, room_id)
     kind = room.kind if room is not None else None
@@ -97,5 +98,14 @@ def call_room(
         "room_id": room_id,
         "kind": kind.value if kind is not None else None,
         "mode": calls.starting_call_mode(kind),
-        "broadcast": None if live is None else {"id": live.id, "speakers": list(live.speakers)},
+        "broadcast": None if live is None else _live_broadcast(live),
+    }
+
+
+def _live_broadcast(live: Broadcast) -> dict[str, Any]:
+    return {
+        "id": live.id,
+        "speakers": list(live.speakers),
+        "title": live.title,
+        "ends_at": as_utc(live.ends_at).isoformat(),
     }

@@ -2,7 +2,8 @@
 
 Run as `python -m tests.call.peer_process`; it is driven by JSON lines. On stdin:
 
-- `{"cmd": "join", "url": ws_url, "room_id": ..., "openid": {...}, "publish": ["camera"]}`:
+- `{"cmd": "join", "url": ws_url, "room_id": ..., "openid": {...}, "publish": ["camera"],
+  "broadcast_id": 7}` (optional, as a broadcast's widget opens the page):
   connect to the call service's WebSocket, sign in with the OpenID token, answer the
   SFU's offer (publishing a generated VP8 camera and/or a silent microphone) and receive
   every slot. Joining again replaces the previous socket and peer connection.
@@ -16,8 +17,8 @@ Run as `python -m tests.call.peer_process`; it is driven by JSON lines. On stdin
 
 On stdout: `{"event": "ready"}`, `"joined"`, `"refused"` (with the reason, the close
 code, and how many peer connections were made: none), `"message"` (everything the SFU
-sends but the offer), `"closed"`, `"stats"` (frames decoded, keyframes the publisher was
-asked for, packets dropped).
+sends but the offer), `"closed"`, `"stats"` (frames decoded, frames its cameras sent, keyframes the
+publisher was asked for, packets dropped).
 
 `PeerProcess` is the test's side: it starts one, sends commands and waits for events,
 every wait bounded in time.
@@ -64,9 +65,11 @@ class Noise(VideoStreamTrack):
     def __init__(self, width: int = 320, height: int = 240) -> None:
         super().__init__()
         self.width, self.height = width, height
+        self.sent = 0  # frames handed to the encoder
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
+        self.sent += 1
         picture = av.VideoFrame(width=self.width, height=self.height, format="yuv420p")
         for plane in picture.planes:
             plane.update(os.urandom(plane.buffer_size))
@@ -156,14 +159,20 @@ class Page:
         self.pc: RTCPeerConnection | None = None
         self.peer_connections = 0
         self.frames: dict[str, int] = {}
+        self.cameras: list[Noise] = []  # every camera this page published
         self.tasks: set[asyncio.Task[None]] = set()
         self.reader: asyncio.Task[None] | None = None
 
-    async def join(self, url: str, room_id: str, openid: Any, publish: list[str]) -> None:
+    async def join(
+        self, url: str, room_id: str, openid: Any, publish: list[str], broadcast_id: int | None
+    ) -> None:
         await self.leave()
         socket = await connect(url)
         self.socket = socket
-        await socket.send(json.dumps({"type": "join", "room_id": room_id, "openid": openid}))
+        join = {"type": "join", "room_id": room_id, "openid": openid}
+        if broadcast_id is not None:  # a page opened from a broadcast's widget
+            join["broadcast_id"] = broadcast_id
+        await socket.send(json.dumps(join))
         try:
             async with asyncio.timeout(WAIT_S):
                 first = json.loads(await socket.recv())
@@ -205,6 +214,7 @@ class Page:
             Noise() if "camera" in publish else None,
             None,
         ]
+        self.cameras += [t for t in tracks if isinstance(t, Noise)]
         for transceiver, track in zip(transceivers[:3], tracks, strict=True):
             if track is None:
                 transceiver.direction = "inactive"
@@ -268,7 +278,7 @@ async def main() -> None:
             case "join":
                 await page.join(
                     command["url"], command["room_id"], command["openid"],
-                    command.get("publish", []),
+                    command.get("publish", []), command.get("broadcast_id"),
                 )  # fmt: skip
             case "send":
                 if page.socket is not None:
@@ -283,6 +293,7 @@ async def main() -> None:
                 emit(
                     "stats",
                     frames=sum(page.frames.values()),
+                    frames_sent=sum(camera.sent for camera in page.cameras),
                     by_slot=page.frames,
                     keyframes_asked=KEYFRAMES_ASKED[0],
                     keyframes_received=KEYFRAMES_RECEIVED[0],
@@ -358,11 +369,17 @@ class PeerProcess:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
 
     async def join(
-        self, url: str, room_id: str, openid: Any, publish: tuple[str, ...] = ()
+        self,
+        url: str,
+        room_id: str,
+        openid: Any,
+        publish: tuple[str, ...] = (),
+        broadcast_id: int | None = None,
     ) -> dict[str, Any]:
-        """Join the call; the `joined` or `refused` event."""
+        """Join the call (from a broadcast's widget: `broadcast_id`); `joined` or `refused`."""
         start = len(self.events)
-        await self.command("join", url=url, room_id=room_id, openid=openid, publish=publish)
+        await self.command("join", url=url, room_id=room_id, openid=openid, publish=publish,
+                           broadcast_id=broadcast_id)  # fmt: skip
         return await self.wait_for(
             lambda e: e["event"] in ("joined", "refused"), "the join's answer", after=start
         )

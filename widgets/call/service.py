@@ -46,6 +46,7 @@ from matrix.openid import OpenIDError, OpenIDVerifier, token_grant
 from matrix.rooms import send_message
 from widgets.call import messages as m
 from widgets.call.attendance import Language, attendance_notice
+from widgets.call.broadcast_recording import BroadcastRecordings, StageBroadcast
 from widgets.call.edge import ChannelClosed, EdgeDirectory, is_edge_peer, serve_edge
 from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallMode, CallState, Source
 from widgets.call.ownership import CallLocks
@@ -106,6 +107,8 @@ class CallService:
     # signer writes the viewers' tickets and checks the edges' links.
     edges: EdgeDirectory | None = None
     signer: TicketSigner | None = None
+    # Records each broadcast's stage and posts the recordings at its end. None: not recorded.
+    recordings: BroadcastRecordings | None = None
     rooms: dict[str, CallRoom] = field(default_factory=dict)
     _emptied_at: dict[str, float] = field(default_factory=dict)
     _sockets: dict[tuple[str, str], WebSocket] = field(default_factory=dict)
@@ -114,6 +117,7 @@ class CallService:
     _handovers: asyncio.Task[None] | None = None
     _opening: dict[str, asyncio.Task[CallRoom | None]] = field(default_factory=dict)
     _links: dict[str, set[WebSocket]] = field(default_factory=dict)  # room -> edges' sockets
+    _stage_ends: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # by room ID
 
     async def start(self) -> None:
         """Start saving calls and watching their rooms (and, with several processes, the
@@ -132,6 +136,8 @@ class CallService:
         handovers, self._handovers = self._handovers, None
         await cancel_and_wait(handovers)
         rooms, self.rooms = list(self.rooms.values()), {}
+        for room in rooms:
+            self._stage_closed(room.state.room_id)
         now = self.clock()
         for room in rooms:
             # Whoever is still here is cut off by the stop: their stretch ends now, and
@@ -235,6 +241,7 @@ class CallService:
             start = await self._starting(join.room_id)
             if start.broadcast_id == join.broadcast_id:
                 room.state.start_broadcast(start.broadcast_id, start.speakers)
+                self._stage_opened(room, start)
         if await self._sent_to_edge(socket, room, user_id, access.display_name, access.moderator):
             return None
         room.state.open_floor = access.open_floor
@@ -460,6 +467,7 @@ class CallService:
         if not await self._take(room_id):
             return None
         room = self.rooms.get(room_id)
+        start: CallStart | None = None
         if room is None:
             # The first join since this process took the call: it may have been saved,
             # with its mode; else it is new, and starts as its room's kind says.
@@ -476,6 +484,8 @@ class CallService:
                     saved.end_broadcast()
             room = CallRoom(saved, self.audio_slots)
             self.rooms[room_id] = room
+            if start is not None and saved.broadcast_id is not None:
+                self._stage_opened(room, start)
         return room
 
     async def _starting(self, room_id: str) -> CallStart:
@@ -527,6 +537,7 @@ class CallService:
         self._emptied_at.pop(room_id, None)
         if room is None:
             return
+        self._stage_closed(room_id)
         now = self.clock()
         sockets = [self._sockets.pop((room_id, user), None) for user in room.state.participants]
         for user_id in list(room.state.participants):
@@ -601,6 +612,52 @@ class CallService:
             await room.broadcast()
             self._changed(room)
 
+    # --- a broadcast's stage: its end, and its recording ---------------------------------
+
+    def _stage_opened(self, room: CallRoom, start: CallStart) -> None:
+        """A broadcast's stage opened in this call: record it, and close it at its end
+        (provisioning's `ends_at`; nothing else would until the call reopens)."""
+        room_id, broadcast_id = room.state.room_id, start.broadcast_id
+        if broadcast_id is None:
+            return
+        if self.recordings is not None:
+            broadcast = StageBroadcast(room_id, broadcast_id, start.title, self.language)
+            self.recordings.open(room, broadcast)
+        timer = self._stage_ends.pop(room_id, None)
+        if timer is not None:
+            timer.cancel()
+        if start.ends_at is not None:
+            delay = max(0.0, start.ends_at.timestamp() - self.clock())
+            self._stage_ends[room_id] = asyncio.create_task(
+                self._close_stage_at(room, broadcast_id, delay), name="call-stage-end"
+            )
+
+    async def _close_stage_at(self, room: CallRoom, broadcast_id: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        room_id = room.state.room_id
+        self._stage_ends.pop(room_id, None)
+        if self.rooms.get(room_id) is not room or room.state.broadcast_id != broadcast_id:
+            return  # the call moved on (another broadcast, given back, forgotten)
+        room.state.end_broadcast()
+        log.info("the stage of broadcast %s in %s closed at its end", broadcast_id, room_id)
+        if self.recordings is not None:
+            self.recordings.close(room_id)
+        room.reassign()
+        self._changed(room)
+        await room.broadcast()
+        # The edges' viewers come back here: the call is an ordinary call again.
+        for link in list(self._links.pop(room_id, ())):
+            await _close(link, "unlinked", reason="no_broadcast")
+
+    def _stage_closed(self, room_id: str) -> None:
+        """The call ends here (forgotten, given back, the service stopping): so does the
+        recording of its stage, which is posted now."""
+        timer = self._stage_ends.pop(room_id, None)
+        if timer is not None:
+            timer.cancel()
+        if self.recordings is not None:
+            self.recordings.close(room_id)
+
     def _changed(self, room: CallRoom) -> None:
         if self.locks is not None and not self.locks.holds(room.state.room_id):
             return  # given to another process: its file is that process's to write now
@@ -620,6 +677,7 @@ class CallService:
             if now - since > EMPTY_CALL_KEPT_S:
                 del self.rooms[room_id]
                 del self._emptied_at[room_id]
+                self._stage_closed(room_id)
                 if self.store is not None:
                     self.store.forget(room_id)
                 if self.locks is not None:

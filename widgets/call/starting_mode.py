@@ -12,10 +12,11 @@ it afterwards.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from foundation.settings import Settings
 from widgets.call.moderation import CallMode
@@ -32,6 +33,10 @@ class _Broadcast(BaseModel):
 
     id: int = Field(ge=1)
     speakers: list[Annotated[str, Field(max_length=255)]] = Field(max_length=100)
+    # Both optional, for a provisioning service older than the recording (issue 21); when
+    # given, a title as long as the form allows and an ISO 8601 time with its zone.
+    title: str = Field(default="", max_length=200, strict=True)
+    ends_at: AwareDatetime | None = Field(default=None, strict=True)
 
 
 class _Answer(BaseModel):
@@ -45,11 +50,14 @@ class _Answer(BaseModel):
 
 @dataclass(frozen=True)
 class CallStart:
-    """How a call opens: its mode, and the broadcast whose stage is open in the room."""
+    """How a call opens: its mode, and the broadcast whose stage is open in the room
+    (its title names its recordings; the stage closes at `ends_at`, None: not said)."""
 
     mode: CallMode
     broadcast_id: int | None = None
     speakers: frozenset[str] = frozenset()
+    title: str = ""
+    ends_at: datetime | None = None
 
 
 @dataclass
@@ -95,4 +103,6 @@ class ProvisioningCallModes:
         if answer.broadcast is None:
             return CallStart(CallMode(answer.mode))
         live = answer.broadcast
-        return CallStart(CallMode.LESSON, live.id, frozenset(live.speakers))
+        return CallStart(
+            CallMode.LESSON, live.id, frozenset(live.speakers), live.title, live.ends_at
+        )
