@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -206,3 +207,58 @@ def test_the_directory_sends_viewers_to_the_least_loaded_edge_and_none_past_capa
     assert edges.choose() == "/call/edge/3/ws"
     edges.report("/call/edge/9/ws", 0)  # an edge the directory does not know: ignored
     assert "/call/edge/9/ws" not in edges.reported
+
+
+def lossy(client: Client, share: float) -> None:
+    """Lose `share` of the video packets on the way to this client, as a poor network
+    would: before aiortc sees them, so its receiver reports tell the edge (RTCP RR)."""
+    dtls = client.pc.getTransceivers()[0].receiver.transport
+    video = {
+        codec.payloadType
+        for transceiver in client.pc.getTransceivers()
+        if transceiver.kind == "video"
+        for codec in transceiver._codecs
+    }
+    original = dtls._handle_rtp_data
+    chance = random.Random(7)
+
+    async def handle(data: bytes, arrival_time_ms: int) -> None:
+        if data[1] & 0x7F in video and chance.random() < share:
+            return
+        await original(data, arrival_time_ms)
+
+    dtls._handle_rtp_data = handle
+
+
+async def test_a_viewer_on_a_poor_network_keeps_the_sound_and_may_ask_for_video_again(
+    tree: Tree,
+) -> None:
+    edge = tree.edges[0]
+    viewer = tree.viewers[VIEWERS[0]]  # on the first edge
+    await until(lambda: shown_mid(viewer, SPEAKER, Source.CAMERA), "a labelled camera slot")
+    camera = shown_mid(viewer, SPEAKER, Source.CAMERA)
+    voice = shown_mid(viewer, SPEAKER, Source.AUDIO)
+    assert camera is not None and voice is not None
+    await until(partial(viewer.packets_on, camera), "pictures before the network fails")
+    lossy(viewer, 0.6)
+    await until(
+        lambda: {"type": "audio_only", "reason": "poor_network"} in viewer.states,
+        "the edge telling the viewer it sends sound only",
+    )
+    assert not edge.viewers[VIEWERS[0]].video_on
+    others = tree.viewers[VIEWERS[2]]  # the same edge, a good network: pictures go on
+    assert edge.viewers[VIEWERS[2]].video_on
+    await asyncio.sleep(1.0)  # what was in flight lands
+    pictures, sound = await viewer.packets_on(camera), await viewer.packets_on(voice)
+    other_camera = shown_mid(others, SPEAKER, Source.CAMERA)
+    assert other_camera is not None
+    other_pictures = await others.packets_on(other_camera)
+    await asyncio.sleep(2.0)
+    assert await viewer.packets_on(camera) == pictures  # no more video for them
+    assert await viewer.packets_on(voice) > sound  # the voice goes on
+    assert await others.packets_on(other_camera) > other_pictures
+    # The viewer asks for the picture again (the page's button): it comes back.
+    assert edge.set_video(VIEWERS[0], True)
+    await until(
+        lambda: _more(viewer.packets_on(camera), pictures + 20), "pictures again on request"
+    )

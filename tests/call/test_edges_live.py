@@ -24,6 +24,7 @@ import httpx
 import pytest
 import uvicorn
 from aiortc import RTCSessionDescription
+from playwright.async_api import Browser, expect
 from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -32,6 +33,14 @@ from provisioning.db.models import EnrolmentRole, ManagedRoom, School, SchoolCla
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
 from tests.call.conftest import WAIT_S, until
+from tests.call.test_call_page import (
+    Lesson,
+    audio_packets,
+    open_widget,
+    screenshot_frame,
+    video_frames,
+)
+from tests.call.test_call_page import browser as browser  # the fixture, re-exported
 from tests.call.test_sfu import Client
 from tests.harness.broadcasts import PASSWORD, make_school, picture, set_passwords
 from tests.harness.ports import free_ports
@@ -305,3 +314,70 @@ async def test_forged_tickets_and_links_are_refused(tree: Region3) -> None:
             await socket.send(json.dumps({"type": "link", "room_id": tree.room_id, "proof": proof}))
             answer = json.loads(await asyncio.wait_for(socket.recv(), WAIT_S))
             assert answer == {"type": "error", "reason": "bad_join"}
+
+
+async def test_a_viewer_in_chromium_watches_from_an_edge_and_cannot_speak(
+    tree: Region3, browser: Browser, widget_host: str
+) -> None:
+    """The call page, in the widget host as a Matrix client frames it: sent to an edge, it
+    shows the speaker, says the viewer watches, and its forced microphone reaches nobody."""
+    speaker = Page(tree.speaker)
+    pupil = tree.pupils[0]
+    origin_http = tree.origin.replace("ws://", "http://")
+    lesson = Lesson(tree.room_id, {"pupil": pupil["user_id"]}, {}, {"pupil": pupil})
+    page = None
+    try:
+        await speaker.join_origin(tree.origin, tree.room_id, tree.broadcast_id)
+        page, frame = await open_widget(browser, widget_host, origin_http, lesson, "pupil")
+        socket_url = await frame.evaluate("call.socket.url")
+        assert "/call/edge/" in socket_url and socket_url.split("/call/")[0] != tree.origin
+        await until(
+            lambda: _more(video_frames(frame, speaker.user_id), 10),
+            "the speaker's pictures decoded in Chromium",
+        )
+        await until(lambda: audio_packets(frame, speaker.user_id), "the speaker's voice")
+        await expect(frame.locator("#mic-note")).to_have_text(
+            "Вы зритель трансляции: вы видите и слышите выступающих. Вопросы можно задать в чате."
+        )
+        await expect(frame.locator("#hand")).to_be_hidden()
+        await expect(frame.locator("#mic")).to_be_disabled()
+        # The page forces its microphone on and asks for the floor: refused in words, and
+        # the speaker's page is given no stream of the viewer's.
+        await frame.evaluate("call.local.audio && (call.local.audio.enabled = true)")
+        await frame.evaluate("send({type: 'raise_hand'})")
+        await expect(frame.locator("#status")).to_contain_text(
+            "Во время трансляции слушатели не говорят", timeout=WAIT_S * 1000
+        )
+        await screenshot_frame(page, "broadcast-viewer-on-edge")
+        # Sound only, by choice (a phone on mobile data): the pictures stop, the voice
+        # goes on; the picture comes back on request.
+        await frame.locator("#sound-only").click()
+        await expect(frame.locator("#net-note")).to_contain_text("Видео выключено")
+        await asyncio.sleep(1.5)  # what was in flight lands
+        pictures = await video_frames(frame, speaker.user_id)
+        voice = await audio_packets(frame, speaker.user_id)
+        await asyncio.sleep(2.0)
+        assert await video_frames(frame, speaker.user_id) == pictures
+        assert await audio_packets(frame, speaker.user_id) > voice
+        await frame.locator("#video-again").click()
+        await expect(frame.locator("#net-note")).to_be_hidden()
+        await until(
+            lambda: _more(video_frames(frame, speaker.user_id), pictures + 10),
+            "the pictures again",
+        )
+        await asyncio.sleep(1.0)
+        shown = {
+            v["user_id"]
+            for state in speaker.client.states
+            if state.get("type") == "state"
+            for v in state["slots"].values()
+        }
+        assert pupil["user_id"] not in shown
+    finally:
+        if page is not None:
+            await page.context.close()
+        await speaker.close()
+
+
+async def _more(count: Any, than: int) -> bool:
+    return bool(await count > than)

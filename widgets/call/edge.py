@@ -51,7 +51,11 @@ from widgets.call.tickets import TICKET_TTL_S
 log = logging.getLogger(__name__)
 
 EDGE_PREFIX = "edge:"  # an edge's peer in the origin's call: never a Matrix user ID
-LOAD_REPORT_S = 1.0  # at most one load report a second on a link
+# A viewer whose receiver reports say more than POOR_LOSS of a video slot's packets were
+# lost, NETWORK_CHECKS checks in a row NETWORK_CHECK_S apart, watches with sound only.
+POOR_LOSS = 0.10
+NETWORK_CHECKS = 2
+NETWORK_CHECK_S = 2.0
 
 
 class ChannelClosed(Exception):
@@ -170,6 +174,8 @@ class Viewer:
     pc: RTCPeerConnection
     send: Send
     slots: list[tuple[str, ForwardingSender]] = field(default_factory=list)  # (mid, sender)
+    video_on: bool = True  # off: sound only (a poor network, or the viewer's choice)
+    lossy_checks: int = 0
 
 
 Connect = Callable[[], "contextlib.AbstractAsyncContextManager[Channel]"]
@@ -202,19 +208,22 @@ class EdgeRoom:
         self._generation = 0
         self._last_keyframe: dict[int, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._networks: asyncio.Task[None] | None = None
 
     # --- the link ------------------------------------------------------------------------
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._keep_linked(), name=f"edge-link-{self.room_id}")
+            self._networks = asyncio.create_task(self._watch_networks(), name="edge-networks")
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks, self._task, self._networks = [self._task, self._networks], None, None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         viewers, self.viewers = list(self.viewers.values()), {}
         await asyncio.gather(*(v.pc.close() for v in viewers), return_exceptions=True)
         if self._pc is not None:
@@ -358,6 +367,52 @@ class EdgeRoom:
             self._changed()
         self._drop_senders(gone)
         await gone.pc.close()
+
+    def set_video(self, user_id: str, on: bool) -> bool:
+        """Send a viewer video or only sound; True if that changed.
+
+        Off, the viewer's video slots leave their link slots' fan-out (nothing is sent);
+        on again, each waits for the next keyframe, which it asks for.
+        """
+        viewer = self.viewers.get(user_id)
+        if viewer is None or viewer.video_on == on:
+            return False
+        viewer.video_on, viewer.lossy_checks = on, 0
+        for slot, (_, sender) in zip(self._slots, viewer.slots, strict=False):
+            if slot.kind != "video":
+                continue
+            if on and sender not in slot.senders:
+                slot.senders.append(sender)
+            elif not on:
+                with contextlib.suppress(ValueError):
+                    slot.senders.remove(sender)
+                sender.pause()
+        return True
+
+    async def _watch_networks(self) -> None:
+        """Viewers on a network too poor for the video keep the sound (Opus needs some
+        30 kbit/s where the picture needs a megabit): read from their receiver reports."""
+        while True:
+            await asyncio.sleep(NETWORK_CHECK_S)
+            for viewer in list(self.viewers.values()):
+                if viewer.video_on and self._lossy(viewer):
+                    viewer.lossy_checks += 1
+                else:
+                    viewer.lossy_checks = 0
+                if viewer.lossy_checks >= NETWORK_CHECKS and self.set_video(viewer.user_id, False):
+                    log.info("%s watches %s with sound only: video lost on the way",
+                             viewer.user_id, self.room_id)  # fmt: skip
+                    await viewer.send({"type": "audio_only", "reason": "poor_network"})
+
+    def _lossy(self, viewer: Viewer) -> bool:
+        recent = time.monotonic() - 3 * NETWORK_CHECK_S
+        return any(
+            slot.kind == "video"
+            and sender.source is not None
+            and sender.reported_at > recent
+            and sender.fraction_lost > POOR_LOSS
+            for slot, (_, sender) in zip(self._slots, viewer.slots, strict=False)
+        )
 
     def _drop_senders(self, viewer: Viewer) -> None:
         for slot, (_, sender) in zip(self._slots, viewer.slots, strict=False):

@@ -60,14 +60,23 @@ class _ViewerAnswer(BaseModel):
     sdp: str = Field(min_length=1, max_length=100_000)
 
 
+class _Video(BaseModel):
+    """The viewer turns the picture off (sound only, to save data) or back on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["video"]
+    on: bool
+
+
 class _Other(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     type: str = Field(max_length=64)
 
 
-_viewer_message: TypeAdapter[_ViewerAnswer | _Other] = TypeAdapter(
-    Annotated[_ViewerAnswer | _Other, Field(union_mode="left_to_right")]
+_viewer_message: TypeAdapter[_ViewerAnswer | _Video | _Other] = TypeAdapter(
+    Annotated[_ViewerAnswer | _Video | _Other, Field(union_mode="left_to_right")]
 )
 _QUIET = {"sending"}  # what every page says, and an edge has no use for: no error for it
 
@@ -201,6 +210,9 @@ class EdgeService:
                     continue
                 if isinstance(message, _ViewerAnswer):
                     await room.accept_answer(user_id, message.sdp)
+                elif isinstance(message, _Video):
+                    room.set_video(user_id, message.on)
+                    await socket.send_json({"type": "video", "on": message.on})
                 elif message.type not in _QUIET:
                     # Hands, floors, mutes: the audience of a broadcast only watches here.
                     await socket.send_json(m.error("broadcast_audience_listens"))

@@ -43,6 +43,8 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTP_HISTORY_SIZE,
     RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
     RtpPacket,
     wrap_rtx,
 )
@@ -164,6 +166,10 @@ class ForwardingSender:
         self._original_rtcp: Callable[..., Awaitable[None]] = sender._handle_rtcp_packet
         self._original_send: Callable[[RTCRtpSendParameters], Awaitable[None]] = sender.send
         self.forwarded = 0
+        # The subscriber's latest receiver report: the share of this slot's packets lost
+        # on the way (0–1), and when it came (monotonic). A network too poor for video.
+        self.fraction_lost = 0.0
+        self.reported_at = 0.0
         sender.send = self._send  # type: ignore[method-assign]
         sender._run_rtp = self._run_rtp  # type: ignore[method-assign]
         sender._handle_rtcp_packet = self._handle_rtcp_packet  # type: ignore[method-assign]
@@ -231,6 +237,11 @@ class ForwardingSender:
             self._private("rtp_exited").set()
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == self.sender._ssrc:
+                    self.fraction_lost = report.fraction_lost / 256
+                    self.reported_at = time.monotonic()
         keyframe_request = (RTCP_PSFB_PLI, RTCP_PSFB_FIR)
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt in keyframe_request and self._source:
             await self._on_keyframe_request(self._source)

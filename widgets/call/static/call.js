@@ -58,6 +58,9 @@ const TEXT = {
     left_room_text: "Вы больше не участник этого чата, поэтому звонок для вас закончился.",
     mic_locked: "Ваш микрофон выключен: говорить можно, когда учитель даст вам слово. Чтобы попросить слово, поднимите руку.",
     mic_audience: "Вы зритель трансляции: вы видите и слышите выступающих. Вопросы можно задать в чате.",
+    sound_only: "Только звук", video_again: "Включить видео",
+    audio_only_poor_network: "Слабая связь: трансляция идёт только со звуком.",
+    audio_only_chosen: "Видео выключено, чтобы сберечь трафик: трансляция идёт со звуком.",
     mic_locked_hand_up: "Ваш микрофон выключен. Вы подняли руку: микрофон включится, когда учитель даст вам слово.",
     no_room_title: "Какой звонок открыть?",
     no_room_text: "В адресе этой страницы нет звонка: не хватает room_id — кода комнаты Matrix, который начинается с «!» (…/call/?room_id=!…). Откройте звонок из чата в Element (звонок «Урок» или «Родительское собрание») или по ссылке «Урок» на вашей странице в Парте.",
@@ -132,6 +135,9 @@ const TEXT = {
     left_room_text: "You are no longer in this chat, so the call has ended for you.",
     mic_locked: "Your microphone is off: you may speak once the teacher gives you the floor. To ask for it, raise your hand.",
     mic_audience: "You are watching a broadcast: you see and hear the speakers. Ask your questions in the chat.",
+    sound_only: "Sound only", video_again: "Turn video on",
+    audio_only_poor_network: "Weak connection: the broadcast goes on with sound only.",
+    audio_only_chosen: "Video is off to save data: the broadcast goes on with sound.",
     mic_locked_hand_up: "Your microphone is off. Your hand is up: the microphone turns on when the teacher gives you the floor.",
     no_room_title: "Which call?",
     no_room_text: "This page's address names no call: it lacks room_id, the Matrix room's ID that starts with “!” (…/call/?room_id=!…). Open the call from the chat in Element (the «Урок» or «Родительское собрание» call) or through the «Lesson» link on your page in Parta.",
@@ -322,6 +328,14 @@ async function join() {
   };
 }
 
+// A broadcast's viewer on an edge: sound only on a poor network (the edge decides from
+// what this page's connection reports) or by choice, and the picture back on request.
+function soundOnly(reason) {
+  $("net-note").hidden = !reason;
+  $("net-text").textContent = reason ? t(`audio_only_${reason}`) : "";
+  $("sound-only").hidden = Boolean(reason) || !(me() && me().audience);
+}
+
 function send(message) {
   if (call.socket && call.socket.readyState === WebSocket.OPEN) call.socket.send(JSON.stringify(message));
 }
@@ -330,6 +344,8 @@ async function onMessage(message) {
   switch (message.type) {
     case "offer": return await answerOffer(message);
     case "edge": call.edge = { url: message.url, ticket: message.ticket }; return;
+    case "audio_only": return soundOnly(message.reason);
+    case "video": return soundOnly(message.on ? null : "chosen");
     case "state": return render(message);
     case "attendance": return showAttendance(message.people);
     case "attendance_posted": return flash(t("attendance_posted"));
@@ -407,6 +423,8 @@ function applyPermissions() {
   $("cam").disabled = !self.camera || !call.local.video;
   $("screen").hidden = !self.may_share_screen;
   $("hand").hidden = self.moderator || call.state.open_floor || Boolean(self.audience);
+  if (!self.audience) $("net-note").hidden = true;
+  $("sound-only").hidden = !self.audience || !$("net-note").hidden;
   $("hand").textContent = t(self.hand_raised ? "lower_hand" : "raise_hand");
   $("mic").classList.toggle("off", !(self.audio && call.wantMic));
   $("cam").classList.toggle("off", !(self.camera && call.wantCam));
@@ -749,6 +767,8 @@ async function start() {
   });
   $("screen").addEventListener("click", toggleScreen);
   $("hand").addEventListener("click", () => send({ type: me() && me().hand_raised ? "lower_hand" : "raise_hand" }));
+  $("sound-only").addEventListener("click", () => send({ type: "video", on: false }));
+  $("video-again").addEventListener("click", () => send({ type: "video", on: true }));
   $("mute-all").addEventListener("click", () => send({ type: "mute_all" }));
   for (const id of ["mode-lesson", "mode-open"]) {
     $(id).addEventListener("change", (event) => send({ type: "mode", mode: event.target.value }));
