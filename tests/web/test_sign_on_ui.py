@@ -250,6 +250,23 @@ def test_passwords_are_refused_and_parta_s_bot_still_works(
     assert admin.json()["admin"] is True
 
 
+def test_the_lookup_answers_parta_s_services_only(sso_region: SignOnRegion) -> None:
+    s = sso_region.deployment.settings
+    url = f"{s.provisioning_url}/internal/sign-on/account"
+    right = {"Authorization": f"Bearer {s.as_token.get_secret_value()}"}
+    anna = {"claim": "phone_number", "value": "+79123456789"}
+    assert httpx.post(url, json=anna, headers=right).json() == {"user_id": ANNA}
+    stranger = {"claim": "phone_number", "value": "+79990001122"}
+    assert httpx.post(url, json=stranger, headers=right).json() == {"user_id": None}
+    wrong = httpx.post(url, json=anna, headers={"Authorization": "Bearer guess"})
+    assert wrong.status_code == 403
+    assert "user_id" not in wrong.json()
+    for body in ({"claim": "snils", "value": "1"}, {"claim": "email", "value": "x" * 400}, {}):
+        refused = httpx.post(url, json=body, headers=right)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["errcode"] == "M_BAD_JSON"
+
+
 def test_no_secret_phone_number_or_login_token_reaches_a_log(sso_region: SignOnRegion) -> None:
     """Run last in this module: after every sign-in above has been logged."""
     logs = sorted(sso_region.deployment.settings.log_dir.glob("*.log"))
