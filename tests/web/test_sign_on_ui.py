@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, Route, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 from sqlalchemy import select
 
 from parta.deployment import LocalDeployment
@@ -190,25 +190,54 @@ def test_the_admin_ui_signs_in_with_the_button(
     )
 
 
-def test_a_login_token_from_elsewhere_opens_no_session(
-    sso_region: SignOnRegion, context: BrowserContext
-) -> None:
-    """A link carrying someone's login token (the sender's own) but not this browser's
-    state: refused before the token is even redeemed."""
-    web = sso_region.deployment.settings.provisioning_url
+def _login_token(context: BrowserContext, region: SignOnRegion, sub: str) -> str:
+    """A genuine login token of `sub`'s account, as Synapse hands one to a client."""
     page = context.new_page()
-    page.goto(f"{web}/login/sso/callback?state=forged&loginToken=syl_whatever")
+    _element_stand_in(page)
+    _into_synapse_sso(page, region, ELEMENT)
+    _sign_in_at_portal(page, sub)
+    page.get_by_role("link", name="Continue").click()
+    page.wait_for_url(f"{ELEMENT}**")
+    (token,) = parse_qs(urlsplit(page.url).query)["loginToken"]
+    page.close()
+    return token
+
+
+def _started_sign_in_state(page: Page, region: SignOnRegion) -> str:
+    """Start a sign-in in this browser (stopping at the homeserver); the state it got."""
+    web = region.deployment.settings.provisioning_url
+    page.route(f"{region.homeserver}/**", lambda route: route.abort())
+    page.goto(f"{web}/login/sso", wait_until="commit")
+    page.unroute(f"{region.homeserver}/**")
+    cookies = [c for c in page.context.cookies(web) if c["name"] == "parta_sso_state"]
+    assert len(cookies) == 1, cookies
+    return cookies[0]["value"].split(".")[0]
+
+
+def test_a_login_token_from_elsewhere_opens_no_session(
+    sso_region: SignOnRegion, context: BrowserContext, browser: Browser
+) -> None:
+    """A link carrying the sender's own login token signs nobody else in: the callback
+    wants the state of a sign-in this browser started."""
+    web = sso_region.deployment.settings.provisioning_url
+    attacker = browser.new_context()
+    token = _login_token(attacker, sso_region, "portal-admin")
+    attacker.close()
+    page = context.new_page()
+    page.goto(f"{web}/login/sso/callback?state=forged&{urlencode({'loginToken': token})}")
     expect(page.locator("p.error")).to_contain_text("Войдите ещё раз")
     assert not any(c["name"] == "parta_session" for c in context.cookies(web))
-    # This browser's own state, but a token the homeserver never issued.
-    page.route(f"{sso_region.homeserver}/**", lambda route: route.abort())
-    page.goto(f"{web}/login/sso", wait_until="commit")
-    (state_cookie,) = [c for c in context.cookies(web) if c["name"] == "parta_sso_state"]
-    state = state_cookie["value"].split(".")[0]
-    page.unroute(f"{sso_region.homeserver}/**")
+    # A token the homeserver never issued, with this browser's own state.
+    state = _started_sign_in_state(page, sso_region)
     page.goto(f"{web}/login/sso/callback?state={state}&loginToken=syl_never_issued")
     expect(page.locator("p.error")).to_contain_text("Войдите ещё раз")
     assert not any(c["name"] == "parta_session" for c in context.cookies(web))
+    # The refused token was never redeemed: with a state of this browser it signs in, so
+    # what refused it above was the state alone.
+    state = _started_sign_in_state(page, sso_region)
+    page.goto(f"{web}/login/sso/callback?state={state}&{urlencode({'loginToken': token})}")
+    expect(page.locator("h1")).to_contain_text("Здравствуйте")
+    assert any(c["name"] == "parta_session" for c in context.cookies(web))
 
 
 def test_passwords_are_refused_and_parta_s_bot_still_works(

@@ -40,12 +40,14 @@ def callback_url(web_url: str, state: str) -> str:
 
 
 @router.get("/login/sso")
-def start(request: Request, settings: SettingsDep, next: str = "/") -> Response:
+def start(
+    request: Request, settings: SettingsDep, next: Annotated[str, Query(max_length=2048)] = "/"
+) -> Response:
     """Off to the region's provider, through the homeserver; back to the callback only."""
     if not settings.oidc_enabled:
         raise WebError(404, N_("This region has no single sign-on."))
     state = secrets.token_urlsafe(24)
-    target = safe_next(next[:2048])
+    target = safe_next(next)
     response = RedirectResponse(
         sso_redirect_url(
             settings.element_homeserver_url,
@@ -56,7 +58,7 @@ def start(request: Request, settings: SettingsDep, next: str = "/") -> Response:
     )
     response.set_cookie(
         STATE_COOKIE,
-        f"{state}.{base64.urlsafe_b64encode(target.encode()).decode()}",
+        f"{state}.{_encode(target)}",
         max_age=STATE_MAX_AGE_S,
         httponly=True,
         secure=secure_cookies(settings),
@@ -65,13 +67,22 @@ def start(request: Request, settings: SettingsDep, next: str = "/") -> Response:
     return response
 
 
+def _encode(path: str) -> str:
+    """Cookie-safe (no padding: an `=` would make the cookie a quoted string)."""
+    return base64.urlsafe_b64encode(path.encode()).decode().rstrip("=")
+
+
+def _decode(text: str) -> str:
+    return base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode()).decode()
+
+
 def _started_here(request: Request, state: str) -> str | None:
     """The page to go to after signing in, if this browser started this sign-in."""
     expected, _, encoded_next = request.cookies.get(STATE_COOKIE, "").partition(".")
     if not state or not expected or not hmac.compare_digest(state.encode(), expected.encode()):
         return None
     try:
-        return safe_next(base64.urlsafe_b64decode(encoded_next.encode()).decode())
+        return safe_next(_decode(encoded_next))
     except (ValueError, UnicodeDecodeError):
         return "/"
 
