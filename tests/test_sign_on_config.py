@@ -108,3 +108,16 @@ def test_a_wrong_provider_setting_says_what_to_fix(
 def test_passwords_cannot_be_switched_off_without_a_provider(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="PARTA_OIDC_ISSUER is not set"):
         _settings(tmp_path / "var", password_login="false")
+
+
+def test_the_client_secret_lives_in_secrets_env_and_survives_generation(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    write_config(var_dir, **{k: v for k, v in OIDC.items() if k != "oidc_client_secret"})
+    var_dir.joinpath("secrets.env").write_text(
+        "PARTA_OIDC_CLIENT_SECRET=provider-given-secret-1234\n", encoding="utf-8"
+    )
+    ensure_secrets(var_dir)  # adds the generated ones, keeps the operator's line
+    settings = Settings.load(var_dir)
+    assert settings.oidc_client_secret.get_secret_value() == "provider-given-secret-1234"
+    assert "provider-given-secret-1234" not in repr(settings)
+    assert "provider-given-secret-1234" not in settings.model_dump_json()
