@@ -13,6 +13,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
@@ -37,6 +38,8 @@ SECRET_FIELDS = (
     "turn_shared_secret",
     "worker_replication_secret",
 )
+# Synapse's ID of the region's OpenID Connect provider (it must start with "oidc-").
+OIDC_IDP_ID = "oidc-region"
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "password"}
 # An edge's address for a page (`call_edges`): a path on the widgets' host, or another host's.
 CALL_EDGE_URL = r"^(wss?://[A-Za-z0-9.:\[\]-]+)?/call/edge/[0-9]{1,3}/ws$"
@@ -203,6 +206,18 @@ class Settings(BaseSettings):
     # A demo school with demo accounts, loaded by `./deploy.sh` in development.
     demo_school: bool = True
 
+    # The region's single sign-on (docs/operations.md, "The region's single sign-on"): an
+    # OpenID Connect provider (a regional education portal) that Element and the admin UI
+    # offer as "Sign in with <oidc_name>". Off while `oidc_issuer` is empty. A person is
+    # linked to their existing account by `oidc_claim`; nobody gets an account by it.
+    oidc_issuer: str = Field(default="", max_length=500)
+    oidc_client_id: str = Field(default="", max_length=255)
+    oidc_client_secret: SecretStr = SecretStr("")  # given by the provider; var/secrets.env
+    oidc_name: str = Field(default="", max_length=64)  # the button's label; default: the region
+    oidc_claim: Literal["phone_number", "email"] = "phone_number"
+    # Local passwords: off leaves the region's sign-on as the only way in (needs OIDC).
+    password_login: bool = True
+
     # Logging.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -344,6 +359,35 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_single_sign_on(self) -> Settings:
+        if not self.oidc_enabled:
+            if not self.password_login:
+                raise ValueError(
+                    "PARTA_PASSWORD_LOGIN=false leaves the region's single sign-on as the only "
+                    "way in, but PARTA_OIDC_ISSUER is not set: set the provider's issuer, "
+                    "client ID and secret, or keep password login on"
+                )
+            return self
+        _check_issuer(self.oidc_issuer, production=self.environment == "production")
+        missing = [
+            name
+            for name, value in (
+                ("PARTA_OIDC_CLIENT_ID", self.oidc_client_id),
+                ("PARTA_OIDC_CLIENT_SECRET", self.oidc_client_secret.get_secret_value()),
+            )
+            if not value.strip()
+        ]
+        if missing:
+            raise ValueError(
+                f"PARTA_OIDC_ISSUER is set, so {' and '.join(missing)} must be too: the "
+                "provider gives them when the region registers Parta as a client "
+                "(the secret belongs in var/secrets.env)"
+            )
+        if _has_control_character(self.oidc_name) or _has_control_character(self.oidc_client_id):
+            raise ValueError("PARTA_OIDC_NAME and PARTA_OIDC_CLIENT_ID must be one line of text")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_placeholder_secrets_in_production(self) -> Settings:
         if self.environment != "production":
             return self
@@ -368,6 +412,20 @@ class Settings(BaseSettings):
         if self.trusted_proxies is None:
             return ["127.0.0.1"] if self.environment == "production" else []
         return _split_addresses(self.trusted_proxies)
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer.strip())
+
+    @property
+    def oidc_idp_id(self) -> str:
+        """The provider's ID in Synapse's SSO URLs (`/login/sso/redirect/<id>`)."""
+        return OIDC_IDP_ID
+
+    @property
+    def oidc_label(self) -> str:
+        """What the buttons say after "Sign in with": the provider's name, or the region's."""
+        return self.oidc_name.strip() or self.region_name
 
     @property
     def homeserver_url(self) -> str:
@@ -556,3 +614,36 @@ def _https_origin(host: str, port: int) -> str:
 
 def _split_addresses(value: str) -> list[str]:
     return [address.strip() for address in value.split(",") if address.strip()]
+
+
+def _has_control_character(text: str) -> bool:
+    return any(ord(character) < 32 or ord(character) == 127 for character in text)
+
+
+def _check_issuer(issuer: str, *, production: bool) -> None:
+    """An https issuer; in development also http on loopback (a test or demo provider)."""
+    parts = urlsplit(issuer.strip())
+    hint = "such as https://id.region.example"
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"PARTA_OIDC_ISSUER={issuer!r} is not an issuer URL {hint}")
+    if parts.scheme == "https":
+        return
+    if production:
+        raise ValueError(
+            f"PARTA_OIDC_ISSUER={issuer!r}: production needs an https issuer ({hint}); "
+            "tokens and people's claims must not cross the network unencrypted"
+        )
+    if not _is_loopback(parts.hostname):
+        raise ValueError(
+            f"PARTA_OIDC_ISSUER={issuer!r}: an http issuer is accepted only on loopback "
+            "(127.0.0.1, ::1, localhost) for tests and demos; use https for any other host"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+import ipaddress
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from foundation.web import ApiError, bearer_token
 from provisioning.api.deps import PathId, SessionDep, SettingsDep, reconcile_soon
 from provisioning.db.base import as_utc, utcnow
 from provisioning.db.models import Broadcast, LibraryItem, Person
-from provisioning.services import calls, library
+from provisioning.services import calls, library, sign_on
 from provisioning.services.access import load_access
 
 router = APIRouter(prefix="/internal", include_in_schema=False)
@@ -109,3 +111,32 @@ def _live_broadcast(live: Broadcast) -> dict[str, Any]:
         "title": live.title,
         "ends_at": as_utc(live.ends_at).isoformat(),
     }
+
+
+class SignOnLookup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    claim: Literal["phone_number", "email"]
+    value: str = Field(min_length=1, max_length=sign_on.MAX_CLAIM_CHARS)
+
+
+@router.post("/sign-on/account")
+def sign_on_account(
+    request: Request, settings: SettingsDep, session: SessionDep, body: SignOnLookup
+) -> dict[str, str | None]:
+    """Synapse's sign-on mapping module asks which account holds a verified phone number
+    or e-mail (school_policy/sign_on.py). Only from this machine, never through the reverse
+    proxy: it would tell anyone with the token whose number is whose."""
+    _check_loopback(request)
+    _check_service(request, settings)
+    return {"user_id": sign_on.account_for_claim(session, body.claim, body.value)}
+
+
+def _check_loopback(request: Request) -> None:
+    host = request.client.host if request.client else ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ApiError(403, "M_FORBIDDEN", "Only services on this machine call this")

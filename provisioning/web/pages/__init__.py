@@ -22,12 +22,13 @@ from provisioning.web.pages import (
     roster,
     school_year,
     schools,
+    sign_on,
 )
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 for module in (
     auth, home, schools, broadcasts, meetings, appointments, audit, rooms, people, invites,
-    requests, roster, library, gallery, polls,
+    requests, roster, library, gallery, polls, sign_on,
 ):  # fmt: skip
     router.include_router(module.router)
 router.include_router(school_year.router)  # last: its routes never shadow another module's

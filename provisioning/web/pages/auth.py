@@ -86,6 +86,9 @@ async def login(
             request, "login.html", status=status, next=safe_next(next), login=login, error=error
         )
 
+    if not settings.password_login:
+        # The homeserver refuses passwords too; this says what to do instead.
+        return again(403, N_("Passwords are switched off in this region: use the sign-in button."))
     if not login.strip() or not password:
         return again(400, N_("Enter your user name and password."))
     wait = throttle.retry_after(login, address)

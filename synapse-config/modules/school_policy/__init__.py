@@ -15,10 +15,12 @@ Loaded through `modules:` in homeserver.yaml (rendered by Parta):
           reload_interval_s: 2
 
 The decisions are `rules.py`; this class only connects them to Synapse's callbacks.
+`RegionAccountMapping` (sign_on.py) links the region's single sign-on to existing accounts.
 """
 
 from __future__ import annotations
 
 from school_policy.module import PolicyConfig, SchoolPolicy
+from school_policy.sign_on import RegionAccountMapping, SignOnConfig
 
-__all__ = ["PolicyConfig", "SchoolPolicy"]
+__all__ = ["PolicyConfig", "RegionAccountMapping", "SchoolPolicy", "SignOnConfig"]

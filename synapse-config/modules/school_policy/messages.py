@@ -133,6 +133,22 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "en": "The server cannot check the school's rules right now. Try again later; if it "
         "keeps happening, tell the administrator.",
     },
+    "sso_unknown": {
+        "ru": "Вход через региональную учётную запись возможен только для тех, кого уже "
+        "пригласила школа. Попросите в своей школе приглашение в Parta, затем войдите снова.",
+        "en": "Signing in with the region's account works only for people their school has "
+        "already invited. Ask your school for an invitation to Parta, then sign in again.",
+    },
+    "sso_unverified": {
+        "ru": "Региональная учётная запись не подтвердила ваш телефон или почту. Подтвердите "
+        "их в ней и войдите снова, или попросите приглашение в своей школе.",
+        "en": "The region's account has not confirmed your phone number or e-mail. Confirm it "
+        "there and sign in again, or ask your school for an invitation.",
+    },
+    "sso_unavailable": {
+        "ru": "Сейчас не удаётся проверить, кто вы. Попробуйте войти через минуту.",
+        "en": "Parta cannot check who you are right now. Try signing in again in a minute.",
+    },
 }
 
 

@@ -1,0 +1,48 @@
+"""Which account a verified phone number or e-mail belongs to (`services.sign_on`)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from provisioning.db.models import Person
+from provisioning.services.sign_on import account_for_claim, e164
+
+
+def _person(session: Session, name: str, user_id: str | None, **contact: str) -> None:
+    session.add(Person(display_name=name, matrix_user_id=user_id, **contact))
+    session.flush()
+
+
+def test_a_phone_typed_any_way_finds_its_one_account(migrated_session: Session) -> None:
+    _person(migrated_session, "Анна", "@anna:localhost", phone="8 (912) 345-67-89")
+    _person(migrated_session, "Борис", "@boris:localhost", phone="+7 912 345-67-88")
+    for claimed in ("+79123456789", "+7 (912) 345 67 89", "89123456789"):
+        assert account_for_claim(migrated_session, "phone_number", claimed) == "@anna:localhost"
+    assert account_for_claim(migrated_session, "phone_number", "+79123456700") is None
+    assert account_for_claim(migrated_session, "phone_number", "not a phone") is None
+
+
+def test_a_shared_phone_links_nobody(migrated_session: Session) -> None:
+    """A parent's number given for their child too: guessing could open the wrong chats."""
+    _person(migrated_session, "Мама", "@mama:localhost", phone="+79120000011")
+    _person(migrated_session, "Сын", "@son:localhost", phone="8 912 000-00-11")
+    assert account_for_claim(migrated_session, "phone_number", "+79120000011") is None
+
+
+def test_e_mail_matches_without_case_and_people_without_accounts_are_skipped(
+    migrated_session: Session,
+) -> None:
+    _person(migrated_session, "Вера", "@vera:localhost", email="Vera.Teacher@School.example")
+    _person(migrated_session, "Без аккаунта", None, email="nobody@school.example")
+    assert (
+        account_for_claim(migrated_session, "email", "vera.teacher@school.example")
+        == "@vera:localhost"
+    )
+    assert account_for_claim(migrated_session, "email", "nobody@school.example") is None
+    assert account_for_claim(migrated_session, "email", "x" * 400) is None
+
+
+def test_e164() -> None:
+    assert e164("8 (912) 345-67-89") == "+79123456789"
+    assert e164("+44 20 7946 0958") == "+442079460958"
+    assert e164("12") is None
