@@ -269,7 +269,7 @@ async def test_the_audience_watches_through_two_edges_and_nobody_hears_it(
         # The viewers published from the start, and asked for more: refused, unheard.
         for viewer in viewers:
             assert viewer.socket is not None
-            await viewer.socket.send(json.dumps({"type": "raise_hand"}))
+            await viewer.socket.send(json.dumps({"type": "mode", "mode": "open"}))
         await until(
             lambda: all("broadcast_audience_listens" in v.errors for v in viewers),
             "the edge refusing the audience's requests",
@@ -337,14 +337,14 @@ async def test_a_viewer_in_chromium_watches_from_an_edge_and_cannot_speak(
         )
         await until(lambda: audio_packets(frame, speaker.user_id), "the speaker's voice")
         await expect(frame.locator("#mic-note")).to_have_text(
-            "Вы зритель трансляции: вы видите и слышите выступающих. Вопросы можно задать в чате."
+            "Вы зритель трансляции: вы видите и слышите выступающих. Вопросы можно задать в чате.",
+            timeout=WAIT_S * 1000,
         )
-        await expect(frame.locator("#hand")).to_be_hidden()
         await expect(frame.locator("#mic")).to_be_disabled()
-        # The page forces its microphone on and asks for the floor: refused in words, and
+        # The page forces its microphone on and mutes everyone: refused in words, and
         # the speaker's page is given no stream of the viewer's.
         await frame.evaluate("call.local.audio && (call.local.audio.enabled = true)")
-        await frame.evaluate("send({type: 'raise_hand'})")
+        await frame.evaluate("send({type: 'mute_all'})")
         await expect(frame.locator("#status")).to_contain_text(
             "Во время трансляции слушатели не говорят", timeout=WAIT_S * 1000
         )
@@ -352,7 +352,9 @@ async def test_a_viewer_in_chromium_watches_from_an_edge_and_cannot_speak(
         # Sound only, by choice (a phone on mobile data): the pictures stop, the voice
         # goes on; the picture comes back on request.
         await frame.locator("#sound-only").click()
-        await expect(frame.locator("#net-note")).to_contain_text("Видео выключено")
+        await expect(frame.locator("#net-note")).to_contain_text(
+            "Видео выключено", timeout=WAIT_S * 1000
+        )
         await asyncio.sleep(1.5)  # what was in flight lands
         pictures = await video_frames(frame, speaker.user_id)
         voice = await audio_packets(frame, speaker.user_id)
@@ -360,7 +362,7 @@ async def test_a_viewer_in_chromium_watches_from_an_edge_and_cannot_speak(
         assert await video_frames(frame, speaker.user_id) == pictures
         assert await audio_packets(frame, speaker.user_id) > voice
         await frame.locator("#video-again").click()
-        await expect(frame.locator("#net-note")).to_be_hidden()
+        await expect(frame.locator("#net-note")).to_be_hidden(timeout=WAIT_S * 1000)
         await until(
             lambda: _more(video_frames(frame, speaker.user_id), pictures + 10),
             "the pictures again",
@@ -373,10 +375,41 @@ async def test_a_viewer_in_chromium_watches_from_an_edge_and_cannot_speak(
             for v in state["slots"].values()
         }
         assert pupil["user_id"] not in shown
+
+        # The viewer raises a hand from the edge: the moderator (the class teacher, the
+        # speaker here) sees it in the queue and gives the floor; the page comes over to
+        # the origin and the viewer is heard there.
+        await frame.locator("#hand").click()
+        await expect(frame.locator("#mic-note")).to_contain_text(
+            "Вы подняли руку", timeout=WAIT_S * 1000
+        )
+
+        def hand_up() -> bool:
+            states = [s for s in speaker.client.states if s.get("type") == "state"]
+            return bool(states) and pupil["user_id"] in states[-1]["hands"]
+
+        await until(hand_up, "the viewer's hand in the moderator's queue")
+        assert speaker.socket is not None
+        await speaker.socket.send(json.dumps({"type": "grant", "target": pupil["user_id"]}))
+        await until(
+            lambda: _at_origin(frame, tree.origin), "the page rejoining the origin to speak"
+        )
+        await expect(frame.locator("#mic")).to_be_enabled(timeout=WAIT_S * 1000)
+        await until(
+            lambda: speaker.shown(pupil["user_id"], Source.AUDIO), "the viewer's voice routed"
+        )
+        question = speaker.shown(pupil["user_id"], Source.AUDIO)
+        assert question is not None
+        await until(partial(speaker.client.packets_on, question), "the question heard")
     finally:
         if page is not None:
             await page.context.close()
         await speaker.close()
+
+
+async def _at_origin(frame: Any, origin: str) -> bool:
+    url = await frame.evaluate("call.socket && call.socket.readyState === 1 && call.socket.url")
+    return bool(url) and str(url).startswith(f"{origin}/call/ws")
 
 
 async def _more(count: Any, than: int) -> bool:

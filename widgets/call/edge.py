@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
+from widgets.call.messages import USER_ID
 from widgets.call.rtp_forwarding import ForwardingSender, PacketTap, drop_bitrate_estimator, fan_out
 from widgets.call.sfu import (
     KEYFRAME_INTERVAL_S,
@@ -56,6 +58,7 @@ EDGE_PREFIX = "edge:"  # an edge's peer in the origin's call: never a Matrix use
 POOR_LOSS = 0.10
 NETWORK_CHECKS = 2
 NETWORK_CHECK_S = 2.0
+MAX_NAME = 255  # a display name, as Synapse bounds it
 
 
 class ChannelClosed(Exception):
@@ -120,17 +123,44 @@ class EdgeDirectory:
         return url
 
 
+@dataclass(frozen=True)
+class Hand:
+    """A viewer on an edge raised or lowered their hand (or left, hand up)."""
+
+    user_id: str
+    display_name: str
+    raised: bool
+
+
+HandCallback = Callable[[str, Hand], Awaitable[None]]  # (edge ID, the hand)
+
+
+def _hand(message: dict[str, Any]) -> Hand | None:
+    user_id, name, raised = (
+        message.get("user_id"),
+        message.get("display_name"),
+        message.get("raised"),
+    )
+    if not (isinstance(user_id, str) and isinstance(name, str) and isinstance(raised, bool)):
+        return None
+    if not re.fullmatch(USER_ID, user_id) or len(name) > MAX_NAME:
+        return None
+    return Hand(user_id, name, raised)
+
+
 async def serve_edge(
     room: CallRoom,
     edge_id: str,
     channel: Channel,
     on_load: Callable[[str, int], None] | None = None,
+    on_hand: HandCallback | None = None,
 ) -> None:
     """Serve one edge's link to this origin's call until either end closes it.
 
     The edge is a subscriber with the audience's view (`CallState.audio_for` and
     `video_for` of someone not in the call): the stage, whoever has the floor, the
     moderators. It gets `state` like a page, with its slots, and relays it to its viewers.
+    Its viewers' raised hands come up the link (`on_hand`), for the moderators' queue.
     """
     peer_id = edge_peer_id(edge_id)
     offer = await room.connect(peer_id, channel.send)
@@ -145,6 +175,10 @@ async def serve_edge(
                 await room.broadcast()
             elif kind == "load" and isinstance(message.get("viewers"), int) and on_load:
                 on_load(edge_id, message["viewers"])
+            elif kind == "hand" and on_hand is not None:
+                hand = _hand(message)
+                if hand is not None:
+                    await on_hand(edge_id, hand)
     except ChannelClosed:
         pass
     finally:
@@ -199,6 +233,9 @@ class EdgeRoom:
         self.ended = asyncio.Event()  # the origin says the broadcast is not live
         self.forwarded_packets = 0
         self.on_change: Callable[[], None] | None = None  # the viewer count changed
+        # A moderator gave a viewer here the floor: their page goes to the origin to speak.
+        self.on_stage: Callable[[str], Awaitable[None]] | None = None
+        self.hands: dict[str, Hand] = {}  # raised here, told to the origin
         self._kinds: list[str] = []  # the link's slots' kinds, in order (fixed by the first)
         self._slots: list[_Slot] = []
         self._view: dict[str, dict[str, str]] = {}  # the link's mid -> whose stream
@@ -285,6 +322,8 @@ class EdgeRoom:
         self._channel = channel
         self.ready.set()
         await self.report_load(len(self.viewers))
+        for hand in list(self.hands.values()):  # a new link: the queue is told again
+            await self._tell(hand)
         log.info("edge linked to the call of %s", self.room_id)
         while True:
             message = await channel.receive()
@@ -297,6 +336,26 @@ class EdgeRoom:
         if channel is not None:
             with contextlib.suppress(ChannelClosed):
                 await channel.send({"type": "load", "viewers": viewers})
+
+    async def hand(self, user_id: str, raised: bool) -> None:
+        """A viewer here raises or lowers their hand: the origin's moderators see it."""
+        viewer = self.viewers.get(user_id)
+        if viewer is None or raised == (user_id in self.hands):
+            return
+        hand = Hand(user_id, viewer.display_name, raised)
+        if raised:
+            self.hands[user_id] = hand
+        else:
+            del self.hands[user_id]
+        await self._tell(hand)
+
+    async def _tell(self, hand: Hand) -> None:
+        channel = self._channel
+        if channel is not None:
+            message = {"type": "hand", "user_id": hand.user_id,
+                       "display_name": hand.display_name, "raised": hand.raised}  # fmt: skip
+            with contextlib.suppress(ChannelClosed):
+                await channel.send(message)
 
     def _forwarder(
         self, slot: _Slot
@@ -365,6 +424,8 @@ class EdgeRoom:
         if gone is current:
             del self.viewers[user_id]
             self._changed()
+            if self.hands.pop(user_id, None) is not None:  # left with the hand up
+                await self._tell(Hand(user_id, gone.display_name, False))
         self._drop_senders(gone)
         await gone.pc.close()
 
@@ -428,6 +489,18 @@ class EdgeRoom:
     async def _relay(self, message: dict[str, Any]) -> None:
         self._view = message.get("slots") or {}
         self._public = {k: v for k, v in message.items() if k not in ("type", "you", "slots")}
+        people = {p.get("user_id"): p for p in self._public.get("participants", [])}
+        called = [
+            user_id for user_id in self.viewers if (people.get(user_id) or {}).get("has_floor")
+        ]
+        for user_id in called:
+            self.hands.pop(user_id, None)
+            if self.on_stage is not None:
+                await self.on_stage(user_id)  # their page rejoins the origin to speak
+        for user_id in list(self.hands):
+            entry = people.get(user_id)
+            if entry is not None and not entry.get("hand_raised"):
+                await self.hand(user_id, False)  # a moderator lowered it
         await asyncio.gather(*(self._send_state(v) for v in list(self.viewers.values())))
 
     def slot_view(self, viewer: Viewer) -> dict[str, dict[str, str]]:
@@ -437,6 +510,11 @@ class EdgeRoom:
             if shown is not None and mid:
                 view[mid] = shown
         return view
+
+    async def send_state(self, user_id: str) -> None:
+        viewer = self.viewers.get(user_id)
+        if viewer is not None:
+            await self._send_state(viewer)
 
     async def _send_state(self, viewer: Viewer) -> None:
         """The origin's state, with the viewer in it as the audience: the page shows its
@@ -458,6 +536,7 @@ class EdgeRoom:
             "camera": False,
         }
         people = [p for p in public.get("participants", []) if p.get("user_id") != viewer.user_id]
+        me["hand_raised"] = viewer.user_id in self.hands
         await viewer.send(
             {
                 **public,

@@ -69,14 +69,21 @@ class _Video(BaseModel):
     on: bool
 
 
+class _Hand(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["raise_hand", "lower_hand"]
+    target: None = None  # one's own: a viewer lowers nobody else's hand
+
+
 class _Other(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     type: str = Field(max_length=64)
 
 
-_viewer_message: TypeAdapter[_ViewerAnswer | _Video | _Other] = TypeAdapter(
-    Annotated[_ViewerAnswer | _Video | _Other, Field(union_mode="left_to_right")]
+_viewer_message: TypeAdapter[_ViewerAnswer | _Video | _Hand | _Other] = TypeAdapter(
+    Annotated[_ViewerAnswer | _Video | _Hand | _Other, Field(union_mode="left_to_right")]
 )
 _QUIET = {"sending"}  # what every page says, and an edge has no use for: no error for it
 
@@ -213,6 +220,9 @@ class EdgeService:
                 elif isinstance(message, _Video):
                     room.set_video(user_id, message.on)
                     await socket.send_json({"type": "video", "on": message.on})
+                elif isinstance(message, _Hand):
+                    await room.hand(user_id, message.type == "raise_hand")
+                    await room.send_state(user_id)
                 elif message.type not in _QUIET:
                     # Hands, floors, mutes: the audience of a broadcast only watches here.
                     await socket.send_json(m.error("broadcast_audience_listens"))
@@ -235,6 +245,15 @@ class EdgeService:
             asyncio.create_task(self._end(room))  # noqa: RUF006 - _end closes it all
         room = EdgeRoom(room_id, broadcast_id, lambda: self._link(room_id))
         room.on_change = self._report
+
+        async def on_stage(user_id: str) -> None:
+            """Given the floor: the page rejoins the origin, where it may speak."""
+            socket = self._sockets.pop((room_id, user_id), None)
+            await room.disconnect(user_id)
+            if socket is not None:
+                await _close(socket, SERVICE_RESTART, "on_stage")
+
+        room.on_stage = on_stage
         self.rooms[room_id] = room
         room.start()
         asyncio.create_task(self._follow(room))  # noqa: RUF006 - ends with the room

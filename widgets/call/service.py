@@ -47,7 +47,7 @@ from matrix.rooms import send_message
 from widgets.call import messages as m
 from widgets.call.attendance import Language, attendance_notice
 from widgets.call.broadcast_recording import BroadcastRecordings, StageBroadcast
-from widgets.call.edge import ChannelClosed, EdgeDirectory, is_edge_peer, serve_edge
+from widgets.call.edge import ChannelClosed, EdgeDirectory, Hand, is_edge_peer, serve_edge
 from widgets.call.moderation import DEFAULT_LAST_N, CallError, CallMode, CallState, Source
 from widgets.call.ownership import CallLocks
 from widgets.call.persistence import CallStore
@@ -117,6 +117,8 @@ class CallService:
     _handovers: asyncio.Task[None] | None = None
     _opening: dict[str, asyncio.Task[CallRoom | None]] = field(default_factory=dict)
     _links: dict[str, set[WebSocket]] = field(default_factory=dict)  # room -> edges' sockets
+    # Viewers on edges with their hand up, in each room's call: user ID -> their edge.
+    _remote: dict[str, dict[str, str]] = field(default_factory=dict)
     _stage_ends: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # by room ID
 
     async def start(self) -> None:
@@ -244,6 +246,7 @@ class CallService:
                 self._stage_opened(room, start)
         if await self._sent_to_edge(socket, room, user_id, access.display_name, access.moderator):
             return None
+        self._remote.get(join.room_id, {}).pop(user_id, None)  # here now, not on an edge
         room.state.open_floor = access.open_floor
         try:
             room.state.join(
@@ -336,13 +339,52 @@ class CallService:
             return
         links = self._links.setdefault(link.room_id, set())
         links.add(socket)
+
+        async def on_hand(edge: str, hand: Hand) -> None:
+            await self._audience_hand(room, edge, hand)
+
         try:
             await serve_edge(
-                room, edge_id, _SocketChannel(socket), self.edges.report if self.edges else None
+                room,
+                edge_id,
+                _SocketChannel(socket),
+                self.edges.report if self.edges else None,
+                on_hand,
             )
         finally:
             links.discard(socket)
             await _close(socket, "unlinked")
+            # Its viewers' hands go down with the link; the edge raises them again.
+            remote = self._remote.get(link.room_id, {})
+            for user_id in [u for u, edge in remote.items() if edge == edge_id]:
+                await self._audience_hand(room, edge_id, Hand(user_id, "", raised=False))
+
+    async def _audience_hand(self, room: CallRoom, edge_id: str, hand: Hand) -> None:
+        """A viewer on an edge raises their hand: they join the call's queue (and its
+        attendance) as a participant without a connection here; given the floor, their
+        page comes here to speak. Lowered, or gone from the edge, they leave the queue."""
+        state, now = room.state, self.clock()
+        remote = self._remote.setdefault(state.room_id, {})
+        known = state.participants.get(hand.user_id)
+        if hand.raised:
+            if known is not None and known.connected and hand.user_id not in remote:
+                return  # connected here themselves
+            try:
+                state.join(hand.user_id, hand.display_name, moderator=False, now=now)
+                state.raise_hand(hand.user_id, now=now)
+            except CallError:
+                return  # removed from this call by a moderator
+            remote[hand.user_id] = edge_id
+        else:
+            if remote.get(hand.user_id) != edge_id:
+                return
+            del remote[hand.user_id]
+            if known is not None and known.has_floor:
+                return  # on their way here, to speak
+            state.left_room(hand.user_id, now=now)
+        room.reassign()
+        self._changed(room)
+        await room.broadcast()
 
     async def _serve(self, socket: WebSocket, room: CallRoom, user_id: str) -> None:
         await room.broadcast()

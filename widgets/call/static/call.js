@@ -417,12 +417,12 @@ function applyPermissions() {
   // On a phone there is no tooltip: why the microphone is locked, and what to do, in words.
   const locked = !self.audio && Boolean(call.local.audio);
   $("mic-note").hidden = !locked;
-  const why = self.audience ? "mic_audience" : self.muted ? "mic_muted" : self.hand_raised ? "mic_locked_hand_up" : "mic_locked";
+  const why = self.muted ? "mic_muted" : self.hand_raised ? "mic_locked_hand_up" : self.audience ? "mic_audience" : "mic_locked";
   $("mic-note").textContent = locked ? t(why) : "";
   describeMode(self);
   $("cam").disabled = !self.camera || !call.local.video;
   $("screen").hidden = !self.may_share_screen;
-  $("hand").hidden = self.moderator || call.state.open_floor || Boolean(self.audience);
+  $("hand").hidden = self.moderator || call.state.open_floor;
   if (!self.audience) $("net-note").hidden = true;
   $("sound-only").hidden = !self.audience || !$("net-note").hidden;
   $("hand").textContent = t(self.hand_raised ? "lower_hand" : "raise_hand");
