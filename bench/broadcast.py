@@ -53,14 +53,14 @@ from aiortc import (  # noqa: E402
 )
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 from bench.harness import cpu_seconds, free_ports  # noqa: E402
 from bench.sfu import Camera  # noqa: E402
 from foundation.memory import freeze_startup_objects  # noqa: E402
 from widgets.call import edge as edge_module  # noqa: E402
 from widgets.call import rtp_forwarding  # noqa: E402
-from widgets.call.edge import ChannelClosed, EdgeRoom, serve_edge  # noqa: E402
+from widgets.call.edge import EdgeRoom, serve_edge  # noqa: E402
+from widgets.call.edge_service import WebSocketChannel  # noqa: E402
 from widgets.call.moderation import CallState  # noqa: E402
 from widgets.call.sfu import CallRoom, new_peer_connection  # noqa: E402
 
@@ -72,24 +72,6 @@ SAMPLE_EVERY = 10  # one viewer in ten records arrival times
 
 def _key(payload: bytes) -> int:
     return zlib.crc32(payload) ^ (len(payload) << 32)
-
-
-class _ServerChannel:
-    def __init__(self, socket: ServerConnection) -> None:
-        self._socket = socket
-
-    async def send(self, message: dict[str, Any]) -> None:
-        try:
-            await self._socket.send(json.dumps(message))
-        except ConnectionClosed as exc:
-            raise ChannelClosed(str(exc)) from exc
-
-    async def receive(self) -> dict[str, Any]:
-        try:
-            message: dict[str, Any] = json.loads(await self._socket.recv())
-        except ConnectionClosed as exc:
-            raise ChannelClosed(str(exc)) from exc
-        return message
 
 
 # --- the origin ------------------------------------------------------------------------------
@@ -115,7 +97,7 @@ async def serve_origin(port: int) -> None:
             await socket.send(json.dumps({"arrivals": list(samples.items())}))
             return
         if hello.get("link"):
-            await serve_edge(room, "bench-edge", _ServerChannel(socket))
+            await serve_edge(room, "bench-edge", WebSocketChannel(socket))
             return
         state.join(SPEAKER, "Speaker", moderator=False, now=time.time())
         offer = await room.connect(SPEAKER, _ignore)
@@ -138,10 +120,10 @@ async def _ignore(message: dict[str, Any]) -> None:
 
 async def serve_edge_process(port: int, origin: str) -> None:
     @contextlib.asynccontextmanager
-    async def link() -> AsyncIterator[_ClientChannel]:
+    async def link() -> AsyncIterator[WebSocketChannel]:
         async with connect(origin, max_size=2**20) as socket:
             await socket.send(json.dumps({"link": True}))
-            yield _ClientChannel(socket)
+            yield WebSocketChannel(socket)
 
     sent: dict[int, float] = {}
     original = edge_module.fan_out  # type: ignore[attr-defined]
@@ -175,24 +157,6 @@ async def serve_edge_process(port: int, origin: str) -> None:
     async with serve(session, "127.0.0.1", port, max_size=2**20):
         print("ready", flush=True)
         await asyncio.get_running_loop().create_future()
-
-
-class _ClientChannel:
-    def __init__(self, socket: Any) -> None:
-        self._socket = socket
-
-    async def send(self, message: dict[str, Any]) -> None:
-        try:
-            await self._socket.send(json.dumps(message))
-        except ConnectionClosed as exc:
-            raise ChannelClosed(str(exc)) from exc
-
-    async def receive(self) -> dict[str, Any]:
-        try:
-            message: dict[str, Any] = json.loads(await self._socket.recv())
-        except ConnectionClosed as exc:
-            raise ChannelClosed(str(exc)) from exc
-        return message
 
 
 # --- the speaker and the viewers -------------------------------------------------------------

@@ -21,8 +21,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from foundation.lifecycle import cancel_and_wait
@@ -31,18 +32,24 @@ from matrix.errors import HomeserverUnavailable, MatrixError
 from widgets.call import messages as m
 from widgets.call.edge import Channel, ChannelClosed, EdgeRoom
 from widgets.call.room_access import NoAccess, read_room_members
+from widgets.call.sockets import (
+    POLICY_VIOLATION,
+    SERVICE_RESTART,
+    TRY_AGAIN_LATER,
+    close_quietly,
+    first_message,
+    refuse,
+    send_quietly,
+)
 from widgets.call.tickets import TicketError, TicketSigner
 from widgets.call.turn import TurnIssuer
 
 log = logging.getLogger(__name__)
 
-JOIN_TIMEOUT_S = 15.0
-JOIN_MAX_BYTES = 4 * 1024
 LINK_MAX_BYTES = 128 * 1024  # the origin's offer and states: as a page's messages
 LINK_OPEN_TIMEOUT_S = 10.0
 LINK_READY_WAIT_S = 15.0  # a viewer waits this long for the link's first offer
 EMPTY_EDGE_KEPT_S = 30.0  # a broadcast nobody watches here keeps its link this long
-POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER = 1008, 1012, 1013
 
 
 class EdgeJoin(BaseModel):
@@ -88,10 +95,10 @@ _viewer_message: TypeAdapter[_ViewerAnswer | _Video | _Hand | _Other] = TypeAdap
 _QUIET = {"sending"}  # what every page says, and an edge has no use for: no error for it
 
 
-class _WebSocketChannel:
-    """A link's signalling over a `websockets` client connection."""
+class WebSocketChannel:
+    """A link's signalling over a `websockets` connection (either end)."""
 
-    def __init__(self, connection: ClientConnection) -> None:
+    def __init__(self, connection: ClientConnection | ServerConnection) -> None:
         self._connection = connection
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -143,7 +150,7 @@ class EdgeService:
         await cancel_and_wait(watcher)
         rooms, self.rooms = list(self.rooms.values()), {}
         for socket in list(self._sockets.values()):
-            await _close(socket, SERVICE_RESTART, "moved")
+            await close_quietly(socket, SERVICE_RESTART, "moved")
         await asyncio.gather(*(room.close() for room in rooms), return_exceptions=True)
 
     # --- a viewer's page ---------------------------------------------------------------------
@@ -158,44 +165,36 @@ class EdgeService:
             pass
 
     async def _join(self, socket: WebSocket) -> tuple[EdgeRoom, str] | None:
-        try:
-            message = await asyncio.wait_for(socket.receive(), JOIN_TIMEOUT_S)
-        except TimeoutError:
-            await _refuse(socket, "join_timeout")
-            return None
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
-        text: str | bytes = message.get("text") or message.get("bytes") or ""
-        if len(text) > JOIN_MAX_BYTES:
-            await _refuse(socket, "join_too_large", code=1009)
+        text = await first_message(socket)
+        if text is None:
             return None
         try:
             join = EdgeJoin.model_validate_json(text)
             ticket = self.signer.open_viewer(join.ticket, self.clock())
         except (ValidationError, TicketError):
-            await _refuse(socket, "bad_join")  # the page goes back to the origin
+            await refuse(socket, "bad_join")  # the page goes back to the origin
             return None
         if ticket.room_id != join.room_id:
-            await _refuse(socket, "bad_join")
+            await refuse(socket, "bad_join")
             return None
         if self.viewers >= self.capacity and (join.room_id, ticket.user_id) not in self._sockets:
-            await _close(socket, TRY_AGAIN_LATER, "edge_full")
+            await close_quietly(socket, TRY_AGAIN_LATER, "edge_full")
             return None
         room = self._room(join.room_id, ticket.broadcast_id)
         try:
             await asyncio.wait_for(room.ready.wait(), LINK_READY_WAIT_S)
         except TimeoutError:
-            await _close(socket, TRY_AGAIN_LATER, "origin_unavailable")
+            await close_quietly(socket, TRY_AGAIN_LATER, "origin_unavailable")
             return None
         user_id = ticket.user_id
         older = self._sockets.get((join.room_id, user_id))
         self._sockets[(join.room_id, user_id)] = socket
         if older is not None:
-            await _send(older, {"type": "replaced"})
-            await _close(older, POLICY_VIOLATION, "replaced")
+            await send_quietly(older, {"type": "replaced"})
+            await close_quietly(older, POLICY_VIOLATION, "replaced")
 
         async def send(message: dict[str, Any]) -> None:
-            await _send(socket, message)
+            await send_quietly(socket, message)
 
         offer = await room.connect(user_id, ticket.display_name, send)
         ice_servers = [self.turn.issue(user_id).ice_server()] if self.turn else []
@@ -251,7 +250,7 @@ class EdgeService:
             socket = self._sockets.pop((room_id, user_id), None)
             await room.disconnect(user_id)
             if socket is not None:
-                await _close(socket, SERVICE_RESTART, "on_stage")
+                await close_quietly(socket, SERVICE_RESTART, "on_stage")
 
         room.on_stage = on_stage
         self.rooms[room_id] = room
@@ -269,7 +268,7 @@ class EdgeService:
         except InvalidHandshake as exc:
             raise ChannelClosed(f"the origin refused the link: {exc}") from exc
         try:
-            channel = _WebSocketChannel(connection)
+            channel = WebSocketChannel(connection)
             proof = self.signer.link(room_id, self.edge_id, self.clock())
             await channel.send({"type": "link", "room_id": room_id, "proof": proof})
             yield channel
@@ -292,7 +291,7 @@ class EdgeService:
         for user_id in list(room.viewers):
             socket = self._sockets.pop((room.room_id, user_id), None)
             if socket is not None:
-                await _close(socket, SERVICE_RESTART, "moved")
+                await close_quietly(socket, SERVICE_RESTART, "moved")
         await room.close()
 
     def _forget_empty(self) -> None:
@@ -333,23 +332,6 @@ class EdgeService:
             socket = self._sockets.pop((room_id, user_id), None)
             await room.disconnect(user_id)
             if socket is not None:
-                await _send(socket, {"type": "removed", "reason": "not_a_member"})
-                await _close(socket, POLICY_VIOLATION, "not_a_member")
+                await send_quietly(socket, {"type": "removed", "reason": "not_a_member"})
+                await close_quietly(socket, POLICY_VIOLATION, "not_a_member")
             log.info("%s left the room of broadcast %s: stops watching", user_id, room_id)
-
-
-async def _send(socket: WebSocket, message: dict[str, Any]) -> None:
-    if socket.application_state is WebSocketState.CONNECTED:
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await socket.send_json(message)
-
-
-async def _close(socket: WebSocket, code: int, reason: str) -> None:
-    if socket.application_state is WebSocketState.CONNECTED:
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await socket.close(code=code, reason=reason)
-
-
-async def _refuse(socket: WebSocket, reason: str, *, code: int = POLICY_VIOLATION) -> None:
-    await _send(socket, m.error(reason))
-    await _close(socket, code, reason)

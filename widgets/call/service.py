@@ -58,30 +58,30 @@ from widgets.call.room_access import (
     read_room_members,
 )
 from widgets.call.sfu import DEFAULT_AUDIO_SLOTS, CallRoom
+from widgets.call.sockets import (
+    POLICY_VIOLATION,
+    SERVICE_RESTART,
+    TRY_AGAIN_LATER,
+    first_message,
+    refuse,
+)
 from widgets.call.starting_mode import CallStart, ModeUnknown, ProvisioningCallModes
 from widgets.call.tickets import TICKET_TTL_S, TicketError, TicketSigner, ViewerTicket
 from widgets.call.turn import TurnIssuer
 
 log = logging.getLogger(__name__)
 
-JOIN_TIMEOUT_S = 15.0  # a page that does not say who it is within this is closed
-# Before `join`, one message of this size (a join with its OpenID token is about 500 bytes).
-JOIN_MAX_BYTES = 4 * 1024
 # Any message, the server's frame limit (`ws_max_size`): an SDP answer is some 10 KiB.
 # Uvicorn's default of 16 MiB let forty unjoined sockets grow the service by 1.2 GB (#18).
 MESSAGE_MAX_BYTES = 128 * 1024
-MESSAGE_TOO_BIG = 1009  # WebSocket close code (RFC 6455)
 SOCKETS_PER_TOKEN = 3  # calls one OpenID token may be in at once (a page in three rooms)
 EMPTY_CALL_KEPT_S = 600.0  # an empty call's state waits this long for people to return
-POLICY_VIOLATION = 1008  # WebSocket close code (RFC 6455) for a refused join
 ACCESS_POLL_S = 15.0  # how often a live call's room is asked who is in it and who moderates
 ACCESS_POLL_TIMEOUT_S = 10.0  # one room's answer; a slower homeserver waits for the next poll
 # A call another process holds: how long a join waits for it to be given back, and how often
 # a process looks whether one of its calls is asked for.
 HANDOVER_WAIT_S = 10.0
 HANDOVER_POLL_S = 0.5
-SERVICE_RESTART = 1012  # WebSocket close code: the page reconnects, through nginx
-TRY_AGAIN_LATER = 1013  # WebSocket close code: the page reconnects after its backoff
 _UNCHANGED = (m.Answer, m.Sending, m.Attendance, m.PostAttendance)  # requests that change no state
 
 
@@ -184,27 +184,18 @@ class CallService:
             self._forget_empty_calls()
 
     async def _join(self, socket: WebSocket) -> tuple[CallRoom, str] | None:
-        try:
-            message = await asyncio.wait_for(socket.receive(), JOIN_TIMEOUT_S)
-        except TimeoutError:
-            await _refuse(socket, "join_timeout")
-            return None
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
-        text: str | bytes = message.get("text") or message.get("bytes") or ""
-        size = len(text.encode() if isinstance(text, str) else text)
-        if size > JOIN_MAX_BYTES:
-            await _refuse(socket, "join_too_large", code=MESSAGE_TOO_BIG)
+        text = await first_message(socket)
+        if text is None:
             return None
         try:
             join = m.join_message.validate_python(json.loads(text))
             routed = _routed_room(socket)
         except (ValidationError, ValueError):
-            await _refuse(socket, "bad_join")
+            await refuse(socket, "bad_join")
             return None
         if routed != join.room_id and (routed is not None or self.locks is not None):
             # nginx sent this socket where its URL's room runs, not where the join's does.
-            await _refuse(socket, "bad_join")
+            await refuse(socket, "bad_join")
             return None
         try:
             token = join.openid.model_dump()
@@ -214,7 +205,7 @@ class CallService:
                 sum(1 for held in self._grants.values() if held == grant) >= SOCKETS_PER_TOKEN
             ):
                 # A page that rejoins its room replaces its old socket and is not counted.
-                await _refuse(socket, "too_many_sockets")
+                await refuse(socket, "too_many_sockets")
                 return None
             self._grants[socket] = grant
             access = await check_room_access(
@@ -222,14 +213,14 @@ class CallService:
             )
         except OpenIDError as exc:
             log.info("call join refused: %s", exc)
-            await _refuse(socket, exc.reason)
+            await refuse(socket, exc.reason)
             return None
         except NoAccess as exc:
-            await _refuse(socket, exc.reason)
+            await refuse(socket, exc.reason)
             return None
         except (HomeserverUnavailable, MatrixError) as exc:
             log.warning("call join: the homeserver did not answer: %s", exc)
-            await _refuse(socket, "homeserver_unavailable")
+            await refuse(socket, "homeserver_unavailable")
             return None
         room = await self._call_of(join.room_id)
         if room is None:
@@ -253,7 +244,7 @@ class CallService:
                 user_id, access.display_name, moderator=access.moderator, now=self.clock()
             )
         except CallError as exc:
-            await _refuse(socket, exc.reason)
+            await refuse(socket, exc.reason)
             return None
         self._changed(room)
 
@@ -310,32 +301,30 @@ class CallService:
         """An edge links to a live broadcast's call here, to relay it to its viewers."""
         await socket.accept()
         try:
-            message = await asyncio.wait_for(socket.receive(), JOIN_TIMEOUT_S)
-        except TimeoutError:
-            await _refuse(socket, "join_timeout")
+            text = await first_message(socket)
+        except WebSocketDisconnect:
             return
-        if message["type"] == "websocket.disconnect":
+        if text is None:
             return
-        text: str | bytes = message.get("text") or message.get("bytes") or ""
-        if self.signer is None or len(text) > JOIN_MAX_BYTES:
-            await _refuse(socket, "bad_join")
+        if self.signer is None:
+            await refuse(socket, "bad_join")
             return
         try:
             link = m.edge_link_message.validate_json(text)
             edge_id = self.signer.open_link(link.proof, link.room_id, time.time())
             routed = _routed_room(socket)
         except (ValidationError, ValueError, TicketError):
-            await _refuse(socket, "bad_join")
+            await refuse(socket, "bad_join")
             return
         if routed != link.room_id and (routed is not None or self.locks is not None):
-            await _refuse(socket, "bad_join")
+            await refuse(socket, "bad_join")
             return
         room = await self._call_of(link.room_id)
         if room is None:
             await socket.close(code=TRY_AGAIN_LATER, reason="call_busy")
             return
         if room.state.broadcast_id is None:
-            await _refuse(socket, "no_broadcast")
+            await refuse(socket, "no_broadcast")
             return
         links = self._links.setdefault(link.room_id, set())
         links.add(socket)
@@ -774,12 +763,6 @@ def _require_moderator(state: CallState, actor: str) -> None:
     participant = state.participants.get(actor)
     if participant is None or not participant.moderator:
         raise CallError("not_moderator")
-
-
-async def _refuse(socket: WebSocket, reason: str, *, code: int = POLICY_VIOLATION) -> None:
-    """Say why in a message the page shows, then close with the same reason."""
-    await socket.send_json(m.error(reason))
-    await socket.close(code=code, reason=reason)
 
 
 async def _close(socket: WebSocket, kind: str, *, reason: str | None = None) -> None:
