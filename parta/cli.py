@@ -145,10 +145,20 @@ Parta is running: region «{s.region_name}», server name {s.server_name}.
   {s.element_homeserver_url}, then the user name {s.region_admin_localpart} and the password.
 
 {_demo_block(report.demo, s)}
+{_sms_line(s)}
   Data and configuration: {s.var_dir}   Logs: {s.log_dir}
   Stop: ./deploy.sh stop   Status: ./deploy.sh status   Logs: ./deploy.sh logs
   (up in {report.total_seconds:.1f} s)"""
     )
+
+
+def _sms_line(s: Settings) -> str:
+    """Where sign-in codes go: local mode's "phone" is a private file, never the log."""
+    if s.sms_gateway == "console":
+        return (
+            f"  SMS codes (console gateway, no messages leave this machine): {s.sms_outbox_path}\n"
+        )
+    return f"  SMS codes go out through the {s.sms_gateway} gateway.\n"
 
 
 @app.command()
