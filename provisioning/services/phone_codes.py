@@ -92,6 +92,19 @@ def seconds_until_resend(
     return max(0, int(left.total_seconds() + 0.999))
 
 
+def has_live_code(
+    session: Session, phone: str, purpose: Purpose, now: datetime | None = None
+) -> bool:
+    """Whether a code that can still be typed was sent to this number."""
+    newest = _newest(session, phone, purpose)
+    return (
+        newest is not None
+        and newest.used_at is None
+        and newest.attempts < MAX_ATTEMPTS
+        and as_utc(newest.expires_at) > (now or utcnow())
+    )
+
+
 def _refuse_over_daily_limits(
     session: Session, phone: str, origin: str | None, limits: DailyLimits, now: datetime
 ) -> None:
@@ -224,9 +237,9 @@ def check(
         raise CodeRefused(N_("This code has been used already. Ask for a new one."))
 
 
-def sms_text(purpose: Purpose, code: str) -> tuple[str, str]:
-    """The SMS's text template (marked with N_, translated into the region's language by
-    the sender) and its code, kept apart so nothing logs the two together."""
+def sms_template(purpose: Purpose) -> str:
+    """The SMS's text (marked with N_, with `%(code)s`), translated by the sender into the
+    region's language."""
     if purpose is Purpose.PASSWORD_RESET:
-        return N_("Parta: code %(code)s to set a new password. Do not tell it to anyone."), code
-    return N_("Parta: your code is %(code)s. Do not tell it to anyone."), code
+        return N_("Parta: code %(code)s to set a new password. Do not tell it to anyone.")
+    return N_("Parta: your code is %(code)s. Do not tell it to anyone.")

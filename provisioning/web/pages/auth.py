@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from matrix.accounts import phone_identifier
 from matrix.errors import (
     Forbidden,
     HomeserverUnavailable,
@@ -20,6 +21,7 @@ from matrix.errors import (
 from provisioning.api.deps import MatrixDep, SessionDep, SettingsDep
 from provisioning.db.models import Person
 from provisioning.i18n import LOCALES, N_
+from provisioning.services import limits
 from provisioning.web.deps import MaybeViewer
 from provisioning.web.render import render, translate
 from provisioning.web.security import (
@@ -49,6 +51,17 @@ def user_id_for(login: str, server_name: str) -> str:
     if login.startswith("@"):
         return login
     return f"@{login.lower()}:{server_name}"
+
+
+def login_identifier(login: str, server_name: str) -> str | dict[str, str]:
+    """A user name, or the phone number people registered with ("+7 900 …", "8 900 …"),
+    which the homeserver knows as the account's `msisdn` (as Element's phone sign-in)."""
+    if limits.looks_like_phone(login):
+        try:
+            return phone_identifier(limits.mobile_number(login))
+        except limits.FieldRefused:
+            pass
+    return user_id_for(login, server_name)
 
 
 @router.get("/login")
@@ -95,9 +108,10 @@ async def login(
             N_("Too many failed attempts. Try again in %(minutes)s min."),
             minutes=max(1, round(wait / 60)),
         )
-    user_id = user_id_for(login, settings.server_name)
     try:
-        user_id = await matrix.check_password(user_id, password, client_ip=address)
+        user_id = await matrix.check_password(
+            login_identifier(login, settings.server_name), password, client_ip=address
+        )
     except (Forbidden, UserDeactivated) as exc:
         throttle.failed(login, address)
         if isinstance(exc, UserDeactivated):

@@ -1,0 +1,153 @@
+"""Registration with an SMS code and sign-in by phone, in a phone-sized Chromium.
+
+The console gateway is the phone: its outbox file (var/sms-outbox.log) holds the texts.
+Then the checked number signs in, in Element's way (`m.id.phone` on Synapse's `/login`)
+and in the admin UI's sign-in form.
+"""
+
+from __future__ import annotations
+
+import secrets
+import stat
+
+import httpx
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+from sqlalchemy import func, select
+
+from parta.deployment import LocalDeployment
+from provisioning.db.models import Person
+from tests.harness.sms_outbox import code_for, e164, new_mobile_number, texts_to
+from tests.web.conftest import screenshot
+from tests.web.test_admin_ui import db_session, sign_in
+from tests.web.test_invites_ui import NEW_PASSWORD, admin_page, new_school_with_class
+
+
+def phone_page(browser: Browser, locale: str = "ru-RU") -> Page:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale=locale)
+    context.set_default_timeout(20_000)
+    return context.new_page()
+
+
+def pupil_link(region: LocalDeployment, context: BrowserContext) -> str:
+    page = admin_page(region, context)
+    new_school_with_class(page, region.settings.provisioning_url)
+    page.click("text=Создать ссылку для учеников")
+    return page.locator("#invite-url").input_value()
+
+
+def people_named(region: LocalDeployment, name: str) -> int:
+    with db_session(region) as session:
+        return int(session.scalar(select(func.count()).where(Person.display_name == name)) or 0)
+
+
+def matrix_login(region: LocalDeployment, identifier: dict[str, str]) -> httpx.Response:
+    return httpx.post(
+        f"{region.settings.homeserver_url}/_matrix/client/v3/login",
+        json={"type": "m.login.password", "identifier": identifier, "password": NEW_PASSWORD},
+        timeout=30,
+    )
+
+
+def test_a_parent_registers_with_an_sms_code_and_signs_in_with_the_phone(
+    region: LocalDeployment, browser: Browser, context: BrowserContext
+) -> None:
+    link = pupil_link(region, context)
+    phone = new_mobile_number()
+    name = f"Ульяна Кодова {secrets.token_hex(2)}"
+    page = phone_page(browser)
+    page.goto(link)
+    page.fill("input[name=display_name]", name)
+    page.fill("input[name=phone]", phone.replace("+7 ", "8 "))  # written the Russian way
+    page.check("input[name=confirm]")
+    page.click("#send-code")
+    expect(page.locator("#code-sent")).to_contain_text(f"Мы отправили код на номер {phone}")
+    # The countdown runs in the page, and the button waits for it.
+    countdown = page.locator("#code-countdown")
+    expect(countdown).to_contain_text("Новый код — через")
+    expect(page.locator("#send-code")).to_be_disabled()
+    expect(page.locator("#send-code")).to_have_text("Отправить код ещё раз")
+    first = int(countdown.inner_text().split()[-2])
+    expect(countdown).not_to_contain_text(f" {first} с", timeout=5_000)
+    screenshot(page, "ru-join-code-sent-phone")
+    code = code_for(region, phone)
+    outbox = region.settings.sms_outbox_path
+    assert stat.S_IMODE(outbox.stat().st_mode) == 0o600
+
+    # Asking again before the countdown ends (a script can enable the button) is refused.
+    page.evaluate("document.getElementById('send-code').disabled = false")
+    page.click("#send-code")
+    expect(page.locator("p.error[role=alert]")).to_contain_text(
+        "Код только что отправлен. Новый можно запросить через"
+    )
+    assert len(texts_to(region, phone)) == 1
+
+    # A wrong code creates nothing and says how many tries are left.
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    page.fill("input[name=code]", wrong)
+    page.fill("input[name=password]", NEW_PASSWORD)
+    page.fill("input[name=password_again]", NEW_PASSWORD)
+    page.click("button.primary")
+    expect(page.locator("form")).to_contain_text("Код неверный. Проверьте SMS")
+    expect(page.locator("form")).to_contain_text("осталось попыток: 4")
+    assert people_named(region, name) == 0
+    screenshot(page, "ru-join-wrong-code-phone")
+
+    # The right code: the account exists, with the number as its msisdn.
+    page.fill("input[name=code]", code)
+    page.fill("input[name=password]", NEW_PASSWORD)
+    page.fill("input[name=password_again]", NEW_PASSWORD)
+    page.click("button.primary")
+    expect(page.locator("h1")).to_have_text("Как войти")
+    user_id = f"@{page.locator('#user-id').inner_text()}:{region.settings.server_name}"
+    assert people_named(region, name) == 1
+    with db_session(region) as session:
+        person = session.scalar(select(Person).where(Person.display_name == name))
+        assert person is not None and person.phone == e164(phone)
+    page.context.close()
+
+    # Element's phone sign-in: the country and the number as typed, under both `phone`
+    # (the spec's key) and `number` (Synapse reads `number` whenever it is there: an
+    # identifier with `phone` alone gets "Missing JSON keys"), as Element Web sends them.
+    for typed in (e164(phone).removeprefix("+7"), phone.replace("+7 ", "8 ")):
+        element = {"type": "m.id.phone", "country": "RU", "phone": typed, "number": typed}
+        answer = matrix_login(region, element)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["user_id"] == user_id
+    nobody = "9169999999"
+    stranger = {"type": "m.id.phone", "country": "RU", "phone": nobody, "number": nobody}
+    assert matrix_login(region, stranger).status_code == 403
+
+    # The admin UI's sign-in takes the phone number in the user name field.
+    signed = phone_page(browser)
+    sign_in(signed, region.settings.provisioning_url, phone, NEW_PASSWORD)
+    expect(signed.locator("h1")).to_contain_text("Здравствуйте")
+    signed.context.close()
+
+    # The code never reached a log line.
+    for log in region.settings.log_dir.glob("*.log"):
+        assert code not in log.read_text(errors="replace"), log.name
+
+
+def test_the_code_page_speaks_english_and_refuses_a_landline(
+    region: LocalDeployment, browser: Browser, context: BrowserContext
+) -> None:
+    link = pupil_link(region, context)
+    page = phone_page(browser, "en-GB")
+    page.goto(link)
+    page.click("text=English")
+    page.fill("input[name=phone]", "+7 495 123-45-67")
+    page.click("#send-code")
+    expect(page.locator("form")).to_contain_text("is not a mobile number: codes come by SMS")
+    page.fill("input[name=phone]", "+7 916 123-45")
+    page.click("#send-code")
+    expect(page.locator("form")).to_contain_text("A Russian mobile number has 11 digits")
+    # No code, no account: the form asks for the code before anything else happens.
+    page.fill("input[name=display_name]", "Nobody Without Code")
+    page.fill("input[name=phone]", new_mobile_number())
+    page.check("input[name=confirm]")
+    page.fill("input[name=password]", NEW_PASSWORD)
+    page.fill("input[name=password_again]", NEW_PASSWORD)
+    page.click("button.primary")
+    expect(page.locator("form")).to_contain_text("Enter the code from the SMS")
+    assert people_named(region, "Nobody Without Code") == 0
+    page.context.close()
