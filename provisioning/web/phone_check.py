@@ -99,6 +99,20 @@ async def send_code(
     return CodeState(sent=True, resend_in=int(codes.RESEND_AFTER.total_seconds())), None
 
 
+async def issue_without_sending(
+    request: Request, session: Session, phone: str, purpose: codes.Purpose
+) -> tuple[CodeState, FormProblem | None]:
+    """What `send_code` shows and counts, without a message: for a number that must not be
+    told apart from one that has an account ("forgot password" for a stranger's number)."""
+    settings: Settings = request.app.state.settings
+    try:
+        await run_in_threadpool(_issue, session, settings, phone, purpose, client_ip(request))
+    except codes.CodeRefused as refused:
+        state = await run_in_threadpool(code_state, session, phone, purpose)
+        return state, (refused.template, refused.params)
+    return CodeState(sent=True, resend_in=int(codes.RESEND_AFTER.total_seconds())), None
+
+
 def _check(
     session: Session, settings: Settings, phone: str, purpose: codes.Purpose, typed: str
 ) -> FormProblem | None:

@@ -7,6 +7,7 @@ and in the admin UI's sign-in form.
 
 from __future__ import annotations
 
+import re
 import secrets
 import stat
 
@@ -15,11 +16,11 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import func, select
 
 from parta.deployment import LocalDeployment
-from provisioning.db.models import Person
+from provisioning.db.models import AuditEvent, Person
 from tests.harness.sms_outbox import code_for, e164, new_mobile_number, texts_to
 from tests.web.conftest import screenshot
 from tests.web.test_admin_ui import db_session, sign_in
-from tests.web.test_invites_ui import NEW_PASSWORD, admin_page, new_school_with_class
+from tests.web.test_invites_ui import NEW_PASSWORD, admin_page, new_school_with_class, register
 
 
 def phone_page(browser: Browser, locale: str = "ru-RU") -> Page:
@@ -40,10 +41,12 @@ def people_named(region: LocalDeployment, name: str) -> int:
         return int(session.scalar(select(func.count()).where(Person.display_name == name)) or 0)
 
 
-def matrix_login(region: LocalDeployment, identifier: dict[str, str]) -> httpx.Response:
+def matrix_login(
+    region: LocalDeployment, identifier: dict[str, str], password: str = NEW_PASSWORD
+) -> httpx.Response:
     return httpx.post(
         f"{region.settings.homeserver_url}/_matrix/client/v3/login",
-        json={"type": "m.login.password", "identifier": identifier, "password": NEW_PASSWORD},
+        json={"type": "m.login.password", "identifier": identifier, "password": password},
         timeout=30,
     )
 
@@ -150,4 +153,84 @@ def test_the_code_page_speaks_english_and_refuses_a_landline(
     page.click("button.primary")
     expect(page.locator("form")).to_contain_text("Enter the code from the SMS")
     assert people_named(region, "Nobody Without Code") == 0
+    page.context.close()
+
+
+def test_a_forgotten_password_is_reset_by_sms_and_other_sessions_end(
+    region: LocalDeployment, browser: Browser, context: BrowserContext
+) -> None:
+    base = region.settings.provisioning_url
+    phone = new_mobile_number()
+    name = f"Вера Забывчивая {secrets.token_hex(2)}"
+    joined = register(browser, pupil_link(region, context), name, phone, region)
+    user_id = f"@{joined.locator('#user-id').inner_text()}:{region.settings.server_name}"
+    joined.context.close()
+    # Signed in elsewhere: a Matrix client and the admin UI in another browser.
+    device = matrix_login(region, {"type": "m.id.user", "user": user_id})
+    assert device.status_code == 200, device.text
+    old_token = device.json()["access_token"]
+    elsewhere = phone_page(browser)
+    sign_in(elsewhere, base, phone, NEW_PASSWORD)
+    expect(elsewhere.locator("h1")).to_contain_text("Здравствуйте")
+
+    page = phone_page(browser)
+    page.goto(f"{base}/login")
+    page.click("#forgot-password")
+    expect(page.locator("h1")).to_have_text("Новый пароль")
+    page.fill("input[name=phone]", phone)
+    page.click("#send-code")
+    expect(page.locator("#code-sent")).to_be_visible()
+    code = code_for(region, phone, after=1)  # the first was the registration's
+    assert "смены пароля" in texts_to(region, phone)[1]
+    page.fill("input[name=code]", code)
+    page.fill("input[name=password]", "qwerty123")
+    page.fill("input[name=password_again]", "qwerty123")
+    page.click("button.primary")
+    expect(page.locator("form")).to_contain_text("злоумышленники пробуют одним из первых")
+    screenshot(page, "ru-forgot-password-phone")
+    new_password = "лодка плывёт по реке"
+    page.fill("input[name=code]", code)  # a refused password spent no try of the code
+    page.fill("input[name=password]", new_password)
+    page.fill("input[name=password_again]", new_password)
+    page.click("button.primary")
+    expect(page.locator(".notice")).to_have_text("Пароль изменён. Войдите с новым паролем.")
+    sign_in(page, base, phone, new_password)
+    expect(page.locator("h1")).to_contain_text("Здравствуйте")
+    page.context.close()
+
+    # Every other session ended: the Matrix device, the other browser, the old password.
+    whoami = httpx.get(
+        f"{region.settings.homeserver_url}/_matrix/client/v3/account/whoami",
+        headers={"Authorization": f"Bearer {old_token}"}, timeout=30,
+    )  # fmt: skip
+    assert whoami.status_code == 401
+    elsewhere.goto(f"{base}/")
+    expect(elsewhere).to_have_url(re.compile(r"/login\?next="))
+    elsewhere.context.close()
+    assert matrix_login(region, {"type": "m.id.user", "user": user_id}).status_code == 403
+    with db_session(region) as session:
+        event = session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.action == "account.password_reset", AuditEvent.subject == user_id
+            )
+        )
+        assert event is not None and code not in str(event.details)
+
+
+def test_forgot_password_does_not_tell_whether_a_number_has_an_account(
+    region: LocalDeployment, browser: Browser
+) -> None:
+    page = phone_page(browser)
+    page.goto(f"{region.settings.provisioning_url}/password/forgot")
+    nobody = new_mobile_number()
+    page.fill("input[name=phone]", nobody)
+    page.click("#send-code")
+    expect(page.locator("#code-sent")).to_contain_text("Мы отправили код")
+    expect(page.locator("#send-code")).to_be_disabled()  # the countdown runs all the same
+    assert texts_to(region, nobody) == []
+    page.fill("input[name=code]", "123456")
+    page.fill("input[name=password]", "лодка плывёт по реке")
+    page.fill("input[name=password_again]", "лодка плывёт по реке")
+    page.click("button.primary")
+    expect(page.locator("form")).to_contain_text("Код неверный")
     page.context.close()

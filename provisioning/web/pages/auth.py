@@ -65,10 +65,12 @@ def login_identifier(login: str, server_name: str) -> str | dict[str, str]:
 
 
 @router.get("/login")
-def login_page(request: Request, viewer: MaybeViewer, next: str = "/") -> Response:
+def login_page(request: Request, viewer: MaybeViewer, next: str = "/", reset: str = "") -> Response:
     if viewer is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return render(request, "login.html", next=safe_next(next), login="", error=None)
+    return render(
+        request, "login.html", next=safe_next(next), login="", error=None, reset=bool(reset)
+    )
 
 
 def _start_session(session: Session, user_id: str, request: Request) -> str | None:
