@@ -1,6 +1,6 @@
 """A provider's HTTP API: URL, method, Authorization header and a body template.
 
-Most Russian and international providers (SMS.ru, SMSC, SMS Aero, МТС Exolve, Twilio)
+Most Russian and international providers (SMS.ru, SMSC, SMS Aero, Twilio)
 take one request per message with the number and the text in a JSON body, a form or the
 query string. The templates use `$phone` (+79001234567), `$phone_digits` (79001234567),
 `$text` and `$sender`, each escaped for where it stands. Any 2xx answer is success;
