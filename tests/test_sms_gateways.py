@@ -204,3 +204,13 @@ def test_settings_choose_the_gateway(tmp_path: Path) -> None:
         Settings(sms_gateway="smpp")
     with pytest.raises(ValueError, match="PARTA_SMS_HTTP_URL"):
         Settings(sms_gateway="http", sms_http_url="ftp://x")
+
+
+def test_deploy_says_where_codes_go(tmp_path: Path) -> None:
+    from parta.cli import _sms_line
+
+    assert str(tmp_path / "sms-outbox.log") in _sms_line(Settings(var_dir=tmp_path))
+    production = Settings(var_dir=tmp_path).model_copy(update={"environment": "production"})
+    assert "NOT sent to phones" in _sms_line(production)
+    http = Settings(sms_gateway="http", sms_http_url="https://sms.example/send")
+    assert "http gateway" in _sms_line(http)

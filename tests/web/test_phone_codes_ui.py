@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from parta.deployment import LocalDeployment
 from provisioning.db.models import AuditEvent, Person
 from tests.harness.sms_outbox import code_for, e164, new_mobile_number, texts_to
+from tests.harness.waiting import wait_until
 from tests.web.conftest import screenshot
 from tests.web.test_admin_ui import db_session, sign_in
 from tests.web.test_invites_ui import NEW_PASSWORD, admin_page, new_school_with_class, register
@@ -234,3 +235,36 @@ def test_forgot_password_does_not_tell_whether_a_number_has_an_account(
     page.click("button.primary")
     expect(page.locator("form")).to_contain_text("Код неверный")
     page.context.close()
+
+
+def test_a_gateway_that_fails_starts_no_countdown_and_says_try_again(
+    region: LocalDeployment, browser: Browser, context: BrowserContext
+) -> None:
+    link = pupil_link(region, context)
+    outbox = region.settings.sms_outbox_path
+    aside = outbox.with_suffix(".aside")
+    if outbox.exists():
+        outbox.rename(aside)
+    outbox.mkdir()  # the console gateway cannot write its file: a real failure
+    try:
+        page = phone_page(browser)
+        page.goto(link)
+        phone = new_mobile_number()
+        page.fill("input[name=phone]", phone)
+        page.click("#send-code")
+        expect(page.locator("p.error[role=alert]")).to_have_text(
+            "Сейчас не удалось отправить SMS. Попробуйте через минуту."
+        )
+        expect(page.locator("#send-code")).to_be_enabled()  # the failed code is forgotten
+        expect(page.locator("#code-sent")).to_have_count(0)
+        masked = e164(phone)[:5] + "*****" + e164(phone)[-2:]
+        log = region.settings.log_dir / "provisioning.log"
+        wait_until(
+            lambda: f"code to {masked} was not sent" in log.read_text(errors="replace"),
+            "the gateway's failure in the provisioning log",
+        )
+        page.context.close()
+    finally:
+        outbox.rmdir()
+        if aside.exists():
+            aside.rename(outbox)
