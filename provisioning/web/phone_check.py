@@ -16,10 +16,14 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from foundation.settings import Settings
+from matrix.accounts import user_id_for_phone
+from matrix.client import MatrixClient
+from matrix.errors import MatrixError
 from provisioning.i18n import N_, translations
 from provisioning.services import phone_codes as codes
 from provisioning.services.passwords import FormProblem
 from provisioning.sms import SmsGateway, SmsMessage, SmsNotSent
+from provisioning.web.deps import WebError
 from provisioning.web.security import client_ip
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,21 @@ def shown_number(phone: str) -> str:
     """+79005550102 → +7 900 555-01-02, as people read their own number."""
     number = phonenumbers.parse(phone, None)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+async def account_with_phone(matrix: MatrixClient, phone: str) -> str | None:
+    """The account that signs in with `phone`, as the homeserver knows it.
+
+    Raises:
+        WebError: 503 when the homeserver does not answer (the page says to retry).
+    """
+    try:
+        return await user_id_for_phone(matrix, phone)
+    except MatrixError as exc:
+        log.warning("could not look up the account of %s: %s", masked(phone), exc)
+        raise WebError(
+            503, N_("The server does not answer right now. Try again in a minute.")
+        ) from exc
 
 
 def _key(settings: Settings) -> bytes:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from foundation.settings import Settings
-from matrix.accounts import phone_threepid, user_id_for_phone
+from matrix.accounts import phone_threepid
 from matrix.client import MatrixClient
 from matrix.errors import MatrixError
 from provisioning.api.deps import (
@@ -46,7 +46,14 @@ from provisioning.services.phone_codes import Purpose
 from provisioning.services.requests import parse_subjects
 from provisioning.services.schools import DomainError
 from provisioning.web.deps import MaybeViewer, Viewer, WebError
-from provisioning.web.phone_check import CodeState, check_code, code_state, send_code, shown_number
+from provisioning.web.phone_check import (
+    CodeState,
+    account_with_phone,
+    check_code,
+    code_state,
+    send_code,
+    shown_number,
+)
 from provisioning.web.qr import qr_data_uri, qr_png, qr_svg
 from provisioning.web.render import render, translate
 from provisioning.web.security import client_ip
@@ -353,7 +360,7 @@ async def _phone_taken(
     """Whether another account has this number, in Parta or as its sign-in number."""
     if await run_in_threadpool(_contact_taken, session, phone, None, invite):
         return True
-    owner = await user_id_for_phone(matrix, phone)
+    owner = await account_with_phone(matrix, phone)
     if owner is None:
         return False
     invited = session.get(Person, invite.person_id) if invite.person_id else None

@@ -19,8 +19,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from matrix.accounts import reset_password, user_id_for_phone
-from matrix.errors import HomeserverUnavailable, MatrixError
+from matrix.accounts import reset_password
+from matrix.errors import MatrixError
 from provisioning.api.deps import MatrixDep, SessionDep
 from provisioning.audit import record_audit
 from provisioning.db.models import Person, WebSession
@@ -31,6 +31,7 @@ from provisioning.services.phone_codes import Purpose
 from provisioning.web.deps import MaybeViewer
 from provisioning.web.phone_check import (
     CodeState,
+    account_with_phone,
     check_code,
     code_state,
     issue_without_sending,
@@ -90,12 +91,7 @@ async def send_reset_code(
     number, problems = _mobile(phone)
     if number is None:
         return _page(request, session, phone_text=phone, problems=problems, status=400)
-    try:
-        owner = await user_id_for_phone(matrix, number)
-    except HomeserverUnavailable:
-        problems = {"sms": (N_("The server does not answer right now. Try again in a minute."), {})}
-        return _page(request, session, phone_text=phone, phone=number, problems=problems,
-                     status=503)  # fmt: skip
+    owner = await account_with_phone(matrix, number)
     if owner is None:
         # Counted like a real code (countdown, daily limits), but not sent: nobody has it.
         state, refused = await issue_without_sending(
@@ -129,7 +125,7 @@ async def reset(
     password_again: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
     number, problems = _mobile(phone)
-    owner = await user_id_for_phone(matrix, number) if number else None
+    owner = await account_with_phone(matrix, number) if number else None
     personal = tuple(v for v in (phone, number or "", owner or "") if v)
     refused_password = passwords.password_problem(password, personal=personal)
     if refused_password is not None:
