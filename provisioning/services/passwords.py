@@ -53,6 +53,8 @@ def password_problem(password: str, *, personal: tuple[str, ...] = ()) -> FormPr
         if value.startswith("@"):  # a user ID: its localpart is the name people type
             value = value[1:].split(":", 1)[0]
         own = _squashed(value)
+        if own.isdigit() and len(own) > 10:  # a phone: "8 900…" and "+7 900…" are one number
+            own = own[-10:]
         if len(own) >= 4 and (own in squashed or squashed in own):
             return (
                 N_("The password must not be your name, user name or phone number."),
