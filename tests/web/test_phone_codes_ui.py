@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 import secrets
 import stat
+from datetime import timedelta
 
 import httpx
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import func, select
 
 from parta.deployment import LocalDeployment
+from provisioning.db.base import as_utc
 from provisioning.db.models import AuditEvent, Person
+from provisioning.db.phone_codes import PhoneCode
 from tests.harness.sms_outbox import code_for, e164, new_mobile_number, texts_to
 from tests.harness.waiting import wait_until
 from tests.web.conftest import screenshot
@@ -268,3 +271,40 @@ def test_a_gateway_that_fails_starts_no_countdown_and_says_try_again(
         outbox.rmdir()
         if aside.exists():
             aside.rename(outbox)
+
+
+def test_send_again_works_when_the_countdown_ends(
+    region: LocalDeployment, browser: Browser, context: BrowserContext
+) -> None:
+    link = pupil_link(region, context)
+    phone = new_mobile_number()
+    page = phone_page(browser)
+    page.goto(link)
+    page.fill("input[name=phone]", phone)
+    page.click("#send-code")
+    expect(page.locator("#send-code")).to_be_disabled()
+    first = code_for(region, phone)
+    # Let 57 of the 60 seconds pass (in the database), then come back to the form.
+    with db_session(region) as session:
+        row = session.scalar(select(PhoneCode).where(PhoneCode.phone == e164(phone)))
+        assert row is not None
+        row.created_at = as_utc(row.created_at) - timedelta(seconds=57)
+        session.commit()
+    page.fill("input[name=password]", "short")
+    page.click("button.primary")
+    expect(page.locator("#code-countdown")).to_be_visible()
+    expect(page.locator("#send-code")).to_be_enabled(timeout=8_000)
+    expect(page.locator("#code-countdown")).to_be_hidden()
+    page.click("#send-code")
+    expect(page.locator("#code-sent")).to_be_visible()
+    second = code_for(region, phone, after=1)
+    assert len(texts_to(region, phone)) == 2
+    if second != first:  # only the newest code counts
+        page.fill("input[name=display_name]", "Ирина Повторная")
+        page.check("input[name=confirm]")
+        page.fill("input[name=code]", first)
+        page.fill("input[name=password]", NEW_PASSWORD)
+        page.fill("input[name=password_again]", NEW_PASSWORD)
+        page.click("button.primary")
+        expect(page.locator("form")).to_contain_text("Код неверный")
+    page.context.close()
