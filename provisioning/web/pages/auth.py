@@ -103,7 +103,10 @@ async def login(
 
     if not login.strip() or not password:
         return again(400, N_("Enter your user name and password."))
-    wait = throttle.retry_after(login, address)
+    identifier = login_identifier(login, settings.server_name)
+    # One count per account however its number is written ("8 900…", "+7 900…").
+    account = identifier if isinstance(identifier, str) else identifier["address"]
+    wait = throttle.retry_after(account, address)
     if wait:
         return again(
             429,
@@ -111,23 +114,21 @@ async def login(
             minutes=max(1, round(wait / 60)),
         )
     try:
-        user_id = await matrix.check_password(
-            login_identifier(login, settings.server_name), password, client_ip=address
-        )
+        user_id = await matrix.check_password(identifier, password, client_ip=address)
     except (Forbidden, UserDeactivated) as exc:
-        throttle.failed(login, address)
+        throttle.failed(account, address)
         if isinstance(exc, UserDeactivated):
             return again(403, N_("This account is closed. Ask your school's administrator."))
         return again(401, N_("Wrong user name or password."))
     except LimitExceeded:
-        throttle.failed(login, address)
+        throttle.failed(account, address)
         return again(429, N_("Too many attempts. Wait a minute and try again."))
     except HomeserverUnavailable:
         return again(503, N_("The server does not answer right now. Try again in a minute."))
     except MatrixError:
-        throttle.failed(login, address)
+        throttle.failed(account, address)
         return again(401, N_("Wrong user name or password."))
-    throttle.succeeded(login)
+    throttle.succeeded(account)
     token = await run_in_threadpool(_start_session, session, user_id, request)
     if token is None:
         return again(
