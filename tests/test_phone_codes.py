@@ -25,8 +25,14 @@ REG = Purpose.REGISTRATION
 DEFAULT_LIMITS = DailyLimits()
 
 
-def issue(session: Session, at: datetime, *, phone: str = PHONE, origin: str = "192.0.2.1",
-          limits_: DailyLimits = DEFAULT_LIMITS) -> codes.IssuedCode:  # fmt: skip
+def issue(
+    session: Session,
+    at: datetime,
+    *,
+    phone: str = PHONE,
+    origin: str = "192.0.2.1",
+    limits_: DailyLimits = DEFAULT_LIMITS,
+) -> codes.IssuedCode:
     issued = codes.issue(session, phone, REG, key=KEY, origin=origin, limits=limits_, now=at)
     session.commit()
     return issued
@@ -47,8 +53,14 @@ def test_a_code_is_stored_only_as_a_hash_and_works_once(migrated_session: Sessio
     assert len(issued.code) == 6 and issued.code.isdigit()
     row = migrated_session.get(PhoneCode, issued.id)
     assert row is not None and issued.code not in row.digest and len(row.digest) == 64
-    codes.check(migrated_session, PHONE, REG, f" {issued.code[:3]} {issued.code[3:]} ",
-                key=KEY, now=NOW + timedelta(seconds=30))  # fmt: skip
+    codes.check(
+        migrated_session,
+        PHONE,
+        REG,
+        f" {issued.code[:3]} {issued.code[3:]} ",
+        key=KEY,
+        now=NOW + timedelta(seconds=30),
+    )
     with pytest.raises(CodeRefused, match="used already"):
         codes.check(migrated_session, PHONE, REG, issued.code, key=KEY, now=NOW)
     with pytest.raises(CodeRefused, match="No code was sent"):
@@ -110,8 +122,13 @@ def test_daily_limits_per_number_and_per_address(migrated_session: Session) -> N
     issue(migrated_session, NOW + timedelta(minutes=2), phone="+79005550103", limits_=small)
     with pytest.raises(CodeRefused, match="from your network"):
         issue(migrated_session, NOW + timedelta(minutes=3), phone="+79005550104", limits_=small)
-    issue(migrated_session, NOW + timedelta(minutes=3), phone="+79005550104", origin="192.0.2.9",
-          limits_=small)  # fmt: skip
+    issue(
+        migrated_session,
+        NOW + timedelta(minutes=3),
+        phone="+79005550104",
+        origin="192.0.2.9",
+        limits_=small,
+    )
     # A day later the number may have codes again.
     issue(migrated_session, NOW + timedelta(hours=24, minutes=1), limits_=small)
     assert migrated_session.scalar(select(PhoneCode.id).where(PhoneCode.phone == PHONE)) is not None

@@ -34,10 +34,13 @@ def smpp_gateway(
     smsc: SmscProcess, *, password: str | None = None, timeout_s: float = 5
 ) -> SmppGateway:
     return SmppGateway(
-        host="127.0.0.1", port=smsc.port, system_id=smsc.system_id,
-        password=smsc.password if password is None else password, sender="Parta",
+        host="127.0.0.1",
+        port=smsc.port,
+        system_id=smsc.system_id,
+        password=smsc.password if password is None else password,
+        sender="Parta",
         timeout_s=timeout_s,
-    )  # fmt: skip
+    )
 
 
 def test_a_message_must_go_to_an_e164_number() -> None:
@@ -54,8 +57,9 @@ async def test_the_console_gateway_writes_a_private_outbox(tmp_path: Path) -> No
     await gateway.send(SmsMessage("+79005550103", "второе"))
     assert stat.S_IMODE(outbox.stat().st_mode) == 0o600
     assert [(m["to"], m["text"]) for m in read_outbox(outbox)] == [
-        ("+79005550102", TEXT), ("+79005550103", "второе"),
-    ]  # fmt: skip
+        ("+79005550102", TEXT),
+        ("+79005550103", "второе"),
+    ]
 
 
 async def test_smpp_submits_the_message_to_a_real_smsc(
@@ -104,12 +108,15 @@ class _Provider(BaseHTTPRequestHandler):
 
     def _record(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        self.received.append({
-            "method": self.command, "path": self.path,
-            "authorization": self.headers.get("Authorization"),
-            "content_type": self.headers.get("Content-Type"),
-            "body": self.rfile.read(length).decode() if length else "",
-        })  # fmt: skip
+        self.received.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "authorization": self.headers.get("Authorization"),
+                "content_type": self.headers.get("Content-Type"),
+                "body": self.rfile.read(length).decode() if length else "",
+            }
+        )
         self.send_response(self.status)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -139,17 +146,22 @@ async def test_http_posts_json_with_the_auth_header(
 ) -> None:
     base, handler = provider
     gateway = HttpGateway(
-        url=f"{base}/v1/messages", method="POST", content_type="json",
+        url=f"{base}/v1/messages",
+        method="POST",
+        content_type="json",
         body_template='{"to": "$phone_digits", "text": "$text", "from": "$sender"}',
-        authorization="Bearer provider-key", sender='Школа "1"',
-    )  # fmt: skip
+        authorization="Bearer provider-key",
+        sender='Школа "1"',
+    )
     await gateway.send(MESSAGE)
     (request,) = handler.received
     assert request["method"] == "POST" and request["path"] == "/v1/messages"
     assert request["authorization"] == "Bearer provider-key"
     assert json.loads(str(request["body"])) == {
-        "to": "79005550102", "text": TEXT, "from": 'Школа "1"',
-    }  # fmt: skip
+        "to": "79005550102",
+        "text": TEXT,
+        "from": 'Школа "1"',
+    }
 
 
 async def test_http_get_puts_the_values_in_the_query(
@@ -157,9 +169,13 @@ async def test_http_get_puts_the_values_in_the_query(
 ) -> None:
     base, handler = provider
     gateway = HttpGateway(
-        url=f"{base}/sms/send?api_id=k&to=$phone&msg=$text&json=1", method="GET",
-        content_type="form", body_template="", authorization="", sender="Parta",
-    )  # fmt: skip
+        url=f"{base}/sms/send?api_id=k&to=$phone&msg=$text&json=1",
+        method="GET",
+        content_type="form",
+        body_template="",
+        authorization="",
+        sender="Parta",
+    )
     await gateway.send(SmsMessage("+79005550102", "code 1 & 2"))
     (request,) = handler.received
     assert request["path"] == "/sms/send?api_id=k&to=%2B79005550102&msg=code%201%20%26%202&json=1"
@@ -169,10 +185,13 @@ async def test_http_get_puts_the_values_in_the_query(
 async def test_http_form_body_and_a_refusal(provider: tuple[str, type[_Provider]]) -> None:
     base, handler = provider
     gateway = HttpGateway(
-        url=f"{base}/send", method="POST", content_type="form",
-        body_template="To=$phone&Body=$text&From=$sender", authorization="Basic eDp5",
+        url=f"{base}/send",
+        method="POST",
+        content_type="form",
+        body_template="To=$phone&Body=$text&From=$sender",
+        authorization="Basic eDp5",
         sender="Parta",
-    )  # fmt: skip
+    )
     await gateway.send(SmsMessage("+79005550102", "a+b c"))
     assert handler.received[0]["body"] == "To=%2B79005550102&Body=a%2Bb+c&From=Parta"
     assert handler.received[0]["content_type"] == "application/x-www-form-urlencoded"
@@ -186,9 +205,14 @@ async def test_http_reports_a_provider_that_does_not_answer() -> None:
     from tests.harness.ports import free_ports
 
     gateway = HttpGateway(
-        url=f"http://127.0.0.1:{free_ports(1)[0]}/send?text=$text", method="GET",
-        content_type="form", body_template="", authorization="", sender="Parta", timeout_s=2,
-    )  # fmt: skip
+        url=f"http://127.0.0.1:{free_ports(1)[0]}/send?text=$text",
+        method="GET",
+        content_type="form",
+        body_template="",
+        authorization="",
+        sender="Parta",
+        timeout_s=2,
+    )
     with pytest.raises(SmsNotSent, match="did not answer") as refused:
         await gateway.send(MESSAGE)
     assert "493817" not in str(refused.value)

@@ -166,9 +166,14 @@ def issue(
     _refuse_over_daily_limits(session, phone, origin, limits, now)
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     row = PhoneCode(
-        phone=phone, purpose=purpose.value, digest=_digest(key, purpose, phone, code),
-        origin=origin, created_at=now, expires_at=now + LIFETIME, attempts=0,
-    )  # fmt: skip
+        phone=phone,
+        purpose=purpose.value,
+        digest=_digest(key, purpose, phone, code),
+        origin=origin,
+        created_at=now,
+        expires_at=now + LIFETIME,
+        attempts=0,
+    )
     session.add(row)
     session.execute(delete(PhoneCode).where(PhoneCode.created_at < now - 2 * DAY))
     session.flush()

@@ -64,9 +64,12 @@ class SmppGateway:
 
     def _send_blocking(self, message: SmsMessage) -> None:
         client = smpplib.client.Client(
-            self.host, self.port, timeout=self.timeout_s, logger_name=_WIRE_LOGGER,
+            self.host,
+            self.port,
+            timeout=self.timeout_s,
+            logger_name=_WIRE_LOGGER,
             allow_unknown_opt_params=True,
-        )  # fmt: skip
+        )
         try:
             client.connect()
             client.bind_transmitter(
@@ -76,12 +79,17 @@ class SmppGateway:
             source_ton, source_npi, source = self._source()
             for part in parts:
                 client.send_message(
-                    source_addr_ton=source_ton, source_addr_npi=source_npi, source_addr=source,
+                    source_addr_ton=source_ton,
+                    source_addr_npi=source_npi,
+                    source_addr=source,
                     dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
                     dest_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
-                    destination_addr=message.to_digits, short_message=part,
-                    data_coding=encoding, esm_class=esm_class, registered_delivery=False,
-                )  # fmt: skip
+                    destination_addr=message.to_digits,
+                    short_message=part,
+                    data_coding=encoding,
+                    esm_class=esm_class,
+                    registered_delivery=False,
+                )
                 answer = client.read_pdu()
                 if answer.command != "submit_sm_resp" or answer.is_error():
                     raise SmsNotSent(

@@ -79,8 +79,9 @@ def _issue(
 ) -> codes.IssuedCode:
     limits = codes.DailyLimits(settings.sms_daily_per_number, settings.sms_daily_per_address)
     try:
-        issued = codes.issue(session, phone, purpose, key=_key(settings), origin=origin,
-                             limits=limits)  # fmt: skip
+        issued = codes.issue(
+            session, phone, purpose, key=_key(settings), origin=origin, limits=limits
+        )
         session.commit()
     except Exception:
         session.rollback()

@@ -33,8 +33,11 @@ class Smsc(socketserver.ThreadingTCPServer):
     def __init__(self, port: int, outbox: Path, system_id: str, password: str, silent: bool):
         super().__init__(("127.0.0.1", port), Session)
         self.outbox, self.system_id, self.password, self.silent = (
-            outbox, system_id, password, silent,
-        )  # fmt: skip
+            outbox,
+            system_id,
+            password,
+            silent,
+        )
         self.lock = threading.Lock()
         self.next_id = 1
 

@@ -43,10 +43,19 @@ def smpp_server(directory: Path, *, silent: bool = False) -> Iterator[SmscProces
     port = free_ports(1)[0]
     smsc = SmscProcess(port, directory / f"smsc-{port}.jsonl", "parta", "sm8pass1")
     argv = [
-        sys.executable, "-m", "tests.harness.smpp_server", "--port", str(port),
-        "--outbox", str(smsc.outbox), "--system-id", smsc.system_id,
-        "--password", smsc.password, *(["--silent"] if silent else []),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "tests.harness.smpp_server",
+        "--port",
+        str(port),
+        "--outbox",
+        str(smsc.outbox),
+        "--system-id",
+        smsc.system_id,
+        "--password",
+        smsc.password,
+        *(["--silent"] if silent else []),
+    ]
     process = subprocess.Popen(argv, cwd=ROOT)
     try:
         deadline = time.monotonic() + 30

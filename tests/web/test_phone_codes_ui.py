@@ -205,8 +205,9 @@ def test_a_forgotten_password_is_reset_by_sms_and_other_sessions_end(
     # Every other session ended: the Matrix device, the other browser, the old password.
     whoami = httpx.get(
         f"{region.settings.homeserver_url}/_matrix/client/v3/account/whoami",
-        headers={"Authorization": f"Bearer {old_token}"}, timeout=30,
-    )  # fmt: skip
+        headers={"Authorization": f"Bearer {old_token}"},
+        timeout=30,
+    )
     assert whoami.status_code == 401
     elsewhere.goto(f"{base}/")
     expect(elsewhere).to_have_url(re.compile(r"/login\?next="))

@@ -63,10 +63,15 @@ def _page(
         k: translate(request, t, **p) for k, (t, p) in (problems or {}).items()
     }
     return render(
-        request, "forgot_password.html", status=status, form={"phone": phone_text},
-        problems=shown, code=code, code_sent_to=shown_number(phone) if phone and code.sent else "",
+        request,
+        "forgot_password.html",
+        status=status,
+        form={"phone": phone_text},
+        problems=shown,
+        code=code,
+        code_sent_to=shown_number(phone) if phone and code.sent else "",
         password_rules=translate(request, passwords.RULES),
-    )  # fmt: skip
+    )
 
 
 def _mobile(text: str) -> tuple[str | None, dict[str, FormProblem]]:
@@ -101,9 +106,14 @@ async def send_reset_code(
     else:
         state, refused = await send_code(request, session, number, Purpose.PASSWORD_RESET)
     return _page(
-        request, session, phone_text=phone, phone=number, code=state,
-        problems={"sms": refused} if refused else {}, status=429 if refused else 200,
-    )  # fmt: skip
+        request,
+        session,
+        phone_text=phone,
+        phone=number,
+        code=state,
+        problems={"sms": refused} if refused else {},
+        status=429 if refused else 200,
+    )
 
 
 def _end_admin_sessions(session: Session, user_id: str, phone: str) -> None:
@@ -144,8 +154,9 @@ async def reset(
         elif owner is None:  # right code for a number without an account: cannot happen
             problems["phone"] = (N_("No account signs in with this number. Ask your school."), {})
     if problems or number is None or owner is None:
-        return _page(request, session, phone_text=phone, phone=number, problems=problems,
-                     status=400)  # fmt: skip
+        return _page(
+            request, session, phone_text=phone, phone=number, problems=problems, status=400
+        )
     try:
         await reset_password(matrix, owner, password)
     except MatrixError:
@@ -153,7 +164,8 @@ async def reset(
         problems = {
             "sms": (N_("The password could not be changed right now. Try again in a minute."), {})
         }
-        return _page(request, session, phone_text=phone, phone=number, problems=problems,
-                     status=503)  # fmt: skip
+        return _page(
+            request, session, phone_text=phone, phone=number, problems=problems, status=503
+        )
     await run_in_threadpool(_end_admin_sessions, session, owner, number)
     return RedirectResponse("/login?reset=1", status_code=303)
