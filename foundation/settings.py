@@ -203,6 +203,28 @@ class Settings(BaseSettings):
     # this host's nginx on loopback, which sends a room's link where its call runs.
     call_origin_url: str = Field(default="", pattern=r"^(wss?://[^\s/]+)?$", max_length=512)
 
+    # Text messages with sign-in codes (docs/operations.md, "Choosing an SMS gateway"):
+    # "console" appends each message to a private file (`sms_outbox_path`) for local mode
+    # and demos; "smpp" speaks SMPP 3.4 to an operator's SMSC; "http" calls a provider's
+    # web API. Provider secrets (`PARTA_SMS_SMPP_PASSWORD`, `PARTA_SMS_HTTP_AUTH`) go into
+    # var/secrets.env.
+    sms_gateway: Literal["console", "smpp", "http"] = "console"
+    sms_sender: str = Field(default="Parta", min_length=1, max_length=20)
+    sms_timeout_s: float = Field(default=15.0, ge=1, le=120)
+    sms_smpp_host: str = "127.0.0.1"
+    sms_smpp_port: int = Field(default=2775, ge=1, le=65535)
+    sms_smpp_system_id: str = Field(default="", max_length=15)
+    sms_smpp_system_type: str = Field(default="", max_length=12)
+    sms_smpp_password: SecretStr = SecretStr("")
+    sms_http_url: str = ""  # may hold $phone, $phone_digits, $text, $sender (URL-encoded)
+    sms_http_method: Literal["POST", "GET"] = "POST"
+    sms_http_content_type: Literal["json", "form"] = "json"
+    sms_http_body: str = '{"to": "$phone", "text": "$text", "from": "$sender"}'
+    sms_http_auth: SecretStr = SecretStr("")  # the Authorization header's whole value
+    # How many codes one number and one client address may ask for in 24 hours.
+    sms_daily_per_number: int = Field(default=5, ge=1, le=1000)
+    sms_daily_per_address: int = Field(default=20, ge=1, le=100_000)
+
     # A demo school with demo accounts, loaded by `./deploy.sh` in development.
     demo_school: bool = True
 
@@ -331,6 +353,20 @@ class Settings(BaseSettings):
                     "'turn:turn.example.org:3478?transport=udp'"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _check_sms_gateway(self) -> Settings:
+        if self.sms_gateway == "smpp" and not self.sms_smpp_system_id:
+            raise ValueError(
+                "sms_gateway=smpp needs PARTA_SMS_SMPP_SYSTEM_ID (and PARTA_SMS_SMPP_PASSWORD "
+                "in var/secrets.env), as the SMS operator gave them"
+            )
+        if self.sms_gateway == "http" and not re.match(r"^https?://[^\s]+$", self.sms_http_url):
+            raise ValueError(
+                "sms_gateway=http needs PARTA_SMS_HTTP_URL, the provider's https:// address "
+                "for sending a message"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_turn_relay_ports(self) -> Settings:
@@ -508,6 +544,11 @@ class Settings(BaseSettings):
             f"{base}/{page}/?room_id=$matrix_room_id&user_id=$matrix_user_id"
             "&lang=$org.matrix.msc2873.client_language"
         )
+
+    @property
+    def sms_outbox_path(self) -> Path:
+        """The console SMS gateway's messages (mode 0600; never the service's log)."""
+        return self.var_dir / "sms-outbox.log"
 
     @property
     def turn_enabled(self) -> bool:

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from matrix.client import MatrixClient, TokenClient, path
-from matrix.errors import MatrixError
+from matrix.client import JsonDict, MatrixClient, TokenClient, path
+from matrix.errors import MatrixError, NotFound
 
 
 async def ensure_local_user(
@@ -82,3 +82,46 @@ async def acting_as(
     finally:
         with contextlib.suppress(MatrixError, httpx.HTTPError):  # it expires by itself anyway
             await person.request("POST", path("logout"), body={})
+
+
+# --- Phone numbers (the `msisdn` third-party ID) ----------------------------------------
+
+
+def msisdn(phone_e164: str) -> str:
+    """Synapse's form of a phone number: E.164 without the "+" (as `m.id.phone` logins
+    make it from a country and a number)."""
+    return phone_e164.removeprefix("+")
+
+
+def phone_threepid(phone_e164: str) -> JsonDict:
+    """The `threepids` entry of the admin API's user PUT for a checked phone number."""
+    return {"medium": "msisdn", "address": msisdn(phone_e164)}
+
+
+def phone_identifier(phone_e164: str) -> JsonDict:
+    """A `/login` identifier for a phone number (what Element sends as `m.id.phone` is
+    turned into this by the homeserver)."""
+    return {"type": "m.id.thirdparty", "medium": "msisdn", "address": msisdn(phone_e164)}
+
+
+async def user_id_for_phone(client: MatrixClient, phone_e164: str) -> str | None:
+    """The local account that signs in with this phone number, if any."""
+    try:
+        answer = await client.request(
+            "GET",
+            path("threepid", "msisdn", "users", msisdn(phone_e164), base="/_synapse/admin/v1"),
+        )
+    except NotFound:
+        return None
+    return str(answer["user_id"]) if answer.get("user_id") else None
+
+
+async def reset_password(client: MatrixClient, user_id: str, new_password: str) -> None:
+    """Set a new password and log out every session of the account (a reset means the
+    old password may be known to someone else)."""
+    await client.request(
+        "POST",
+        path("reset_password", user_id, base="/_synapse/admin/v1"),
+        body={"new_password": new_password, "logout_devices": True},
+        idempotent=True,
+    )

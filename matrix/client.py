@@ -263,9 +263,12 @@ class MatrixClient:
         self.requests_sent += 1
         return str(checked_answer(response)["user_id"])
 
-    async def check_password(self, user: str, password: str, *, client_ip: str | None) -> str:
+    async def check_password(
+        self, user: str | Mapping[str, str], password: str, *, client_ip: str | None
+    ) -> str:
         """Check a person's password with the homeserver's login API; return their user ID.
 
+        `user` is a user ID or a whole login identifier (`accounts.phone_identifier`).
         The login's access token is logged out at once: the admin UI keeps its own session
         and leaves no device behind in the person's account. `client_ip` is passed on as
         X-Forwarded-For, so that in production (Synapse behind a proxy) the homeserver's
@@ -277,9 +280,10 @@ class MatrixClient:
             LimitExceeded: the homeserver throttles logins for this account or address.
         """
         headers = {"X-Forwarded-For": client_ip} if client_ip else {}
+        identifier = {"type": "m.id.user", "user": user} if isinstance(user, str) else dict(user)
         body = {
             "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": user},
+            "identifier": identifier,
             "password": password,
             "initial_device_display_name": "Parta admin UI (password check)",
         }

@@ -43,6 +43,7 @@ CONFIG_TEMPLATE = """\
 # PARTA_FEDERATION_ALLOW_LIST=[]         # e.g. ["region2.example.org"]
 # PARTA_FEDERATION_PRIVATE_SERVERS=[]    # allow-listed servers on a private network
 # PARTA_MAX_UPLOAD_SIZE_MB=100
+# PARTA_SMS_GATEWAY=console              # or smpp / http: docs/operations.md, SMS gateway
 """
 
 
@@ -145,10 +146,23 @@ Parta is running: region «{s.region_name}», server name {s.server_name}.
   {s.element_homeserver_url}, then the user name {s.region_admin_localpart} and the password.
 
 {_demo_block(report.demo, s)}
+{_sms_line(s)}
   Data and configuration: {s.var_dir}   Logs: {s.log_dir}
   Stop: ./deploy.sh stop   Status: ./deploy.sh status   Logs: ./deploy.sh logs
   (up in {report.total_seconds:.1f} s)"""
     )
+
+
+def _sms_line(s: Settings) -> str:
+    """Where sign-in codes go: local mode's "phone" is a private file, never the log."""
+    if s.sms_gateway != "console":
+        return f"  SMS codes go out through the {s.sms_gateway} gateway.\n"
+    if s.environment == "production":
+        return (
+            f"  SMS codes are NOT sent to phones: they go to {s.sms_outbox_path}.\n"
+            "  Choose a gateway (PARTA_SMS_GATEWAY=smpp or http, docs/operations.md).\n"
+        )
+    return f"  SMS codes (console gateway, no messages leave this machine): {s.sms_outbox_path}\n"
 
 
 @app.command()

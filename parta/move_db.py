@@ -47,6 +47,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 import provisioning.appservice.store
 import provisioning.db.models
+import provisioning.db.phone_codes
 import provisioning.db.polls  # noqa: F401 - registers the tables copied below
 from foundation.files import write_atomically
 from foundation.settings import CONFIG_FILE_NAME, Settings

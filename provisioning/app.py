@@ -26,6 +26,7 @@ from provisioning.policy.snapshot import refresh_snapshot
 from provisioning.reconciler.run import RunReport, reconcile_region
 from provisioning.reconciler.scheduler import ReconcileScheduler
 from provisioning.services.region import ensure_region
+from provisioning.sms import gateway_for
 from provisioning.web import body_refusal, install_web
 from provisioning.web.security import SESSION_COOKIE, find_session
 
@@ -136,6 +137,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Parta provisioning", lifespan=lifespan)
     app.state.settings = settings
     app.state.token_cache = TokenCache()
+    app.state.sms = gateway_for(settings)  # sign-in codes (provisioning/sms)
     install_error_handlers(app)
     # Inside the request log (a refusal is logged) and inside the pages' context (its
     # language), outside everything that reads a body.

@@ -46,8 +46,14 @@ def api_refusal(
 def form_refusal(
     name: str = "Иван Петров", phone: str = "", email: str = "x@example.org"
 ) -> str | None:
-    """What the registration form says about the same person, or None if it takes them."""
-    _, problems = check_registration(name, phone, email, "password-1", "password-1")
+    """What the registration form says about the same person, or None if it takes them.
+
+    The form's phone is the number people sign in with and get codes at, so it must be a
+    mobile one: the form takes fewer numbers than a roster's contact column, never more.
+    """
+    _, problems = check_registration(
+        name, phone, email, "password-1", "password-1", phone_required=False
+    )
     said = [template % params if params else template for template, params in problems.values()]
     return "; ".join(said) or None
 
@@ -73,14 +79,22 @@ def test_a_number_that_is_not_a_phone_is_refused_everywhere(phone: str) -> None:
     said = f"«{phone}» is not a phone number"
     assert roster_refusal(phone=phone) == f"row 2: {said}"
     assert api_refusal(phone=phone) == said
-    assert form_refusal(phone=phone) == said
+    form_said = form_refusal(phone=phone)
+    assert form_said is not None
+    assert form_said.startswith(f"«{phone}» does not look like a phone number: check the digits")
 
 
 @pytest.mark.parametrize("phone", ["+7 900 123-45-67", "8 (900) 123 45 67", "+44 20 7946 0958"])
 def test_real_phone_numbers_pass_everywhere(phone: str) -> None:
     assert roster_refusal(phone=phone) is None
     assert api_refusal(phone=phone) is None
-    assert form_refusal(phone=phone) is None
+    if "+44 20" in phone:  # a London landline: a fine contact, but no SMS reaches it
+        assert (
+            form_refusal(phone=phone)
+            == f"«{phone}» is not a mobile number: codes come by SMS, so give a mobile one."
+        )
+    else:
+        assert form_refusal(phone=phone) is None
 
 
 @pytest.mark.parametrize("subject", ["М" * 61, "Мате\x00матика"])
@@ -115,11 +129,14 @@ phones = st.sampled_from(["", "12345", "+7 900 123-45-67", "8 900 1234567", "+7 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=names, phone=phones)
 def test_what_one_edge_accepts_every_edge_accepts(name: str, phone: str) -> None:
-    """CSV = API = UI: the three edges take and refuse exactly the same names and phones."""
+    """CSV = API = UI: the three edges take and refuse exactly the same names and phones;
+    the registration form's sign-in number (a mobile) is never one the others refuse."""
     in_roster = roster_refusal(name, phone) is None
     in_api = api_refusal(name, phone or None) is None
-    in_form = form_refusal(name, phone) is None
-    assert in_roster == in_api == in_form, (name, phone)
+    assert in_roster == in_api, (name, phone)
+    assert (roster_refusal(name) is None) == (form_refusal(name) is None), name
+    if form_refusal(name, phone) is None:
+        assert in_roster, (name, phone)
 
 
 @pytest.fixture(scope="module")

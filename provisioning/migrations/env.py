@@ -7,6 +7,7 @@ from sqlalchemy import Engine, create_engine
 
 import provisioning.appservice.store  # registers the appservice's tables
 import provisioning.db.models
+import provisioning.db.phone_codes  # registers the SMS codes' table
 import provisioning.db.polls  # noqa: F401 - registers the polls' tables
 from provisioning.db.base import Base
 

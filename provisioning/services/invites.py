@@ -28,13 +28,12 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.i18n import N_
-from provisioning.services import limits, requests
+from provisioning.services import limits, passwords, requests
 from provisioning.services import schools as svc
 from provisioning.services.schools import DomainError
 
 INVITE_ROLES = (Role.SCHOOL_ADMIN, Role.TEACHER, Role.PUPIL, Role.PARENT)
 MAX_VALID_DAYS = 90
-PASSWORD_MIN_LENGTH = 8
 FormProblem = tuple[str, dict[str, object]]  # a message template (marked with N_), its values
 
 
@@ -177,11 +176,21 @@ def find_usable(session: Session, token: str) -> InviteLink:
 
 
 def check_registration(
-    display_name: str, phone_text: str, email_text: str, password: str, password_again: str
+    display_name: str,
+    phone_text: str,
+    email_text: str,
+    password: str,
+    password_again: str,
+    *,
+    phone_required: bool = True,
+    user_id: str | None = None,
 ) -> tuple[Registration | None, dict[str, FormProblem]]:
     """Validate the registration form: the checked data, or field → message (N_) and values.
 
-    Name, phone and e-mail go through `services.limits`, as in the roster and the API.
+    The phone is a mobile number in E.164 (its code is checked by the page), required
+    unless the link is personal (a staff-made link for someone without a phone). Name and
+    e-mail go through `services.limits`, as in the roster and the API; the password
+    through `services.passwords`.
     """
     problems: dict[str, FormProblem] = {}
     name = phone = email = ""
@@ -189,18 +198,19 @@ def check_registration(
         name = limits.person_name(display_name)
     except limits.FieldRefused as refused:
         problems["display_name"] = (refused.template, refused.params)
-    if not phone_text.strip() and not email_text.strip():
-        problems["contact"] = (N_("Give a phone number or an e-mail address."), {})
-    try:
-        phone = limits.phone_number(phone_text) if phone_text.strip() else ""
-    except limits.FieldRefused as refused:
-        problems["phone"] = (refused.template, refused.params)
+    if phone_text.strip() or phone_required:
+        try:
+            phone = limits.mobile_number(phone_text)
+        except limits.FieldRefused as refused:
+            problems["phone"] = (refused.template, refused.params)
     try:
         email = limits.email_address(email_text) if email_text.strip() else ""
     except limits.FieldRefused as refused:
         problems["email"] = (refused.template, refused.params)
-    if len(password) < PASSWORD_MIN_LENGTH:
-        problems["password"] = (N_("The password needs at least 8 characters."), {})
+    personal = tuple(v for v in (display_name, phone_text, phone, user_id or "") if v)
+    refused_password = passwords.password_problem(password, personal=personal)
+    if refused_password is not None:
+        problems["password"] = refused_password
     elif password != password_again:
         problems["password_again"] = (N_("The two passwords differ."), {})
     if problems:

@@ -108,6 +108,52 @@ def phone_number(text: str) -> str:
     return stripped
 
 
+_MOBILE_TYPES: Final = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
+
+
+def mobile_number(text: str) -> str:
+    """A mobile number a code can be sent to, in E.164 ("8 (900) 123-45-67" → "+79001234567").
+
+    Russian ways of writing it are read as Russian numbers (+7, 8, or the ten digits
+    alone); a refusal says what a number looks like, since most refusals are a digit
+    too many or too few.
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise FieldRefused(N_("Enter your mobile number, such as +7 900 123-45-67."))
+    if len(stripped) > PHONE_MAX_CHARS or _has_control_character(stripped):
+        raise FieldRefused(N_("«%(text)s» is not a phone number"), text=shown(stripped))
+    try:
+        number = phonenumbers.parse(stripped, PHONE_REGION)
+    except phonenumbers.NumberParseException as exc:
+        raise FieldRefused(_MISTYPED, text=shown(stripped)) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise FieldRefused(_MISTYPED, text=shown(stripped))
+    if phonenumbers.number_type(number) not in _MOBILE_TYPES:
+        raise FieldRefused(
+            N_("«%(text)s» is not a mobile number: codes come by SMS, so give a mobile one."),
+            text=shown(stripped),
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_MISTYPED: Final = N_(
+    "«%(text)s» does not look like a phone number: check the digits. A Russian mobile "
+    "number has 11 digits, such as +7 900 123-45-67 or 8 900 123-45-67."
+)
+
+
+def looks_like_phone(text: str) -> bool:
+    """Whether a sign-in name is a phone number rather than a user name ("+7 900…", "8900…")."""
+    stripped = text.strip()
+    return (
+        bool(re.fullmatch(r"\+?[\d\s()\-]{10,24}", stripped))
+        and sum(c.isdigit() for c in stripped) >= 10
+    )
+
+
 def email_address(text: str) -> str:
     """An e-mail address: something@somewhere.tld, at most 254 characters."""
     stripped = text.strip()

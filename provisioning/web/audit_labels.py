@@ -40,6 +40,7 @@ ACTION_LABELS: Final[dict[str, str]] = {
     "invite.created": N_("Invite link made"),
     "invite.revoked": N_("Invite link withdrawn"),
     "invite.used": N_("Joined through an invite link"),
+    "account.password_reset": N_("New password set after an SMS code"),
     "join.requested": N_("Request to join a class"),
     "join.accepted": N_("Request to join accepted"),
     "join.declined": N_("Request to join declined"),

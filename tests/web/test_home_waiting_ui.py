@@ -9,6 +9,7 @@ from playwright.sync_api import Browser, BrowserContext, expect
 
 from parta.deployment import LocalDeployment
 from provisioning.db.models import JoinRequest
+from tests.harness.sms_outbox import new_mobile_number
 from tests.web.conftest import screenshot
 from tests.web.test_admin_ui import db_session, sign_in
 from tests.web.test_invites_ui import NEW_PASSWORD, admin_page, new_school_with_class, register
@@ -28,7 +29,7 @@ def test_home_pages_say_who_waits_for_whom(
     page.click("text=Создать ссылку для учеников")
     pupil_name = f"Лена Ждущая {secrets.token_hex(2)}"
     pupil_page = register(browser, page.locator("#invite-url").input_value(), pupil_name,
-                          "+7 900 444-00-01")  # fmt: skip
+                          new_mobile_number(), region)  # fmt: skip
     pupil_id = f"@{pupil_page.locator('#user-id').inner_text()}:{server}"
 
     # The pupil is told they wait, not that their class is ready.
@@ -66,7 +67,8 @@ def test_home_pages_say_who_waits_for_whom(
     expect(page.locator("tr", has_text=pupil_name)).not_to_contain_text("ждёт подтверждения")
     page.locator("tr", has_text=pupil_name).locator("text=Ссылка для родителей").click()
     parent_page = register(browser, page.locator("#invite-url").input_value(),
-                           f"Папа Лены {secrets.token_hex(2)}", "+7 900 444-00-02")  # fmt: skip
+                           f"Папа Лены {secrets.token_hex(2)}", new_mobile_number(),
+                           region)  # fmt: skip
     parent_id = f"@{parent_page.locator('#user-id').inner_text()}:{server}"
     sign_in(parent_page, base, parent_id, NEW_PASSWORD)
     children = parent_page.locator("main")

@@ -21,7 +21,9 @@ from provisioning.db.models import (
     Person,
     RoomKind,
 )
+from provisioning.services import limits
 from provisioning.services import schools as svc
+from tests.harness.sms_outbox import code_for, new_mobile_number, texts_to
 from tests.matrix_users import logged_in
 from tests.web.conftest import screenshot
 from tests.web.test_admin_ui import db_session, run_async, sign_in
@@ -56,8 +58,11 @@ def new_school_with_class(page: Page, base: str) -> str:
     return page.url
 
 
-def register(browser: Browser, url: str, name: str | None, phone: str) -> Page:
-    """A newcomer opens the link in their own browser and registers; returns their page."""
+def register(
+    browser: Browser, url: str, name: str | None, phone: str, region: LocalDeployment
+) -> Page:
+    """A newcomer opens the link in their own phone-sized browser, asks for the SMS code,
+    reads it (the console gateway's outbox) and registers; returns their page."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, locale="ru-RU")  # a phone
     context.set_default_timeout(20_000)
     page = context.new_page()
@@ -65,11 +70,24 @@ def register(browser: Browser, url: str, name: str | None, phone: str) -> Page:
     if name is not None:
         page.fill("input[name=display_name]", name)
     page.fill("input[name=phone]", phone)
+    page.check("input[name=confirm]")
+    sent_before = len(texts_to(region, phone)) if _is_mobile(phone) else 0
+    page.click("#send-code")
+    expect(page.locator("#code-sent, p.error").first).to_be_visible()
+    if page.locator("#code-sent").count():
+        page.fill("input[name=code]", code_for(region, phone, after=sent_before))
     page.fill("input[name=password]", NEW_PASSWORD)
     page.fill("input[name=password_again]", NEW_PASSWORD)
-    page.check("input[name=confirm]")
     page.click("button[type=submit] >> nth=-1")
     return page
+
+
+def _is_mobile(phone: str) -> bool:
+    try:
+        limits.mobile_number(phone)
+    except limits.FieldRefused:
+        return False
+    return True
 
 
 def joined_rooms_of(region: LocalDeployment, user_id: str) -> set[str]:
@@ -127,19 +145,21 @@ def test_a_pupil_and_a_parent_join_through_links(
     invite_url = page.url
 
     # The newcomer checks what the link is for, and gets clear errors for a bad form.
-    pupil_page = register(browser, link, "", "not a phone")
+    pupil_page = register(browser, link, "", "not a phone", region)
     expect(pupil_page.locator("dl.check")).to_contain_text("Ученик")
     expect(pupil_page.locator("dl.check")).to_contain_text("5А")
     expect(pupil_page.locator(".error").first).to_be_visible()
     expect(pupil_page.locator("form")).to_contain_text(
         "Имя не указано или слишком короткое: напишите имя и фамилию"
     )
-    expect(pupil_page.locator("form")).to_contain_text("«not a phone» — это не номер телефона")
+    expect(pupil_page.locator("form")).to_contain_text(
+        "«not a phone» не похоже на номер телефона: проверьте цифры"
+    )
     screenshot(pupil_page, "ru-join-errors")
     pupil_page.context.close()
 
     name = f"Тимур Новиков {secrets.token_hex(2)}"
-    pupil_page = register(browser, link, name, "+7 900 555-01-02")
+    pupil_page = register(browser, link, name, new_mobile_number(), region)
     expect(pupil_page.locator("h1")).to_have_text("Как войти")
     expect(pupil_page.locator(".notice")).to_have_text("Ваша учётная запись готова.")
     localpart = pupil_page.locator("#user-id").inner_text()
@@ -164,7 +184,7 @@ def test_a_pupil_and_a_parent_join_through_links(
     expect(page.locator("dl.facts")).to_contain_text(name)
     parent_link = page.locator("#invite-url").input_value()
     parent_name = f"Ольга Новикова {secrets.token_hex(2)}"
-    parent_page = register(browser, parent_link, parent_name, "+7 900 555-01-03")
+    parent_page = register(browser, parent_link, parent_name, new_mobile_number(), region)
     expect(parent_page.locator("h1")).to_have_text("Как войти")
     parent_id = f"@{parent_page.locator('#user-id').inner_text()}:{region.settings.server_name}"
     parent_page.context.close()
@@ -193,7 +213,7 @@ def test_used_up_revoked_and_unknown_links_say_why(
     page.click("text=Создать ссылку для учеников")
     single_use = page.locator("#invite-url").input_value()
     register(
-        browser, single_use, f"Первый Ученик {secrets.token_hex(2)}", "+7 900 000-00-01"
+        browser, single_use, f"Первый Ученик {secrets.token_hex(2)}", new_mobile_number(), region
     ).context.close()
 
     late = browser.new_context()
@@ -271,7 +291,8 @@ def test_a_forgotten_password_is_reset_with_a_one_time_link(
     new_school_with_class(page, base)
     page.click("text=Создать ссылку для учеников")
     joined = register(browser, page.locator("#invite-url").input_value(),
-                      f"Забывчивый Ученик {secrets.token_hex(2)}", "+7 900 000-11-22")  # fmt: skip
+                      f"Забывчивый Ученик {secrets.token_hex(2)}", new_mobile_number(),
+                      region)  # fmt: skip
     pupil_id = f"@{joined.locator('#user-id').inner_text()}:{region.settings.server_name}"
     joined.context.close()
     with db_session(region) as session:
@@ -286,8 +307,7 @@ def test_a_forgotten_password_is_reset_with_a_one_time_link(
     fresh = browser.new_context(locale="ru-RU")
     try:
         form = fresh.new_page()
-        form.goto(reset_link)
-        form.fill("input[name=phone]", "+7 900 000-11-22")
+        form.goto(reset_link)  # the staff-made link, for people without a phone: none asked
         form.fill("input[name=password]", "a-brand-new-password")
         form.fill("input[name=password_again]", "a-brand-new-password")
         form.check("input[name=confirm]")

@@ -28,6 +28,7 @@ from provisioning.db.models import (
 )
 from provisioning.services import schools as svc
 from provisioning.services.accounts import LocalpartAllocator
+from tests.harness.sms_outbox import code_for, new_mobile_number
 from tests.matrix_users import logged_in
 from tests.web.conftest import screenshot
 from tests.web.test_admin_ui import db_session, run_async, run_async_value, sign_in
@@ -63,11 +64,17 @@ def test_a_teacher_applies_through_a_link_and_is_placed_once_approved(
         name = f"Мария Учителева {secrets.token_hex(2)}"
         form.fill("input[name=display_name]", name)
         form.fill("input[name=email]", f"maria.{secrets.token_hex(3)}@school.example")
+        phone = new_mobile_number()
+        form.fill("input[name=phone]", phone)
+        form.click("#send-code")
+        code = code_for(region, phone)
+        form.fill("input[name=code]", code)
         form.fill("input[name=password]", NEW_PASSWORD)
         form.fill("input[name=password_again]", NEW_PASSWORD)
         form.check("input[name=confirm]")
         form.click("button[type=submit] >> nth=-1")
         expect(form.locator("form")).to_contain_text("Укажите хотя бы один предмет")
+        form.fill("input[name=code]", code)  # not spent: the form was refused before it
         form.fill("input[name=password]", NEW_PASSWORD)
         form.fill("input[name=password_again]", NEW_PASSWORD)
         form.fill("input[name=subjects]", "математика, физика")
@@ -332,7 +339,7 @@ def test_a_pupil_waits_for_a_parent_who_confirms_and_gets_a_family_room(
     page.click("text=Создать ссылку для учеников")
     pupil_name = f"Тимур Ждущий {secrets.token_hex(2)}"
     joined = register(browser, page.locator("#invite-url").input_value(), pupil_name,
-                      "+7 900 222-00-01")  # fmt: skip
+                      new_mobile_number(), region)  # fmt: skip
     pupil_id = f"@{joined.locator('#user-id').inner_text()}:{region.settings.server_name}"
     joined.context.close()
     page.goto(class_url)
@@ -343,7 +350,8 @@ def test_a_pupil_waits_for_a_parent_who_confirms_and_gets_a_family_room(
 
     row.locator("text=Ссылка для родителей").click()
     parent_page = register(browser, page.locator("#invite-url").input_value(),
-                           f"Мама Ждущего {secrets.token_hex(2)}", "+7 900 222-00-02")  # fmt: skip
+                           f"Мама Ждущего {secrets.token_hex(2)}", new_mobile_number(),
+                           region)  # fmt: skip
     parent_id = f"@{parent_page.locator('#user-id').inner_text()}:{region.settings.server_name}"
     sign_in(parent_page, base, parent_id, NEW_PASSWORD)
     expect(parent_page.locator(".badge.warn")).to_have_text("ждёт вашего подтверждения")
@@ -395,7 +403,7 @@ def test_a_self_registered_pupil_can_be_turned_away_by_the_class_teacher(
     page.click("text=Создать ссылку для учеников")
     stranger = f"Непрошеный Гость {secrets.token_hex(2)}"
     register(browser, page.locator("#invite-url").input_value(), stranger,
-             "+7 900 333-00-01").context.close()  # fmt: skip
+             new_mobile_number(), region).context.close()  # fmt: skip
     page.goto(class_url)
     page.locator("tr", has_text=stranger).locator("text=Отклонить").click()
     expect(page.locator("main")).not_to_contain_text(stranger)

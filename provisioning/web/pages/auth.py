@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from matrix.accounts import phone_identifier
 from matrix.errors import (
     Forbidden,
     HomeserverUnavailable,
@@ -20,6 +21,7 @@ from matrix.errors import (
 from provisioning.api.deps import MatrixDep, SessionDep, SettingsDep
 from provisioning.db.models import Person
 from provisioning.i18n import LOCALES, N_
+from provisioning.services import limits
 from provisioning.web.deps import MaybeViewer
 from provisioning.web.render import render, translate
 from provisioning.web.security import (
@@ -51,11 +53,24 @@ def user_id_for(login: str, server_name: str) -> str:
     return f"@{login.lower()}:{server_name}"
 
 
+def login_identifier(login: str, server_name: str) -> str | dict[str, str]:
+    """A user name, or the phone number people registered with ("+7 900 …", "8 900 …"),
+    which the homeserver knows as the account's `msisdn` (as Element's phone sign-in)."""
+    if limits.looks_like_phone(login):
+        try:
+            return phone_identifier(limits.mobile_number(login))
+        except limits.FieldRefused:
+            pass
+    return user_id_for(login, server_name)
+
+
 @router.get("/login")
-def login_page(request: Request, viewer: MaybeViewer, next: str = "/") -> Response:
+def login_page(request: Request, viewer: MaybeViewer, next: str = "/", reset: str = "") -> Response:
     if viewer is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return render(request, "login.html", next=safe_next(next), login="", error=None)
+    return render(
+        request, "login.html", next=safe_next(next), login="", error=None, reset=bool(reset)
+    )
 
 
 def _start_session(session: Session, user_id: str, request: Request) -> str | None:
@@ -91,30 +106,32 @@ async def login(
         return again(403, N_("Passwords are switched off in this region: use the sign-in button."))
     if not login.strip() or not password:
         return again(400, N_("Enter your user name and password."))
-    wait = throttle.retry_after(login, address)
+    identifier = login_identifier(login, settings.server_name)
+    # One count per account however its number is written ("8 900…", "+7 900…").
+    account = identifier if isinstance(identifier, str) else identifier["address"]
+    wait = throttle.retry_after(account, address)
     if wait:
         return again(
             429,
             N_("Too many failed attempts. Try again in %(minutes)s min."),
             minutes=max(1, round(wait / 60)),
         )
-    user_id = user_id_for(login, settings.server_name)
     try:
-        user_id = await matrix.check_password(user_id, password, client_ip=address)
+        user_id = await matrix.check_password(identifier, password, client_ip=address)
     except (Forbidden, UserDeactivated) as exc:
-        throttle.failed(login, address)
+        throttle.failed(account, address)
         if isinstance(exc, UserDeactivated):
             return again(403, N_("This account is closed. Ask your school's administrator."))
         return again(401, N_("Wrong user name or password."))
     except LimitExceeded:
-        throttle.failed(login, address)
+        throttle.failed(account, address)
         return again(429, N_("Too many attempts. Wait a minute and try again."))
     except HomeserverUnavailable:
         return again(503, N_("The server does not answer right now. Try again in a minute."))
     except MatrixError:
-        throttle.failed(login, address)
+        throttle.failed(account, address)
         return again(401, N_("Wrong user name or password."))
-    throttle.succeeded(login)
+    throttle.succeeded(account)
     token = await run_in_threadpool(_start_session, session, user_id, request)
     if token is None:
         return again(

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from foundation.settings import Settings
+from matrix.accounts import phone_threepid
 from matrix.client import MatrixClient
 from matrix.errors import MatrixError
 from provisioning.api.deps import (
@@ -38,11 +39,21 @@ from provisioning.db.models import (
 )
 from provisioning.i18n import N_
 from provisioning.services import invites as svc
+from provisioning.services import limits, passwords
 from provisioning.services.access import Access
 from provisioning.services.accounts import LocalpartAllocator
+from provisioning.services.phone_codes import Purpose
 from provisioning.services.requests import parse_subjects
 from provisioning.services.schools import DomainError
 from provisioning.web.deps import MaybeViewer, Viewer, WebError
+from provisioning.web.phone_check import (
+    CodeState,
+    account_with_phone,
+    check_code,
+    code_state,
+    send_code,
+    shown_number,
+)
 from provisioning.web.qr import qr_data_uri, qr_png, qr_svg
 from provisioning.web.render import render, translate
 from provisioning.web.security import client_ip
@@ -291,9 +302,29 @@ def _usable(session: Session, token: str) -> InviteLink:
 @router.get("/join/{token}")
 def join_page(request: Request, token: str, session: SessionDep, viewer: MaybeViewer) -> Response:
     invite = _usable(session, token)
+    return _join_form(request, session, invite, token, form={}, problems={})
+
+
+def _join_form(
+    request: Request,
+    session: Session,
+    invite: InviteLink,
+    token: str,
+    *,
+    form: dict[str, Any],
+    problems: dict[str, svc.FormProblem],
+    phone: str | None = None,
+    code: CodeState | None = None,
+    status: int = 200,
+) -> Response:
+    """The registration page, again with what was typed (never the passwords)."""
+    if code is None:
+        code = code_state(session, phone, Purpose.REGISTRATION)
     return render(
-        request, "join.html", **_join_context(session, invite), form={}, problems={},
-        token=token,
+        request, "join.html", status=status, **_join_context(session, invite), token=token,
+        form=form, code=code, code_sent_to=shown_number(phone) if phone and code.sent else "",
+        password_rules=translate(request, passwords.RULES),
+        problems={k: _sentence(translate(request, t, **p)) for k, (t, p) in problems.items()},
     )  # fmt: skip
 
 
@@ -317,6 +348,25 @@ def _contact_taken(
     return None
 
 
+_CONTACT_TAKEN = N_(
+    "Someone with this phone or e-mail is registered already. "
+    "Sign in with your account, or use «Forgot password?» on the sign-in page."
+)
+
+
+async def _phone_taken(
+    session: Session, matrix: MatrixClient, phone: str, invite: InviteLink
+) -> bool:
+    """Whether another account has this number, in Parta or as its sign-in number."""
+    if await run_in_threadpool(_contact_taken, session, phone, None, invite):
+        return True
+    owner = await account_with_phone(matrix, phone)
+    if owner is None:
+        return False
+    invited = session.get(Person, invite.person_id) if invite.person_id else None
+    return invited is None or invited.matrix_user_id != owner
+
+
 async def _free_user_id(session: Session, matrix: MatrixClient, name: str, server: str) -> str:
     """A readable user ID that neither Parta nor the homeserver has given out."""
     allocator = await run_in_threadpool(LocalpartAllocator, session, server)
@@ -332,6 +382,46 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+_FORM_FIELDS = ("display_name", "phone", "email", "subjects", "confirm")
+
+
+@router.post("/join/{token}/code")
+async def send_join_code(
+    request: Request,
+    token: str,
+    session: SessionDep,
+    matrix: MatrixDep,
+    display_name: Annotated[str, Form(max_length=1024)] = "",
+    phone: Annotated[str, Form(max_length=256)] = "",
+    email: Annotated[str, Form(max_length=1024)] = "",
+    confirm: Annotated[str, Form(max_length=8)] = "",
+    subjects: Annotated[str, Form(max_length=500)] = "",
+    class_ids: Annotated[list[RowId] | None, Form()] = None,
+) -> Response:
+    """Send a code to the number typed; the form comes back with the code field waiting.
+
+    The "Send code" button of the registration form posts here; nothing is recorded but
+    the code's hash, so a page left half-filled costs nothing.
+    """
+    invite = await run_in_threadpool(_usable, session, token)
+    form = {"display_name": display_name, "phone": phone, "email": email, "subjects": subjects,
+            "class_ids": class_ids or [], "confirm": confirm}  # fmt: skip
+    try:
+        number = limits.mobile_number(phone)
+    except limits.FieldRefused as refused:
+        return _join_form(request, session, invite, token, form=form, status=400,
+                          problems={"phone": (refused.template, refused.params)})  # fmt: skip
+    if await _phone_taken(session, matrix, number, invite):
+        return _join_form(request, session, invite, token, form=form, status=409,
+                          problems={"phone": (_CONTACT_TAKEN, {})}, phone=number)  # fmt: skip
+    state, refused_code = await send_code(request, session, number, Purpose.REGISTRATION)
+    problems = {"sms": refused_code} if refused_code else {}
+    return _join_form(
+        request, session, invite, token, form=form, problems=problems, phone=number, code=state,
+        status=429 if refused_code else 200,
+    )  # fmt: skip
+
+
 @router.post("/join/{token}")
 async def join(
     request: Request,
@@ -344,6 +434,7 @@ async def join(
     display_name: Annotated[str, Form()] = "",
     phone: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
+    code: Annotated[str, Form(max_length=32)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     password_again: Annotated[str, Form(max_length=1024)] = "",
     confirm: Annotated[str, Form(max_length=8)] = "",
@@ -353,11 +444,15 @@ async def join(
     invite = await run_in_threadpool(_usable, session, token)
     context = await run_in_threadpool(_join_context, session, invite)
     person = context["person"]
-    if isinstance(person, Person):
-        display_name = person.display_name
+    invited = person if isinstance(person, Person) else None
+    if invited is not None:
+        display_name = invited.display_name
+    # A personal link (a roster's pupil, a staff-made reset) works without a phone, for
+    # people who have none; everyone else signs in with a checked mobile number.
     registration, problems = svc.check_registration(
-        display_name, phone, email, password, password_again
-    )
+        display_name, phone, email, password, password_again,
+        phone_required=invited is None, user_id=invited.matrix_user_id if invited else None,
+    )  # fmt: skip
     if confirm != "yes":
         problems["confirm"] = (N_("Check the school, class and role, and tick the box."), {})
     if registration is not None and invite.role is Role.TEACHER:
@@ -370,27 +465,32 @@ async def join(
         registration = replace(
             registration, subjects=tuple(chosen), class_ids=tuple(class_ids or ())
         )
+    number = registration.phone if registration is not None else None
+    if number and not code.strip():
+        problems["code"] = (
+            N_("Enter the code from the SMS. No SMS yet? Press «Send a code by SMS»."),
+            {},
+        )
     if registration is not None and not problems:
         taken = await run_in_threadpool(
             _contact_taken, session, registration.phone, registration.email, invite
         )
-        if taken:
-            problems["contact"] = (
-                N_(
-                    "Someone with this phone or e-mail is registered already. "
-                    "Sign in with your account, or ask the school to reset your password."
-                ),
-                {},
-            )
+        if taken or (number and await _phone_taken(session, matrix, number, invite)):
+            problems["contact"] = (_CONTACT_TAKEN, {})
+    if registration is not None and number and not problems:
+        # Last, so that a typo elsewhere on the form does not spend one of the code's tries.
+        wrong_code = await check_code(request, session, number, Purpose.REGISTRATION, code)
+        if wrong_code is not None:
+            problems["code"] = wrong_code
     if registration is None or problems:
-        return render(
-            request, "join.html", status=400, **context, token=token,
-            form={"display_name": display_name, "phone": phone, "email": email,
-                  "subjects": subjects, "class_ids": class_ids or [], "confirm": confirm},
-            problems={k: _sentence(translate(request, t, **p)) for k, (t, p) in problems.items()},
+        form = {"display_name": display_name, "phone": phone, "email": email, "subjects": subjects,
+                "class_ids": class_ids or [], "confirm": confirm}  # fmt: skip
+        return _join_form(
+            request, session, invite, token, form=form, problems=problems, status=400,
+            phone=_mobile_or_none(phone),
         )  # fmt: skip
-    if isinstance(person, Person) and person.matrix_user_id:
-        user_id = person.matrix_user_id
+    if invited is not None and invited.matrix_user_id:
+        user_id = invited.matrix_user_id
     else:
         user_id = await _free_user_id(
             session, matrix, registration.display_name, settings.server_name
@@ -408,10 +508,14 @@ async def join(
         raise WebError(
             409, N_("Someone else registered at the same moment. Send the form again.")
         ) from exc
+    account: dict[str, object] = {
+        "password": registration.password,
+        "displayname": recorded.display_name,
+    }
+    if number:  # the checked number signs in too, in Element and in the admin UI
+        account["threepids"] = [phone_threepid(number)]
     try:
-        await matrix.admin_put_user(
-            user_id, {"password": registration.password, "displayname": recorded.display_name}
-        )
+        await matrix.admin_put_user(user_id, account)
     except MatrixError as exc:
         await run_in_threadpool(_undo, session, invite, recorded)
         raise WebError(
@@ -420,6 +524,13 @@ async def join(
     await run_in_threadpool(_mark_created, session, recorded)
     reconcile_soon(request)
     return RedirectResponse(f"/welcome?user={quote(user_id)}&new=1", status_code=303)
+
+
+def _mobile_or_none(text: str) -> str | None:
+    try:
+        return limits.mobile_number(text)
+    except limits.FieldRefused:
+        return None
 
 
 @dataclass(frozen=True)
