@@ -3,16 +3,23 @@
 Prints one JSON object. One speaker (640×480 VP8 at about 1 Mbps, and Opus) publishes
 to the origin (our `CallRoom`, a broadcast's stage); one edge process links to it
 (`widgets.call.edge`, over a real WebSocket and peer connection) and serves N viewers,
-each a real aiortc peer connection that counts packets after SRTP instead of decoding
-them (video frames by their marker bits). Each part runs in its own processes on
+each a real aiortc peer connection. The viewers are the load, so they are made cheap:
+nine in ten count packets from the RTP header after DTLS (SRTP leaves it in the clear)
+and go no further; one in ten takes aiortc's whole receiving path (without decoding) and
+records when each video packet arrived. Each part runs in its own processes on
 loopback; the viewers (up to --per-process in one) and the speaker at a lower priority
 (--client-nice), so that on a small machine the processes under test are not preempted
 by their load in the middle of a fan-out. For each N of --viewers (ramped), over
 --seconds of steady state (from the moment every viewer is connected):
-  - fps_min / fps_mean: video frames per second the worst and the average viewer got;
+  - fps_min / fps_mean: video frames per second the edge delivered to the worst and the
+    average viewer (the last packet of each frame, sent on that viewer's connection);
+    viewer_fps_min: as the viewers counted them, frames the speaker sent within the
+    window (by RTP timestamp): lower when the load generators themselves fall behind;
   - latency_p50_ms / latency_p99_ms: origin → viewer, from a video packet's arrival at
-    the origin's SFU to its arrival at a viewer, matched by payload (one viewer in ten
-    records; CLOCK_MONOTONIC is one clock for all processes of a machine);
+    the origin's SFU to the moment the edge has sent it to every viewer, matched by
+    payload (CLOCK_MONOTONIC is one clock for all processes of a machine; loopback adds
+    microseconds); viewer_app_latency_p99_ms: to the sampled viewers' own processes,
+    which includes their wait for a core on a loaded machine;
   - edge_cpu_pct: the edge process's CPU (% of one core, from /proc);
   - origin_cpu_pct, and origin_cpu_per_edge_pct: the origin's CPU minus its CPU with the
     speaker alone, measured in the same run before the edge links (one edge's cost).
@@ -62,12 +69,23 @@ from widgets.call import rtp_forwarding  # noqa: E402
 from widgets.call.edge import EdgeRoom, serve_edge  # noqa: E402
 from widgets.call.edge_service import WebSocketChannel  # noqa: E402
 from widgets.call.moderation import CallState  # noqa: E402
+from widgets.call.rtp_forwarding import ForwardingSender  # noqa: E402
 from widgets.call.sfu import CallRoom, new_peer_connection  # noqa: E402
 
 TARGETS = {"viewers_per_edge": 300, "latency_p99_ms": 20.0}
 TIMEOUT_S = 90.0
 SPEAKER = "@speaker:localhost"
 SAMPLE_EVERY = 10  # one viewer in ten records arrival times
+
+
+def _frames_sent_within(timestamps: dict[int, None], seconds: float) -> int:
+    """Frames the speaker sent within `seconds` of the first one received (RTP video
+    timestamps, in arrival order, run at 90 kHz and wrap at 2^32)."""
+    if not timestamps:
+        return 0
+    first = next(iter(timestamps))
+    span = int(seconds * 90_000)
+    return sum(1 for ts in timestamps if (ts - first) & 0xFFFFFFFF < span)
 
 
 def _key(payload: bytes) -> int:
@@ -135,6 +153,18 @@ async def serve_edge_process(port: int, origin: str) -> None:
         return outcome
 
     edge_module.fan_out = timed_fan_out  # type: ignore[attr-defined]
+    # Frames the edge delivered to each viewer: the last packet of each video frame, sent.
+    delivered: dict[int, int] = {}
+    forward_now = ForwardingSender.forward_now
+
+    def counted(self: ForwardingSender, packet: Any, codec: Any, *args: Any) -> Any:
+        outcome = forward_now(self, packet, codec, *args)
+        if outcome is True and packet.marker and codec.mimeType.lower().startswith("video/"):
+            delivered[id(self)] = delivered.get(id(self), 0) + 1
+        return outcome
+
+    ForwardingSender.forward_now = counted  # type: ignore[method-assign,assignment]
+    window_started = [time.monotonic()]
     edge = EdgeRoom("!conference:localhost", 1, link)
     edge.start()
     await asyncio.wait_for(edge.ready.wait(), TIMEOUT_S)
@@ -145,7 +175,16 @@ async def serve_edge_process(port: int, origin: str) -> None:
             connected = sum(1 for v in edge.viewers.values() if v.pc.connectionState == "connected")
             samples = dict(sent)
             sent.clear()
-            await socket.send(json.dumps({"connected": connected, "sent": list(samples.items())}))
+            window = time.monotonic() - window_started[0]
+            fps = [
+                sum(delivered.get(id(sender), 0) for _, sender in viewer.slots) / window
+                for viewer in edge.viewers.values()
+            ]
+            delivered.clear()
+            window_started[0] = time.monotonic()
+            await socket.send(json.dumps({
+                "connected": connected, "sent": list(samples.items()), "fps": fps,
+            }))  # fmt: skip
             return
         user = hello["user"]
         offer = await edge.connect(user, user, _ignore)
@@ -196,7 +235,7 @@ class _CountingSrtp:
 
     def unprotect(self, data: bytes) -> bytes:
         if data[1] & 0x80 and data[1] & 0x7F in self._video_types:
-            self._count(int.from_bytes(data[2:4], "big"))
+            self._count(int.from_bytes(data[4:8], "big"))  # the RTP timestamp
         raise pylibsrtp.Error("counted")  # aiortc drops it here, quietly
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
@@ -211,9 +250,11 @@ async def run_viewers(url: str, first: int, count: int, seconds: float) -> None:
     """Viewers, one peer connection each. One in ten takes the whole receiving path and
     records when each video packet arrived (the latency); the others count frames from
     the RTP header only, so that the load generator costs less than the edge it loads."""
-    # Each viewer's frames in the window, by their last packet's sequence number: a
-    # retransmitted packet (a NACK answered) is not a second frame.
-    frames: list[set[int]] = [set() for _ in range(count)]
+    # Each viewer's frames in the window, by their RTP timestamp (a retransmitted packet
+    # is not a second frame). A loaded viewer process that catches up on a backlog gets
+    # many frames at once: only frames the speaker sent within the window count, from
+    # the first frame this viewer received in it (90 kHz: the video clock).
+    frames: list[dict[int, None]] = [{} for _ in range(count)]  # in arrival order
     arrivals: list[tuple[int, float]] = []
     recording = [False]
     peers = []
@@ -223,7 +264,7 @@ async def run_viewers(url: str, first: int, count: int, seconds: float) -> None:
             if not codec.mimeType.lower().startswith("video/") or not recording[0]:
                 return
             if packet.marker:
-                frames[index].add(packet.sequence_number)
+                frames[index].setdefault(packet.timestamp)
             if recording[0]:
                 arrivals.append((_key(packet.payload), time.monotonic()))
 
@@ -265,19 +306,21 @@ async def run_viewers(url: str, first: int, count: int, seconds: float) -> None:
             if codec.payloadType is not None and not codec.mimeType.lower().endswith("/rtx")
         }
 
-        def tally(sequence_number: int, i: int = index) -> None:
+        def tally(timestamp: int, i: int = index) -> None:
             if recording[0]:
-                frames[i].add(sequence_number)
+                frames[i].setdefault(timestamp)
 
         dtls._rx_srtp = _CountingSrtp(dtls._rx_srtp, video_types, tally)  # type: ignore[assignment]
     print("connected", flush=True)
-    sys.stdin.readline()  # the bench says when the window starts
+    # The bench says when the window starts; read off the loop, which keeps receiving
+    # meanwhile (a blocked loop would let packets pile up and land inside the window).
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     recording[0] = True
     started = time.monotonic()
     await asyncio.sleep(seconds)
     recording[0] = False
     window = time.monotonic() - started  # a busy process wakes late: the real window
-    fps = [len(frames[i]) / window for i in range(count)]
+    fps = [_frames_sent_within(frames[i], window) / window for i in range(count)]
     print(json.dumps({"fps": fps, "arrivals": arrivals}), flush=True)
     for task in tasks:
         task.cancel()
@@ -347,7 +390,8 @@ def measure(n: int, seconds: float, per_process: int, nice: int) -> dict[str, An
             child.stdin.flush()
         origin_cpu, edge_cpu = _window([origin.pid, edge.pid], seconds)
         arrived = dict(asyncio.run(_ask(origin_url, {"stats": True}))["arrivals"])
-        forwarded = asyncio.run(_ask(edge_url, {"stats": True}))["sent"]
+        edge_stats = asyncio.run(_ask(edge_url, {"stats": True}))
+        forwarded, delivered_fps = edge_stats["sent"], edge_stats["fps"]
         latencies = sorted((at - arrived[key]) * 1000 for key, at in forwarded if key in arrived)
         fps: list[float] = []
         at_viewers: list[float] = []
@@ -361,8 +405,9 @@ def measure(n: int, seconds: float, per_process: int, nice: int) -> dict[str, An
         at_viewers.sort()
         return {
             "n": n,
-            "fps_min": round(min(fps), 1),
-            "fps_mean": round(statistics.mean(fps), 1),
+            "fps_min": round(min(delivered_fps), 1),
+            "fps_mean": round(statistics.mean(delivered_fps), 1),
+            "viewer_fps_min": round(min(fps), 1),
             "latency_p50_ms": round(latencies[len(latencies) // 2], 2) if latencies else None,
             "latency_p99_ms": round(latencies[int(len(latencies) * 0.99)], 2)
             if latencies
