@@ -396,7 +396,9 @@ class EdgeRoom:
         pc = new_peer_connection()
         viewer = Viewer(user_id, display_name, pc, send)
         for source in PUBLISHED:
-            add_transceiver(pc, "audio" if source.value == "audio" else "video", "recvonly")
+            # Offered inactive: the page's answer is too, so its browser uploads nothing
+            # here and the edge keeps no receiver (nor its reports) for it.
+            add_transceiver(pc, "audio" if source.value == "audio" else "video", "inactive")
         made = []
         for slot in self._slots:
             transceiver = add_transceiver(pc, slot.kind, "sendonly")
