@@ -384,6 +384,7 @@ def test_thirty_thumbnails_of_a_gallery_page_are_served_and_timed(
     each = sorted(ms for _, per in rounds for ms in per)
     figures = {
         "thumbnails": 30,
+        "link": sources[0].split("?")[1].split("=")[0],  # ticket=… (now) or room=… (before)
         "page_ms": round(page_ms, 1),
         "all_30_ms_median": round(statistics.median(totals), 1),
         "all_30_ms_min": round(totals[0], 1),
