@@ -8,7 +8,8 @@ from the homeserver (the bot is in every managed room), newest first:
 - a class's gallery: the reports the class's class teachers posted in the events room,
   and the photos and videos of the class channel, for the class's people and the staff.
 Who may see what is decided here, on the server; the homeserver's files reach the browser
-only through `open_media`, for an event of a room the viewer may see.
+only through `open_media`, with a ticket the viewer's gallery page was given
+(`media_tickets`), for a room the viewer may still see.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from sqlalchemy.orm import Session
 
 from matrix import media, rooms
 from matrix.client import MatrixClient
-from matrix.errors import MatrixError
 from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,
@@ -36,6 +36,7 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.services.access import Access
+from provisioning.services.media_tickets import MediaTickets, servable
 
 MAX_ITEMS = 120  # a page shows the latest reports; older ones stay in the room's history
 _READ_BACK = 1000  # media messages read per room to find them
@@ -203,6 +204,41 @@ class NoSuchReport(LookupError):
     """Not a photo or video of a gallery this person may see."""
 
 
+class NotTheirTicket(LookupError):
+    """A ticket minted for another person's page."""
+
+
+@dataclass(frozen=True)
+class MediaLinks:
+    """The signed query strings of a report's thumbnail (if it has one) and whole file."""
+
+    thumbnail: str | None
+    file: str | None
+
+
+def media_links(
+    tickets: MediaTickets, viewer: Access, reports: Iterable[Report], now: float
+) -> dict[str, MediaLinks]:
+    """Tickets for the files of the reports this viewer's page shows, by event ID.
+
+    The reports were read from their rooms just now, for a viewer allowed to see those
+    rooms, so the page's links need no second look at the events.
+    """
+
+    def link(mxc: str | None, kind: Literal["thumbnail", "file"], room_id: str) -> str | None:
+        if mxc is None or not servable(mxc):
+            return None
+        return tickets.mint(mxc, kind, viewer.user_id, room_id, now)
+
+    return {
+        r.event_id: MediaLinks(
+            thumbnail=link(r.thumbnail_url, "thumbnail", r.room_id),
+            file=link(r.url, "file", r.room_id),
+        )
+        for r in reports
+    }
+
+
 def gallery_room(session: Session, viewer: Access, room_id: str) -> ManagedRoom:
     """The managed room, if it is a gallery's and the viewer may see that gallery."""
     room = session.scalar(select(ManagedRoom).where(ManagedRoom.room_id == room_id))
@@ -223,29 +259,30 @@ def gallery_room(session: Session, viewer: Access, room_id: str) -> ManagedRoom:
 async def open_media(
     session: Session,
     bot: MatrixClient,
+    tickets: MediaTickets,
     viewer: Access,
-    room_id: str,
-    event_id: str,
+    ticket: str,
     *,
-    thumbnail: bool,
+    now: float,
     range_header: str | None = None,
 ) -> httpx.Response:
-    """The report's thumbnail or whole file, streaming (the caller closes it).
+    """The ticket's thumbnail or whole file, streaming (the caller closes it).
+
+    Everything but the file is decided before the homeserver is asked: the ticket's
+    signature and expiry, its viewer, and whether the viewer may still see its room (a
+    pupil who left the school since the page was made).
 
     Raises:
-        NoSuchReport: not a photo or video of a room whose gallery the viewer may see.
+        TicketRefused: forged, altered or expired.
+        NotTheirTicket: minted for another person.
+        NoSuchReport: the viewer may no longer see the ticket's room.
         MatrixError: the homeserver refused the file (gone, quarantined).
     """
-    gallery_room(session, viewer, room_id)
-    try:
-        report = report_of(room_id, await rooms.read_event(bot, room_id, event_id))
-    except MatrixError as exc:
-        raise NoSuchReport(event_id) from exc
-    if report is None:
-        raise NoSuchReport(event_id)
-    if thumbnail:
-        if report.thumbnail_url is None:
-            raise NoSuchReport(event_id)
+    granted = tickets.check(ticket, now)
+    if granted.user_id != viewer.user_id:
+        raise NotTheirTicket(granted.user_id)
+    gallery_room(session, viewer, granted.room_id)
+    if granted.kind == "thumbnail":
         width, height = THUMBNAIL_SIZE
-        return await media.open_thumbnail(bot, report.thumbnail_url, width=width, height=height)
-    return await media.open_file(bot, report.url, range_header=range_header)
+        return await media.open_thumbnail(bot, granted.mxc, width=width, height=height)
+    return await media.open_file(bot, granted.mxc, range_header=range_header)

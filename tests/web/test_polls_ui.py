@@ -1,8 +1,9 @@
 """Polls end to end: started in the admin UI in real Chromium, answered from matrix-nio
 through the real Synapse, counted by the bridge and shown (and downloaded) in the UI.
 
-The answers are given in the class's parents chat, where parents may post anyway, so
-these tests do not depend on who may answer in channels (the school policy's business).
+Most answers are given in the class's parents chat, where parents may post anyway; one
+test polls the class channel, where pupils may answer polls but not post (the school
+policy module lets the answers through, issue 21).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from nio import RoomGetEventResponse, RoomSendResponse
+from nio import RoomGetEventResponse, RoomSendError, RoomSendResponse
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select
 
@@ -47,6 +48,9 @@ class PollSchool:
     parent_names: tuple[str, str]
     parents_room: str
     parents_alias: str
+    pupils: tuple[str, str]
+    channel_room: str
+    channel_alias: str
 
 
 def _person(session: Any, region: LocalDeployment, name: str) -> Any:
@@ -56,7 +60,7 @@ def _person(session: Any, region: LocalDeployment, name: str) -> Any:
 
 @pytest.fixture(scope="module")
 def setup(region: LocalDeployment) -> PollSchool:
-    """5А with its class teacher, a pupil and two parents; 6Б with another teacher."""
+    """5А with its class teacher, two pupils and two parents; 6Б with another teacher."""
     tag = secrets.token_hex(3)
     with db_session(region) as session:
         region_row = session.scalar(select(Region))
@@ -68,6 +72,7 @@ def setup(region: LocalDeployment) -> PollSchool:
             "teacher": _person(session, region, f"Ирина Классная {tag}"),
             "other_teacher": _person(session, region, f"Олег Чужой {tag}"),
             "pupil": _person(session, region, f"Петя Ученик {tag}"),
+            "pupil_two": _person(session, region, f"Маша Ученица {tag}"),
             "parent_one": _person(session, region, f"Анна Мама {tag}"),
             "parent_two": _person(session, region, f"Борис Папа {tag}"),
         }
@@ -75,6 +80,7 @@ def setup(region: LocalDeployment) -> PollSchool:
             svc.grant_school_role(session, people[key], school, Role.TEACHER)
             svc.enrol(session, people[key], school_class, EnrolmentRole.CLASS_TEACHER)
         svc.enrol(session, people["pupil"], own, EnrolmentRole.PUPIL)
+        svc.enrol(session, people["pupil_two"], own, EnrolmentRole.PUPIL)
         svc.link_parent(session, people["parent_one"], people["pupil"])
         svc.link_parent(session, people["parent_two"], people["pupil"])
         session.commit()
@@ -88,14 +94,21 @@ def setup(region: LocalDeployment) -> PollSchool:
             f"{region.settings.provisioning_url}/internal/reconcile",
             headers={"Authorization": f"Bearer {region.settings.as_token.get_secret_value()}"},
         ).raise_for_status()
-    parents_room = class_rooms(region, class_id)[RoomKind.CLASS_PARENTS]
+    rooms = class_rooms(region, class_id)
+    parents_room, channel = rooms[RoomKind.CLASS_PARENTS], rooms[RoomKind.CLASS_CHANNEL]
     for key in ("teacher", "parent_one", "parent_two"):
         wait_until_placed(region, ids[key], {parents_room})
+    for key in ("teacher", "pupil", "pupil_two"):
+        wait_until_placed(region, ids[key], {channel})
     with db_session(region) as session:
-        alias = session.scalar(select(ManagedRoom.alias).where(ManagedRoom.room_id == parents_room))
+        alias, channel_alias = (
+            session.scalar(select(ManagedRoom.alias).where(ManagedRoom.room_id == room_id))
+            for room_id in (parents_room, channel)
+        )
     return PollSchool(
         school_id, class_id, other_id, ids["teacher"], ids["other_teacher"], ids["parent_one"],
         ids["parent_two"], (names["parent_one"], names["parent_two"]), parents_room, str(alias),
+        (ids["pupil"], ids["pupil_two"]), channel, str(channel_alias),
     )  # fmt: skip
 
 
@@ -107,13 +120,22 @@ def teacher_page(region: LocalDeployment, context: BrowserContext, setup: PollSc
     return page
 
 
-def start_poll_in_ui(page: Page, base: str, setup: PollSchool, question: str, answers: list[str],
-                     *, undisclosed: bool = False) -> int:  # fmt: skip
-    """From the class page, through its polls link; the poll's ID in Parta."""
+def start_poll_in_ui(
+    page: Page,
+    base: str,
+    setup: PollSchool,
+    question: str,
+    answers: list[str],
+    *,
+    undisclosed: bool = False,
+    room_alias: str | None = None,
+) -> int:
+    """From the class page, through its polls link, into the parents chat unless another
+    room is named; the poll's ID in Parta."""
     page.goto(f"{base}/schools/{setup.school_id}/classes/{setup.class_id}")
     page.click("#polls-link")
     expect(page.locator("h1")).to_have_text("Опросы класса 5А")
-    page.select_option("select[name=room]", setup.parents_alias)
+    page.select_option("select[name=room]", room_alias or setup.parents_alias)
     page.fill("input[name=question]", question)
     page.fill("textarea[name=answers]", "\n".join(answers))
     if undisclosed:
@@ -245,6 +267,40 @@ def test_a_poll_started_in_the_ui_is_answered_in_matrix_and_counted(
 
     page.goto(f"{base}/schools/{setup.school_id}/polls?class_id={setup.class_id}")
     expect(page.locator("table.polls tr", has_text=question)).to_contain_text("завершён")
+
+
+def test_pupils_answer_a_poll_in_the_class_channel_where_they_cannot_post(
+    region: LocalDeployment, teacher_page: Page, setup: PollSchool
+) -> None:
+    base, page, channel = region.settings.provisioning_url, teacher_page, setup.channel_room
+    petya, masha = setup.pupils
+    question = f"Куда поедем на экскурсию? {secrets.token_hex(2)}"
+    poll_id = start_poll_in_ui(page, base, setup, question, ["В музей", "В планетарий"],
+                               room_alias=setup.channel_alias)  # fmt: skip
+    url, poll = page.url, poll_event_id(region, poll_id)
+    with db_session(region) as session:
+        row = session.get(Poll, poll_id)
+        assert row is not None and row.room_id == channel and row.creator == setup.teacher
+
+    # Petya answers the museum; Masha the planetarium, then changes her mind (latest counts).
+    first = answer(region, petya, channel, poll, "a1")
+    recorded(region, PollResponse, answer(region, masha, channel, poll, "a2"))
+    recorded(region, PollResponse, first)
+    counts_shown(page, url, {"В музей": "1", "В планетарий": "1"})
+    recorded(region, PollResponse, answer(region, masha, channel, poll, "a1"))
+    counts_shown(page, url, {"В музей": "2", "В планетарий": "0"})
+    expect(page.locator("#voters")).to_contain_text("2")
+
+    # Answering is open, posting is not: the pupil's message is refused by the school policy.
+    async def post_as_pupil() -> Any:
+        async with logged_in(region, petya, NEW_PASSWORD) as client:
+            content = {"msgtype": "m.text", "body": "Экскурсию отменили!"}
+            return await client.room_send(channel, "m.room.message", content)
+
+    refused = run_async_value(post_as_pupil())
+    assert isinstance(refused, RoomSendError), refused
+    assert refused.status_code == "M_FORBIDDEN", refused
+    counts_shown(page, url, {"В музей": "2", "В планетарий": "0"})  # and nothing else changed
 
 
 def test_an_undisclosed_poll_hides_its_results_until_the_end(

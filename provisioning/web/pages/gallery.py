@@ -1,14 +1,17 @@
 """Galleries of a school's and a class's photo and video reports (provisioning/services/gallery.py).
 
-The pages list what the homeserver holds; thumbnails and files come through
-`/gallery/media/…`, which checks on every request that the event is a photo or video of a
-room whose gallery the viewer may see, and serves only images and videos inline (anything
-else as a download, under a sandboxing policy), so no uploaded file runs as a page here.
+The pages list what the homeserver holds and give each file a signed ticket for this
+viewer (`services/media_tickets.py`); thumbnails and files come through
+`/gallery/media?ticket=…`, which checks the ticket, its viewer and that the viewer may still
+see the room before asking the homeserver, and serves only images and videos inline
+(anything else as a download, under a sandboxing policy), so no uploaded file runs as a
+page here.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Coroutine
 from typing import Annotated, Any
 
@@ -16,22 +19,31 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from foundation.settings import Settings
 from matrix.errors import HomeserverUnavailable, MatrixError
-from provisioning.api.deps import MatrixDep, PathId, SessionDep
+from provisioning.api.deps import MatrixDep, PathId, SessionDep, SettingsDep
 from provisioning.db.models import School, SchoolClass
 from provisioning.i18n import N_
 from provisioning.services import gallery
+from provisioning.services.access import Access
+from provisioning.services.media_tickets import MAX_TICKET_CHARS, MediaTickets, TicketRefused
+from provisioning.services.media_tickets import key_from as ticket_key
 from provisioning.web.deps import Viewer, WebError
 from provisioning.web.render import render
 
 router = APIRouter()
 
-# Room and event IDs as Synapse writes them (room version 12: `!` + base64), bounded.
-_ROOM_ID = re.compile(r"![A-Za-z0-9._~:=+/-]{1,250}")
-_EVENT_ID = re.compile(r"\$[A-Za-z0-9._~:=+/-]{1,250}")
 _RANGE = re.compile(r"bytes=\d{0,15}-\d{0,15}")
 _PASSED_HEADERS = ("content-length", "content-range", "accept-ranges", "last-modified", "etag")
 _UNAVAILABLE = N_("The server cannot show the reports right now. Try again in a minute.")
+_REFUSED = {
+    "invalid": N_("This link to the file is not valid. Open the gallery again."),
+    "expired": N_("This link to the file has expired. Reload the gallery page."),
+}
+
+
+def _tickets(settings: Settings) -> MediaTickets:
+    return MediaTickets(ticket_key(settings.as_token.get_secret_value()))
 
 
 def _school(session: SessionDep, school_id: int) -> School:
@@ -43,13 +55,18 @@ def _school(session: SessionDep, school_id: int) -> School:
 
 @router.get("/schools/{school_id}/gallery")
 async def school_gallery(
-    request: Request, school_id: PathId, viewer: Viewer, session: SessionDep, bot: MatrixDep
+    request: Request,
+    school_id: PathId,
+    viewer: Viewer,
+    session: SessionDep,
+    bot: MatrixDep,
+    settings: SettingsDep,
 ) -> Response:
     school = _school(session, school_id)
     if not gallery.may_view_school_gallery(session, viewer, school.id):
         raise WebError(403, N_("The school's reports are for the people of the school."))
     reports = gallery.school_reports(session, bot, school.id)
-    return await _page(request, session, school, None, reports)
+    return await _page(request, session, settings, viewer, school, None, reports)
 
 
 @router.get("/schools/{school_id}/classes/{class_id}/gallery")
@@ -60,6 +77,7 @@ async def class_gallery(
     viewer: Viewer,
     session: SessionDep,
     bot: MatrixDep,
+    settings: SettingsDep,
 ) -> Response:
     school = _school(session, school_id)
     school_class = session.get(SchoolClass, class_id)
@@ -70,12 +88,14 @@ async def class_gallery(
             403, N_("A class's reports are for its pupils, their parents and the staff.")
         )
     reports = gallery.class_reports(session, bot, school_class)
-    return await _page(request, session, school, school_class, reports)
+    return await _page(request, session, settings, viewer, school, school_class, reports)
 
 
 async def _page(
     request: Request,
     session: SessionDep,
+    settings: Settings,
+    viewer: Access,
     school: School,
     school_class: SchoolClass | None,
     reading: Coroutine[Any, Any, list[gallery.Report]],
@@ -84,9 +104,10 @@ async def _page(
         reports = await reading
     except (HomeserverUnavailable, MatrixError) as exc:
         raise WebError(503, _UNAVAILABLE) from exc
+    links = gallery.media_links(_tickets(settings), viewer, reports, time.time())
     return render(
         request, "gallery.html", school=school, school_class=school_class, reports=reports,
-        names=gallery.names_of(session, reports), limit=gallery.MAX_ITEMS,
+        links=links, names=gallery.names_of(session, reports), limit=gallery.MAX_ITEMS,
     )  # fmt: skip
 
 
@@ -95,18 +116,21 @@ async def report_media(
     viewer: Viewer,
     session: SessionDep,
     bot: MatrixDep,
-    room: Annotated[str, Query(max_length=255)],
-    event: Annotated[str, Query(max_length=255)],
-    thumbnail: Annotated[bool, Query()] = False,
+    settings: SettingsDep,
+    ticket: Annotated[str, Query(max_length=MAX_TICKET_CHARS)],
     range_header: Annotated[str | None, Header(alias="Range", max_length=40)] = None,
 ) -> Response:
-    if not (_ROOM_ID.fullmatch(room) and _EVENT_ID.fullmatch(event)):
-        raise WebError(404, N_("There is no such report."))
     wanted = range_header if range_header and _RANGE.fullmatch(range_header) else None
     try:
         upstream = await gallery.open_media(
-            session, bot, viewer, room, event, thumbnail=thumbnail, range_header=wanted
+            session, bot, _tickets(settings), viewer, ticket, now=time.time(), range_header=wanted
         )
+    except TicketRefused as exc:
+        raise WebError(403, _REFUSED[exc.reason]) from exc
+    except gallery.NotTheirTicket as exc:
+        raise WebError(
+            403, N_("This link to the file was made for someone else. Open the gallery yourself.")
+        ) from exc
     except (gallery.NoSuchReport, MatrixError) as exc:
         raise WebError(404, N_("There is no such report.")) from exc
     except HomeserverUnavailable as exc:
