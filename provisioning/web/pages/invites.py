@@ -39,7 +39,7 @@ from provisioning.db.models import (
 )
 from provisioning.i18n import N_
 from provisioning.services import invites as svc
-from provisioning.services import limits, passwords
+from provisioning.services import limits, not_me, passwords
 from provisioning.services.access import Access
 from provisioning.services.accounts import LocalpartAllocator
 from provisioning.services.phone_codes import Purpose
@@ -203,6 +203,9 @@ def prepare_sheet(
         .where(ParentLink.child_id.in_([p.id for p in pupils]))
     ).all()
     covered = _personal_links(session, class_id)
+    # Someone reported with «это не я» waits for the administration's decision (a new
+    # link under a corrected name), not for a new link under the same name.
+    covered.update(dict.fromkeys(not_me.reported_people(session, school_id)))  # type: ignore[arg-type]
     for person, role in [(p, Role.PUPIL) for p in pupils] + [(p, Role.PARENT) for p, _ in parents]:
         if person.id in covered or _activated(session, person.id):
             continue
