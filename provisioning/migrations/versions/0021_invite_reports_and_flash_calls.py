@@ -1,7 +1,9 @@
-"""invite reports: «это не я» on a personal link (issue 22)
+"""invite reports: «это не я» on a personal link; flash-call codes (issue 22)
 
 invite_reports keeps one report per personal link whose holder said the name is not
 theirs: the link is suspended, and the school's administration re-issues or dismisses.
+phone_codes.channel says how a code went: "sms" (6 digits) or "flash_call" (the last 4
+digits of the calling number).
 
 Revision ID: 0021
 Revises: 0020
@@ -62,8 +64,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("invite_id", name=op.f("uq_invite_reports_invite_id")),
     )
     op.create_index(op.f("ix_invite_reports_school_id"), "invite_reports", ["school_id"])
+    with op.batch_alter_table("phone_codes") as batch:
+        batch.add_column(
+            sa.Column("channel", sa.String(length=16), server_default="sms", nullable=False)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("phone_codes") as batch:
+        batch.drop_column("channel")
     op.drop_index(op.f("ix_invite_reports_school_id"), table_name="invite_reports")
     op.drop_table("invite_reports")
