@@ -238,6 +238,8 @@ def test_deploy_says_where_codes_go(tmp_path: Path) -> None:
     assert "NOT sent to phones" in _sms_line(production)
     http = Settings(sms_gateway="http", sms_http_url="https://sms.example/send")
     assert "http gateway" in _sms_line(http)
+    calling = Settings(var_dir=tmp_path, sms_flash_call=True)
+    assert "flash calls first" in _sms_line(calling) and "sms-outbox.log" in _sms_line(calling)
 
 
 # --- Flash calls -------------------------------------------------------------------------
