@@ -26,12 +26,18 @@ from tests.harness.sms_outbox import new_mobile_number
 from tests.web.conftest import screenshot
 from tests.web.test_admin_ui import PASSWORD, _set_password, db_session, run_async, sign_in
 from tests.web.test_invites_ui import admin_page, new_school_with_class, register
+from tests.web.test_phone_layout import MEASURE, PHONE
 
 
 def phone(browser: Browser) -> Page:
     context = browser.new_context(viewport={"width": 390, "height": 844}, locale="ru-RU")
     context.set_default_timeout(20_000)
     return context.new_page()
+
+
+def fits(page: Page) -> None:
+    found = page.evaluate(MEASURE, PHONE["width"])
+    assert found["scroll"] <= found["width"] and not found["wide"], found
 
 
 def roster_pupil_link(region: LocalDeployment, page: Page, class_url: str, name: str) -> str:
@@ -71,6 +77,7 @@ def test_this_is_not_me_suspends_the_link_and_the_school_makes_a_new_one(
     expect(holder.locator("h1")).to_have_text("Это не я")
     expect(holder.locator("#not-me")).to_contain_text(wrong)
     holder.fill("textarea[name=comment]", "Я Вера Правкина из 5А, лист перепутали")
+    fits(holder)
     screenshot(holder, "ru-not-me-confirm-phone")
     holder.click("#not-me-confirm")
     expect(holder.locator("h1")).to_have_text("Ссылка приостановлена")
@@ -121,7 +128,9 @@ def test_this_is_not_me_suspends_the_link_and_the_school_makes_a_new_one(
     flagged = admin.locator("#not-me")
     expect(flagged).to_contain_text(wrong)
     expect(flagged).to_contain_text("лист перепутали")
-    screenshot(admin, "ru-not-me-school")
+    admin.set_viewport_size({"width": 390, "height": 844})  # the administration, on a phone
+    fits(admin)
+    screenshot(admin, "ru-not-me-school-phone")
     flagged.locator("input[name=display_name]").fill("Вера Правкина")
     flagged.locator("text=Сделать новую ссылку").click()
     expect(admin.locator("h1")).to_have_text("Ссылка-приглашение")
