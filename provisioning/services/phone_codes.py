@@ -122,13 +122,6 @@ def seconds_until_resend(
     return max(0, int(left.total_seconds() + 0.999))
 
 
-def has_live_code(
-    session: Session, phone: str, purpose: Purpose, now: datetime | None = None
-) -> bool:
-    """Whether a code that can still be typed was sent to this number."""
-    return live_channel(session, phone, purpose, now) is not None
-
-
 def _refuse_over_daily_limits(
     session: Session, phone: str, origin: str | None, limits: DailyLimits, now: datetime
 ) -> None:

@@ -85,7 +85,7 @@ def code_state(
 def flash_calls(request: Request) -> bool:
     """Whether this deployment's gateway places flash calls."""
     gateway: SmsGateway = request.app.state.sms
-    return bool(getattr(gateway, "flash_calls", False))
+    return gateway.flash_calls
 
 
 def wanted_channel(request: Request, asked: str) -> codes.Channel:
