@@ -5,13 +5,26 @@ re-issued under a corrected name or dismissed."""
 from __future__ import annotations
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from provisioning.db.base import Base
 from provisioning.db.models import AuditEvent, EnrolmentRole, InviteLink, Person, Region, Role
 from provisioning.services import invites, limits, not_me
 from provisioning.services import schools as svc
 from provisioning.services.schools import DomainError
+
+
+def test_the_migration_matches_the_model(migrated_session: Session) -> None:
+    context = MigrationContext.configure(migrated_session.connection())
+    diff = [
+        d
+        for d in compare_metadata(context, Base.metadata)
+        if "invite_reports" in str(d) or "channel" in str(d)
+    ]
+    assert diff == []
 
 
 def _setup(session: Session) -> tuple[InviteLink, InviteLink, int]:
