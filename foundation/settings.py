@@ -221,6 +221,15 @@ class Settings(BaseSettings):
     sms_http_content_type: Literal["json", "form"] = "json"
     sms_http_body: str = '{"to": "$phone", "text": "$text", "from": "$sender"}'
     sms_http_auth: SecretStr = SecretStr("")  # the Authorization header's whole value
+    # Flash calls (звонок-сброс): the code is the calling number's last 4 digits. The
+    # console gateway simulates them; the http gateway sends `sms_flash_call_url` (with
+    # `sms_flash_call_body`; both may hold $phone, $phone_digits, $code, $sender). SMS
+    # stays the fallback the page offers after the countdown. Unset: SMS only.
+    sms_flash_call: bool = False
+    sms_flash_call_url: str = Field(default="", max_length=2048)
+    sms_flash_call_body: str = Field(
+        default='{"phone": "$phone", "code": "$code"}', max_length=4096
+    )
     # How many codes one number and one client address may ask for in 24 hours.
     sms_daily_per_number: int = Field(default=5, ge=1, le=1000)
     sms_daily_per_address: int = Field(default=20, ge=1, le=100_000)
@@ -365,6 +374,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 "sms_gateway=http needs PARTA_SMS_HTTP_URL, the provider's https:// address "
                 "for sending a message"
+            )
+        if (
+            self.sms_flash_call
+            and self.sms_gateway == "http"
+            and not re.match(r"^https?://[^\s]+$", self.sms_flash_call_url)
+        ):
+            raise ValueError(
+                "PARTA_SMS_FLASH_CALL=true with the http gateway needs PARTA_SMS_FLASH_CALL_URL, "
+                "the provider's address for a flash call (its code ends the calling number)"
+            )
+        if self.sms_flash_call and self.sms_gateway == "smpp":
+            raise ValueError(
+                "PARTA_SMS_FLASH_CALL=true needs the http or console gateway: SMPP sends texts only"
             )
         return self
 

@@ -155,14 +155,18 @@ Parta is running: region «{s.region_name}», server name {s.server_name}.
 
 def _sms_line(s: Settings) -> str:
     """Where sign-in codes go: local mode's "phone" is a private file, never the log."""
+    calls = " (flash calls first)" if s.sms_flash_call else ""
     if s.sms_gateway != "console":
-        return f"  SMS codes go out through the {s.sms_gateway} gateway.\n"
+        return f"  SMS codes go out through the {s.sms_gateway} gateway{calls}.\n"
     if s.environment == "production":
         return (
             f"  SMS codes are NOT sent to phones: they go to {s.sms_outbox_path}.\n"
             "  Choose a gateway (PARTA_SMS_GATEWAY=smpp or http, docs/operations.md).\n"
         )
-    return f"  SMS codes (console gateway, no messages leave this machine): {s.sms_outbox_path}\n"
+    return (
+        f"  SMS codes{calls} (console gateway, no messages leave this machine): "
+        f"{s.sms_outbox_path}\n"
+    )
 
 
 @app.command()

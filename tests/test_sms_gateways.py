@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from foundation.settings import Settings
-from provisioning.sms import SmsMessage, SmsNotSent, gateway_for
+from provisioning.sms import FlashCall, SmsMessage, SmsNotSent, gateway_for
 from provisioning.sms.console import ConsoleGateway, read_outbox
 from provisioning.sms.http import HttpGateway
 from provisioning.sms.smpp import SmppGateway
@@ -238,3 +238,89 @@ def test_deploy_says_where_codes_go(tmp_path: Path) -> None:
     assert "NOT sent to phones" in _sms_line(production)
     http = Settings(sms_gateway="http", sms_http_url="https://sms.example/send")
     assert "http gateway" in _sms_line(http)
+    calling = Settings(var_dir=tmp_path, sms_flash_call=True)
+    assert "flash calls first" in _sms_line(calling) and "sms-outbox.log" in _sms_line(calling)
+
+
+# --- Flash calls -------------------------------------------------------------------------
+
+CALL = FlashCall("+79005550102", "4821")
+
+
+def test_a_flash_call_has_four_digits_for_an_e164_number() -> None:
+    with pytest.raises(ValueError, match="4 digits"):
+        FlashCall("+79005550102", "482193")
+    with pytest.raises(ValueError, match=r"E\.164"):
+        FlashCall("89005550102", "4821")
+
+
+async def test_http_places_a_flash_call_with_its_own_request(
+    provider: tuple[str, type[_Provider]],
+) -> None:
+    """As SMS.ru's "callcheck"-style APIs take it: the code the calling number ends with."""
+    base, handler = provider
+    gateway = HttpGateway(
+        url=f"{base}/sms/send",
+        method="POST",
+        content_type="json",
+        body_template='{"to": "$phone", "text": "$text"}',
+        authorization="Bearer provider-key",
+        sender="Parta",
+        flash_call_url=f"{base}/call/flash?to=$phone_digits",
+        flash_call_body='{"phone": "$phone", "code": "$code", "from": "$sender"}',
+    )
+    assert gateway.flash_calls
+    await gateway.flash_call(CALL)
+    (request,) = handler.received
+    assert request["method"] == "POST" and request["path"] == "/call/flash?to=79005550102"
+    assert request["authorization"] == "Bearer provider-key"
+    assert json.loads(str(request["body"])) == {
+        "phone": "+79005550102",
+        "code": "4821",
+        "from": "Parta",
+    }
+    handler.status = 402  # the provider's balance ran out: the page falls back to an SMS
+    with pytest.raises(SmsNotSent, match="answered 402") as refused:
+        await gateway.flash_call(CALL)
+    assert "4821" not in str(refused.value)
+
+
+async def test_gateways_without_flash_calls_refuse_them(tmp_path: Path) -> None:
+    plain = HttpGateway(url="http://127.0.0.1:9/send", method="GET", content_type="form",
+                        body_template="", authorization="", sender="Parta")  # fmt: skip
+    assert not plain.flash_calls
+    with pytest.raises(SmsNotSent, match="PARTA_SMS_FLASH_CALL_URL"):
+        await plain.flash_call(CALL)
+    console = ConsoleGateway(tmp_path / "sms-outbox.log")
+    assert not console.flash_calls
+    with pytest.raises(SmsNotSent, match="PARTA_SMS_FLASH_CALL"):
+        await console.flash_call(CALL)
+    assert not SmppGateway(
+        host="127.0.0.1", port=9, system_id="x", password="", sender="P"
+    ).flash_calls
+
+
+async def test_the_console_gateway_simulates_a_flash_call(tmp_path: Path) -> None:
+    outbox = tmp_path / "sms-outbox.log"
+    gateway = ConsoleGateway(outbox, flash_calls=True)
+    await gateway.flash_call(CALL)
+    (entry,) = read_outbox(outbox)
+    assert entry["to"] == "+79005550102"
+    assert entry["text"] == "Звонок с номера +7 900 000-48-21"
+    assert entry["call_from"] == "+7 900 000-48-21"
+
+
+def test_settings_turn_flash_calls_on(tmp_path: Path) -> None:
+    console = gateway_for(Settings(var_dir=tmp_path, sms_flash_call=True))
+    assert isinstance(console, ConsoleGateway) and console.flash_calls
+    assert not gateway_for(Settings(var_dir=tmp_path)).flash_calls
+    http = Settings(sms_gateway="http", sms_http_url="https://sms.example/send",
+                    sms_flash_call=True, sms_flash_call_url="https://sms.example/call")  # fmt: skip
+    assert gateway_for(http).flash_calls
+    off = Settings(sms_gateway="http", sms_http_url="https://sms.example/send",
+                   sms_flash_call_url="https://sms.example/call")  # fmt: skip
+    assert not gateway_for(off).flash_calls  # the URL alone does not turn them on
+    with pytest.raises(ValueError, match="PARTA_SMS_FLASH_CALL_URL"):
+        Settings(sms_gateway="http", sms_http_url="https://sms.example/send", sms_flash_call=True)
+    with pytest.raises(ValueError, match="SMPP sends texts only"):
+        Settings(sms_gateway="smpp", sms_smpp_system_id="school", sms_flash_call=True)

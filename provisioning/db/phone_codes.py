@@ -29,4 +29,6 @@ class PhoneCode(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(default=0)
+    # "sms" (6 digits in a text) or "flash_call" (the calling number's last 4 digits)
+    channel: Mapped[str] = mapped_column(String(16), default="sms", server_default="sms")
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

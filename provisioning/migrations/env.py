@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Engine, create_engine
 
 import provisioning.appservice.store  # registers the appservice's tables
+import provisioning.db.invite_reports  # registers «это не я» reports
 import provisioning.db.models
 import provisioning.db.phone_codes  # registers the SMS codes' table
 import provisioning.db.polls  # noqa: F401 - registers the polls' tables

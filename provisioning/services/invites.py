@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from provisioning.audit import record_audit
 from provisioning.db.base import as_utc, utcnow
+from provisioning.db.invite_reports import InviteReport
 from provisioning.db.models import (
     Enrolment,
     EnrolmentRole,
@@ -32,6 +33,11 @@ from provisioning.services import limits, passwords, requests
 from provisioning.services import schools as svc
 from provisioning.services.schools import DomainError
 
+SUSPENDED_NOT_ME = N_(
+    "This link is suspended: someone said the name on it is not theirs. Nobody can "
+    "register with it now. Ask the school (the class teacher or the administration) for "
+    "a new personal link."
+)
 INVITE_ROLES = (Role.SCHOOL_ADMIN, Role.TEACHER, Role.PUPIL, Role.PARENT)
 MAX_VALID_DAYS = 90
 FormProblem = tuple[str, dict[str, object]]  # a message template (marked with N_), its values
@@ -164,6 +170,10 @@ def find_usable(session: Session, token: str) -> InviteLink:
             N_("This link is not valid. Check that it was copied whole, or ask for a new one.")
         )
     status = invite_status(invite)
+    if status == "revoked" and session.scalar(
+        select(InviteReport.id).where(InviteReport.invite_id == invite.id)
+    ):
+        raise InviteUnusable(SUSPENDED_NOT_ME)
     if status == "revoked":
         raise InviteUnusable(N_("This link was withdrawn. Ask whoever sent it for a new one."))
     if status == "expired":

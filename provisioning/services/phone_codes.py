@@ -6,6 +6,10 @@ of the database yields no code), compared in constant time, valid for 5 minutes 
 60-second countdown, and a number and a client address each get a few codes a day, since
 every SMS costs the region money and could be used to pester someone.
 
+A code may also come by flash call (`Channel.FLASH_CALL`): then it is the 4 last digits
+of the number that calls, under the same countdown, expiry, attempts, daily limits and
+storage; an SMS asked for after the countdown replaces it as the newest code.
+
 Every refusal is a `CodeRefused` whose message says what to do and when. Callers commit
 after `check` also when it refuses: the attempt it counted must stay counted.
 """
@@ -29,6 +33,7 @@ from provisioning.i18n import N_
 from provisioning.services.schools import DomainError
 
 CODE_DIGITS: Final = 6
+FLASH_CALL_DIGITS: Final = 4
 RESEND_AFTER: Final = timedelta(seconds=60)
 LIFETIME: Final = timedelta(minutes=5)
 MAX_ATTEMPTS: Final = 5
@@ -38,6 +43,15 @@ DAY: Final = timedelta(hours=24)
 class Purpose(enum.StrEnum):
     REGISTRATION = "registration"
     PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose, not a password
+
+
+class Channel(enum.StrEnum):
+    SMS = "sms"
+    FLASH_CALL = "flash_call"
+
+    @property
+    def digits(self) -> int:
+        return FLASH_CALL_DIGITS if self is Channel.FLASH_CALL else CODE_DIGITS
 
 
 class CodeRefused(DomainError):
@@ -61,6 +75,7 @@ class IssuedCode:
     id: int
     code: str
     resend_at: datetime
+    channel: Channel = Channel.SMS
 
 
 def code_key(secret: str) -> bytes:
@@ -81,6 +96,21 @@ def _newest(session: Session, phone: str, purpose: Purpose) -> PhoneCode | None:
     )
 
 
+def live_channel(
+    session: Session, phone: str, purpose: Purpose, now: datetime | None = None
+) -> Channel | None:
+    """How the code that can still be typed for this number came, or None."""
+    newest = _newest(session, phone, purpose)
+    if (
+        newest is None
+        or newest.used_at is not None
+        or newest.attempts >= MAX_ATTEMPTS
+        or as_utc(newest.expires_at) <= (now or utcnow())
+    ):
+        return None
+    return Channel(newest.channel)
+
+
 def seconds_until_resend(
     session: Session, phone: str, purpose: Purpose, now: datetime | None = None
 ) -> int:
@@ -90,19 +120,6 @@ def seconds_until_resend(
         return 0
     left = as_utc(newest.created_at) + RESEND_AFTER - (now or utcnow())
     return max(0, int(left.total_seconds() + 0.999))
-
-
-def has_live_code(
-    session: Session, phone: str, purpose: Purpose, now: datetime | None = None
-) -> bool:
-    """Whether a code that can still be typed was sent to this number."""
-    newest = _newest(session, phone, purpose)
-    return (
-        newest is not None
-        and newest.used_at is None
-        and newest.attempts < MAX_ATTEMPTS
-        and as_utc(newest.expires_at) > (now or utcnow())
-    )
 
 
 def _refuse_over_daily_limits(
@@ -149,8 +166,10 @@ def issue(
     origin: str | None,
     limits: DailyLimits,
     now: datetime | None = None,
+    channel: Channel = Channel.SMS,
 ) -> IssuedCode:
-    """A new code for `phone` (E.164), recorded in the caller's transaction.
+    """A new code for `phone` (E.164), recorded in the caller's transaction: 6 digits for
+    an SMS, 4 for a flash call.
 
     Raises:
         CodeRefused: the countdown still runs, or a daily limit is reached.
@@ -164,7 +183,7 @@ def issue(
             seconds=wait,
         )
     _refuse_over_daily_limits(session, phone, origin, limits, now)
-    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    code = f"{secrets.randbelow(10**channel.digits):0{channel.digits}d}"
     row = PhoneCode(
         phone=phone,
         purpose=purpose.value,
@@ -173,11 +192,12 @@ def issue(
         created_at=now,
         expires_at=now + LIFETIME,
         attempts=0,
+        channel=channel.value,
     )
     session.add(row)
     session.execute(delete(PhoneCode).where(PhoneCode.created_at < now - 2 * DAY))
     session.flush()
-    return IssuedCode(row.id, code, now + RESEND_AFTER)
+    return IssuedCode(row.id, code, now + RESEND_AFTER, channel)
 
 
 def forget(session: Session, code_id: int) -> None:
@@ -201,10 +221,13 @@ def check(
             attempts left), or its attempts are spent. Commit anyway.
     """
     now = now or utcnow()
-    digits = "".join(typed.split())
-    if not (len(digits) == CODE_DIGITS and digits.isascii() and digits.isdigit()):
-        raise CodeRefused(N_("Enter the 6 digits of the code from the SMS."))
+    digits = "".join(typed.split()).replace("-", "")
     newest = _newest(session, phone, purpose)
+    channel = Channel(newest.channel) if newest is not None else Channel.SMS
+    if not (len(digits) == channel.digits and digits.isascii() and digits.isdigit()):
+        if channel is Channel.FLASH_CALL:
+            raise CodeRefused(N_("Enter the last 4 digits of the number that called you."))
+        raise CodeRefused(N_("Enter the 6 digits of the code from the SMS."))
     if newest is None:
         raise CodeRefused(N_("No code was sent to this number yet. Ask for a code first."))
     if newest.used_at is not None:
@@ -227,6 +250,14 @@ def check(
         if left <= 0:
             raise CodeRefused(
                 N_("The code is wrong, and that was the last try. Ask for a new one.")
+            )
+        if channel is Channel.FLASH_CALL:
+            raise CodeRefused(
+                N_(
+                    "These are not the last digits of the number that called. Check the "
+                    "missed call and type them again (tries left: %(left)s)."
+                ),
+                left=left,
             )
         raise CodeRefused(
             N_("The code is wrong. Check the SMS and type it again (tries left: %(left)s)."),

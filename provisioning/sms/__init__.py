@@ -1,18 +1,19 @@
 """Text messages to phones, through one small interface and three gateways.
 
-`SmsGateway.send` is all the rest of Parta sees: the console gateway (local mode, demos),
-SMPP to an operator's SMSC, or a provider's HTTP API. `gateway_for(settings)` picks one.
+`SmsGateway.send` (and `flash_call` where `flash_calls`) is all the rest of Parta sees:
+the console gateway (local mode, demos), SMPP to an operator's SMSC, or a provider's
+HTTP API. `gateway_for(settings)` picks one.
 """
 
 from __future__ import annotations
 
 from foundation.settings import Settings
 from provisioning.sms.console import ConsoleGateway
-from provisioning.sms.gateway import SmsGateway, SmsMessage, SmsNotSent
+from provisioning.sms.gateway import FlashCall, SmsGateway, SmsMessage, SmsNotSent
 from provisioning.sms.http import HttpGateway
 from provisioning.sms.smpp import SmppGateway
 
-__all__ = ["SmsGateway", "SmsMessage", "SmsNotSent", "gateway_for"]
+__all__ = ["FlashCall", "SmsGateway", "SmsMessage", "SmsNotSent", "gateway_for"]
 
 
 def gateway_for(settings: Settings) -> SmsGateway:
@@ -36,5 +37,7 @@ def gateway_for(settings: Settings) -> SmsGateway:
             authorization=settings.sms_http_auth.get_secret_value(),
             sender=settings.sms_sender,
             timeout_s=settings.sms_timeout_s,
+            flash_call_url=settings.sms_flash_call_url if settings.sms_flash_call else "",
+            flash_call_body=settings.sms_flash_call_body,
         )
-    return ConsoleGateway(settings.sms_outbox_path)
+    return ConsoleGateway(settings.sms_outbox_path, flash_calls=settings.sms_flash_call)

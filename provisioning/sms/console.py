@@ -1,6 +1,8 @@
 """The console gateway: local mode's "phone" is a private file, not the service's log.
 
-Each message is one JSON line appended to `var/sms-outbox.log` (mode 0600). A code must
+Each message is one JSON line appended to `var/sms-outbox.log` (mode 0600); with
+`flash_calls` a flash call is simulated there too: «Звонок с номера +7 900 000-12-34»,
+the code being the calling number's last 4 digits. A code must
 never appear in a log line, and logs get shipped and shared; this file is read by the
 person running the demo (`./deploy.sh` prints where it is) and by the browser tests.
 """
@@ -14,23 +16,32 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from provisioning.sms.gateway import SmsMessage, SmsNotSent
+import phonenumbers
+
+from provisioning.sms.gateway import FlashCall, SmsMessage, SmsNotSent
 
 
 class ConsoleGateway:
     name = "console"
 
-    def __init__(self, outbox: Path) -> None:
+    def __init__(self, outbox: Path, *, flash_calls: bool = False) -> None:
         self.outbox = outbox
+        self.flash_calls = flash_calls
         self._lock = threading.Lock()
 
     async def send(self, message: SmsMessage) -> None:
-        await asyncio.to_thread(self._append, message)
+        await asyncio.to_thread(self._append, message.to, {"text": message.text})
 
-    def _append(self, message: SmsMessage) -> None:
+    async def flash_call(self, call: FlashCall) -> None:
+        if not self.flash_calls:
+            raise SmsNotSent("flash calls are off (PARTA_SMS_FLASH_CALL)")
+        caller = calling_number(call.code)
+        entry = {"call_from": caller, "text": f"Звонок с номера {caller}"}
+        await asyncio.to_thread(self._append, call.to, entry)
+
+    def _append(self, to: str, entry: dict[str, str]) -> None:
         line = json.dumps(
-            {"at": datetime.now(UTC).isoformat(), "to": message.to, "text": message.text},
-            ensure_ascii=False,
+            {"at": datetime.now(UTC).isoformat(), "to": to, **entry}, ensure_ascii=False
         )
         try:
             self.outbox.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +56,12 @@ class ConsoleGateway:
             raise SmsNotSent(
                 f"could not write the SMS outbox {self.outbox}: {exc.strerror}"
             ) from None
+
+
+def calling_number(code: str) -> str:
+    """The simulated caller, +7 900 000-XX-XX, ending with the code."""
+    number = phonenumbers.parse(f"+7900000{code}", None)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def read_outbox(outbox: Path) -> list[dict[str, str]]:

@@ -5,6 +5,10 @@ take one request per message with the number and the text in a JSON body, a form
 query string. The templates use `$phone` (+79001234567), `$phone_digits` (79001234567),
 `$text` and `$sender`, each escaped for where it stands. Any 2xx answer is success;
 docs/operations.md shows the settings for common providers.
+
+A flash call (`flash_call_url`, with `flash_call_body`) is the provider's call request,
+sent the same way: its templates take `$code` (the digits the calling number ends with)
+instead of `$text`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 
-from provisioning.sms.gateway import SmsMessage, SmsNotSent
+from provisioning.sms.gateway import FlashCall, SmsMessage, SmsNotSent
 
 
 class HttpGateway:
@@ -33,9 +37,13 @@ class HttpGateway:
         sender: str,
         timeout_s: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        flash_call_url: str = "",
+        flash_call_body: str = "",
     ) -> None:
         self.url, self.method, self.content_type = url, method, content_type
         self.body_template = Template(body_template)
+        self.flash_call_url, self.flash_call_body = flash_call_url, Template(flash_call_body)
+        self.flash_calls = bool(flash_call_url)
         self._authorization = authorization
         self.sender = sender
         self.timeout_s = timeout_s
@@ -51,8 +59,24 @@ class HttpGateway:
 
     def request_parts(self, message: SmsMessage) -> tuple[str, bytes | None, dict[str, str]]:
         """The URL, the body and the headers of the request for one message."""
-        values = self._values(message)
-        url = Template(self.url).safe_substitute({k: quote(v, safe="") for k, v in values.items()})
+        return self._parts(self.url, self.body_template, self._values(message))
+
+    def call_request_parts(self, call: FlashCall) -> tuple[str, bytes | None, dict[str, str]]:
+        """The URL, the body and the headers of the request for one flash call."""
+        values = {
+            "phone": call.to,
+            "phone_digits": call.to_digits,
+            "code": call.code,
+            "sender": self.sender,
+        }
+        return self._parts(self.flash_call_url, self.flash_call_body, values)
+
+    def _parts(
+        self, url_template: str, body: Template, values: dict[str, str]
+    ) -> tuple[str, bytes | None, dict[str, str]]:
+        url = Template(url_template).safe_substitute(
+            {k: quote(v, safe="") for k, v in values.items()}
+        )
         headers = {"User-Agent": "Parta-SMS"}
         if self._authorization:
             headers["Authorization"] = self._authorization
@@ -64,10 +88,17 @@ class HttpGateway:
         else:
             escaped = {k: quote_plus(v) for k, v in values.items()}
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        return url, self.body_template.safe_substitute(escaped).encode(), headers
+        return url, body.safe_substitute(escaped).encode(), headers
 
     async def send(self, message: SmsMessage) -> None:
-        url, body, headers = self.request_parts(message)
+        await self._request(*self.request_parts(message))
+
+    async def flash_call(self, call: FlashCall) -> None:
+        if not self.flash_calls:
+            raise SmsNotSent("no flash call request is configured (PARTA_SMS_FLASH_CALL_URL)")
+        await self._request(*self.call_request_parts(call))
+
+    async def _request(self, url: str, body: bytes | None, headers: dict[str, str]) -> None:
         try:
             async with httpx.AsyncClient(
                 timeout=self.timeout_s, transport=self._transport, follow_redirects=False

@@ -20,7 +20,7 @@ import smpplib.consts
 import smpplib.exceptions
 import smpplib.gsm
 
-from provisioning.sms.gateway import SmsMessage, SmsNotSent
+from provisioning.sms.gateway import FlashCall, SmsMessage, SmsNotSent
 
 _WIRE_LOGGER = "parta.sms.smpp.wire"
 logging.getLogger(_WIRE_LOGGER).setLevel(logging.WARNING)
@@ -28,6 +28,7 @@ logging.getLogger(_WIRE_LOGGER).setLevel(logging.WARNING)
 
 class SmppGateway:
     name = "smpp"
+    flash_calls = False  # an SMSC sends texts; calls are a provider's HTTP API
 
     def __init__(
         self,
@@ -54,6 +55,9 @@ class SmppGateway:
             raise SmsNotSent(
                 f"the SMSC {self.host}:{self.port} did not answer in {self.timeout_s:.0f} s"
             ) from exc
+
+    async def flash_call(self, call: FlashCall) -> None:
+        raise SmsNotSent("the SMPP gateway places no flash calls")
 
     def _source(self) -> tuple[int, int, str]:
         """TON, NPI and address of the sender: digits are a number, letters a name."""

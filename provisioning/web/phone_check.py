@@ -22,7 +22,7 @@ from matrix.errors import MatrixError
 from provisioning.i18n import N_, translations
 from provisioning.services import phone_codes as codes
 from provisioning.services.passwords import FormProblem
-from provisioning.sms import SmsGateway, SmsMessage, SmsNotSent
+from provisioning.sms import FlashCall, SmsGateway, SmsMessage, SmsNotSent
 from provisioning.web.deps import WebError
 from provisioning.web.security import client_ip
 
@@ -31,10 +31,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CodeState:
-    """What a form shows about the code: whether one was sent, and the countdown."""
+    """What a form shows about the code: whether one was sent, how, and the countdown."""
 
     sent: bool = False
     resend_in: int = 0
+    channel: codes.Channel = codes.Channel.SMS  # of the code that can be typed now
+    flash_calls: bool = False  # the gateway calls first; SMS is the fallback
 
 
 def masked(phone: str) -> str:
@@ -67,21 +69,46 @@ def _key(settings: Settings) -> bytes:
     return codes.code_key(settings.web_secret.get_secret_value())
 
 
-def code_state(session: Session, phone: str | None, purpose: codes.Purpose) -> CodeState:
+def code_state(
+    session: Session, phone: str | None, purpose: codes.Purpose, *, flash_calls: bool = False
+) -> CodeState:
     if not phone:
-        return CodeState()
+        return CodeState(flash_calls=flash_calls)
     wait = codes.seconds_until_resend(session, phone, purpose)
-    return CodeState(sent=codes.has_live_code(session, phone, purpose), resend_in=wait)
+    channel = codes.live_channel(session, phone, purpose)
+    return CodeState(
+        sent=channel is not None, resend_in=wait, channel=channel or codes.Channel.SMS,
+        flash_calls=flash_calls,
+    )  # fmt: skip
+
+
+def flash_calls(request: Request) -> bool:
+    """Whether this deployment's gateway places flash calls."""
+    gateway: SmsGateway = request.app.state.sms
+    return gateway.flash_calls
+
+
+def wanted_channel(request: Request, asked: str) -> codes.Channel:
+    """A flash call where the gateway offers one, unless the person asked for an SMS."""
+    if asked == codes.Channel.SMS.value or not flash_calls(request):
+        return codes.Channel.SMS
+    return codes.Channel.FLASH_CALL
 
 
 def _issue(
-    session: Session, settings: Settings, phone: str, purpose: codes.Purpose, origin: str | None
+    session: Session,
+    settings: Settings,
+    phone: str,
+    purpose: codes.Purpose,
+    origin: str | None,
+    channel: codes.Channel = codes.Channel.SMS,
 ) -> codes.IssuedCode:
     limits = codes.DailyLimits(settings.sms_daily_per_number, settings.sms_daily_per_address)
     try:
         issued = codes.issue(
-            session, phone, purpose, key=_key(settings), origin=origin, limits=limits
-        )
+            session, phone, purpose, key=_key(settings), origin=origin, limits=limits,
+            channel=channel,
+        )  # fmt: skip
         session.commit()
     except Exception:
         session.rollback()
@@ -95,18 +122,33 @@ def _forget(session: Session, code_id: int) -> None:
 
 
 async def send_code(
-    request: Request, session: Session, phone: str, purpose: codes.Purpose
+    request: Request,
+    session: Session,
+    phone: str,
+    purpose: codes.Purpose,
+    channel: codes.Channel = codes.Channel.SMS,
 ) -> tuple[CodeState, FormProblem | None]:
-    """Issue a code for `phone` (E.164) and send it; the state to show, or a refusal."""
+    """Issue a code for `phone` (E.164) and send it by SMS or flash call; the state to
+    show, or a refusal. A flash call the provider refuses falls back to an SMS at once."""
     settings: Settings = request.app.state.settings
     gateway: SmsGateway = request.app.state.sms
+    calls = flash_calls(request)
+    origin = client_ip(request)
     try:
-        issued = await run_in_threadpool(
-            _issue, session, settings, phone, purpose, client_ip(request)
-        )
+        issued = await run_in_threadpool(_issue, session, settings, phone, purpose, origin, channel)
     except codes.CodeRefused as refused:
-        state = await run_in_threadpool(code_state, session, phone, purpose)
+        state = await run_in_threadpool(code_state, session, phone, purpose, flash_calls=calls)
         return state, (refused.template, refused.params)
+    if channel is codes.Channel.FLASH_CALL:
+        try:
+            await gateway.flash_call(FlashCall(phone, issued.code))
+        except SmsNotSent as failure:
+            log.warning("a %s flash call to %s failed: %s", purpose, masked(phone), failure)
+            await run_in_threadpool(_forget, session, issued.id)
+            return await send_code(request, session, phone, purpose, codes.Channel.SMS)
+        log.info("placed a %s flash call to %s through the %s gateway", purpose, masked(phone),
+                 gateway.name)  # fmt: skip
+        return _sent(channel, calls), None
     template = codes.sms_template(purpose)
     text = translations(settings.language).gettext(template) % {"code": issued.code}
     try:
@@ -114,23 +156,37 @@ async def send_code(
     except SmsNotSent as failure:
         log.warning("a %s code to %s was not sent: %s", purpose, masked(phone), failure)
         await run_in_threadpool(_forget, session, issued.id)
-        return CodeState(), (N_("The SMS could not be sent right now. Try again in a minute."), {})
+        return CodeState(flash_calls=calls), (
+            N_("The SMS could not be sent right now. Try again in a minute."),
+            {},
+        )
     log.info("sent a %s code to %s through the %s gateway", purpose, masked(phone), gateway.name)
-    return CodeState(sent=True, resend_in=int(codes.RESEND_AFTER.total_seconds())), None
+    return _sent(channel, calls), None
+
+
+def _sent(channel: codes.Channel, calls: bool) -> CodeState:
+    resend_in = int(codes.RESEND_AFTER.total_seconds())
+    return CodeState(sent=True, resend_in=resend_in, channel=channel, flash_calls=calls)
 
 
 async def issue_without_sending(
-    request: Request, session: Session, phone: str, purpose: codes.Purpose
+    request: Request,
+    session: Session,
+    phone: str,
+    purpose: codes.Purpose,
+    channel: codes.Channel = codes.Channel.SMS,
 ) -> tuple[CodeState, FormProblem | None]:
     """What `send_code` shows and counts, without a message: for a number that must not be
     told apart from one that has an account ("forgot password" for a stranger's number)."""
     settings: Settings = request.app.state.settings
+    calls = flash_calls(request)
+    origin = client_ip(request)
     try:
-        await run_in_threadpool(_issue, session, settings, phone, purpose, client_ip(request))
+        await run_in_threadpool(_issue, session, settings, phone, purpose, origin, channel)
     except codes.CodeRefused as refused:
-        state = await run_in_threadpool(code_state, session, phone, purpose)
+        state = await run_in_threadpool(code_state, session, phone, purpose, flash_calls=calls)
         return state, (refused.template, refused.params)
-    return CodeState(sent=True, resend_in=int(codes.RESEND_AFTER.total_seconds())), None
+    return _sent(channel, calls), None
 
 
 def _check(

@@ -39,3 +39,16 @@ def code_for(region: LocalDeployment, typed: str, *, after: int = 0, within: flo
     match = re.search(r"\b(\d{6})\b", texts[after])
     assert match, texts[after]
     return match.group(1)
+
+
+def flash_call_code_for(region: LocalDeployment, typed: str, *, within: float = 30) -> str:
+    """The last 4 digits of the newest simulated flash call to this number (waits)."""
+    number = e164(typed)
+
+    def calls() -> list[str] | None:
+        outbox = read_outbox(region.settings.sms_outbox_path)
+        found = [m["call_from"] for m in outbox if m["to"] == number and "call_from" in m]
+        return found or None
+
+    caller = wait_until(calls, f"a flash call to {typed} in the outbox", within=within)[-1]
+    return "".join(ch for ch in caller if ch.isdigit())[-4:]

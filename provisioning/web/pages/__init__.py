@@ -15,6 +15,7 @@ from provisioning.web.pages import (
     invites,
     library,
     meetings,
+    not_me,
     password_reset,
     people,
     polls,
@@ -30,6 +31,7 @@ router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 for module in (
     auth, home, schools, broadcasts, meetings, appointments, audit, rooms, people, invites,
     requests, roster, library, gallery, polls, sign_on, password_reset,
+    not_me,
 ):  # fmt: skip
     router.include_router(module.router)
 router.include_router(school_year.router)  # last: its routes never shadow another module's

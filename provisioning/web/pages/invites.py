@@ -39,7 +39,7 @@ from provisioning.db.models import (
 )
 from provisioning.i18n import N_
 from provisioning.services import invites as svc
-from provisioning.services import limits, passwords
+from provisioning.services import limits, not_me, passwords
 from provisioning.services.access import Access
 from provisioning.services.accounts import LocalpartAllocator
 from provisioning.services.phone_codes import Purpose
@@ -51,8 +51,10 @@ from provisioning.web.phone_check import (
     account_with_phone,
     check_code,
     code_state,
+    flash_calls,
     send_code,
     shown_number,
+    wanted_channel,
 )
 from provisioning.web.qr import qr_data_uri, qr_png, qr_svg
 from provisioning.web.render import render, translate
@@ -203,6 +205,9 @@ def prepare_sheet(
         .where(ParentLink.child_id.in_([p.id for p in pupils]))
     ).all()
     covered = _personal_links(session, class_id)
+    # Someone reported with «это не я» waits for the administration's decision (a new
+    # link under a corrected name), not for a new link under the same name.
+    covered.update(dict.fromkeys(not_me.reported_people(session, school_id)))  # type: ignore[arg-type]
     for person, role in [(p, Role.PUPIL) for p in pupils] + [(p, Role.PARENT) for p, _ in parents]:
         if person.id in covered or _activated(session, person.id):
             continue
@@ -319,7 +324,7 @@ def _join_form(
 ) -> Response:
     """The registration page, again with what was typed (never the passwords)."""
     if code is None:
-        code = code_state(session, phone, Purpose.REGISTRATION)
+        code = code_state(session, phone, Purpose.REGISTRATION, flash_calls=flash_calls(request))
     return render(
         request, "join.html", status=status, **_join_context(session, invite), token=token,
         form=form, code=code, code_sent_to=shown_number(phone) if phone and code.sent else "",
@@ -397,8 +402,10 @@ async def send_join_code(
     confirm: Annotated[str, Form(max_length=8)] = "",
     subjects: Annotated[str, Form(max_length=500)] = "",
     class_ids: Annotated[list[RowId] | None, Form()] = None,
+    channel: Annotated[str, Form(max_length=16)] = "",  # "sms": no flash call this time
 ) -> Response:
-    """Send a code to the number typed; the form comes back with the code field waiting.
+    """Send a code to the number typed (or call it, where the gateway places flash calls);
+    the form comes back with the code field waiting.
 
     The "Send code" button of the registration form posts here; nothing is recorded but
     the code's hash, so a page left half-filled costs nothing.
@@ -414,7 +421,8 @@ async def send_join_code(
     if await _phone_taken(session, matrix, number, invite):
         return _join_form(request, session, invite, token, form=form, status=409,
                           problems={"phone": (_CONTACT_TAKEN, {})}, phone=number)  # fmt: skip
-    state, refused_code = await send_code(request, session, number, Purpose.REGISTRATION)
+    how = wanted_channel(request, channel)
+    state, refused_code = await send_code(request, session, number, Purpose.REGISTRATION, how)
     problems = {"sms": refused_code} if refused_code else {}
     return _join_form(
         request, session, invite, token, form=form, problems=problems, phone=number, code=state,
@@ -468,7 +476,12 @@ async def join(
     number = registration.phone if registration is not None else None
     if number and not code.strip():
         problems["code"] = (
-            N_("Enter the code from the SMS. No SMS yet? Press «Send a code by SMS»."),
+            N_("Enter the code from the SMS. No SMS yet? Press «Send a code by SMS».")
+            if not flash_calls(request)
+            else N_(
+                "Enter the last 4 digits of the number that called you. "
+                "No call yet? Press «Get a code by call»."
+            ),
             {},
         )
     if registration is not None and not problems:

@@ -34,10 +34,12 @@ from provisioning.web.phone_check import (
     account_with_phone,
     check_code,
     code_state,
+    flash_calls,
     issue_without_sending,
     masked,
     send_code,
     shown_number,
+    wanted_channel,
 )
 from provisioning.web.render import render, translate
 
@@ -58,7 +60,7 @@ def _page(
     status: int = 200,
 ) -> Response:
     if code is None:
-        code = code_state(session, phone, Purpose.PASSWORD_RESET)
+        code = code_state(session, phone, Purpose.PASSWORD_RESET, flash_calls=flash_calls(request))
     shown: dict[str, Any] = {
         k: translate(request, t, **p) for k, (t, p) in (problems or {}).items()
     }
@@ -92,19 +94,21 @@ async def send_reset_code(
     session: SessionDep,
     matrix: MatrixDep,
     phone: Annotated[str, Form(max_length=256)] = "",
+    channel: Annotated[str, Form(max_length=16)] = "",  # "sms": no flash call this time
 ) -> Response:
     number, problems = _mobile(phone)
+    how = wanted_channel(request, channel)
     if number is None:
         return _page(request, session, phone_text=phone, problems=problems, status=400)
     owner = await account_with_phone(matrix, number)
     if owner is None:
         # Counted like a real code (countdown, daily limits), but not sent: nobody has it.
         state, refused = await issue_without_sending(
-            request, session, number, Purpose.PASSWORD_RESET
+            request, session, number, Purpose.PASSWORD_RESET, how
         )
         log.info("password reset asked for %s, which no account has", masked(number))
     else:
-        state, refused = await send_code(request, session, number, Purpose.PASSWORD_RESET)
+        state, refused = await send_code(request, session, number, Purpose.PASSWORD_RESET, how)
     return _page(
         request,
         session,

@@ -15,7 +15,7 @@ from provisioning.broadcasts import service as broadcasts
 from provisioning.db.models import InviteLink, Region, School, SchoolClass
 from provisioning.i18n import N_
 from provisioning.meetings import service as meetings
-from provisioning.services import directory, requests
+from provisioning.services import directory, not_me, requests
 from provisioning.services import schools as svc
 from provisioning.services.access import Access
 from provisioning.services.invites import invite_status
@@ -133,9 +133,11 @@ def school_page(
     applications = requests.pending_applications(session, school.id) if manage else []
     class_labels = {row.school_class.id: row.school_class.label for row in overview.classes}
     refusals = refusals_of_school(session, school.id) if manage else []
+    not_me_reports = not_me.pending(session, school.id) if manage else []
     return render(
         request, "school.html", overview=overview, school=school, manage=manage,
-        class_error=None, class_label="", links=links, children={}, school_class=None,
+        not_me_reports=not_me_reports, class_error=None, class_label="", links=links,
+        children={}, school_class=None,
         applications=applications, class_labels=class_labels, refusals=refusals,
         broadcasts=broadcasts.of_school(session, viewer, school.id),
     )  # fmt: skip
