@@ -46,3 +46,12 @@ def test_e164() -> None:
     assert e164("8 (912) 345-67-89") == "+79123456789"
     assert e164("+44 20 7946 0958") == "+442079460958"
     assert e164("12") is None
+
+
+def test_a_roster_id_finds_its_account_exactly(migrated_session: Session) -> None:
+    _person(migrated_session, "Глеб", "@gleb:localhost", roster_id="RU-77-000123")
+    _person(migrated_session, "Нет аккаунта", None, roster_id="RU-77-000124")
+    assert account_for_claim(migrated_session, "roster_id", "RU-77-000123") == "@gleb:localhost"
+    assert account_for_claim(migrated_session, "roster_id", " RU-77-000123 ") == "@gleb:localhost"
+    for other in ("ru-77-000123", "RU-77-000124", "RU-77-0001", "x" * 400, ""):
+        assert account_for_claim(migrated_session, "roster_id", other) is None, other

@@ -1,0 +1,36 @@
+"""roster IDs: the region's own ID of a person, for the single sign-on's claim (issue 22)
+
+people.roster_id holds the ID a region's roster (its education portal) gives a person,
+imported from the roster CSV or the REST API. The region's provider may name people by it
+(`PARTA_OIDC_CLAIM=roster_id`), so no two people may share one; most have none.
+
+Revision ID: 0022
+Revises: 0021
+Create Date: 2026-12-04 23:00:00.000000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0022"
+# The brief chains 0022 to 0021 (written alongside); until 0021 is merged this follows
+# 0020, the head this branch was tested on. The merge re-chains it.
+down_revision: str | None = "0020"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("people") as batch:
+        batch.add_column(sa.Column("roster_id", sa.String(length=64), nullable=True))
+        batch.create_unique_constraint("uq_people_roster_id", ["roster_id"])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("people") as batch:
+        batch.drop_constraint("uq_people_roster_id", type_="unique")
+        batch.drop_column("roster_id")
