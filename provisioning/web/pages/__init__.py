@@ -13,6 +13,7 @@ from provisioning.web.pages import (
     gallery,
     home,
     invites,
+    join_sign_on,
     library,
     meetings,
     password_reset,
@@ -29,7 +30,7 @@ from provisioning.web.pages import (
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 for module in (
     auth, home, schools, broadcasts, meetings, appointments, audit, rooms, people, invites,
-    requests, roster, library, gallery, polls, sign_on, password_reset,
+    requests, roster, library, gallery, polls, sign_on, join_sign_on, password_reset,
 ):  # fmt: skip
     router.include_router(module.router)
 router.include_router(school_year.router)  # last: its routes never shadow another module's
