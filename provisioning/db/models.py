@@ -86,7 +86,9 @@ class Person(Base):
     matrix_user_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     # The region roster's own ID of the person (its education portal's); the single
     # sign-on may name people by it (`PARTA_OIDC_CLAIM=roster_id`), so it is unique.
-    roster_id: Mapped[str | None] = mapped_column(String(ROSTER_ID_MAX_CHARS), unique=True)
+    roster_id: Mapped[str | None] = mapped_column(
+        String(ROSTER_ID_MAX_CHARS), unique=True, index=True
+    )
     # Set by the reconciler once the Matrix account exists, so later runs need not ask.
     account_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -25,12 +25,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("people") as batch:
-        batch.add_column(sa.Column("roster_id", sa.String(length=64), nullable=True))
-        batch.create_unique_constraint("uq_people_roster_id", ["roster_id"])
+    # Plain ALTERs and a unique index, never a batch copy of `people`: on SQLite a copy
+    # drops the old table, and with foreign keys on that deletes everyone's enrolments.
+    op.add_column("people", sa.Column("roster_id", sa.String(length=64), nullable=True))
+    op.create_index("ix_people_roster_id", "people", ["roster_id"], unique=True)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("people") as batch:
-        batch.drop_constraint("uq_people_roster_id", type_="unique")
-        batch.drop_column("roster_id")
+    op.drop_index("ix_people_roster_id", table_name="people")
+    op.drop_column("people", "roster_id")  # SQLite 3.35+ drops a column in place
