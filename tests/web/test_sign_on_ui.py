@@ -98,7 +98,14 @@ def _known_people(deployment: LocalDeployment) -> None:
         answer = bot.put(f"/_synapse/admin/v2/users/{ANNA}", json={"displayname": "Анна"})
         assert answer.status_code in (200, 201), answer.text
     with region_session(deployment) as session:
-        session.add(Person(display_name="Анна", matrix_user_id=ANNA, phone="8 (912) 345-67-89"))
+        session.add(
+            Person(
+                display_name="Анна",
+                matrix_user_id=ANNA,
+                phone="8 (912) 345-67-89",
+                roster_id="RU-77-000123",
+            )
+        )
         admin = session.scalar(
             select(Person).where(Person.matrix_user_id == s.region_admin_user_id)
         )
@@ -304,6 +311,8 @@ def test_the_lookup_answers_parta_s_services_only(sso_region: SignOnRegion) -> N
     right = {"Authorization": f"Bearer {s.as_token.get_secret_value()}"}
     anna = {"claim": "phone_number", "value": "+79123456789"}
     assert httpx.post(url, json=anna, headers=right).json() == {"user_id": ANNA}
+    by_roster = {"claim": "roster_id", "value": "RU-77-000123"}
+    assert httpx.post(url, json=by_roster, headers=right).json() == {"user_id": ANNA}
     stranger = {"claim": "phone_number", "value": "+79990001122"}
     assert httpx.post(url, json=stranger, headers=right).json() == {"user_id": None}
     wrong = httpx.post(url, json=anna, headers={"Authorization": "Bearer guess"})
@@ -365,6 +374,9 @@ def test_an_invited_person_registers_with_the_portal_and_element_opens_that_acco
         person = session.scalar(select(Person).where(Person.matrix_user_id == user_id))
         assert person is not None
         assert (person.display_name, person.phone) == ("Нина Новикова", "+79125550011")
+        person.roster_id = "RU-77-000555"  # as a later roster file would give it
+        person_id = person.id
+        session.commit()
     # Linked by the registration itself: nobody has signed on with the portal yet.
     linked = _admin_get(
         sso_region, "/_synapse/admin/v1/auth_providers/oidc-region/users/portal-newcomer"
@@ -378,6 +390,17 @@ def test_an_invited_person_registers_with_the_portal_and_element_opens_that_acco
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["user_id"] == user_id
+
+    # The school's administrator sees the roster ID on the person page.
+    admin = context.new_page()
+    web = sso_region.deployment.settings.provisioning_url
+    admin.goto(f"{web}/login?next=/people/{person_id}")
+    admin.click("#sign-on")
+    _sign_in_at_portal(admin, "portal-admin")
+    admin.wait_for_url(f"{web}/people/{person_id}")
+    expect(admin.locator("dl.facts")).to_contain_text("ID в реестре")
+    expect(admin.locator("dl.facts")).to_contain_text("RU-77-000555")
+    admin.close()
 
     # The same portal person cannot register a second account.
     again = context.new_page()
