@@ -20,6 +20,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -280,11 +281,11 @@ def _vouched(
     """Only values the registration form would take; anything else is left for the person
     to type (a landline is no mobile number; a 500-character name is no name)."""
 
-    def checked(check: Any, value: object) -> str:
+    def checked(check: Callable[[str], str], value: object) -> str:
         if not isinstance(value, str):
             return ""
         try:
-            return str(check(value))
+            return check(value)
         except limits.FieldRefused:
             return ""
 
