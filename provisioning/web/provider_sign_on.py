@@ -22,14 +22,14 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlencode
 
 import httpx
-from authlib.jose import JsonWebKey, jwt  # type: ignore[import-untyped]
-from authlib.jose.errors import JoseError  # type: ignore[import-untyped]
 from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
-from authlib.oidc.core import CodeIDToken  # type: ignore[import-untyped]
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, KeySetSerialization
 
 from foundation.settings import Settings
 from provisioning.services import limits
@@ -39,6 +39,8 @@ SCOPES: Final = "openid profile phone email"
 TIMEOUT_S: Final = 10.0
 MAX_ANSWER_BYTES: Final = 64 * 1024  # discovery, token, keys and userinfo are a few KiB
 MAX_COOKIE_CHARS: Final = 3000  # browsers keep 4 KiB a cookie
+# Signatures with the provider's public keys only: never "none", never a shared secret.
+ID_TOKEN_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
 
 
 class ProviderError(Exception):
@@ -241,24 +243,13 @@ async def finish(
     if not isinstance(access_token, str) or not isinstance(id_token, str):
         raise ProviderError("the token answer has no access token or ID token")
     keys = await _get_json(http, endpoints.jwks)
-    try:
-        claims = jwt.decode(
-            id_token,
-            key=JsonWebKey.import_key_set(keys),
-            claims_cls=CodeIDToken,
-            claims_options={
-                "iss": {"essential": True, "value": endpoints.issuer},
-                "aud": {"essential": True, "value": settings.oidc_client_id},
-            },
-            claims_params={
-                "nonce": started.nonce,
-                "client_id": settings.oidc_client_id,
-                "access_token": access_token,
-            },
-        )
-        claims.validate(leeway=60)
-    except (JoseError, ValueError) as exc:
-        raise ProviderError(f"the ID token does not hold ({type(exc).__name__})") from exc
+    claims = id_token_claims(
+        id_token,
+        keys,
+        issuer=endpoints.issuer,
+        client_id=settings.oidc_client_id,
+        nonce=started.nonce,
+    )
     userinfo = await _get_json(
         http, endpoints.userinfo, headers={"Authorization": f"Bearer {access_token}"}
     )
@@ -268,6 +259,32 @@ async def finish(
     if len(subject) > 255:
         raise ProviderError("the provider's subject is over 255 characters")
     return _vouched(subject, userinfo, started.invite_token, ttl_s)
+
+
+def id_token_claims(
+    id_token: str, keys: dict[str, Any], *, issuer: str, client_id: str, nonce: str
+) -> dict[str, Any]:
+    """The ID token's claims, once its signature (one of the provider's `keys`), issuer,
+    audience, subject, times and nonce hold.
+
+    Raises:
+        ProviderError: any of them does not.
+    """
+    try:
+        key_set = KeySet.import_key_set(cast(KeySetSerialization, keys))
+        decoded = jwt.decode(id_token, key_set, algorithms=ID_TOKEN_ALGORITHMS)
+        jwt.JWTClaimsRegistry(
+            leeway=60,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": client_id},
+            sub={"essential": True},
+            exp={"essential": True},
+            iat={"essential": True},
+            nonce={"essential": True, "value": nonce},
+        ).validate(decoded.claims)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise ProviderError(f"the ID token does not hold ({type(exc).__name__})") from exc
+    return decoded.claims
 
 
 def _verified(userinfo: dict[str, Any], claim: str) -> bool:
