@@ -240,12 +240,18 @@ class Settings(BaseSettings):
     # The region's single sign-on (docs/operations.md, "The region's single sign-on"): an
     # OpenID Connect provider (a regional education portal) that Element and the admin UI
     # offer as "Sign in with <oidc_name>". Off while `oidc_issuer` is empty. A person is
-    # linked to their existing account by `oidc_claim`; nobody gets an account by it.
+    # linked to their existing account by `oidc_claim` (their phone number, e-mail address or
+    # roster ID as Parta holds it); nobody gets an account by it.
     oidc_issuer: str = Field(default="", max_length=500)
     oidc_client_id: str = Field(default="", max_length=255)
     oidc_client_secret: SecretStr = SecretStr("")  # given by the provider; var/secrets.env
     oidc_name: str = Field(default="", max_length=64)  # the button's label; default: the region
-    oidc_claim: Literal["phone_number", "email"] = "phone_number"
+    oidc_claim: Literal["phone_number", "email", "roster_id"] = "phone_number"
+    # With `oidc_claim=roster_id`: the provider's name of the claim carrying the roster ID
+    # (portals differ: "roster_id", "person_id", "snils"…), asked for with the `profile` scope.
+    oidc_roster_claim: str = Field(
+        default="roster_id", min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$"
+    )
     # Local passwords: off leaves the region's sign-on as the only way in (needs OIDC).
     password_login: bool = True
 

@@ -140,16 +140,38 @@ Parta is running: region «{s.region_name}», server name {s.server_name}.
   Documents:               {s.widgets_base_url}/documents/  (sign in with any account below)
 
   Region administrator:    {s.region_admin_user_id}
-  Password:                {s.region_admin_password.get_secret_value()}{admin_note}
-
-  Sign in from Element: choose "Sign in", edit the homeserver, enter
-  {s.element_homeserver_url}, then the user name {s.region_admin_localpart} and the password.
+{_admin_sign_in(s, admin_note)}
 
 {_demo_block(report.demo, s)}
 {_sms_line(s)}
   Data and configuration: {s.var_dir}   Logs: {s.log_dir}
   Stop: ./deploy.sh stop   Status: ./deploy.sh status   Logs: ./deploy.sh logs
   (up in {report.total_seconds:.1f} s)"""
+    )
+
+
+def _admin_sign_in(s: Settings, admin_note: str) -> str:
+    """How the region administrator signs in: with the password, or (passwords off) only
+    through the region's sign-on, where printing an unusable password would mislead."""
+    if s.password_login:
+        return (
+            f"  Password:                {s.region_admin_password.get_secret_value()}"
+            f"{admin_note}\n\n"
+            f'  Sign in from Element: choose "Sign in", edit the homeserver, enter\n'
+            f"  {s.element_homeserver_url}, then the user name {s.region_admin_localpart} "
+            f"and the password."
+        )
+    return (
+        f"  Passwords are off: sign in with «{s.oidc_label}» (the region's single sign-on),\n"
+        f"  on the admin UI's sign-in page or in Element after entering the homeserver\n"
+        f"  {s.element_homeserver_url}. The provider's account must carry the region\n"
+        f"  administrator's {_claim_words(s)} as Parta holds it."
+    )
+
+
+def _claim_words(s: Settings) -> str:
+    return {"phone_number": "phone number", "email": "e-mail address"}.get(
+        s.oidc_claim, "roster ID"
     )
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisioning.db.models import EnrolmentRole, Region, School
+from provisioning.db.models import EnrolmentRole, Person, Region, School
 from provisioning.services import schools as svc
 from provisioning.services.roster import (
     RosterCheck,
@@ -182,4 +183,44 @@ def test_a_parent_is_added_to_a_pupil_the_school_has_without_the_pupils_row(
     with pytest.raises(RosterError) as raised:
         check(migrated_session, school, roster.replace("7А;родитель", "8Б;родитель"))
     assert raised.value.problems == ["row 2: the child «Иван Петров» is in 7А, not in 8Б"]
+    migrated_session.rollback()
+
+
+def test_roster_ids_are_read_checked_and_kept_unique(
+    migrated_session: Session, school: School
+) -> None:
+    """The column fills people.roster_id, the single sign-on's claim (issue 22): a bad or
+    doubled ID is a row problem, and a known person gets the ID a later file gives."""
+    bad = (
+        "класс;роль;ФИО;id в реестре\n"
+        "7А;ученик;Мария Орлова;RU-77 0001\n"
+        "7А;ученик;Пётр Зайцев;RU-77-0002\n"
+        "7А;ученик;Олег Зайцев;RU-77-0002\n"
+    )
+    with pytest.raises(RosterError) as raised:
+        check(migrated_session, school, bad)
+    assert raised.value.problems[0].startswith("row 2: «RU-77 0001» is not a roster ID")
+    assert raised.value.problems[1:] == [
+        "row 3: the roster ID RU-77-0002 appears twice",
+        "row 4: the roster ID RU-77-0002 appears twice",
+    ]
+    good = (
+        "класс;роль;ФИО;roster_id\n"
+        "7А;ученик;Мария Орлова;RU-77-0001\n"
+        "7А;ученик;Иван Петров;RU-77-0003\n"  # the school's pupil, imported without one
+    )
+    checked = check(migrated_session, school, good)
+    import_roster(migrated_session, school, checked.rows, server_name="hs", actor="test")
+    held = dict(
+        migrated_session.execute(
+            select(Person.display_name, Person.roster_id).where(Person.roster_id.is_not(None))
+        ).all()
+    )
+    assert held == {"Мария Орлова": "RU-77-0001", "Иван Петров": "RU-77-0003"}
+    taken = check(
+        migrated_session, school, "класс;роль;ФИО;roster_id\n7А;ученик;Ян Ли;RU-77-0001\n"
+    )
+    with pytest.raises(RosterError) as refused:
+        import_roster(migrated_session, school, taken.rows, server_name="hs", actor="test")
+    assert refused.value.problems == ["row 2: the roster ID RU-77-0001 is already Мария Орлова's"]
     migrated_session.rollback()

@@ -234,6 +234,7 @@ def test_archiving_appointing_removing_and_editing(migrated_session: Session) ->
             display_name="Иван Петров",
             phone=None,
             email=None,
+            roster_id=None,
             actor="@admin:hs",
         ),
     )

@@ -117,6 +117,26 @@ async def test_a_school_and_its_people_are_changed_through_the_api(api: Api) -> 
         json={"display_name": "Иван Петров", "phone": "+7 900 100-20-30", "email": None},
     )
     assert edited.json()["display_name"] == "Иван Петров", edited.text
+    # The roster ID (issue 22): checked at the edge, kept when left out, unique.
+    bad_id = await api.region_admin.put(
+        f"{base}/people/{pupil['id']}", json={"display_name": "Иван Петров", "roster_id": "a b"}
+    )
+    assert bad_id.status_code in (400, 422) and "roster ID" in bad_id.text, bad_id.text
+    given = await api.region_admin.put(
+        f"{base}/people/{pupil['id']}",
+        json={"display_name": "Иван Петров", "roster_id": f"RU-{pupil['id']}"},
+    )
+    assert given.json()["roster_id"] == f"RU-{pupil['id']}", given.text
+    kept = await api.region_admin.put(
+        f"{base}/people/{pupil['id']}", json={"display_name": "Иван Петров"}
+    )
+    assert kept.json()["roster_id"] == f"RU-{pupil['id']}", kept.text
+    twin = await api.region_admin.post(
+        f"{base}/people",
+        json={"display_name": "Иван Двойник", "role": "teacher", "roster_id": f"RU-{pupil['id']}"},
+    )
+    assert twin.status_code == 409, twin.text
+    assert twin.json()["error"] == f"the roster ID RU-{pupil['id']} is already Иван Петров's"
 
     full = await api.region_admin.post(f"{base}/classes/{labels['5А']}/archive")
     assert full.status_code == 400 and "move them" in full.json()["error"]

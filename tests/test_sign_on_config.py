@@ -96,6 +96,7 @@ def test_a_loopback_http_issuer_is_for_local_mode_only(tmp_path: Path) -> None:
         ({"oidc_client_secret": ""}, "PARTA_OIDC_CLIENT_SECRET must be too"),
         ({"oidc_client_id": ""}, "PARTA_OIDC_CLIENT_ID must be too"),
         ({"oidc_claim": "snils"}, "phone_number"),
+        ({"oidc_claim": "roster_id", "oidc_roster_claim": "person id"}, "oidc_roster_claim"),
     ],
 )
 def test_a_wrong_provider_setting_says_what_to_fix(
@@ -103,6 +104,20 @@ def test_a_wrong_provider_setting_says_what_to_fix(
 ) -> None:
     with pytest.raises(ValidationError, match=expected):
         _settings(tmp_path / "var", **{**OIDC, **overrides})
+
+
+def test_a_roster_id_claim_names_the_provider_s_claim(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path / "var", **OIDC, oidc_claim="roster_id", oidc_roster_claim="person_id"
+    )
+    render_all(settings)
+    config = HomeServerConfig.load_config(
+        "parta-test", ["--config-path", str(settings.synapse_dir / "homeserver.yaml")]
+    )
+    (provider,) = config.oidc.oidc_providers
+    assert list(provider.scopes) == ["openid", "profile"]
+    mapping = provider.user_mapping_provider_config
+    assert (mapping.claim, mapping.claim_name) == ("roster_id", "person_id")
 
 
 def test_passwords_cannot_be_switched_off_without_a_provider(tmp_path: Path) -> None:

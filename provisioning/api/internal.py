@@ -116,7 +116,7 @@ def _live_broadcast(live: Broadcast) -> dict[str, Any]:
 class SignOnLookup(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    claim: Literal["phone_number", "email"]
+    claim: Literal["phone_number", "email", "roster_id"]
     value: str = Field(min_length=1, max_length=sign_on.MAX_CLAIM_CHARS)
 
 

@@ -10,6 +10,7 @@ from provisioning.api.deps import RowId
 from provisioning.services.limits import (
     OptionalEmailAddress,
     OptionalPhoneNumber,
+    OptionalRosterId,
     OptionalSubjectName,
     PersonName,
 )
@@ -87,6 +88,9 @@ class PersonCreate(BaseModel):
     subject: OptionalSubjectName = None
     phone: OptionalPhoneNumber = None
     email: OptionalEmailAddress = None
+    roster_id: OptionalRosterId = Field(
+        default=None, description="the region roster's ID of the person, unique in the region"
+    )
     children: list[RowId] = Field(default_factory=list, description="person IDs, for parents")
 
 
@@ -94,6 +98,7 @@ class PersonPublic(BaseModel):
     id: int
     display_name: str
     matrix_user_id: str | None
+    roster_id: str | None = None
     roles: list[str]
 
 
@@ -143,6 +148,9 @@ class PersonUpdate(BaseModel):
     display_name: PersonName
     phone: OptionalPhoneNumber = None
     email: OptionalEmailAddress = None
+    # Left out, the roster ID stays as it is (forms that do not show it keep it); null
+    # clears it.
+    roster_id: OptionalRosterId = None
 
 
 class SchoolUpdate(BaseModel):

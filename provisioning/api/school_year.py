@@ -133,18 +133,24 @@ def update_person(
     session: SessionDep,
     actor: CurrentAdmin,
 ) -> PersonPublic:
-    """Correct a person's name, phone and e-mail (all three given; null clears a contact)."""
+    """Correct a person's name, phone and e-mail (all three given; null clears a contact)
+    and, if given, their roster ID (null clears it)."""
     school = _school(session, actor, school_id)
     person = _in_school(session, person_id, school)
-    changes.update_person(
-        session,
-        person,
-        school,
-        display_name=body.display_name,
-        phone=body.phone,
-        email=body.email,
-        actor=actor.user_id,
-    )
+    given = "roster_id" in body.model_fields_set
+    try:
+        changes.update_person(
+            session,
+            person,
+            school,
+            display_name=body.display_name,
+            phone=body.phone,
+            email=body.email,
+            roster_id=body.roster_id if given else person.roster_id,
+            actor=actor.user_id,
+        )
+    except DomainError as exc:
+        raise _refusal(session, exc) from exc
     session.commit()
     reconcile_soon(request)
     return _person_public(session, person, school)

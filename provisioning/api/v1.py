@@ -235,6 +235,7 @@ def _person_public(session: Session, person: Person, school: School) -> PersonPu
         id=person.id,
         display_name=person.display_name,
         matrix_user_id=person.matrix_user_id,
+        roster_id=person.roster_id,
         roles=_roles_of(session, person, school),
     )
 
@@ -287,8 +288,15 @@ def add_person(
         raise ApiError(400, "M_INVALID_PARAM", "A parent needs their children (children)")
     children = [_pupil_here(session, child, school) for child in body.children]
     user_id = LocalpartAllocator(session, settings.server_name).user_id(body.display_name)
-    person = svc.add_person(session, body.display_name, user_id, phone=body.phone, email=body.email)
     try:
+        person = svc.add_person(
+            session,
+            body.display_name,
+            user_id,
+            phone=body.phone,
+            email=body.email,
+            roster_id=body.roster_id,
+        )
         if body.role == "pupil":
             assert school_class is not None
             svc.enrol(session, person, school_class, EnrolmentRole.PUPIL, actor=actor.user_id)

@@ -27,6 +27,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from foundation.naming import transliterate
 from provisioning.db.base import Base, utcnow
 
+ROSTER_ID_MAX_CHARS = 64  # a region portal's IDs are a UUID (36) or a number; with room
+
 
 class Role(enum.StrEnum):
     REGION_ADMIN = "region_admin"
@@ -82,6 +84,11 @@ class Person(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(255))
     matrix_user_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # The region roster's own ID of the person (its education portal's); the single
+    # sign-on may name people by it (`PARTA_OIDC_CLAIM=roster_id`), so it is unique.
+    roster_id: Mapped[str | None] = mapped_column(
+        String(ROSTER_ID_MAX_CHARS), unique=True, index=True
+    )
     # Set by the reconciler once the Matrix account exists, so later runs need not ask.
     account_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

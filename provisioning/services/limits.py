@@ -30,6 +30,7 @@ PHONE_MAX_CHARS: Final = 32
 # Numbers written without a country code ("8 900 …", "900 …") are read as Russian ones,
 # the country the admin UI's default language and the registration form are written for.
 PHONE_REGION: Final = "RU"
+ROSTER_ID_MAX_CHARS: Final = 64  # as people.roster_id
 SHOWN_CHARS: Final = 40  # how much of a refused value a message repeats
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -166,6 +167,26 @@ def email_address(text: str) -> str:
     return stripped
 
 
+_ROSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
+
+
+def roster_id(text: str) -> str:
+    """The region roster's ID of a person ("RU-77-000123", a UUID): letters of the Latin
+    alphabet, digits and `.`, `_`, `:`, `-`, at most 64 characters. Providers send it back
+    verbatim as a claim, so it is kept exactly (stripped) and compared exactly."""
+    stripped = text.strip()
+    if len(stripped) > ROSTER_ID_MAX_CHARS or not _ROSTER_ID.match(stripped):
+        raise FieldRefused(
+            N_(
+                "«%(text)s» is not a roster ID: at most %(limit)s Latin letters, digits, "
+                "dots, colons, hyphens or underscores"
+            ),
+            text=shown(stripped),
+            limit=ROSTER_ID_MAX_CHARS,
+        )
+    return stripped
+
+
 def _for_pydantic(check: Callable[[str], str]) -> AfterValidator:
     """The check as a pydantic validator whose message is the check's own sentence."""
 
@@ -187,7 +208,9 @@ PersonName = Annotated[str, _for_pydantic(person_name)]
 SubjectName = Annotated[str, _for_pydantic(subject_name)]
 PhoneNumber = Annotated[str, _for_pydantic(phone_number)]
 EmailAddress = Annotated[str, _for_pydantic(email_address)]
+RosterId = Annotated[str, _for_pydantic(roster_id)]
 # Optional fields: blank (or only spaces) is no value at all.
 OptionalSubjectName = Annotated[SubjectName | None, BeforeValidator(_blank_is_none)]
 OptionalPhoneNumber = Annotated[PhoneNumber | None, BeforeValidator(_blank_is_none)]
 OptionalEmailAddress = Annotated[EmailAddress | None, BeforeValidator(_blank_is_none)]
+OptionalRosterId = Annotated[RosterId | None, BeforeValidator(_blank_is_none)]

@@ -7,6 +7,8 @@ Columns (a header row; Russian or English names, any order):
   ФИО / full_name            the person's full name
   телефон / phone            optional
   почта / email              optional
+  id в реестре / roster_id   optional: the region roster's ID of the person, unique in the
+                             region; the single sign-on may name people by it
   родитель ученика / parent_of   for parents: the full name of their child in this school
   предмет / subject          optional, for teachers of a class
 
@@ -52,6 +54,7 @@ _COLUMNS = {
     "full_name": ("фио", "full_name", "full name", "имя"),
     "phone": ("телефон", "phone"),
     "email": ("почта", "email", "e-mail", "электронная почта"),
+    "roster_id": ("id в реестре", "roster_id", "roster id", "идентификатор"),
     "parent_of": ("родитель ученика", "parent_of", "parent of", "ребёнок", "ребенок"),
     "subject": ("предмет", "subject"),
 }
@@ -122,6 +125,7 @@ class RosterRow:
     email: str | None
     parent_of: str | None
     subject: str | None
+    roster_id: str | None = None
 
 
 @dataclass
@@ -236,6 +240,9 @@ def _read(data: bytes, known_pupils: Collection[str]) -> _Read:
             reasons.append((N_("a pupil needs a class"), {}))
         phone = _checked(limits.phone_number, cell("phone"), reasons) if cell("phone") else None
         email = _checked(limits.email_address, cell("email"), reasons) if cell("email") else None
+        roster_id = (
+            _checked(limits.roster_id, cell("roster_id"), reasons) if cell("roster_id") else None
+        )
         subject = (
             _checked(limits.subject_name, cell("subject"), reasons) if cell("subject") else None
         )
@@ -248,11 +255,25 @@ def _read(data: bytes, known_pupils: Collection[str]) -> _Read:
             read.refuse(number, reason)
         read.candidates.append(
             RosterRow(
-                number, role or "", name, class_label, phone, email, parent_of or None, subject
+                number,
+                role or "",
+                name,
+                class_label,
+                phone,
+                email,
+                parent_of or None,
+                subject,
+                roster_id or None,
             )
         )
     pupils = Counter(c.full_name for c in read.candidates if c.role == "pupil" and c.full_name)
+    roster_ids = Counter(c.roster_id for c in read.candidates if c.roster_id)
     for row in read.candidates:
+        if row.roster_id and roster_ids[row.roster_id] > 1:
+            read.refuse(
+                row.number,
+                (N_("the roster ID %(roster_id)s appears twice"), {"roster_id": row.roster_id}),
+            )
         if row.role == "pupil" and pupils[row.full_name] > 1:
             read.refuse(
                 row.number, (N_("the pupil «%(name)s» appears twice"), {"name": row.full_name})
@@ -522,11 +543,30 @@ def import_roster(
 
     def new_person(row: RosterRow) -> Person:
         summary.created += 1
-        person = svc.add_person(
-            session, row.full_name, ids.user_id(row.full_name), phone=row.phone, email=row.email
-        )
+        try:
+            person = svc.add_person(
+                session,
+                row.full_name,
+                ids.user_id(row.full_name),
+                phone=row.phone,
+                email=row.email,
+                roster_id=row.roster_id,
+            )
+        except svc.DomainError as exc:
+            raise RosterError([Problem(row.number, ((exc.template, exc.params),))]) from exc
         summary.person_ids.append(person.id)
         return person
+
+    def known(person: Person, row: RosterRow) -> None:
+        """A person the school has: a roster ID the file gives is taken (people imported
+        before the column existed get theirs); one held by someone else stops the import."""
+        if row.roster_id is None or person.roster_id == row.roster_id:
+            return
+        try:
+            svc.ensure_roster_id_free(session, row.roster_id, person.id)
+        except svc.DomainError as exc:
+            raise RosterError([Problem(row.number, ((exc.template, exc.params),))]) from exc
+        person.roster_id = row.roster_id
 
     for row in sorted(rows, key=lambda r: r.role != "pupil"):  # children before their parents
         if row.role == "pupil":
@@ -534,6 +574,7 @@ def import_roster(
             target = school_class(row.class_label, row)
             if row.full_name in found.pupils:
                 pupil, enrolment = found.pupils[row.full_name]
+                known(pupil, row)
                 if enrolment.class_id != target.id:
                     svc.move_pupil(session, pupil, target, actor=actor)
                     summary.moved += 1
@@ -552,6 +593,7 @@ def import_roster(
                 parent = new_person(row)
                 svc.link_parent(session, parent, child, actor=actor)
             else:
+                known(parent, row)
                 summary.unchanged += 1
         else:
             person = found.staff.get(row.full_name)
@@ -559,6 +601,7 @@ def import_roster(
                 person = new_person(row)
                 found.staff[row.full_name] = person
             else:
+                known(person, row)
                 summary.unchanged += 1
             role = Role.SCHOOL_ADMIN if row.role == "school_admin" else Role.TEACHER
             svc.grant_school_role(session, person, school, role, actor=actor)

@@ -24,7 +24,7 @@ from provisioning.db.models import (
     SchoolClass,
 )
 from provisioning.i18n import N_
-from provisioning.services.schools import AlreadyExists, DomainError
+from provisioning.services.schools import AlreadyExists, DomainError, ensure_roster_id_free
 
 
 def school_staff(session: Session, school: School) -> list[Person]:
@@ -117,21 +117,30 @@ def update_person(
     display_name: str,
     phone: str | None,
     email: str | None,
+    roster_id: str | None,
     actor: str,
 ) -> list[str]:
-    """Correct a person's name or contacts; their new name reaches every room on the next run.
+    """Correct a person's name, contacts or roster ID; their new name reaches every room on
+    the next run.
 
     Returns the names of the fields that changed (nothing is recorded if none did).
+
+    Raises:
+        AlreadyExists: another person holds `roster_id`.
     """
-    changed = [
-        field
-        for field, value in (("display_name", display_name), ("phone", phone), ("email", email))
-        if getattr(person, field) != value
-    ]
+    fields = (
+        ("display_name", display_name),
+        ("phone", phone),
+        ("email", email),
+        ("roster_id", roster_id),
+    )
+    changed = [field for field, value in fields if getattr(person, field) != value]
     if not changed:
         return []
+    ensure_roster_id_free(session, roster_id, person.id)
     before = person.display_name
     person.display_name, person.phone, person.email = display_name, phone, email
+    person.roster_id = roster_id
     record_audit(
         session,
         actor,

@@ -143,13 +143,36 @@ def add_person(
     *,
     phone: str | None = None,
     email: str | None = None,
+    roster_id: str | None = None,
 ) -> Person:
+    """Raises:
+    AlreadyExists: someone else holds `roster_id` (it names one person to the sign-on).
+    """
+    ensure_roster_id_free(session, roster_id, None)
     person = Person(
-        display_name=display_name, matrix_user_id=matrix_user_id, phone=phone, email=email
+        display_name=display_name,
+        matrix_user_id=matrix_user_id,
+        phone=phone,
+        email=email,
+        roster_id=roster_id,
     )
     session.add(person)
     session.flush()
     return person
+
+
+def ensure_roster_id_free(session: Session, roster_id: str | None, person_id: int | None) -> None:
+    """Raises AlreadyExists if someone other than `person_id` holds the roster ID: the
+    region's sign-on may name people by it, and one ID must never open two accounts."""
+    if roster_id is None:
+        return
+    holder = session.scalar(select(Person).where(Person.roster_id == roster_id))
+    if holder is not None and holder.id != person_id:
+        raise AlreadyExists(
+            N_("the roster ID %(roster_id)s is already %(name)s's"),
+            roster_id=roster_id,
+            name=holder.display_name,
+        )
 
 
 def grant_school_role(

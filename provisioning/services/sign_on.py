@@ -1,4 +1,5 @@
-"""Which account a person of the region's single sign-on is: by the phone or e-mail Parta holds.
+"""Which account a person of the region's single sign-on is: by the phone, e-mail or
+roster ID Parta holds.
 
 The provider vouches for a claim (docs/operations.md, "The region's single sign-on");
 Parta links the person only to an account it made for someone with that very phone number
@@ -15,12 +16,12 @@ import phonenumbers
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from provisioning.db.models import Person
+from provisioning.db.models import ROSTER_ID_MAX_CHARS, Person
 from provisioning.services.limits import PHONE_REGION
 
 log = logging.getLogger(__name__)
 
-Claim = Literal["phone_number", "email"]
+Claim = Literal["phone_number", "email", "roster_id"]
 MAX_CLAIM_CHARS = 320
 
 
@@ -36,8 +37,11 @@ def e164(text: str) -> str | None:
 
 
 def account_for_claim(session: Session, claim: Claim, value: str) -> str | None:
-    """The Matrix user ID of the one person whose phone or e-mail is `value`, or None."""
-    if claim == "email":
+    """The Matrix user ID of the one person whose phone, e-mail or roster ID is `value`,
+    or None."""
+    if claim == "roster_id":
+        accounts = _accounts_by_roster_id(session, value)
+    elif claim == "email":
         accounts = _accounts_by_email(session, value)
     else:
         accounts = _accounts_by_phone(session, value)
@@ -48,6 +52,19 @@ def account_for_claim(session: Session, claim: Claim, value: str) -> str | None:
         )
         return None
     return next(iter(accounts), None)
+
+
+def _accounts_by_roster_id(session: Session, value: str) -> set[str]:
+    """Exactly as the roster gave it: roster IDs are unique, so at most one account."""
+    wanted = value.strip()
+    if not wanted or len(wanted) > ROSTER_ID_MAX_CHARS:
+        return set()
+    rows = session.scalars(
+        select(Person.matrix_user_id).where(
+            Person.roster_id == wanted, Person.matrix_user_id.is_not(None)
+        )
+    )
+    return {row for row in rows if row}
 
 
 def _accounts_by_email(session: Session, value: str) -> set[str]:

@@ -41,7 +41,22 @@ def test_the_refusal_tells_people_to_ask_their_school() -> None:
 def test_a_wrong_mapping_config_is_named() -> None:
     base = {"provisioning_url": "http://127.0.0.1:8080", "token": "t"}
     assert RegionAccountMapping.parse_config(base).claim == "phone_number"
-    with pytest.raises(ConfigError, match="claim must be phone_number or email"):
+    with pytest.raises(ConfigError, match="claim must be phone_number, email or roster_id"):
         RegionAccountMapping.parse_config({**base, "claim": "snils"})
     with pytest.raises(ConfigError, match="token is required"):
         RegionAccountMapping.parse_config({"provisioning_url": "http://127.0.0.1:8080"})
+
+
+def test_a_roster_id_is_read_from_the_provider_s_own_claim() -> None:
+    base = {"provisioning_url": "http://127.0.0.1:8080", "token": "t", "claim": "roster_id"}
+    config = RegionAccountMapping.parse_config({**base, "provider_claim": "person_id"})
+    assert (config.claim, config.claim_name) == ("roster_id", "person_id")
+    assert RegionAccountMapping.parse_config(base).claim_name == "roster_id"
+    userinfo = {"person_id": "RU-77-000123", "roster_id": "someone-else"}
+    assert claim_to_link(userinfo, "roster_id", "person_id") == "RU-77-000123"
+    assert claim_to_link({"person_id": 123}, "roster_id", "person_id") == "123"  # a number
+    assert claim_to_link({"person_id": True}, "roster_id", "person_id") == Refusal("sso_unknown")
+    refused = claim_to_link(
+        {"person_id": "RU-1", "person_id_verified": False}, "roster_id", "person_id"
+    )
+    assert refused == Refusal("sso_unverified")

@@ -8,6 +8,7 @@ provider and without passwords, which the rest of the suite must not see.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -18,10 +19,13 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 from sqlalchemy import select
 
 from parta.deployment import LocalDeployment
-from provisioning.db.models import Person
+from provisioning.db.models import Person, Region, Role
+from provisioning.services import invites
+from provisioning.services import schools as svc
 from tests.harness.oidc import Provider, oidc_provider
 from tests.harness.region import new_deployment, region_session
 from tests.web.conftest import screenshot
+from tests.web.test_invites_ui import NEW_PASSWORD
 
 ANNA = "@anna.sso:localhost"
 # The region's portal's people, by `sub`: Parta holds Anna's and the admin's phone numbers.
@@ -30,6 +34,21 @@ PEOPLE = [
     {"sub": "portal-admin", "phone_number": "+79160000001", "phone_number_verified": True},
     {"sub": "portal-stranger", "phone_number": "+79990001122", "phone_number_verified": True},
     {"sub": "portal-unverified", "phone_number": "+79123456789", "phone_number_verified": False},
+    # Invited, not yet registered: one whose portal checked the phone, one whose did not.
+    {
+        "sub": "portal-newcomer",
+        "name": "Нина Новикова",
+        "phone_number": "+79125550011",
+        "phone_number_verified": True,
+        "email": "nina@portal.example",
+        "email_verified": True,
+    },
+    {
+        "sub": "portal-unsure",
+        "name": "Павел Сомов",
+        "phone_number": "+79125550022",
+        "phone_number_verified": False,
+    },
 ]
 # Element's own page, which the homeserver sends the browser back to with a login token;
 # a stand-in served by the browser itself (nothing listens there).
@@ -79,7 +98,14 @@ def _known_people(deployment: LocalDeployment) -> None:
         answer = bot.put(f"/_synapse/admin/v2/users/{ANNA}", json={"displayname": "Анна"})
         assert answer.status_code in (200, 201), answer.text
     with region_session(deployment) as session:
-        session.add(Person(display_name="Анна", matrix_user_id=ANNA, phone="8 (912) 345-67-89"))
+        session.add(
+            Person(
+                display_name="Анна",
+                matrix_user_id=ANNA,
+                phone="8 (912) 345-67-89",
+                roster_id="RU-77-000123",
+            )
+        )
         admin = session.scalar(
             select(Person).where(Person.matrix_user_id == s.region_admin_user_id)
         )
@@ -285,6 +311,8 @@ def test_the_lookup_answers_parta_s_services_only(sso_region: SignOnRegion) -> N
     right = {"Authorization": f"Bearer {s.as_token.get_secret_value()}"}
     anna = {"claim": "phone_number", "value": "+79123456789"}
     assert httpx.post(url, json=anna, headers=right).json() == {"user_id": ANNA}
+    by_roster = {"claim": "roster_id", "value": "RU-77-000123"}
+    assert httpx.post(url, json=by_roster, headers=right).json() == {"user_id": ANNA}
     stranger = {"claim": "phone_number", "value": "+79990001122"}
     assert httpx.post(url, json=stranger, headers=right).json() == {"user_id": None}
     wrong = httpx.post(url, json=anna, headers={"Authorization": "Bearer guess"})
@@ -294,6 +322,126 @@ def test_the_lookup_answers_parta_s_services_only(sso_region: SignOnRegion) -> N
         refused = httpx.post(url, json=body, headers=right)
         assert refused.status_code == 400, refused.text
         assert refused.json()["errcode"] == "M_BAD_JSON"
+
+
+def _pupil_invite(region: SignOnRegion) -> str:
+    """A class's invitation link, as a teacher hands it out."""
+    with region_session(region.deployment) as session:
+        region_row = session.scalar(select(Region))
+        assert region_row is not None
+        slug = f"sso-{secrets.token_hex(3)}"
+        school = svc.create_school(session, region_row, "Школа №5", slug=slug, academic_year=2026)
+        school_class = svc.add_class(session, school, 5, "Б")
+        invite = invites.create_invite(
+            session, school, Role.PUPIL, school_class=school_class, created_by=None, actor="test"
+        )
+        session.commit()
+        return f"{region.deployment.settings.provisioning_url}/join/{invite.token}"
+
+
+def test_an_invited_person_registers_with_the_portal_and_element_opens_that_account(
+    sso_region: SignOnRegion, browser: Browser, context: BrowserContext
+) -> None:
+    """Issue 22: the button fills the form from the portal; the verified phone needs no
+    SMS code; the new account is linked to the portal's person before any sign-on, so
+    Element's "Sign in with …" lands in it."""
+    link = _pupil_invite(sso_region)
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="ru-RU")
+    page = phone.new_page()
+    page.goto(link)
+    expect(page.locator("input[name=code]")).to_have_count(1)  # before: an SMS code
+    page.get_by_role("link", name="Войти через «Портал региона»").click()
+    _sign_in_at_portal(page, "portal-newcomer")
+    page.wait_for_url(link)
+    expect(page.locator("#sign-on-filled")).to_contain_text("Портал региона")
+    expect(page.locator("input[name=display_name]")).to_have_value("Нина Новикова")
+    expect(page.locator("input[name=email]")).to_have_value("nina@portal.example")
+    expect(page.locator("input[name=phone]")).to_have_value("+79125550011")
+    expect(page.locator("#phone-vouched")).to_be_visible()
+    expect(page.locator("input[name=code]")).to_have_count(0)
+    screenshot(page, "sso-join-filled")
+    page.check("input[name=confirm]")
+    page.fill("input[name=password]", NEW_PASSWORD)
+    page.fill("input[name=password_again]", NEW_PASSWORD)
+    page.click("button.primary")
+    expect(page.locator("h1")).to_have_text("Как войти")
+    expect(page.locator("#sign-on-next-time")).to_contain_text("Портал региона")
+    server = sso_region.deployment.settings.server_name
+    user_id = f"@{page.locator('#user-id').inner_text()}:{server}"
+    assert not any(c["name"] == "parta_join_claims" for c in phone.cookies())
+    phone.close()
+    with region_session(sso_region.deployment) as session:
+        person = session.scalar(select(Person).where(Person.matrix_user_id == user_id))
+        assert person is not None
+        assert (person.display_name, person.phone) == ("Нина Новикова", "+79125550011")
+        person.roster_id = "RU-77-000555"  # as a later roster file would give it
+        person_id = person.id
+        session.commit()
+    # Linked by the registration itself: nobody has signed on with the portal yet.
+    linked = _admin_get(
+        sso_region, "/_synapse/admin/v1/auth_providers/oidc-region/users/portal-newcomer"
+    )
+    assert linked.json().get("user_id") == user_id, linked.text
+
+    token = _login_token(context, sso_region, "portal-newcomer")
+    answer = httpx.post(
+        f"{sso_region.homeserver}/_matrix/client/v3/login",
+        json={"type": "m.login.token", "token": token},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["user_id"] == user_id
+
+    # The school's administrator sees the roster ID on the person page.
+    admin = context.new_page()
+    web = sso_region.deployment.settings.provisioning_url
+    admin.goto(f"{web}/login?next=/people/{person_id}")
+    admin.click("#sign-on")
+    _sign_in_at_portal(admin, "portal-admin")
+    admin.wait_for_url(f"{web}/people/{person_id}")
+    expect(admin.locator("dl.facts")).to_contain_text("ID в реестре")
+    expect(admin.locator("dl.facts")).to_contain_text("RU-77-000555")
+    admin.close()
+
+    # The same portal person cannot register a second account.
+    again = context.new_page()
+    again.goto(_pupil_invite(sso_region))
+    again.click("#join-sign-on")
+    _sign_in_at_portal(again, "portal-newcomer")
+    expect(again.locator("p.error")).to_contain_text("уже открывает учётную запись Parta")
+    again.close()
+
+
+def test_an_unverified_phone_still_needs_the_code_and_a_forged_callback_fills_nothing(
+    sso_region: SignOnRegion, context: BrowserContext
+) -> None:
+    link = _pupil_invite(sso_region)
+    page = context.new_page()
+    page.goto(link)
+    page.click("#join-sign-on")
+    _sign_in_at_portal(page, "portal-unsure")
+    page.wait_for_url(link)
+    expect(page.locator("input[name=display_name]")).to_have_value("Павел Сомов")
+    expect(page.locator("input[name=phone]")).to_have_value("+79125550022")
+    expect(page.locator("#phone-vouched")).to_have_count(0)
+    expect(page.locator("input[name=code]")).to_have_count(1)
+    page.check("input[name=confirm]")
+    page.fill("input[name=password]", NEW_PASSWORD)
+    page.fill("input[name=password_again]", NEW_PASSWORD)
+    page.click("button.primary")
+    expect(page.locator("form")).to_contain_text("Введите код из SMS")
+    # A callback this browser did not start (or with another state) fills nothing.
+    web = sso_region.deployment.settings.provisioning_url
+    for query in ("state=forged&code=x", "code=x", "error=access_denied"):
+        page.goto(f"{web}/join/sign-on/callback?{query}")
+        expect(page.locator("p.error")).to_contain_text("не завершился")
+    fresh = context.browser
+    assert fresh is not None
+    stranger = fresh.new_context()
+    other = stranger.new_page()
+    other.goto(link)
+    expect(other.locator("#sign-on-filled")).to_have_count(0)  # claims stay in their browser
+    expect(other.locator("input[name=display_name]")).to_have_value("")
+    stranger.close()
 
 
 def test_no_secret_phone_number_or_login_token_reaches_a_log(sso_region: SignOnRegion) -> None:

@@ -13,6 +13,7 @@ from provisioning.web.pages import (
     gallery,
     home,
     invites,
+    join_sign_on,
     library,
     meetings,
     not_me,
@@ -30,7 +31,7 @@ from provisioning.web.pages import (
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 for module in (
     auth, home, schools, broadcasts, meetings, appointments, audit, rooms, people, invites,
-    requests, roster, library, gallery, polls, sign_on, password_reset,
+    requests, roster, library, gallery, polls, sign_on, join_sign_on, password_reset,
     not_me,
 ):  # fmt: skip
     router.include_router(module.router)

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from foundation.settings import Settings
 from matrix.accounts import phone_identifier
 from matrix.errors import (
     Forbidden,
@@ -73,13 +74,40 @@ def login_page(request: Request, viewer: MaybeViewer, next: str = "/", reset: st
     )
 
 
-def _start_session(session: Session, user_id: str, request: Request) -> str | None:
+NOT_IN_A_SCHOOL = N_(
+    "Your account works for chats, but it is not part of a school in Parta. "
+    "Ask your school's administrator for an invitation."
+)
+
+
+def _open_session_for(session: Session, user_id: str, request: Request) -> str | None:
     person = session.scalar(select(Person).where(Person.matrix_user_id == user_id))
     if person is None:
         return None
     token = open_session(session, person.id, request)
     session.commit()
     return token
+
+
+async def signed_in(
+    session: Session, request: Request, settings: Settings, user_id: str, next_page: str
+) -> Response | None:
+    """A redirect to `next_page` carrying a new admin UI session for the account `user_id`
+    proved to be, whether by password or by the region's sign-on; None when Parta holds
+    nobody with that account (`NOT_IN_A_SCHOOL` says what to do)."""
+    token = await run_in_threadpool(_open_session_for, session, user_id, request)
+    if token is None:
+        return None
+    response = RedirectResponse(safe_next(next_page), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(SESSION_MAX.total_seconds()),
+        httponly=True,
+        secure=secure_cookies(settings),
+        samesite="lax",
+    )
+    return response
 
 
 @router.post("/login")
@@ -132,20 +160,9 @@ async def login(
         throttle.failed(account, address)
         return again(401, N_("Wrong user name or password."))
     throttle.succeeded(account)
-    token = await run_in_threadpool(_start_session, session, user_id, request)
-    if token is None:
-        return again(
-            403,
-            N_(
-                "Your account works for chats, but it is not part of a school in Parta. "
-                "Ask your school's administrator for an invitation."
-            ),
-        )
-    response = RedirectResponse(safe_next(next), status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE, token, max_age=int(SESSION_MAX.total_seconds()), httponly=True,
-        secure=secure_cookies(settings), samesite="lax",
-    )  # fmt: skip
+    response = await signed_in(session, request, settings, user_id, next)
+    if response is None:
+        return again(403, NOT_IN_A_SCHOOL)
     return response
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -17,6 +18,7 @@ from foundation.settings import Settings
 from matrix.accounts import phone_threepid
 from matrix.client import MatrixClient
 from matrix.errors import MatrixError
+from matrix.sso import link_subject
 from provisioning.api.deps import (
     MatrixDep,
     PathId,
@@ -46,6 +48,7 @@ from provisioning.services.phone_codes import Purpose
 from provisioning.services.requests import parse_subjects
 from provisioning.services.schools import DomainError
 from provisioning.web.deps import MaybeViewer, Viewer, WebError
+from provisioning.web.pages import join_sign_on
 from provisioning.web.phone_check import (
     CodeState,
     account_with_phone,
@@ -60,6 +63,7 @@ from provisioning.web.qr import qr_data_uri, qr_png, qr_svg
 from provisioning.web.render import render, translate
 from provisioning.web.security import client_ip
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -307,7 +311,8 @@ def _usable(session: Session, token: str) -> InviteLink:
 @router.get("/join/{token}")
 def join_page(request: Request, token: str, session: SessionDep, viewer: MaybeViewer) -> Response:
     invite = _usable(session, token)
-    return _join_form(request, session, invite, token, form={}, problems={})
+    form = join_sign_on.prefilled({}, join_sign_on.vouched(request, token))
+    return _join_form(request, session, invite, token, form=form, problems={})
 
 
 def _join_form(
@@ -330,6 +335,7 @@ def _join_form(
         form=form, code=code, code_sent_to=shown_number(phone) if phone and code.sent else "",
         password_rules=translate(request, passwords.RULES),
         problems={k: _sentence(translate(request, t, **p)) for k, (t, p) in problems.items()},
+        **join_sign_on.form_context(request, token),
     )  # fmt: skip
 
 
@@ -474,7 +480,10 @@ async def join(
             registration, subjects=tuple(chosen), class_ids=tuple(class_ids or ())
         )
     number = registration.phone if registration is not None else None
-    if number and not code.strip():
+    # A mobile number the region's provider verified stands for the SMS code (issue 22).
+    claims = join_sign_on.vouched(request, token)
+    phone_vouched = bool(number and claims and claims.phone_verified and number == claims.phone)
+    if number and not phone_vouched and not code.strip():
         problems["code"] = (
             N_("Enter the code from the SMS. No SMS yet? Press «Send a code by SMS».")
             if not flash_calls(request)
@@ -490,7 +499,7 @@ async def join(
         )
         if taken or (number and await _phone_taken(session, matrix, number, invite)):
             problems["contact"] = (_CONTACT_TAKEN, {})
-    if registration is not None and number and not problems:
+    if registration is not None and number and not phone_vouched and not problems:
         # Last, so that a typo elsewhere on the form does not spend one of the code's tries.
         wrong_code = await check_code(request, session, number, Purpose.REGISTRATION, code)
         if wrong_code is not None:
@@ -535,8 +544,22 @@ async def join(
             503, N_("Could not create the account right now. Try again in a minute.")
         ) from exc
     await run_in_threadpool(_mark_created, session, recorded)
+    if claims is not None:
+        await _link_provider_person(matrix, user_id, settings.oidc_idp_id, claims.subject)
     reconcile_soon(request)
-    return RedirectResponse(f"/welcome?user={quote(user_id)}&new=1", status_code=303)
+    done = RedirectResponse(f"/welcome?user={quote(user_id)}&new=1", status_code=303)
+    return join_sign_on.forget(done)
+
+
+async def _link_provider_person(
+    matrix: MatrixClient, user_id: str, idp_id: str, subject: str
+) -> None:
+    """So that their next "Sign in with …" opens this account. The account stands without
+    the link (the password works; Synapse's own login can still link it by the claim)."""
+    try:
+        await link_subject(matrix, user_id, idp_id, subject)
+    except MatrixError as exc:
+        log.warning("the new account was not linked to its region account: %s", exc.errcode)
 
 
 def _mobile_or_none(text: str) -> str | None:
@@ -603,4 +626,5 @@ def welcome(request: Request, settings: SettingsDep, user: str = "", new: str = 
         request, "welcome.html", user_id=user_id, homeserver_url=settings.element_homeserver_url,
         qr=qr_data_uri(phone_url, scale=5), just_registered=bool(new),
         localpart=user_id[1:].split(":", 1)[0] if user_id else "",
+        sign_on_label=settings.oidc_label if settings.oidc_enabled else "",
     )  # fmt: skip

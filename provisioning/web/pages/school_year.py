@@ -310,6 +310,7 @@ def _person_edit(session: Session, actor: str, school: School, person: Person) -
                 display_name=update.display_name,
                 phone=update.phone,
                 email=update.email,
+                roster_id=s.get_one(Person, person_id).roster_id,  # this form does not show it
                 actor=actor,
             ),
             {

@@ -15,7 +15,6 @@ import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from matrix.errors import HomeserverUnavailable, LimitExceeded, MatrixError, UserDeactivated
@@ -23,9 +22,9 @@ from matrix.sso import sso_redirect_url
 from provisioning.api.deps import MatrixDep, SessionDep, SettingsDep
 from provisioning.i18n import N_
 from provisioning.web.deps import WebError
-from provisioning.web.pages.auth import _start_session, safe_next
+from provisioning.web.pages.auth import NOT_IN_A_SCHOOL, safe_next, signed_in
 from provisioning.web.render import render, translate
-from provisioning.web.security import SESSION_COOKIE, SESSION_MAX, client_ip, secure_cookies
+from provisioning.web.security import client_ip, secure_cookies
 
 router = APIRouter()
 
@@ -119,23 +118,8 @@ async def finish(
         return again(503, N_("The server does not answer right now. Try again in a minute."))
     except MatrixError:  # the token is unknown, used or expired
         return again(400, _NOT_STARTED_HERE)
-    token = await run_in_threadpool(_start_session, session, user_id, request)
-    if token is None:
-        return again(
-            403,
-            N_(
-                "Your account works for chats, but it is not part of a school in Parta. "
-                "Ask your school's administrator for an invitation."
-            ),
-        )
-    response = RedirectResponse(next_page, status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(SESSION_MAX.total_seconds()),
-        httponly=True,
-        secure=secure_cookies(settings),
-        samesite="lax",
-    )
+    response = await signed_in(session, request, settings, user_id, next_page)
+    if response is None:
+        return again(403, NOT_IN_A_SCHOOL)
     response.delete_cookie(STATE_COOKIE)
     return response

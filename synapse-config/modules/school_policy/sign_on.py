@@ -8,7 +8,8 @@ Synapse's OIDC login asks a user mapping provider which account a provider's per
       config:
         provisioning_url: http://127.0.0.1:8080   # asked which account holds the claim
         token: <the appservice token the services share>
-        claim: phone_number                       # or email
+        claim: phone_number                       # or email, or roster_id
+        provider_claim: roster_id                 # the provider's name of it (roster_id only)
         language: ru                              # of the refusal people read
 
 We never invent an account: the provider is rendered with `allow_existing_users: true`
@@ -33,7 +34,8 @@ from school_policy.messages import Language, message
 
 log = logging.getLogger(__name__)
 
-Claim = Literal["phone_number", "email"]
+Claim = Literal["phone_number", "email", "roster_id"]
+CLAIMS: tuple[Claim, ...] = ("phone_number", "email", "roster_id")
 LOOKUP_PATH = "/internal/sign-on/account"
 MAX_CLAIM_CHARS = 320  # an e-mail address's longest; phone numbers are far shorter
 
@@ -44,6 +46,11 @@ class SignOnConfig:
     token: str
     claim: Claim = "phone_number"
     language: Language = "ru"
+    provider_claim: str = ""  # the provider's name of the claim; empty: `claim` itself
+
+    @property
+    def claim_name(self) -> str:
+        return self.provider_claim or self.claim
 
 
 @dataclass(frozen=True)
@@ -51,17 +58,25 @@ class Refusal:
     reason: str  # a key of school_policy.messages
 
 
-def claim_to_link(userinfo: Mapping[str, Any], claim: Claim) -> str | Refusal:
+def claim_to_link(
+    userinfo: Mapping[str, Any], claim: Claim, provider_claim: str = ""
+) -> str | Refusal:
     """The claim's value to look the person up by, or why they cannot be linked.
+
+    `provider_claim` is where the provider puts it, if not under `claim` (a roster ID may
+    be the portal's "person_id"); a roster ID may come as a JSON number.
 
     A provider that says the claim is not verified (`<claim>_verified` false) is believed:
     anyone could have typed that phone number or address. A provider that says nothing
     about verification is trusted to hand out only what it checked (docs/operations.md).
     """
-    value = userinfo.get(claim)
+    name = provider_claim or claim
+    value = userinfo.get(name)
+    if claim == "roster_id" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_CLAIM_CHARS:
         return Refusal("sso_unknown")
-    verified = userinfo.get(f"{claim}_verified")
+    verified = userinfo.get(f"{name}_verified")
     if verified is not None and verified is not True and verified != "true":
         return Refusal("sso_unverified")
     return value.strip()
@@ -84,10 +99,15 @@ class RegionAccountMapping:
     @staticmethod
     def parse_config(config: Mapping[str, Any]) -> SignOnConfig:
         claim = config.get("claim", "phone_number")
-        if claim not in ("phone_number", "email"):
+        if claim not in CLAIMS:
             raise ConfigError(
-                f"school_policy.RegionAccountMapping: claim must be phone_number or email, "
-                f"not {claim!r}"
+                f"school_policy.RegionAccountMapping: claim must be phone_number, email or "
+                f"roster_id, not {claim!r}"
+            )
+        provider_claim = config.get("provider_claim", "")
+        if not isinstance(provider_claim, str) or len(provider_claim) > 64:
+            raise ConfigError(
+                "school_policy.RegionAccountMapping: provider_claim must be a claim's name"
             )
         language = config.get("language", "ru")
         if language not in ("ru", "en"):
@@ -97,6 +117,7 @@ class RegionAccountMapping:
             token=_string(config, "token"),
             claim=cast(Claim, claim),
             language=cast(Language, language),
+            provider_claim=provider_claim,
         )
 
     def get_remote_user_id(self, userinfo: Mapping[str, Any]) -> str:
@@ -116,7 +137,7 @@ class RegionAccountMapping:
             # Synapse asks again with failures > 0 only to pick a new, free localpart:
             # that would be a new account, which the provider never makes.
             self._refuse("sso_unknown")
-        wanted = claim_to_link(userinfo, self._config.claim)
+        wanted = claim_to_link(userinfo, self._config.claim, self._config.provider_claim)
         if isinstance(wanted, Refusal):
             self._refuse(wanted.reason)
         user_id = await self._account_for(wanted)
