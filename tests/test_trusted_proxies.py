@@ -28,6 +28,7 @@ from foundation.settings import Settings
 from parta.deployment import LocalDeployment
 from provisioning.db.models import AuditEvent, Person, WebSession
 from tests.harness.ports import free_ports
+from tests.harness.processes import stop
 from tests.harness.region import region_session
 
 ATTEMPTS = 25  # the probe; the throttle allows 20 failures per address
@@ -65,12 +66,7 @@ def provisioning_service(
             time.sleep(0.2)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process, grace_s=30)
 
 
 def _csrf(http: httpx.Client, page: str) -> str:

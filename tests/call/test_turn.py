@@ -39,6 +39,7 @@ from tests.call.conftest import WAIT_S, Lesson, serving, until
 from tests.call.test_call_service_live import receive, refused
 from tests.call.test_sfu import Client
 from tests.harness.ports import free_ports
+from tests.harness.processes import stop
 from widgets.app import create_app
 from widgets.call.sfu import new_peer_connection
 from widgets.call.turn import TurnIssuer, is_valid, sign
@@ -198,12 +199,7 @@ def relay(region: LocalDeployment, tmp_path: Path) -> Iterator[Relay]:
             time.sleep(0.1)
         yield Relay(settings, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _answers_stun(port: int) -> bool:

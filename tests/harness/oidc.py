@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from tests.harness.ports import free_ports
+from tests.harness.processes import stop
 from tests.harness.waiting import wait_until
 
 
@@ -57,9 +58,4 @@ def oidc_provider(people: Sequence[Mapping[str, object]], log: Path) -> Iterator
             raise RuntimeError(f"the OIDC provider exited: see {log}")
         yield Provider(issuer)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)

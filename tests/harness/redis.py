@@ -17,6 +17,7 @@ from foundation.settings import Settings
 from parta.production import check_redis
 from parta.supervisor import DeployError
 from tests.harness.ports import free_ports
+from tests.harness.processes import stop
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,4 @@ def redis_server() -> Iterator[RedisServer]:
             time.sleep(0.1)
         yield RedisServer("127.0.0.1", port)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)

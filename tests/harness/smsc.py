@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.harness.ports import free_ports
+from tests.harness.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,9 +66,4 @@ def smpp_server(directory: Path, *, silent: bool = False) -> Iterator[SmscProces
             time.sleep(0.05)
         yield smsc
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
