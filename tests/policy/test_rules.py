@@ -330,7 +330,8 @@ def test_every_refusal_has_a_message_in_both_languages() -> None:
                "bot_only", "channel", "announcements", "materials", "events", "no_directory",
                "channel_poll_answer", "channel_reaction", "channel_redaction_reason",
                "adults_other_school",
-               "policy_unavailable", "room_closed"}  # fmt: skip
+               "policy_unavailable", "room_closed",
+               "sso_unknown", "sso_unverified", "sso_unavailable"}  # fmt: skip
     assert set(MESSAGES) == reasons
     for texts in MESSAGES.values():
         assert set(texts) == {"ru", "en"} and all(len(t) > 20 for t in texts.values())

@@ -255,6 +255,7 @@ class EdgeRoom:
             self._networks = asyncio.create_task(self._watch_networks(), name="edge-networks")
 
     async def close(self) -> None:
+        self.ended.set()  # whoever waits for the broadcast's end here stops waiting
         tasks, self._task, self._networks = [self._task, self._networks], None, None
         for task in tasks:
             if task is not None:
