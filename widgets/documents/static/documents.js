@@ -403,18 +403,30 @@ function libraryError(text) {
   $("library-error").hidden = !text;
 }
 
+// Each change of the filters asks again; answers can come back out of order (a slow
+// answer to the subject alone after the one for subject and grade), so only the answer
+// to the latest question is shown.
+let librarySearch = 0;
+
 async function loadLibrary() {
   const query = new URLSearchParams({ subject: $("library-subject").value, q: $("library-q").value.trim() });
   if ($("library-grade").value) query.set("grade", $("library-grade").value);
+  const asked = ++librarySearch;
   libraryError("");
+  let items = [];
+  let subjects = null;
+  let problem = "";
   try {
     const body = await api(`/library?${query}`);
-    state.items = body.items;
-    renderSubjects(body.subjects);
+    items = body.items;
+    subjects = body.subjects;
   } catch (error) {
-    state.items = [];
-    libraryError(error.message);
+    problem = error.message;
   }
+  if (asked !== librarySearch) return; // a newer question was asked meanwhile
+  state.items = items;
+  if (subjects) renderSubjects(subjects);
+  libraryError(problem);
   renderLibrary();
 }
 
